@@ -1,0 +1,2 @@
+//! The `slimnet` command-line tool.
+fn main() {}

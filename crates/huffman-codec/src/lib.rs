@@ -1,0 +1,2 @@
+//! Canonical length-limited Huffman coding (placeholder; being written).
+#![warn(missing_docs)]

@@ -1,0 +1,90 @@
+//! Datasets: labelled images in memory, batching, IDX files, augmentation.
+
+use tensor_core::Tensor;
+
+use crate::error::{NnError, Result};
+
+/// A labelled image set in memory: `images` is `[N, C, H, W]` with pixels scaled to [0, 1],
+/// `labels[i]` the class of image `i`.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// `[N, C, H, W]`, f32 in [0, 1].
+    pub images: Tensor,
+    /// One class index per image.
+    pub labels: Vec<u8>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Dataset {
+    /// A dataset, checking that images and labels agree in count and labels are in range.
+    pub fn new(images: Tensor, labels: Vec<u8>, classes: usize) -> Result<Self> {
+        let n = images.dims().first().copied().unwrap_or(0);
+        if images.dims().len() != 4 || n != labels.len() {
+            return Err(NnError::Config(format!(
+                "dataset: images {} and {} labels disagree (want [N, C, H, W] with N = labels)",
+                images.shape(),
+                labels.len()
+            )));
+        }
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l as usize >= classes)
+        {
+            return Err(NnError::Config(format!(
+                "dataset: label {l} at index {i} is not below {classes} classes"
+            )));
+        }
+        Ok(Self {
+            images,
+            labels,
+            classes,
+        })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the dataset is empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Shape of one sample, `[C, H, W]`.
+    pub fn sample_shape(&self) -> &[usize] {
+        &self.images.dims()[1..]
+    }
+
+    /// Copies the samples at `indices` into a batch `[B, C, H, W]` with their labels.
+    pub fn batch(&self, indices: &[usize]) -> Result<(Tensor, Vec<usize>)> {
+        let per: usize = self.sample_shape().iter().product();
+        let mut data = Vec::with_capacity(indices.len() * per);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            if i >= self.len() {
+                return Err(NnError::Config(format!(
+                    "dataset: index {i} out of range 0..{}",
+                    self.len()
+                )));
+            }
+            data.extend_from_slice(&self.images.data()[i * per..(i + 1) * per]);
+            labels.push(self.labels[i] as usize);
+        }
+        let mut dims = vec![indices.len()];
+        dims.extend_from_slice(self.sample_shape());
+        Ok((Tensor::new(&dims, data)?, labels))
+    }
+
+    /// The first `n` samples (or all, if fewer).
+    pub fn take(&self, n: usize) -> Result<Self> {
+        let n = n.min(self.len());
+        Ok(Self {
+            images: self.images.slice_outer(0, n)?,
+            labels: self.labels[..n].to_vec(),
+            classes: self.classes,
+        })
+    }
+}

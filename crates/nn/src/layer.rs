@@ -1,0 +1,103 @@
+//! The Layer trait: the one interface dense and compressed layers share.
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use tensor_core::{Shape, Tensor};
+
+use crate::error::Result;
+
+/// Whether a forward pass is for training (cache activations, dropout on, batch statistics)
+/// or for inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: layers cache what `backward` needs; dropout and batch statistics are active.
+    Train,
+    /// Inference: no caches; dropout is the identity; BatchNorm uses running statistics.
+    Eval,
+}
+
+/// Read access to one parameter.
+#[derive(Debug)]
+pub struct ParamRef<'a> {
+    /// The parameter's name within its layer, in PyTorch's words (`weight`, `bias`,
+    /// `running_mean`, ...).
+    pub name: &'static str,
+    /// The value.
+    pub value: &'a Tensor,
+}
+
+/// Write access to one trainable parameter and its accumulated gradient: what optimizers and
+/// Trainer hooks (pruning masks, centroid sharing, straight-through quantizers) act on.
+#[derive(Debug)]
+pub struct ParamMut<'a> {
+    /// The parameter's name within its layer (`weight`, `bias`, ...).
+    pub name: &'static str,
+    /// The value.
+    pub value: &'a mut Tensor,
+    /// The gradient accumulated by `backward` since the last `zero_grad`.
+    pub grad: &'a mut Tensor,
+}
+
+/// A layer of a network.
+///
+/// Contract (DESIGN.md): `forward` runs a batch (outermost dimension = batch); in
+/// [`Mode::Train`] it caches what `backward` needs. `backward` takes the gradient of the
+/// loss with respect to the output, returns the gradient with respect to the input, and
+/// *accumulates* (adds to) the parameter gradients. Compressed representations (sparse,
+/// shared, int8, binary, low-rank) implement this trait too, so a compressed model runs
+/// without being re-densified; a layer that cannot train returns an error from `backward`.
+pub trait Layer: Debug + Send + Sync {
+    /// The layer kind, in the papers' words (`linear`, `conv2d`, `maxpool2d`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// The output shape for a batch input of shape `input` (batch dimension included).
+    fn output_shape(&self, input: &Shape) -> Result<Shape>;
+
+    /// Runs the layer on a batch.
+    fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor>;
+
+    /// Back-propagates `grad_output`; returns the input gradient, accumulates parameter
+    /// gradients.
+    fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor>;
+
+    /// The parameters and buffers (read-only), trainable or not.
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        Vec::new()
+    }
+
+    /// The trainable parameters with their gradients.
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        Vec::new()
+    }
+
+    /// Number of stored parameters (trainable weights and biases; BatchNorm's running
+    /// statistics are buffers and not counted, as PyTorch counts).
+    fn param_count(&self) -> usize;
+
+    /// Bytes the layer's parameters occupy in memory in their stored representation
+    /// (4 per f32 weight for dense layers; indices, codebooks and bit-packed words included
+    /// for compressed ones).
+    fn stored_bytes(&self) -> usize {
+        4 * self.param_count()
+    }
+
+    /// Multiply-accumulates for one forward pass of a batch of shape `input`.
+    fn macs(&self, input: &Shape) -> Result<u64>;
+
+    /// Sets every parameter gradient to zero.
+    fn zero_grad(&mut self) {
+        for p in self.params_mut() {
+            p.grad.fill_zero();
+        }
+    }
+
+    /// Drops cached activations (after training, to free memory).
+    fn clear_cache(&mut self) {}
+
+    /// For downcasting (model I/O, fusing BatchNorm into a preceding conv, compression).
+    fn as_any(&self) -> &dyn Any;
+
+    /// For downcasting, mutable.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}

@@ -1,0 +1,54 @@
+//! The error type of tensor-core: each variant names the operation and the offending values.
+
+use crate::shape::Shape;
+
+/// Errors raised by tensor construction and kernels.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TensorError {
+    /// A shape whose element count overflows or exceeds [`crate::shape::MAX_ELEMENTS`].
+    #[error("shape {dims:?} is too large (element count overflows or exceeds the limit)")]
+    ShapeTooLarge {
+        /// The requested dimensions.
+        dims: Vec<usize>,
+    },
+    /// Data length disagrees with the shape's element count.
+    #[error("{op}: data has {len} elements but shape {shape} needs {expected}")]
+    DataLength {
+        /// The operation.
+        op: &'static str,
+        /// Elements supplied.
+        len: usize,
+        /// Elements the shape needs.
+        expected: usize,
+        /// The shape.
+        shape: Shape,
+    },
+    /// Two operands whose shapes do not fit together.
+    #[error("{op}: shape mismatch between {lhs} and {rhs}")]
+    ShapeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// Left operand's shape.
+        lhs: Shape,
+        /// Right operand's shape.
+        rhs: Shape,
+    },
+    /// An operand of the wrong rank.
+    #[error("{op}: expected rank {expected}, got shape {shape}")]
+    RankMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The rank needed.
+        expected: usize,
+        /// The shape supplied.
+        shape: Shape,
+    },
+    /// A parameter outside its valid range (zero stride, kernel larger than padded input, ...).
+    #[error("{op}: invalid argument: {reason}")]
+    InvalidArgument {
+        /// The operation.
+        op: &'static str,
+        /// What is wrong, with the values.
+        reason: String,
+    },
+}

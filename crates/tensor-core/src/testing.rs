@@ -1,0 +1,61 @@
+//! Test helpers: comparisons with stated tolerances.
+
+/// Asserts `|a - b| <= atol + rtol * |b|` elementwise, reporting the worst element.
+///
+/// Panics (it is a test helper) with the index, both values and the tolerances.
+#[track_caller]
+pub fn assert_close(actual: &[f32], expected: &[f32], rtol: f32, atol: f32) {
+    assert_eq!(actual.len(), expected.len(), "assert_close: lengths differ");
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
+        let err = (a - b).abs();
+        let tol = atol + rtol * b.abs();
+        if !(err <= tol) {
+            let excess = if err.is_nan() {
+                f32::INFINITY
+            } else {
+                err - tol
+            };
+            if worst.is_none_or(|(_, e)| excess > e) {
+                worst = Some((i, excess));
+            }
+        }
+    }
+    if let Some((i, _)) = worst {
+        panic!(
+            "assert_close failed at index {i}: actual {} expected {} (rtol {rtol}, atol {atol})",
+            actual[i], expected[i]
+        );
+    }
+}
+
+/// Largest relative error `|a - b| / max(|b|, floor)` over the elements.
+pub fn max_rel_error(actual: &[f32], expected: &[f32], floor: f32) -> f32 {
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(&a, &b)| (a - b).abs() / b.abs().max(floor))
+        .fold(0.0, f32::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_within_tolerance() {
+        assert_close(&[1.0, 2.0], &[1.0 + 1e-7, 2.0], 1e-6, 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "index 1")]
+    fn fails_outside_tolerance() {
+        assert_close(&[1.0, 2.1], &[1.0, 2.0], 1e-3, 0.0);
+    }
+
+    #[test]
+    #[should_panic]
+    fn nan_fails() {
+        assert_close(&[f32::NAN], &[1.0], 1.0, 1.0);
+    }
+}

@@ -1,6 +1,6 @@
 //! The self-describing block: header, code-length table, stream sizes, streams.
 
-use crate::encode::segment_bounds;
+use crate::encode::{EncodeOne, segment_bounds};
 use crate::params::{DecodeLimits, EncodeParams, MAX_ALPHABET, MAX_CODE_LEN};
 use crate::{CanonicalCode, Decoder, Encoder, HuffError, histogram, varint};
 
@@ -95,7 +95,7 @@ fn compress_with<T: Copy + Into<u32>>(
     symbols: &[T],
     params: &EncodeParams,
     hists: Vec<Vec<u64>>,
-    encode: fn(&Encoder, &[T], &mut Vec<u8>) -> Result<usize, HuffError>,
+    encode: EncodeOne<T>,
 ) -> Result<Vec<u8>, HuffError> {
     if params.max_code_len == 0 || params.max_code_len > MAX_CODE_LEN {
         return Err(HuffError::InvalidMaxCodeLen {
@@ -131,7 +131,9 @@ fn compress_with<T: Copy + Into<u32>>(
     }
     debug_assert!(alphabet <= MAX_ALPHABET);
     let needed = usize::BITS - (used - 1).leading_zeros(); // ceil(log2(used))
-    let cap = params.max_code_len.max(needed.min(MAX_CODE_LEN as u32) as u8);
+    let cap = params
+        .max_code_len
+        .max(needed.min(MAX_CODE_LEN as u32) as u8);
     let code = CanonicalCode::from_frequencies(&total, cap)?;
     let encoder = Encoder::new(&code);
 

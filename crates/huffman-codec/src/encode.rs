@@ -10,6 +10,10 @@ pub fn segment_bounds(n: usize, i: usize) -> (usize, usize) {
     ((i * seg).min(n), ((i + 1) * seg).min(n))
 }
 
+/// Signature of the one-stream encoders, [`Encoder::encode_stream`] and
+/// [`Encoder::encode_stream_u8`].
+pub(crate) type EncodeOne<T> = fn(&Encoder, &[T], &mut Vec<u8>) -> Result<usize, HuffError>;
+
 /// Encodes symbols with a given [`CanonicalCode`].
 ///
 /// The encoder keeps one `u32` per symbol: the codeword bit-reversed (so that its first bit is
@@ -70,7 +74,11 @@ impl Encoder {
     }
 
     /// [`Encoder::encode_four`] for 8-bit symbols.
-    pub fn encode_four_u8(&self, symbols: &[u8], out: &mut Vec<u8>) -> Result<[usize; 4], HuffError> {
+    pub fn encode_four_u8(
+        &self,
+        symbols: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<[usize; 4], HuffError> {
         self.four(symbols, out, Self::encode_stream_u8)
     }
 
@@ -78,7 +86,7 @@ impl Encoder {
         &self,
         symbols: &[T],
         out: &mut Vec<u8>,
-        one: fn(&Self, &[T], &mut Vec<u8>) -> Result<usize, HuffError>,
+        one: EncodeOne<T>,
     ) -> Result<[usize; 4], HuffError> {
         let start = out.len();
         let mut sizes = [0usize; 4];
@@ -217,7 +225,9 @@ mod tests {
         let enc = Encoder::new(&code);
         let mut out = vec![7];
         for bad in [2u16, 3, 999] {
-            let symbols: Vec<u16> = (0..100).map(|i| if i == 50 { bad } else { i % 2 }).collect();
+            let symbols: Vec<u16> = (0..100)
+                .map(|i| if i == 50 { bad } else { i % 2 })
+                .collect();
             let err = enc.encode_stream(&symbols, &mut out).unwrap_err();
             assert_eq!(
                 err,

@@ -146,9 +146,14 @@ impl fmt::Display for HuffError {
         use HuffError::*;
         match self {
             AlphabetTooLarge { op, size, max } => {
-                write!(f, "{op}: alphabet of {size} symbols exceeds the maximum of {max}")
+                write!(
+                    f,
+                    "{op}: alphabet of {size} symbols exceeds the maximum of {max}"
+                )
             }
-            NoSymbols { op } => write!(f, "{op}: every frequency is zero, there is nothing to code"),
+            NoSymbols { op } => {
+                write!(f, "{op}: every frequency is zero, there is nothing to code")
+            }
             InvalidMaxCodeLen { op, max_len } => {
                 write!(f, "{op}: maximum code length {max_len} is outside 1..=15")
             }
@@ -156,7 +161,11 @@ impl fmt::Display for HuffError {
                 f,
                 "build code: {used_symbols} symbols in use cannot fit codes of at most {cap} bits"
             ),
-            LengthAboveCap { symbol, length, cap } => write!(
+            LengthAboveCap {
+                symbol,
+                length,
+                cap,
+            } => write!(
                 f,
                 "code table: symbol {symbol} has length {length}, above the cap of {cap}"
             ),
@@ -211,7 +220,10 @@ impl fmt::Display for HuffError {
                 "decode stream {stream}: symbols use {used_bytes} bytes of {declared_bytes}"
             ),
             NonZeroPadding { stream } => {
-                write!(f, "decode stream {stream}: padding bits after the last code are not zero")
+                write!(
+                    f,
+                    "decode stream {stream}: padding bits after the last code are not zero"
+                )
             }
             TrailingBytes { expected, actual } => write!(
                 f,

@@ -160,7 +160,9 @@ fn limit_counts(count: &mut Vec<u64>, sorted: &[(u64, u32)], cap: usize) {
             // Compare freq / repaid without division.
             let better = match best {
                 None => true,
-                Some((_, bf, br)) => (freq as u128) * (br as u128) < (bf as u128) * (repaid as u128),
+                Some((_, bf, br)) => {
+                    (freq as u128) * (br as u128) < (bf as u128) * (repaid as u128)
+                }
             };
             if better {
                 best = Some((l, freq, repaid));
@@ -243,7 +245,10 @@ mod tests {
         }
         for cap in 6..=15u8 {
             let l = limited_lengths(&f, cap).unwrap();
-            assert!(l.iter().all(|&x| (1..=cap).contains(&x)), "cap {cap}: {l:?}");
+            assert!(
+                l.iter().all(|&x| (1..=cap).contains(&x)),
+                "cap {cap}: {l:?}"
+            );
             assert_eq!(kraft(&l), 1.0, "cap {cap}");
         }
     }
@@ -263,7 +268,10 @@ mod tests {
         ));
         assert!(matches!(
             limited_lengths(&[1; 5], 2),
-            Err(HuffError::CapTooSmall { cap: 2, used_symbols: 5 })
+            Err(HuffError::CapTooSmall {
+                cap: 2,
+                used_symbols: 5
+            })
         ));
         assert!(matches!(
             limited_lengths(&[1; 2], 16),

@@ -66,7 +66,11 @@ mod tests {
         let mut pos = 0;
         assert!(matches!(
             read(&[0x80, 0x80], &mut pos, "x"),
-            Err(HuffError::Truncated { needed: 3, available: 2, .. })
+            Err(HuffError::Truncated {
+                needed: 3,
+                available: 2,
+                ..
+            })
         ));
     }
 }

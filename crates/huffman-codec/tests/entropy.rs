@@ -1,0 +1,48 @@
+//! Mean code length against Shannon entropy, and saving over fixed-width storage, on the
+//! stand-in Deep Compression streams (see `streams/mod.rs`). Run with `--nocapture` for the table.
+
+mod streams;
+
+use huffman_codec::{
+    CanonicalCode, DEFAULT_MAX_CODE_LEN, DecodeLimits, EncodeParams, compress_u8, decompress_u8,
+    histogram_u8,
+};
+
+#[test]
+fn mean_code_length_within_two_percent_of_entropy() {
+    println!(
+        "| stream | symbols | alphabet | entropy (bits) | mean code length (bits) | ratio | fixed-width bytes | block bytes | saving |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for s in streams::all_streams() {
+        let h = streams::entropy_bits(&s.symbols);
+        let code = CanonicalCode::from_frequencies(&histogram_u8(&s.symbols), DEFAULT_MAX_CODE_LEN)
+            .unwrap();
+        let mean = code.cost_bits(&histogram_u8(&s.symbols)) as f64 / s.symbols.len() as f64;
+        let fixed_bits = s.alphabet.trailing_zeros() as usize;
+        let fixed_bytes = (s.symbols.len() * fixed_bits).div_ceil(8);
+        let block = compress_u8(&s.symbols, &EncodeParams::default()).unwrap();
+        assert_eq!(
+            decompress_u8(&block, &DecodeLimits::default()).unwrap(),
+            s.symbols
+        );
+        let saving = 1.0 - block.len() as f64 / fixed_bytes as f64;
+        println!(
+            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {} | {} | {:.1}% |",
+            s.name,
+            s.symbols.len(),
+            s.alphabet,
+            h,
+            mean,
+            mean / h,
+            fixed_bytes,
+            block.len(),
+            100.0 * saving
+        );
+        assert!(
+            mean <= 1.02 * h,
+            "{}: mean code length {mean:.4} is more than 2% above the entropy {h:.4}",
+            s.name
+        );
+    }
+}

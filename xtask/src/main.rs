@@ -1,2 +1,41 @@
-//! `cargo xtask`: project tasks.
-fn main() {}
+//! `cargo xtask`: project tasks too long or too broad for `cargo test`.
+//!
+//! - `cargo xtask zoo [--models lenet300,lenet5,cnn-teacher]`: trains each zoo model with its
+//!   reference recipe on the full Fashion-MNIST training set, evaluates it on the 10,000 test
+//!   images, saves it under `runs/`, and prints a Markdown row per model for
+//!   docs/BENCHMARKS.md (the accuracy acceptance runs of the foundation issue).
+//! - `cargo xtask streams [--models runs/lenet300.model,runs/lenet5.model] [--out
+//!   fixtures/streams]`: prunes and shares trained models as Deep Compression does and writes
+//!   the code-index and gap streams its Huffman stage codes (huffman-codec's real test data).
+//!
+//! `compress` and `bench` (the Deep Compression pipeline and the side-by-side benchmark of
+//! every representation) arrive with the pipeline crate.
+
+mod streams;
+mod zoo;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "xtask", about = "slimnet project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Train and evaluate zoo models with their reference recipes (long: minutes to an hour).
+    Zoo(zoo::Args),
+    /// Prune, share and relative-index trained models; write their Deep Compression symbol
+    /// streams (code indices and gaps) with entropy and Huffman figures.
+    Streams(streams::Args),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Zoo(a) => zoo::run(a),
+        Task::Streams(a) => streams::run(a),
+    }
+}

@@ -1,2 +1,44 @@
-//! The `slimnet` command-line tool.
-fn main() {}
+//! The `slimnet` command-line tool: train, evaluate, inspect, import and run models.
+//!
+//! Every command that takes a model accepts the native file (`.model`), ONNX (`.onnx`) or
+//! safetensors (`.safetensors`, with `--arch`). `--json` switches to machine-readable output
+//! on stdout; human-readable progress always goes to stderr.
+
+mod commands;
+mod progress;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// slimnet: make trained neural networks cheap to run.
+#[derive(Parser, Debug)]
+#[command(name = "slimnet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a zoo model on Fashion-MNIST and save it.
+    Train(commands::train::Args),
+    /// Evaluate a model on the Fashion-MNIST test set (accuracy, loss, confusion matrix).
+    Eval(commands::eval::Args),
+    /// List a model's layers, shapes, parameters, bytes and multiply-accumulates.
+    Inspect(commands::inspect::Args),
+    /// Convert an ONNX or safetensors model to the native format.
+    Import(commands::import::Args),
+    /// Run a model on a NumPy array (NCHW float32) and write its output as .npy.
+    Run(commands::run::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(a) => commands::train::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Import(a) => commands::import::run(a),
+        Command::Run(a) => commands::run::run(a),
+    }
+}

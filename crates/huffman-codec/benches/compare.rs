@@ -1,5 +1,11 @@
 //! huffman-codec beside zstd (levels 3 and 19) on the same streams: size (printed once per
 //! stream) and speed (criterion, bytes of uncompressed symbols per second).
+//!
+//! The streams are the real ones of the pruned, shared lenet300 and lenet5
+//! (`fixtures/streams/`, see `tests/streams/mod.rs`), plus `lenet5.fc.indices.x1MiB`, a
+//! seeded resample of the real lenet5 fc indices to 1 MiB for steady-state speed. For the
+//! size table alone, filter out every timed bench:
+//! `cargo bench -p huffman-codec --bench compare -- sizes-only`.
 
 mod support;
 

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use tensor_core::{Shape, Tensor};
 
 use crate::error::Result;
+use crate::record::LayerRecord;
 
 /// Whether a forward pass is for training (cache activations, dropout on, batch statistics)
 /// or for inference.
@@ -94,6 +95,12 @@ pub trait Layer: Debug + Send + Sync {
 
     /// Drops cached activations (after training, to free memory).
     fn clear_cache(&mut self) {}
+
+    /// The layer as a serializable record (kind, attributes, tensors): what model files, the
+    /// `.slim` container and the ONNX importer store. `crate::layers::layer_from_record`
+    /// rebuilds dense layers from it; a layer that cannot be stored returns
+    /// [`crate::NnError::Unsupported`].
+    fn record(&self) -> Result<LayerRecord>;
 
     /// For downcasting (model I/O, fusing BatchNorm into a preceding conv, compression).
     fn as_any(&self) -> &dyn Any;

@@ -12,10 +12,22 @@
 
 pub mod data;
 pub mod error;
+pub mod io;
 pub mod layer;
+pub mod layers;
+pub mod loss;
+pub mod metrics;
 pub mod model;
+pub mod optim;
+pub mod recipes;
+pub mod record;
+pub mod schedule;
+pub mod trainer;
+pub mod zoo;
 
 pub use data::Dataset;
 pub use error::{NnError, Result};
 pub use layer::{Layer, Mode, ParamMut, ParamRef};
 pub use model::{LayerSummary, Model};
+pub use record::{AttrValue, LayerRecord};
+pub use trainer::{TrainConfig, TrainHook, Trainer};

@@ -11,8 +11,12 @@
 //! kernels (sparse, int8, binary: each lives in the crate of its technique).
 #![warn(missing_docs)]
 
+pub mod activation;
+pub mod conv;
 pub mod dispatch;
 pub mod error;
+pub mod gemm;
+pub mod pool;
 pub mod rng;
 pub mod shape;
 pub mod tensor;

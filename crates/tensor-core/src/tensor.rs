@@ -10,10 +10,28 @@ use crate::shape::Shape;
 /// Design: every kernel in slimnet works on contiguous row-major slices, so the tensor keeps
 /// no strides; reshape moves the buffer and changes only the shape (no copy). Transposes are
 /// expressed in the kernels (GEMM takes transpose flags) rather than as views.
+///
+/// Deserialization goes through [`Tensor::from_vec`], so a record whose data length disagrees
+/// with its shape is rejected instead of producing a tensor that fails later.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawTensor")]
 pub struct Tensor {
     shape: Shape,
     data: Vec<f32>,
+}
+
+/// The unchecked serialized form of a [`Tensor`]; converted with a length check.
+#[derive(Deserialize)]
+struct RawTensor {
+    shape: Shape,
+    data: Vec<f32>,
+}
+
+impl TryFrom<RawTensor> for Tensor {
+    type Error = TensorError;
+    fn try_from(raw: RawTensor) -> Result<Self, TensorError> {
+        Tensor::from_vec(raw.shape, raw.data)
+    }
 }
 
 impl Tensor {
@@ -165,7 +183,7 @@ impl Tensor {
                 reason: format!("range {start}..{end} outside 0..{n}"),
             });
         }
-        let inner = if n == 0 { 0 } else { self.data.len() / n };
+        let inner = self.data.len().checked_div(n).unwrap_or(0);
         let mut dims = self.dims().to_vec();
         dims[0] = end - start;
         Tensor::new(&dims, self.data[start * inner..end * inner].to_vec())

@@ -10,7 +10,8 @@ pub fn assert_close(actual: &[f32], expected: &[f32], rtol: f32, atol: f32) {
     for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
         let err = (a - b).abs();
         let tol = atol + rtol * b.abs();
-        if !(err <= tol) {
+        // Written so that a NaN error counts as a failure.
+        if err.is_nan() || err > tol {
             let excess = if err.is_nan() {
                 f32::INFINITY
             } else {

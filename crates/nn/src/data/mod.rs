@@ -4,6 +4,14 @@ use tensor_core::Tensor;
 
 use crate::error::{NnError, Result};
 
+pub mod augment;
+pub mod idx;
+pub mod source;
+
+pub use augment::{Augment, augment_batch};
+pub use idx::{FASHION_MNIST_CLASSES, FASHION_MNIST_LABELS, Split, load_fashion_mnist};
+pub use source::{DataSource, SourceKind};
+
 /// A labelled image set in memory: `images` is `[N, C, H, W]` with pixels scaled to [0, 1],
 /// `labels[i]` the class of image `i`.
 #[derive(Clone, Debug)]
@@ -76,6 +84,18 @@ impl Dataset {
         let mut dims = vec![indices.len()];
         dims.extend_from_slice(self.sample_shape());
         Ok((Tensor::new(&dims, data)?, labels))
+    }
+
+    /// Number of samples of each class, indexed by label (length `classes`).
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
+        // Fields are public, so a label may exceed `classes`: such labels are not counted.
+        for &l in &self.labels {
+            if let Some(c) = counts.get_mut(l as usize) {
+                *c += 1;
+            }
+        }
+        counts
     }
 
     /// The first `n` samples (or all, if fewer).

@@ -1,0 +1,34 @@
+//! `slimnet import model.onnx -o model.model`: convert to the native format.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::ModelArgs;
+
+/// Arguments of `slimnet import`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output file (native format).
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    let model = args.model.load()?;
+    nn::io::native::save(&model, &args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    let bytes = std::fs::metadata(&args.output)?.len();
+    println!(
+        "imported {} ({} layers, {} parameters) -> {} ({} bytes)",
+        args.model.model.display(),
+        model.layers.len(),
+        model.param_count(),
+        args.output.display(),
+        bytes
+    );
+    Ok(())
+}

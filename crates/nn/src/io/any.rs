@@ -1,0 +1,115 @@
+//! One entry point for every model file slimnet reads: ONNX, safetensors (with a zoo
+//! architecture) or the native format, recognized by content first and extension second.
+
+use std::path::Path;
+
+use crate::error::{NnError, Result};
+use crate::model::Model;
+
+/// The model file formats [`load_any`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// slimnet's native file (magic `SLIMNETM`).
+    Native,
+    /// An ONNX protobuf (`.onnx`).
+    Onnx,
+    /// A safetensors file (`.safetensors`): weights only, the architecture comes from `--arch`.
+    Safetensors,
+}
+
+impl ModelFormat {
+    /// Recognizes a file from its first bytes, then its extension.
+    ///
+    /// The native magic is exact. safetensors starts with a little-endian u64 header length
+    /// followed by `{`. ONNX has no magic: a file is taken as ONNX by its `.onnx` extension,
+    /// or when it starts like a `ModelProto` (field 1 `ir_version` as a varint, tag byte 0x08).
+    pub fn detect(path: &Path, head: &[u8]) -> Option<Self> {
+        if head.starts_with(&crate::io::native::MAGIC) {
+            return Some(ModelFormat::Native);
+        }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("onnx") => return Some(ModelFormat::Onnx),
+            Some("safetensors") => return Some(ModelFormat::Safetensors),
+            _ => {}
+        }
+        if head.len() >= 9 && head[8] == b'{' {
+            return Some(ModelFormat::Safetensors);
+        }
+        if head.first() == Some(&0x08) {
+            return Some(ModelFormat::Onnx);
+        }
+        None
+    }
+}
+
+/// Loads a model from `path` in any format slimnet reads: native, `.onnx`, or
+/// `.safetensors` (which needs `arch`, a zoo name, since safetensors holds no architecture).
+pub fn load_any(path: impl AsRef<Path>, arch: Option<&str>) -> Result<Model> {
+    let path = path.as_ref();
+    let mut head = [0u8; 16];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| NnError::io(path, e))?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(NnError::io(path, e)),
+            }
+        }
+        n
+    };
+    match ModelFormat::detect(path, &head[..n]) {
+        Some(ModelFormat::Native) => crate::io::native::load(path),
+        Some(ModelFormat::Onnx) => crate::io::onnx::import(path),
+        Some(ModelFormat::Safetensors) => {
+            let arch = arch.ok_or_else(|| {
+                NnError::Config(format!(
+                    "{}: a safetensors file holds weights only; name the architecture with \
+                     --arch ({})",
+                    path.display(),
+                    crate::zoo::NAMES.join(", ")
+                ))
+            })?;
+            crate::io::safetensors::load_safetensors(path, arch)
+        }
+        None => Err(NnError::corrupt(
+            path,
+            "model file",
+            "not a native slimnet model (SLIMNETM), ONNX (.onnx) or safetensors (.safetensors) file",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection() {
+        let p = Path::new("m.bin");
+        assert_eq!(
+            ModelFormat::detect(p, b"SLIMNETM\x01"),
+            Some(ModelFormat::Native)
+        );
+        assert_eq!(
+            ModelFormat::detect(Path::new("a.ONNX"), b""),
+            Some(ModelFormat::Onnx)
+        );
+        assert_eq!(
+            ModelFormat::detect(p, b"\x08\x07\x12"),
+            Some(ModelFormat::Onnx)
+        );
+        assert_eq!(
+            ModelFormat::detect(p, b"\x10\0\0\0\0\0\0\0{\"a\""),
+            Some(ModelFormat::Safetensors)
+        );
+        assert_eq!(ModelFormat::detect(p, b"hello"), None);
+    }
+}

@@ -1,0 +1,768 @@
+//! The native model file (`.slimnet`): a checksummed, versioned serialization of a [`Model`].
+//!
+//! # Format, version 1
+//!
+//! All integers little-endian. A file is exactly `24 + P` bytes:
+//!
+//! | offset   | size | field                                                          |
+//! |----------|------|----------------------------------------------------------------|
+//! | 0        | 8    | magic, the ASCII bytes `SLIMNETM`                              |
+//! | 8        | 4    | format version, `u32`, currently 1                             |
+//! | 12       | 8    | payload length `P` in bytes, `u64`                             |
+//! | 20       | P    | payload: a [`ModelRecord`] encoded with bincode 2 (see below)  |
+//! | 20 + P   | 4    | CRC-32 of the payload, `u32`                                   |
+//!
+//! The payload is `bincode::serde` with `bincode::config::standard()`: unsigned and signed
+//! integers (including lengths and `usize`) as bincode varints (one byte below 251, else a
+//! marker byte 251/252/253 followed by a little-endian `u16`/`u32`/`u64`; signed integers
+//! zigzag-encoded first), `f32` as 4 little-endian bytes, strings and sequences as a varint
+//! length followed by the elements, maps as a varint count followed by key-value pairs, enums
+//! as a varint variant index followed by the variant's fields, structs as their fields in
+//! declaration order. The record, field by field:
+//!
+//! ```text
+//! ModelRecord { name: String, input_shape: Vec<usize>, layers: Vec<LayerRecord>,
+//!               metadata: BTreeMap<String, String> }
+//! LayerRecord { kind: String, attrs: BTreeMap<String, AttrValue>,
+//!               tensors: Vec<(String, Tensor)> }
+//! AttrValue   = Int(i64) | Ints(Vec<i64>) | Float(f32) | Floats(Vec<f32>) | Str(String)
+//!               (variant indices 0..=4)
+//! Tensor      { shape: Vec<usize>, data: Vec<f32> }   (row-major, data.len() = product)
+//! ```
+//!
+//! The checksum is CRC-32/ISO-HDLC (the CRC of zlib, PNG and Ethernet: reflected polynomial
+//! `0xEDB88320`, initial value and final XOR `0xFFFFFFFF`; check value `0xCBF43926` for the
+//! ASCII bytes `123456789`), computed over the `P` payload bytes only.
+//!
+//! # Reading untrusted files
+//!
+//! [`decode`] checks, in order and before decoding anything: the file holds at least the
+//! 24 bytes of header and trailer; the magic; the version; that `P` equals the file size
+//! minus 24 exactly; the checksum. The payload is then decoded with a bincode byte limit of
+//! the smallest power of two at least `P` (bincode's limit is a compile-time constant), so no
+//! length field inside the payload can make the decoder allocate more than twice the bytes
+//! actually present; trailing payload bytes are an error. Every tensor's data length is
+//! checked against its shape, and each layer is rebuilt through
+//! [`crate::layers::layer_from_record`], which validates every attribute and tensor shape.
+//!
+//! # Writing
+//!
+//! [`save`] writes to a temporary file in the destination's directory, syncs it, and renames
+//! it over the destination: a reader never sees a half-written model.
+//!
+//! Design: bincode 2.0.1 is pinned (3.0.0 is a tombstone release, and 2.0.1 is flagged
+//! unmaintained, RUSTSEC-2025-0141); this module is the only place that names it, so moving
+//! the payload to postcard (a new format version) touches this file alone.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NnError, Result};
+use crate::layer::Layer;
+use crate::model::Model;
+use crate::record::LayerRecord;
+
+/// The first 8 bytes of every native model file.
+pub const MAGIC: [u8; 8] = *b"SLIMNETM";
+
+/// The format version this module writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Bytes before the payload: magic, version, payload length.
+pub const HEADER_LEN: usize = 20;
+
+/// Bytes after the payload: the CRC-32.
+pub const TRAILER_LEN: usize = 4;
+
+/// Largest payload accepted, 2^38 bytes (256 GiB): four times the largest tensor a
+/// [`tensor_core::Shape`] admits.
+pub const MAX_PAYLOAD: u64 = 1 << 38;
+
+/// What a native model file stores: the model's name and per-sample input shape, one
+/// [`LayerRecord`] per layer in order, and free-form metadata (training recipe, accuracy,
+/// provenance).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// The model's name.
+    pub name: String,
+    /// Shape of one sample, without the batch dimension.
+    pub input_shape: Vec<usize>,
+    /// The layers, in order.
+    pub layers: Vec<LayerRecord>,
+    /// Free-form key-value metadata (sorted, so encoding is deterministic).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ModelRecord {
+    /// The record of `model` (each layer through [`Layer::record`]) with `metadata`.
+    pub fn from_model(model: &Model, metadata: BTreeMap<String, String>) -> Result<Self> {
+        let layers = model
+            .layers
+            .iter()
+            .map(|l| l.record())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            name: model.name.clone(),
+            input_shape: model.input_shape.clone(),
+            layers,
+            metadata,
+        })
+    }
+
+    /// Rebuilds the model, each layer through [`crate::layers::layer_from_record`] (the dense
+    /// layers of nn).
+    pub fn into_model(self) -> Result<Model> {
+        self.into_model_with(&crate::layers::layer_from_record)
+    }
+
+    /// Rebuilds the model with a caller-supplied layer builder (for crates whose compressed
+    /// layers nn does not know: the builder handles their kinds and defers the rest to
+    /// [`crate::layers::layer_from_record`]).
+    pub fn into_model_with(
+        self,
+        build: &dyn Fn(&LayerRecord) -> Result<Box<dyn Layer>>,
+    ) -> Result<Model> {
+        let layers = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, rec)| {
+                build(rec).map_err(|e| match e {
+                    NnError::Corrupt { path, what, reason } => NnError::Corrupt {
+                        path: format!("{} (layer {i})", path),
+                        what,
+                        reason,
+                    },
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Model::new(self.name, &self.input_shape, layers))
+    }
+}
+
+/// CRC-32/ISO-HDLC lookup table (reflected polynomial `0xEDB88320`), built at compile time.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32/ISO-HDLC of `bytes` (as zlib's `crc32`), one table lookup per byte.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+    }
+    c ^ 0xFFFF_FFFF
+}
+
+/// The bincode configuration of the payload.
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a record as a complete file image (header, payload, checksum).
+pub fn encode(record: &ModelRecord) -> Result<Vec<u8>> {
+    let payload = bincode::serde::encode_to_vec(record, config())
+        .map_err(|e| NnError::Unsupported(format!("native model file: encoding failed: {e}")))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    Ok(out)
+}
+
+/// Decodes `payload` with a bincode byte limit of `2^bits`.
+macro_rules! decode_with_limit {
+    ($payload:expr, $bits:expr; $($b:literal)*) => {
+        match $bits {
+            $( $b => bincode::serde::decode_from_slice::<ModelRecord, _>(
+                $payload,
+                config().with_limit::<{ 1usize << $b }>(),
+            ), )*
+            // `bits` is clamped to the listed range by the caller.
+            _ => unreachable!("payload limit 2^{} outside the table", $bits),
+        }
+    };
+}
+
+/// Decodes a file image into a [`ModelRecord`], checking everything listed in the module
+/// docs. `source` names the file in errors.
+pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
+    let corrupt = |what: &str, reason: String| NnError::corrupt(source, what, reason);
+    if bytes.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(corrupt(
+            "header",
+            format!(
+                "file is {} bytes, shorter than the {} bytes of header and checksum",
+                bytes.len(),
+                HEADER_LEN + TRAILER_LEN
+            ),
+        ));
+    }
+    if bytes[..8] != MAGIC {
+        return Err(corrupt(
+            "header",
+            format!(
+                "magic {:?} is not {:?} (not a slimnet model file)",
+                String::from_utf8_lossy(&bytes[..8]),
+                String::from_utf8_lossy(&MAGIC)
+            ),
+        ));
+    }
+    // The slices below have the exact lengths of the integers (checked length above).
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(corrupt(
+            "header",
+            format!("format version {version}, this build reads version {FORMAT_VERSION}"),
+        ));
+    }
+    let declared = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let actual = (bytes.len() - HEADER_LEN - TRAILER_LEN) as u64;
+    if declared != actual {
+        return Err(corrupt(
+            "header",
+            format!(
+                "payload length {declared} disagrees with the file size {} (payload {actual} \
+                 bytes): truncated or extended file",
+                bytes.len()
+            ),
+        ));
+    }
+    if declared > MAX_PAYLOAD {
+        return Err(corrupt(
+            "header",
+            format!("payload length {declared} exceeds the limit {MAX_PAYLOAD}"),
+        ));
+    }
+    let payload = &bytes[HEADER_LEN..bytes.len() - TRAILER_LEN];
+    let stored = u32::from_le_bytes(
+        bytes[bytes.len() - TRAILER_LEN..]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let computed = crc32(payload);
+    if stored != computed {
+        return Err(corrupt(
+            "checksum",
+            format!("stored CRC-32 {stored:#010x}, payload has {computed:#010x}"),
+        ));
+    }
+    let bits = payload
+        .len()
+        .max(1)
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(16, 38);
+    let decoded = decode_with_limit!(payload, bits;
+        16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38);
+    let (record, used) = decoded.map_err(|e| corrupt("model record", e.to_string()))?;
+    if used != payload.len() {
+        return Err(corrupt(
+            "model record",
+            format!("{} trailing bytes after the record", payload.len() - used),
+        ));
+    }
+    validate(&record, source)?;
+    Ok(record)
+}
+
+/// Checks what bincode cannot: each tensor's data length against its shape, and a sane
+/// input shape.
+fn validate(record: &ModelRecord, source: &str) -> Result<()> {
+    let mut dims = vec![1];
+    dims.extend_from_slice(&record.input_shape);
+    tensor_core::Shape::new(&dims).map_err(|e| {
+        NnError::corrupt(
+            source,
+            "input shape",
+            format!("{:?}: {e}", record.input_shape),
+        )
+    })?;
+    for (i, layer) in record.layers.iter().enumerate() {
+        for (name, t) in &layer.tensors {
+            if t.numel() != t.shape().numel() {
+                return Err(NnError::corrupt(
+                    source,
+                    format!("layer {i} ({}) tensor `{name}`", layer.kind),
+                    format!(
+                        "{} elements for shape {} ({} expected)",
+                        t.numel(),
+                        t.shape(),
+                        t.shape().numel()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The file image of `model` with empty metadata.
+pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
+    encode(&ModelRecord::from_model(model, BTreeMap::new())?)
+}
+
+/// Decodes a file image and rebuilds the model; `source_name` names it in errors.
+pub fn from_bytes(bytes: &[u8], source_name: &str) -> Result<Model> {
+    decode(bytes, source_name)?.into_model()
+}
+
+/// Writes `model` to `path` (with empty metadata), atomically (see the module docs).
+pub fn save(model: &Model, path: impl AsRef<Path>) -> Result<()> {
+    save_record(&ModelRecord::from_model(model, BTreeMap::new())?, path)
+}
+
+/// Writes `model` with `metadata` to `path`, atomically.
+pub fn save_with_metadata(
+    model: &Model,
+    metadata: BTreeMap<String, String>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    save_record(&ModelRecord::from_model(model, metadata)?, path)
+}
+
+/// Writes a record to `path`: to a temporary file in the same directory, synced, then
+/// renamed over `path`. On failure the temporary file is removed and `path` is untouched.
+pub fn save_record(record: &ModelRecord, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let bytes = encode(record)?;
+    let file_name = path.file_name().ok_or_else(|| {
+        NnError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        NnError::io(path, e)
+    })
+}
+
+/// Reads and decodes the record at `path` (metadata included), without building layers.
+pub fn load_record(path: impl AsRef<Path>) -> Result<ModelRecord> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
+    decode(&bytes, &path.display().to_string())
+}
+
+/// Reads the model at `path`.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    load_record(path)?.into_model()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::{Mode, ParamMut, ParamRef};
+    use crate::record::AttrValue;
+    use std::any::Any;
+    use tensor_core::rng::Rng;
+    use tensor_core::{Shape, Tensor};
+
+    #[test]
+    fn crc32_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(b"a"), 0xE8B7_BE43);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
+    }
+
+    /// A naive dense layer `y = x W^T + b` for the round-trip tests (the real layers live in
+    /// `crate::layers`; this one keeps the tests independent of them).
+    #[derive(Debug)]
+    struct Dense {
+        w: Tensor,
+        b: Tensor,
+        gw: Tensor,
+        gb: Tensor,
+    }
+
+    impl Dense {
+        fn random(inputs: usize, outputs: usize, rng: &mut Rng) -> Self {
+            let w = (0..inputs * outputs).map(|_| rng.normal() * 0.5).collect();
+            let b = (0..outputs).map(|_| rng.normal() * 0.1).collect();
+            Self::from_tensors(
+                Tensor::new(&[outputs, inputs], w).unwrap(),
+                Tensor::new(&[outputs], b).unwrap(),
+            )
+        }
+
+        fn from_tensors(w: Tensor, b: Tensor) -> Self {
+            Self {
+                gw: Tensor::zeros(w.shape().clone()),
+                gb: Tensor::zeros(b.shape().clone()),
+                w,
+                b,
+            }
+        }
+    }
+
+    impl Layer for Dense {
+        fn kind(&self) -> &'static str {
+            "test_dense"
+        }
+        fn output_shape(&self, input: &Shape) -> Result<Shape> {
+            Ok(Shape::new(&[input.dims()[0], self.w.dims()[0]])?)
+        }
+        fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+            let (o, i) = (self.w.dims()[0], self.w.dims()[1]);
+            let n = x.dims()[0];
+            let mut y = vec![0.0; n * o];
+            for s in 0..n {
+                for r in 0..o {
+                    let mut acc = self.b.data()[r];
+                    for c in 0..i {
+                        acc += self.w.data()[r * i + c] * x.data()[s * i + c];
+                    }
+                    y[s * o + r] = acc;
+                }
+            }
+            Ok(Tensor::new(&[n, o], y)?)
+        }
+        fn backward(&mut self, _g: &Tensor) -> Result<Tensor> {
+            Err(NnError::Unsupported("test_dense backward".into()))
+        }
+        fn params(&self) -> Vec<ParamRef<'_>> {
+            vec![
+                ParamRef {
+                    name: "weight",
+                    value: &self.w,
+                },
+                ParamRef {
+                    name: "bias",
+                    value: &self.b,
+                },
+            ]
+        }
+        fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+            vec![
+                ParamMut {
+                    name: "weight",
+                    value: &mut self.w,
+                    grad: &mut self.gw,
+                },
+                ParamMut {
+                    name: "bias",
+                    value: &mut self.b,
+                    grad: &mut self.gb,
+                },
+            ]
+        }
+        fn param_count(&self) -> usize {
+            self.w.numel() + self.b.numel()
+        }
+        fn macs(&self, input: &Shape) -> Result<u64> {
+            Ok((input.dims()[0] * self.w.numel()) as u64)
+        }
+        fn record(&self) -> Result<LayerRecord> {
+            Ok(LayerRecord::new("test_dense")
+                .with_int("in_features", self.w.dims()[1] as i64)
+                .with_attr("note", AttrValue::Str("naive".into()))
+                .with_tensor("weight", self.w.clone())
+                .with_tensor("bias", self.b.clone()))
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+    }
+
+    fn build_test_layer(rec: &LayerRecord) -> Result<Box<dyn Layer>> {
+        rec.expect_kind("test_dense")?;
+        rec.expect_tensor_names(&["weight", "bias"])?;
+        let w = rec.tensor("weight")?;
+        let (o, i) = match *w.dims() {
+            [o, i] => (o, i),
+            _ => return Err(rec.corrupt("tensor `weight`", "not rank 2")),
+        };
+        let want_i = rec.usize_in("in_features", 1, 1 << 20)?;
+        if i != want_i {
+            return Err(rec.corrupt("tensor `weight`", "in_features disagree"));
+        }
+        let b = rec.tensor_with_dims("bias", &[o])?;
+        Ok(Box::new(Dense::from_tensors(w.clone(), b)))
+    }
+
+    fn small_model(seed: u64) -> Model {
+        let mut rng = Rng::seed_from_u64(seed);
+        Model::new(
+            "tiny",
+            &[6],
+            vec![
+                Box::new(Dense::random(6, 4, &mut rng)),
+                Box::new(Dense::random(4, 3, &mut rng)),
+            ],
+        )
+    }
+
+    fn image(model: &Model) -> Vec<u8> {
+        let mut meta = BTreeMap::new();
+        meta.insert("accuracy".to_string(), "0.5".to_string());
+        encode(&ModelRecord::from_model(model, meta).unwrap()).unwrap()
+    }
+
+    fn rebuild(bytes: &[u8]) -> Result<Model> {
+        decode(bytes, "test")?.into_model_with(&build_test_layer)
+    }
+
+    #[test]
+    fn round_trip_is_bit_exact() {
+        let mut model = small_model(1);
+        let bytes = image(&model);
+        assert_eq!(&bytes[..8], b"SLIMNETM");
+        let record = decode(&bytes, "test").unwrap();
+        assert_eq!(record.metadata["accuracy"], "0.5");
+        assert_eq!(
+            record,
+            ModelRecord::from_model(&model, record.metadata.clone()).unwrap()
+        );
+        let mut back = rebuild(&bytes).unwrap();
+        assert_eq!(back.name, "tiny");
+        assert_eq!(back.input_shape, vec![6]);
+        for (a, b) in model.layers.iter().zip(&back.layers) {
+            for (pa, pb) in a.params().iter().zip(b.params()) {
+                assert_eq!(pa.name, pb.name);
+                let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(pa.value), bits(pb.value));
+            }
+        }
+        let mut rng = Rng::seed_from_u64(9);
+        let x = Tensor::new(&[5, 6], (0..30).map(|_| rng.normal()).collect()).unwrap();
+        let ya = model.forward(&x, Mode::Eval).unwrap();
+        let yb = back.forward(&x, Mode::Eval).unwrap();
+        assert_eq!(ya, yb);
+        // Encoding is deterministic.
+        assert_eq!(image(&back), bytes);
+    }
+
+    #[test]
+    fn save_and_load_through_a_file() {
+        let dir = std::env::temp_dir().join(format!("slimnet-native-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.slimnet");
+        let model = small_model(2);
+        save_with_metadata(&model, BTreeMap::from([("k".into(), "v".into())]), &path).unwrap();
+        let record = load_record(&path).unwrap();
+        assert_eq!(record.metadata["k"], "v");
+        assert_eq!(record.layers.len(), 2);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // Overwriting replaces the file whole.
+        save(&small_model(3), &path).unwrap();
+        assert!(load_record(&path).unwrap().metadata.is_empty());
+        // A missing file and a directory as destination are I/O errors naming the path.
+        let e = load_record(dir.join("absent")).unwrap_err().to_string();
+        assert!(e.contains("absent"), "{e}");
+        assert!(save(&model, &dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = image(&small_model(4));
+        for len in 0..bytes.len() {
+            assert!(
+                rebuild(&bytes[..len]).is_err(),
+                "truncated to {len} accepted"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(rebuild(&longer).is_err());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_an_error() {
+        let bytes = image(&small_model(5));
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x20;
+            let e = rebuild(&b).expect_err("flipped byte accepted").to_string();
+            if (HEADER_LEN..bytes.len() - TRAILER_LEN).contains(&i)
+                || i >= bytes.len() - TRAILER_LEN
+            {
+                assert!(e.contains("checksum"), "byte {i}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_magic_version_and_length_are_errors() {
+        let bytes = image(&small_model(6));
+        let mut b = bytes.clone();
+        b[0] = b'X';
+        assert!(rebuild(&b).unwrap_err().to_string().contains("magic"));
+        let mut b = bytes.clone();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        assert!(rebuild(&b).unwrap_err().to_string().contains("version 2"));
+        // An absurd length is rejected from the header alone (no allocation is attempted).
+        let mut b = bytes.clone();
+        b[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = rebuild(&b).unwrap_err().to_string();
+        assert!(e.contains("payload length 18446744073709551615"), "{e}");
+    }
+
+    /// A payload that passes the checksum but whose inner length fields lie: the decoder must
+    /// fail without allocating what they claim.
+    #[test]
+    fn lying_inner_lengths_are_errors_without_allocation() {
+        // name length varint: 0xFD marker + u64 = 2^62 bytes.
+        let mut payload = vec![0xFD];
+        payload.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        payload.extend_from_slice(b"tiny");
+        let file = frame(&payload);
+        let e = decode(&file, "lying").unwrap_err().to_string();
+        assert!(e.contains("model record"), "{e}");
+        // A tensor whose data is shorter than its shape, written through a mirror of the
+        // record's serde layout (Tensor itself cannot hold such a pair).
+        #[derive(Serialize)]
+        struct FakeTensor {
+            shape: Vec<usize>,
+            data: Vec<f32>,
+        }
+        #[derive(Serialize)]
+        struct FakeLayer {
+            kind: String,
+            attrs: BTreeMap<String, AttrValue>,
+            tensors: Vec<(String, FakeTensor)>,
+        }
+        #[derive(Serialize)]
+        struct FakeModel {
+            name: String,
+            input_shape: Vec<usize>,
+            layers: Vec<FakeLayer>,
+            metadata: BTreeMap<String, String>,
+        }
+        let fake = FakeModel {
+            name: "short".into(),
+            input_shape: vec![3],
+            layers: vec![FakeLayer {
+                kind: "test_dense".into(),
+                attrs: BTreeMap::new(),
+                tensors: vec![(
+                    "bias".into(),
+                    FakeTensor {
+                        shape: vec![4],
+                        data: vec![0.0; 3],
+                    },
+                )],
+            }],
+            metadata: BTreeMap::new(),
+        };
+        let payload = bincode::serde::encode_to_vec(&fake, config()).unwrap();
+        let e = decode(&frame(&payload), "short").unwrap_err().to_string();
+        assert!(e.contains("data has 3 elements but shape [4]"), "{e}");
+    }
+
+    /// Every zoo model survives the file bit for bit through the real layer builders, in
+    /// weights, buffers (BatchNorm running statistics) and outputs.
+    #[test]
+    fn zoo_models_round_trip_through_layer_from_record() {
+        for &name in crate::zoo::NAMES {
+            let mut rng = Rng::seed_from_u64(21);
+            let mut model = crate::zoo::build(name, &mut rng).unwrap();
+            let x = Tensor::new(
+                &[2, 1, 28, 28],
+                (0..2 * 784).map(|_| rng.uniform()).collect(),
+            )
+            .unwrap();
+            // A training pass moves BatchNorm's running statistics off their defaults.
+            model.forward(&x, Mode::Train).unwrap();
+            model.clear_cache();
+            let bytes = to_bytes(&model).unwrap();
+            let mut back = from_bytes(&bytes, name).unwrap();
+            assert_eq!(back.name, name);
+            assert_eq!(back.layers.len(), model.layers.len());
+            for (a, b) in model.layers.iter().zip(&back.layers) {
+                assert_eq!(a.kind(), b.kind());
+                let pa: Vec<_> = a
+                    .params()
+                    .iter()
+                    .map(|p| (p.name, p.value.clone()))
+                    .collect();
+                let pb: Vec<_> = b
+                    .params()
+                    .iter()
+                    .map(|p| (p.name, p.value.clone()))
+                    .collect();
+                assert_eq!(pa, pb, "{name}: layer {} differs", a.kind());
+            }
+            let ya = model.forward(&x, Mode::Eval).unwrap();
+            let yb = back.forward(&x, Mode::Eval).unwrap();
+            assert_eq!(ya, yb, "{name}: outputs differ");
+            assert_eq!(
+                to_bytes(&back).unwrap(),
+                bytes,
+                "{name}: re-encoding differs"
+            );
+        }
+    }
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(payload);
+        out.extend_from_slice(&crc32(payload).to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn unknown_layer_kinds_are_errors_naming_the_layer() {
+        let mut rec = ModelRecord::from_model(&small_model(8), BTreeMap::new()).unwrap();
+        rec.layers[1].kind = "mystery".into();
+        let e = decode(&encode(&rec).unwrap(), "m")
+            .unwrap()
+            .into_model_with(&build_test_layer)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("layer 1") && e.contains("mystery"), "{e}");
+    }
+}

@@ -1,0 +1,235 @@
+//! 2-D convolution layer (NCHW), weight `[out, in/groups, kh, kw]` as PyTorch and ONNX store it.
+
+use std::any::Any;
+
+use tensor_core::conv::{Conv2dGradOut, Conv2dParams, conv2d_backward, conv2d_forward};
+use tensor_core::rng::Rng;
+use tensor_core::{Shape, Tensor};
+
+use super::{
+    MAX_DIM, bad_input, check_grad, no_cache, pads_attr, pads_ints, pair_attr, pair_ints,
+    uniform_tensor,
+};
+use crate::error::Result;
+use crate::layer::{Layer, Mode, ParamMut, ParamRef};
+use crate::record::LayerRecord;
+
+/// A 2-D convolution with stride, four-sided zero padding, dilation and groups; the
+/// kernels (im2col + GEMM, forward and backward) are `tensor_core::conv`.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    params: Conv2dParams,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    grad_weight: Tensor,
+    grad_bias: Option<Tensor>,
+    /// The input of the last training-mode forward pass.
+    cache: Option<Tensor>,
+}
+
+impl Conv2d {
+    /// A convolution with bias, initialised as PyTorch's `nn.Conv2d`: weight and bias
+    /// uniform in `[-1/sqrt(fan_in), 1/sqrt(fan_in)]` with `fan_in = in/groups * kh * kw`
+    /// (kaiming-uniform with `a = sqrt(5)`).
+    pub fn new(params: Conv2dParams, rng: &mut Rng) -> Result<Self> {
+        params.validate()?;
+        let bound = 1.0 / (params.patch_len().max(1) as f32).sqrt();
+        let weight = uniform_tensor(&params.weight_dims(), bound, rng)?;
+        let bias = uniform_tensor(&[params.out_channels], bound, rng)?;
+        Self::from_parts(params, weight, Some(bias))
+    }
+
+    /// A convolution from its geometry, weight and optional bias (shapes checked).
+    pub fn from_parts(params: Conv2dParams, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        params.validate()?;
+        let wd = params.weight_dims();
+        if weight.dims() != wd {
+            return Err(bad_input(
+                "conv2d",
+                weight.shape(),
+                format!("weight must be {wd:?} for {params:?}"),
+            ));
+        }
+        if let Some(b) = &bias
+            && b.dims() != [params.out_channels]
+        {
+            return Err(bad_input(
+                "conv2d",
+                b.shape(),
+                format!("bias must be [{}]", params.out_channels),
+            ));
+        }
+        Ok(Self {
+            params,
+            grad_weight: Tensor::zeros(weight.shape().clone()),
+            grad_bias: bias.as_ref().map(|b| Tensor::zeros(b.shape().clone())),
+            weight,
+            bias,
+            cache: None,
+        })
+    }
+
+    /// Rebuilds the layer from its record: attributes `in_channels`, `out_channels`,
+    /// `kernel` `[kh, kw]`, `stride`, `pads` (ONNX order `[top, left, bottom, right]`),
+    /// `dilation`, `groups`, `bias` in {0, 1}; tensors `weight` and optionally `bias`.
+    pub fn from_record(rec: &LayerRecord) -> Result<Self> {
+        rec.expect_kind("conv2d")?;
+        let params = Conv2dParams {
+            in_channels: rec.usize_in("in_channels", 1, MAX_DIM)?,
+            out_channels: rec.usize_in("out_channels", 1, MAX_DIM)?,
+            kernel: pair_attr(rec, "kernel", 1)?,
+            stride: pair_attr(rec, "stride", 1)?,
+            padding: pads_attr(rec)?,
+            dilation: pair_attr(rec, "dilation", 1)?,
+            groups: rec.usize_in("groups", 1, MAX_DIM)?,
+        };
+        params
+            .validate()
+            .map_err(|e| rec.corrupt("attributes", e.to_string()))?;
+        let has_bias = rec.usize_in("bias", 0, 1)? == 1;
+        rec.expect_tensor_names(if has_bias {
+            &["weight", "bias"]
+        } else {
+            &["weight"]
+        })?;
+        let weight = rec.tensor_with_dims("weight", &params.weight_dims())?;
+        let bias = if has_bias {
+            Some(rec.tensor_with_dims("bias", &[params.out_channels])?)
+        } else {
+            None
+        };
+        Self::from_parts(params, weight, bias)
+    }
+
+    /// The geometry.
+    pub fn params(&self) -> &Conv2dParams {
+        &self.params
+    }
+
+    /// The weight `[out, in/groups, kh, kw]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape> {
+        let d = self
+            .params
+            .output_dims(input)
+            .map_err(|e| bad_input("conv2d", input, e.to_string()))?;
+        Ok(Shape::new(&d)?)
+    }
+
+    fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.output_shape(input.shape())?;
+        let y = conv2d_forward(
+            input,
+            &self.weight,
+            self.bias.as_ref().map(|b| b.data()),
+            &self.params,
+        )?;
+        if mode == Mode::Train {
+            self.cache = Some(input.clone());
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor> {
+        let x = self.cache.as_ref().ok_or_else(|| no_cache("conv2d"))?;
+        let want = self.params.output_dims(x.shape())?;
+        check_grad("conv2d", grad_output, &want)?;
+        let mut dx = Tensor::zeros(x.shape().clone());
+        conv2d_backward(
+            x,
+            &self.weight,
+            grad_output,
+            &self.params,
+            Conv2dGradOut {
+                input: Some(dx.data_mut()),
+                weight: self.grad_weight.data_mut(),
+                bias: self.grad_bias.as_mut().map(|b| b.data_mut()),
+            },
+        )?;
+        Ok(dx)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        let mut v = vec![ParamRef {
+            name: "weight",
+            value: &self.weight,
+        }];
+        if let Some(b) = &self.bias {
+            v.push(ParamRef {
+                name: "bias",
+                value: b,
+            });
+        }
+        v
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        let mut v = vec![ParamMut {
+            name: "weight",
+            value: &mut self.weight,
+            grad: &mut self.grad_weight,
+        }];
+        if let (Some(b), Some(gb)) = (&mut self.bias, &mut self.grad_bias) {
+            v.push(ParamMut {
+                name: "bias",
+                value: b,
+                grad: gb,
+            });
+        }
+        v
+    }
+
+    fn param_count(&self) -> usize {
+        self.weight.numel() + self.bias.as_ref().map_or(0, |b| b.numel())
+    }
+
+    fn macs(&self, input: &Shape) -> Result<u64> {
+        self.params
+            .macs(input)
+            .map_err(|e| bad_input("conv2d", input, e.to_string()))
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache = None;
+    }
+
+    fn record(&self) -> Result<LayerRecord> {
+        let p = &self.params;
+        let mut rec = LayerRecord::new("conv2d")
+            .with_int("in_channels", p.in_channels as i64)
+            .with_int("out_channels", p.out_channels as i64)
+            .with_ints("kernel", &pair_ints(p.kernel))
+            .with_ints("stride", &pair_ints(p.stride))
+            .with_ints("pads", &pads_ints(p.padding))
+            .with_ints("dilation", &pair_ints(p.dilation))
+            .with_int("groups", p.groups as i64)
+            .with_int("bias", self.bias.is_some() as i64)
+            .with_tensor("weight", self.weight.clone());
+        if let Some(b) = &self.bias {
+            rec = rec.with_tensor("bias", b.clone());
+        }
+        Ok(rec)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

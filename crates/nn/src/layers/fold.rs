@@ -1,0 +1,62 @@
+//! Folding BatchNorm into the preceding convolution, for inference.
+//!
+//! In evaluation mode BatchNorm is the per-channel affine map `y = s[o] z + t[o]` with
+//! `s = gamma / sqrt(running_var + eps)` and `t = beta - running_mean * s`; applied to a
+//! convolution's output `z = W * x + b` it gives the convolution with `W'[o] = s[o] W[o]` and
+//! `b'[o] = s[o] b[o] + t[o]` (Jacob et al., 2018, section 3.2). The folded network computes
+//! the same function with one layer fewer.
+
+use tensor_core::Tensor;
+
+use super::{BatchNorm2d, Conv2d};
+use crate::error::{NnError, Result};
+use crate::model::Model;
+
+/// The convolution equivalent to `conv` followed by `bn` in evaluation mode.
+pub fn fold_batchnorm(conv: &Conv2d, bn: &BatchNorm2d) -> Result<Conv2d> {
+    let p = *conv.params();
+    if bn.num_features() != p.out_channels {
+        return Err(NnError::Config(format!(
+            "fold_batchnorm: batchnorm2d has {} channels, the convolution {} outputs",
+            bn.num_features(),
+            p.out_channels
+        )));
+    }
+    let (scale, shift) = bn.eval_affine();
+    let per_out = p.patch_len();
+    let mut w = conv.weight().clone();
+    for (o, filt) in w.data_mut().chunks_exact_mut(per_out.max(1)).enumerate() {
+        filt.iter_mut().for_each(|v| *v *= scale[o]);
+    }
+    let bias: Vec<f32> = (0..p.out_channels)
+        .map(|o| {
+            let b = conv.bias().map_or(0.0, |b| b.data()[o]);
+            (scale[o] as f64 * b as f64 + shift[o] as f64) as f32
+        })
+        .collect();
+    Conv2d::from_parts(p, w, Some(Tensor::new(&[p.out_channels], bias)?))
+}
+
+/// Replaces every `conv2d` immediately followed by a `batchnorm2d` in `model` with their
+/// folded convolution; returns how many pairs were folded. On error the model is unchanged.
+pub fn fold_batchnorms(model: &mut Model) -> Result<usize> {
+    // All folds are computed before the model is touched.
+    let mut folds: Vec<(usize, Conv2d)> = Vec::new();
+    let mut i = 0;
+    while i + 1 < model.layers.len() {
+        let conv = model.layers[i].as_any().downcast_ref::<Conv2d>();
+        let bn = model.layers[i + 1].as_any().downcast_ref::<BatchNorm2d>();
+        if let (Some(conv), Some(bn)) = (conv, bn) {
+            folds.push((i, fold_batchnorm(conv, bn)?));
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    let n = folds.len();
+    for (i, conv) in folds.into_iter().rev() {
+        model.layers[i] = Box::new(conv);
+        model.layers.remove(i + 1);
+    }
+    Ok(n)
+}

@@ -1,0 +1,265 @@
+//! Linear (fully connected) layer: `y = x W^T + b`, weight `[out, in]` as PyTorch stores it.
+
+use std::any::Any;
+
+use tensor_core::gemm::{GemmParams, gemm};
+use tensor_core::rng::Rng;
+use tensor_core::{Shape, Tensor};
+
+use super::{MAX_DIM, bad_input, check_grad, no_cache, uniform_tensor};
+use crate::error::Result;
+use crate::layer::{Layer, Mode, ParamMut, ParamRef};
+use crate::record::LayerRecord;
+
+/// A fully connected layer on `[N, in]` batches.
+///
+/// Backward (for `y = x W^T + b`, `g = dL/dy`): `dx = g W`, `dW += g^T x`,
+/// `db += sum_n g[n]`.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    grad_weight: Tensor,
+    grad_bias: Option<Tensor>,
+    /// The input of the last training-mode forward pass.
+    cache: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer `in_features -> out_features` with bias, initialised as PyTorch's
+    /// `nn.Linear`: weight and bias uniform in `[-1/sqrt(in), 1/sqrt(in)]` (He et al.'s
+    /// kaiming-uniform with `a = sqrt(5)`).
+    pub fn new(in_features: usize, out_features: usize, rng: &mut Rng) -> Result<Self> {
+        let bound = 1.0 / (in_features.max(1) as f32).sqrt();
+        let weight = uniform_tensor(&[out_features, in_features], bound, rng)?;
+        let bias = uniform_tensor(&[out_features], bound, rng)?;
+        Self::from_parts(weight, Some(bias))
+    }
+
+    /// A layer from its weight `[out, in]` and optional bias `[out]`.
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        if weight.shape().rank() != 2 {
+            return Err(bad_input(
+                "linear",
+                weight.shape(),
+                "weight must be [out, in]",
+            ));
+        }
+        let out = weight.dims()[0];
+        if let Some(b) = &bias
+            && b.dims() != [out]
+        {
+            return Err(bad_input(
+                "linear",
+                b.shape(),
+                format!("bias must be [{out}] to match weight {}", weight.shape()),
+            ));
+        }
+        Ok(Self {
+            grad_weight: Tensor::zeros(weight.shape().clone()),
+            grad_bias: bias.as_ref().map(|b| Tensor::zeros(b.shape().clone())),
+            weight,
+            bias,
+            cache: None,
+        })
+    }
+
+    /// Rebuilds the layer from its record (attributes `in_features`, `out_features`,
+    /// `bias` in {0, 1}; tensors `weight` and, when `bias = 1`, `bias`).
+    pub fn from_record(rec: &LayerRecord) -> Result<Self> {
+        rec.expect_kind("linear")?;
+        let inf = rec.usize_in("in_features", 1, MAX_DIM)?;
+        let outf = rec.usize_in("out_features", 1, MAX_DIM)?;
+        let has_bias = rec.usize_in("bias", 0, 1)? == 1;
+        rec.expect_tensor_names(if has_bias {
+            &["weight", "bias"]
+        } else {
+            &["weight"]
+        })?;
+        let weight = rec.tensor_with_dims("weight", &[outf, inf])?;
+        let bias = if has_bias {
+            Some(rec.tensor_with_dims("bias", &[outf])?)
+        } else {
+            None
+        };
+        Self::from_parts(weight, bias)
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    fn check_input(&self, input: &Shape) -> Result<()> {
+        if input.rank() != 2 || input.dims()[1] != self.in_features() {
+            return Err(bad_input(
+                "linear",
+                input,
+                format!("expected [batch, {}]", self.in_features()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Layer for Linear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape> {
+        self.check_input(input)?;
+        Ok(Shape::new(&[input.dims()[0], self.out_features()])?)
+    }
+
+    fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.check_input(input.shape())?;
+        let (n, inf, outf) = (input.dims()[0], self.in_features(), self.out_features());
+        let mut y = Tensor::zeros_dims(&[n, outf])?;
+        if n == 1 {
+            // One sample: y^T = W x^T, the orientation faer runs fastest (DESIGN.md:
+            // 21-28 GFLOP/s against 3.5 for x^T W); [out, 1] and [1, out] share a layout.
+            gemm(
+                outf,
+                1,
+                inf,
+                self.weight.data(),
+                input.data(),
+                y.data_mut(),
+                &GemmParams::default(),
+            )?;
+        } else {
+            gemm(
+                n,
+                outf,
+                inf,
+                input.data(),
+                self.weight.data(),
+                y.data_mut(),
+                &GemmParams::with_trans(false, true),
+            )?;
+        }
+        if let Some(b) = &self.bias {
+            for row in y.data_mut().chunks_exact_mut(outf) {
+                row.iter_mut().zip(b.data()).for_each(|(v, &bv)| *v += bv);
+            }
+        }
+        if mode == Mode::Train {
+            self.cache = Some(input.clone());
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor> {
+        let x = self.cache.as_ref().ok_or_else(|| no_cache("linear"))?;
+        let (n, inf, outf) = (x.dims()[0], self.in_features(), self.out_features());
+        check_grad("linear", grad_output, &[n, outf])?;
+        let g = grad_output.data();
+        // dW [out, in] += g^T [out, N] x [N, in]
+        gemm(
+            outf,
+            inf,
+            n,
+            g,
+            x.data(),
+            self.grad_weight.data_mut(),
+            &GemmParams::with_trans(true, false).beta(1.0),
+        )?;
+        if let Some(gb) = &mut self.grad_bias {
+            let gb = gb.data_mut();
+            for row in g.chunks_exact(outf) {
+                gb.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+        }
+        // dx [N, in] = g [N, out] W [out, in]
+        let mut dx = Tensor::zeros(x.shape().clone());
+        gemm(
+            n,
+            inf,
+            outf,
+            g,
+            self.weight.data(),
+            dx.data_mut(),
+            &GemmParams::default(),
+        )?;
+        Ok(dx)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        let mut v = vec![ParamRef {
+            name: "weight",
+            value: &self.weight,
+        }];
+        if let Some(b) = &self.bias {
+            v.push(ParamRef {
+                name: "bias",
+                value: b,
+            });
+        }
+        v
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        let mut v = vec![ParamMut {
+            name: "weight",
+            value: &mut self.weight,
+            grad: &mut self.grad_weight,
+        }];
+        if let (Some(b), Some(gb)) = (&mut self.bias, &mut self.grad_bias) {
+            v.push(ParamMut {
+                name: "bias",
+                value: b,
+                grad: gb,
+            });
+        }
+        v
+    }
+
+    fn param_count(&self) -> usize {
+        self.weight.numel() + self.bias.as_ref().map_or(0, |b| b.numel())
+    }
+
+    fn macs(&self, input: &Shape) -> Result<u64> {
+        self.check_input(input)?;
+        Ok((input.dims()[0] * self.in_features()) as u64 * self.out_features() as u64)
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache = None;
+    }
+
+    fn record(&self) -> Result<LayerRecord> {
+        let mut rec = LayerRecord::new("linear")
+            .with_int("in_features", self.in_features() as i64)
+            .with_int("out_features", self.out_features() as i64)
+            .with_int("bias", self.bias.is_some() as i64)
+            .with_tensor("weight", self.weight.clone());
+        if let Some(b) = &self.bias {
+            rec = rec.with_tensor("bias", b.clone());
+        }
+        Ok(rec)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

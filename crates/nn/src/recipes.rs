@@ -1,0 +1,65 @@
+//! Reference training recipes of the zoo models: what `slimnet train` and `cargo xtask zoo`
+//! use unless told otherwise.
+//!
+//! The MLP and LeNet recipes follow the PyTorch runs DESIGN.md quotes (Adam, cosine schedule);
+//! cnn-teacher uses SGD with Nesterov momentum, weight decay and flip/shift augmentation, the
+//! usual recipe for a BatchNorm CNN.
+
+use crate::data::augment::Augment;
+use crate::error::{NnError, Result};
+use crate::optim::OptimizerConfig;
+use crate::schedule::Schedule;
+use crate::trainer::TrainConfig;
+
+/// The reference recipe of zoo model `name`.
+pub fn reference_config(name: &str) -> Result<TrainConfig> {
+    let cosine = Schedule::Cosine {
+        warmup_steps: 0,
+        min_lr: 0.0,
+    };
+    let config = match name {
+        "lenet300" | "lenet5" => TrainConfig {
+            epochs: if name == "lenet300" { 30 } else { 20 },
+            batch_size: 128,
+            optimizer: OptimizerConfig::adam(1e-3),
+            schedule: cosine,
+            ..TrainConfig::default()
+        },
+        "cnn-teacher" => TrainConfig {
+            epochs: 20,
+            batch_size: 128,
+            optimizer: OptimizerConfig::Sgd {
+                lr: 0.05,
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 5e-4,
+            },
+            schedule: Schedule::Cosine {
+                warmup_steps: 200,
+                min_lr: 0.0,
+            },
+            augment: Some(Augment::default()),
+            drop_last: true,
+            ..TrainConfig::default()
+        },
+        other => {
+            return Err(NnError::Config(format!(
+                "no reference recipe for model {other:?}"
+            )));
+        }
+    };
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_zoo_model_has_a_valid_recipe() {
+        for name in crate::zoo::NAMES {
+            reference_config(name).unwrap().validate().unwrap();
+        }
+        assert!(reference_config("resnet").is_err());
+    }
+}

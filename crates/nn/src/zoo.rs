@@ -1,0 +1,156 @@
+//! The model zoo: the reference architectures of the experiments, built by name.
+//!
+//! | name | layers | params |
+//! |---|---|---|
+//! | `lenet300` | flatten, 784-300-100-10 with ReLU (LeCun et al., 1998) | 266,610 |
+//! | `lenet5` | Caffe's LeNet as in Deep Compression (Han et al., 2016): conv 20@5x5, maxpool 2, conv 50@5x5, maxpool 2, flatten, fc 800-500, ReLU, fc 500-10 (no ReLU after the convolutions, as in Caffe) | 431,080 |
+//! | `cnn-teacher` | conv 32@3x3 pad 1, BN, ReLU, conv 32@3x3 pad 1, BN, ReLU, maxpool 2, conv 64@3x3 pad 1, BN, ReLU, conv 64@3x3 pad 1, BN, ReLU, maxpool 2, flatten, fc 3136-256, ReLU, dropout 0.5, fc 256-10 | 871,018 training; 870,634 with BatchNorm folded |
+//!
+//! Parameter arithmetic of `cnn-teacher` (padding 1 keeps 28x28, two pools give 7x7, so the
+//! flattened size is 64*7*7 = 3136): convolutions 320 + 9,248 + 18,496 + 36,928, linear
+//! layers 803,072 + 2,570, total 870,634; the four BatchNorms add 2*(32+32+64+64) = 384 trainable
+//! parameters before folding. Every model takes `[1, 28, 28]` images (Fashion-MNIST).
+
+use tensor_core::conv::{Conv2dParams, Padding};
+use tensor_core::rng::Rng;
+
+use crate::error::{NnError, Result};
+use crate::layer::Layer;
+use crate::layers::{BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
+use crate::model::Model;
+
+/// The names [`build`] accepts.
+pub const NAMES: &[&str] = &["lenet300", "lenet5", "cnn-teacher"];
+
+/// Input shape of every zoo model (one Fashion-MNIST image, without the batch dimension).
+pub const INPUT_SHAPE: [usize; 3] = [1, 28, 28];
+
+/// Builds zoo model `name` with PyTorch's default initialisation drawn from `rng`.
+pub fn build(name: &str, rng: &mut Rng) -> Result<Model> {
+    let layers = match name {
+        "lenet300" => lenet300(rng)?,
+        "lenet5" => lenet5(rng)?,
+        "cnn-teacher" => cnn_teacher(rng)?,
+        other => {
+            return Err(NnError::Config(format!(
+                "unknown zoo model `{other}` (known: {})",
+                NAMES.join(", ")
+            )));
+        }
+    };
+    Ok(Model::new(name, &INPUT_SHAPE, layers))
+}
+
+fn lenet300(rng: &mut Rng) -> Result<Vec<Box<dyn Layer>>> {
+    Ok(vec![
+        Box::new(Flatten::new()),
+        Box::new(Linear::new(784, 300, rng)?),
+        Box::new(ReLU::new()),
+        Box::new(Linear::new(300, 100, rng)?),
+        Box::new(ReLU::new()),
+        Box::new(Linear::new(100, 10, rng)?),
+    ])
+}
+
+fn lenet5(rng: &mut Rng) -> Result<Vec<Box<dyn Layer>>> {
+    Ok(vec![
+        Box::new(Conv2d::new(Conv2dParams::new(1, 20, (5, 5)), rng)?),
+        Box::new(MaxPool2d::square(2)?),
+        Box::new(Conv2d::new(Conv2dParams::new(20, 50, (5, 5)), rng)?),
+        Box::new(MaxPool2d::square(2)?),
+        Box::new(Flatten::new()),
+        Box::new(Linear::new(800, 500, rng)?),
+        Box::new(ReLU::new()),
+        Box::new(Linear::new(500, 10, rng)?),
+    ])
+}
+
+fn cnn_teacher(rng: &mut Rng) -> Result<Vec<Box<dyn Layer>>> {
+    let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+    let mut conv_bn_relu = |layers: &mut Vec<Box<dyn Layer>>, cin, cout| -> Result<()> {
+        let p = Conv2dParams::new(cin, cout, (3, 3)).with_padding(Padding::symmetric(1));
+        layers.push(Box::new(Conv2d::new(p, rng)?));
+        layers.push(Box::new(BatchNorm2d::new(cout)?));
+        layers.push(Box::new(ReLU::new()));
+        Ok(())
+    };
+    conv_bn_relu(&mut layers, 1, 32)?;
+    conv_bn_relu(&mut layers, 32, 32)?;
+    layers.push(Box::new(MaxPool2d::square(2)?));
+    conv_bn_relu(&mut layers, 32, 64)?;
+    conv_bn_relu(&mut layers, 64, 64)?;
+    layers.push(Box::new(MaxPool2d::square(2)?));
+    layers.push(Box::new(Flatten::new()));
+    layers.push(Box::new(Linear::new(3136, 256, rng)?));
+    layers.push(Box::new(ReLU::new()));
+    layers.push(Box::new(Dropout::new(0.5, rng.next_u64())?));
+    layers.push(Box::new(Linear::new(256, 10, rng)?));
+    Ok(layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Mode;
+    use crate::layers::fold_batchnorms;
+    use tensor_core::Tensor;
+
+    #[test]
+    fn parameter_counts_are_exact() {
+        let mut rng = Rng::seed_from_u64(0);
+        let expect = [
+            ("lenet300", 266_610),
+            ("lenet5", 431_080),
+            ("cnn-teacher", 871_018),
+        ];
+        for (name, n) in expect {
+            let m = build(name, &mut rng).unwrap();
+            assert_eq!(m.param_count(), n, "{name}");
+            // Every model maps a batch of images to 10 logits.
+            let out = m.summary().unwrap().last().unwrap().output_shape.clone();
+            assert_eq!(out, vec![1, 10], "{name}");
+        }
+        let mut teacher = build("cnn-teacher", &mut rng).unwrap();
+        assert_eq!(fold_batchnorms(&mut teacher).unwrap(), 4);
+        assert_eq!(teacher.param_count(), 870_634);
+        assert!(build("resnet", &mut rng).is_err());
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let a = build("lenet5", &mut Rng::seed_from_u64(3)).unwrap();
+        let b = build("lenet5", &mut Rng::seed_from_u64(3)).unwrap();
+        for (la, lb) in a.layers.iter().zip(&b.layers) {
+            assert_eq!(la.record().unwrap(), lb.record().unwrap());
+        }
+    }
+
+    #[test]
+    fn lenet5_macs_per_image() {
+        // conv1 20*24*24*25 + conv2 50*8*8*500 + fc 800*500 + 500*10.
+        let m = build("lenet5", &mut Rng::seed_from_u64(0)).unwrap();
+        assert_eq!(
+            m.macs_per_sample().unwrap(),
+            288_000 + 1_600_000 + 400_000 + 5_000
+        );
+    }
+
+    #[test]
+    fn folding_the_teacher_keeps_eval_outputs() {
+        let mut rng = Rng::seed_from_u64(9);
+        let mut m = build("cnn-teacher", &mut rng).unwrap();
+        let x = Tensor::new(
+            &[4, 1, 28, 28],
+            (0..4 * 784).map(|_| rng.uniform()).collect(),
+        )
+        .unwrap();
+        // A few training passes so that the running statistics are not the identity.
+        for _ in 0..3 {
+            m.forward(&x, Mode::Train).unwrap();
+        }
+        let before = m.forward(&x, Mode::Eval).unwrap();
+        fold_batchnorms(&mut m).unwrap();
+        let after = m.forward(&x, Mode::Eval).unwrap();
+        tensor_core::testing::assert_close(after.data(), before.data(), 1e-5, 1e-5);
+    }
+}

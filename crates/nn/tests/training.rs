@@ -1,0 +1,629 @@
+//! End-to-end tests of the training machinery: Trainer, hooks, optimizers, schedules,
+//! evaluation and the native model file, on a tiny naive model defined here (independent of
+//! the real layers) and on the zoo's lenet300 with the Fashion-MNIST fixture slice.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+use nn::data::Augment;
+use nn::metrics::evaluate;
+use nn::optim::OptimizerConfig;
+use nn::record::LayerRecord;
+use nn::schedule::Schedule;
+use nn::trainer::{Progress, TrainConfig, TrainHook, Trainer};
+use nn::{Dataset, Layer, Mode, Model, NnError, ParamMut, ParamRef, Result};
+use tensor_core::rng::Rng;
+use tensor_core::{Shape, Tensor};
+
+/// A naive fully connected layer `y = x W^T + b` on `[B, in]` (any trailing shape is
+/// flattened), written with plain loops as a reference.
+#[derive(Debug)]
+struct NaiveLinear {
+    w: Tensor,
+    b: Tensor,
+    gw: Tensor,
+    gb: Tensor,
+    cache: Option<Tensor>,
+}
+
+impl NaiveLinear {
+    fn new(inputs: usize, outputs: usize, rng: &mut Rng) -> Self {
+        let bound = (6.0 / (inputs + outputs) as f32).sqrt();
+        let w = (0..inputs * outputs)
+            .map(|_| rng.uniform_range(-bound, bound))
+            .collect();
+        let w = Tensor::new(&[outputs, inputs], w).unwrap();
+        let b = Tensor::zeros_dims(&[outputs]).unwrap();
+        Self {
+            gw: Tensor::zeros(w.shape().clone()),
+            gb: Tensor::zeros(b.shape().clone()),
+            w,
+            b,
+            cache: None,
+        }
+    }
+
+    fn dims(&self) -> (usize, usize) {
+        (self.w.dims()[0], self.w.dims()[1])
+    }
+}
+
+impl Layer for NaiveLinear {
+    fn kind(&self) -> &'static str {
+        "naive_linear"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape> {
+        Ok(Shape::new(&[input.dims()[0], self.dims().0])?)
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (o, i) = self.dims();
+        let n = x.dims()[0];
+        if x.numel() != n * i {
+            return Err(NnError::BadInput {
+                layer: "naive_linear".into(),
+                input: x.shape().clone(),
+                reason: format!("{i} features per sample"),
+            });
+        }
+        let (w, b, xd) = (self.w.data(), self.b.data(), x.data());
+        let mut y = vec![0.0; n * o];
+        for s in 0..n {
+            for r in 0..o {
+                let mut acc = b[r];
+                for c in 0..i {
+                    acc += w[r * i + c] * xd[s * i + c];
+                }
+                y[s * o + r] = acc;
+            }
+        }
+        if mode == Mode::Train {
+            self.cache = Some(x.clone().reshape(&[n, i])?);
+        }
+        Ok(Tensor::new(&[n, o], y)?)
+    }
+
+    fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
+        let x = self.cache.take().ok_or(NnError::NoForwardCache {
+            layer: "naive_linear".into(),
+        })?;
+        let (o, i) = self.dims();
+        let n = x.dims()[0];
+        let (gd, xd) = (g.data(), x.data());
+        let mut gx = vec![0.0; n * i];
+        let (gw, gb) = (self.gw.data_mut(), self.gb.data_mut());
+        for s in 0..n {
+            for r in 0..o {
+                let go = gd[s * o + r];
+                gb[r] += go;
+                for c in 0..i {
+                    gw[r * i + c] += go * xd[s * i + c];
+                    gx[s * i + c] += go * self.w.data()[r * i + c];
+                }
+            }
+        }
+        Ok(Tensor::new(&[n, i], gx)?)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        vec![
+            ParamRef {
+                name: "weight",
+                value: &self.w,
+            },
+            ParamRef {
+                name: "bias",
+                value: &self.b,
+            },
+        ]
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        vec![
+            ParamMut {
+                name: "weight",
+                value: &mut self.w,
+                grad: &mut self.gw,
+            },
+            ParamMut {
+                name: "bias",
+                value: &mut self.b,
+                grad: &mut self.gb,
+            },
+        ]
+    }
+
+    fn param_count(&self) -> usize {
+        self.w.numel() + self.b.numel()
+    }
+
+    fn macs(&self, input: &Shape) -> Result<u64> {
+        Ok((input.dims()[0] * self.w.numel()) as u64)
+    }
+
+    fn record(&self) -> Result<LayerRecord> {
+        Ok(LayerRecord::new("naive_linear")
+            .with_tensor("weight", self.w.clone())
+            .with_tensor("bias", self.b.clone()))
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache = None;
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// ReLU with a cached mask.
+#[derive(Debug, Default)]
+struct NaiveRelu {
+    mask: Option<Vec<bool>>,
+}
+
+impl Layer for NaiveRelu {
+    fn kind(&self) -> &'static str {
+        "naive_relu"
+    }
+    fn output_shape(&self, input: &Shape) -> Result<Shape> {
+        Ok(input.clone())
+    }
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Train {
+            self.mask = Some(x.data().iter().map(|&v| v > 0.0).collect());
+        }
+        let y = x.data().iter().map(|&v| v.max(0.0)).collect();
+        Ok(Tensor::new(x.dims(), y)?)
+    }
+    fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
+        let mask = self.mask.take().ok_or(NnError::NoForwardCache {
+            layer: "naive_relu".into(),
+        })?;
+        let gx = g
+            .data()
+            .iter()
+            .zip(&mask)
+            .map(|(&v, &m)| if m { v } else { 0.0 })
+            .collect();
+        Ok(Tensor::new(g.dims(), gx)?)
+    }
+    fn param_count(&self) -> usize {
+        0
+    }
+    fn macs(&self, _input: &Shape) -> Result<u64> {
+        Ok(0)
+    }
+    fn record(&self) -> Result<LayerRecord> {
+        Ok(LayerRecord::new("naive_relu"))
+    }
+    fn clear_cache(&mut self) {
+        self.mask = None;
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// 16 -> 12 -> 3 MLP on 4x4 single-channel images.
+fn tiny_model(init_seed: u64) -> Model {
+    let mut rng = Rng::seed_from_u64(init_seed);
+    Model::new(
+        "tiny-mlp",
+        &[16],
+        vec![
+            Box::new(NaiveLinear::new(16, 12, &mut rng)),
+            Box::new(NaiveRelu::default()),
+            Box::new(NaiveLinear::new(12, 3, &mut rng)),
+        ],
+    )
+}
+
+/// Three noisy classes of 4x4 images: class `c` lights up a class-specific set of pixels.
+fn clusters(n: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::seed_from_u64(seed);
+    let mut images = Vec::with_capacity(n * 16);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = rng.below(3);
+        for p in 0..16 {
+            let on = match c {
+                0 => p < 6,
+                1 => (5..11).contains(&p),
+                _ => p >= 10,
+            };
+            let v = if on { 0.8 } else { 0.2 } + 0.25 * rng.normal();
+            images.push(v.clamp(0.0, 1.0));
+        }
+        labels.push(c as u8);
+    }
+    Dataset::new(Tensor::new(&[n, 1, 4, 4], images).unwrap(), labels, 3).unwrap()
+}
+
+fn weight_bits(model: &Model) -> Vec<u32> {
+    model
+        .layers
+        .iter()
+        .flat_map(|l| l.params().into_iter().map(|p| p.value.clone()))
+        .flat_map(|t| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        .collect()
+}
+
+fn config(epochs: usize, seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 16,
+        optimizer: OptimizerConfig::sgd(0.1, 0.9),
+        seed,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn trainer_learns_separable_clusters_and_reports_progress() {
+    let (train, test) = (clusters(320, 1), clusters(160, 2));
+    let mut model = tiny_model(7);
+    let before = evaluate(&mut model, &test, 64).unwrap();
+    let mut steps_seen = 0;
+    let mut epoch_ends = Vec::new();
+    let report = Trainer::new(config(4, 3))
+        .fit(&mut model, &train, Some(&test), &mut |p: &Progress| {
+            if p.epoch_done {
+                epoch_ends.push((p.epoch, p.test_accuracy));
+            } else {
+                steps_seen += 1;
+                assert_eq!(p.steps_per_epoch, 20);
+                assert!(p.loss.is_finite() && p.lr == 0.1);
+            }
+        })
+        .unwrap();
+    assert_eq!(steps_seen, 80);
+    assert_eq!(report.steps, 80);
+    assert_eq!(report.epochs.len(), 4);
+    assert_eq!(epoch_ends.len(), 4);
+    assert!(epoch_ends.iter().all(|(_, a)| a.is_some()));
+    let acc = report.final_test_accuracy().unwrap();
+    assert!(
+        acc > 0.95,
+        "test accuracy {acc} (before training {})",
+        before.accuracy
+    );
+    assert!(report.epochs[3].train_loss < report.epochs[0].train_loss);
+    assert!(report.epochs[3].train_accuracy > 0.9);
+    let after = evaluate(&mut model, &test, 64).unwrap();
+    assert_eq!(after.accuracy, acc);
+    assert_eq!(after.confusion.iter().flatten().sum::<u64>(), 160);
+}
+
+#[test]
+fn same_seed_gives_bit_identical_weights() {
+    let train = clusters(100, 4);
+    let run = |seed: u64, augment: Option<Augment>| {
+        let mut model = tiny_model(11);
+        let cfg = TrainConfig {
+            augment,
+            schedule: Schedule::Cosine {
+                warmup_steps: 3,
+                min_lr: 0.001,
+            },
+            optimizer: OptimizerConfig::adam(0.01),
+            batch_size: 7,
+            ..config(2, seed)
+        };
+        Trainer::new(cfg)
+            .fit(&mut model, &train, None, &mut |_| {})
+            .unwrap();
+        weight_bits(&model)
+    };
+    let aug = Some(Augment {
+        flip: true,
+        max_shift: 1,
+    });
+    assert_eq!(run(5, None), run(5, None));
+    assert_eq!(run(5, aug), run(5, aug));
+    assert_ne!(run(5, None), run(6, None));
+    assert_ne!(run(5, None), run(5, aug));
+}
+
+/// Records the order of hook calls.
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl TrainHook for Recorder {
+    fn before_forward(&mut self, _m: &mut Model, step: usize) -> Result<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("before_forward {step}"));
+        Ok(())
+    }
+    fn after_backward(&mut self, m: &mut Model, step: usize) -> Result<()> {
+        // Gradients exist here (backward ran).
+        let g: f32 = m.layers[0].params_mut()[0]
+            .grad
+            .data()
+            .iter()
+            .map(|v| v.abs())
+            .sum();
+        assert!(g > 0.0);
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("after_backward {step}"));
+        Ok(())
+    }
+    fn after_step(&mut self, _m: &mut Model, step: usize) -> Result<()> {
+        self.0.lock().unwrap().push(format!("after_step {step}"));
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, _m: &mut Model, epoch: usize) -> Result<()> {
+        self.0.lock().unwrap().push(format!("epoch_end {epoch}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_run_in_order_around_every_step() {
+    let train = clusters(10, 5);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut model = tiny_model(1);
+    let cfg = TrainConfig {
+        batch_size: 4,
+        ..config(2, 0)
+    };
+    Trainer::new(cfg)
+        .with_hook(Box::new(Recorder(log.clone())))
+        .fit(&mut model, &train, None, &mut |_| {})
+        .unwrap();
+    let log = log.lock().unwrap();
+    let mut want = Vec::new();
+    for epoch in 0..2 {
+        for s in 0..3 {
+            let step = epoch * 3 + s;
+            want.push(format!("before_forward {step}"));
+            want.push(format!("after_backward {step}"));
+            want.push(format!("after_step {step}"));
+        }
+        want.push(format!("epoch_end {epoch}"));
+    }
+    assert_eq!(*log, want);
+}
+
+/// A pruning-style hook: zeroes the gradients of masked weights after backward and re-zeroes
+/// the weights after the step (momentum and weight decay would otherwise move them).
+struct Mask {
+    layer: usize,
+    keep: Vec<bool>,
+}
+
+impl Mask {
+    fn apply(&self, m: &mut Model, grads: bool) {
+        let mut params = m.layers[self.layer].params_mut();
+        let p = &mut params[0];
+        let t = if grads { &mut *p.grad } else { &mut *p.value };
+        for (v, &k) in t.data_mut().iter_mut().zip(&self.keep) {
+            if !k {
+                *v = 0.0;
+            }
+        }
+    }
+}
+
+impl TrainHook for Mask {
+    fn after_backward(&mut self, m: &mut Model, _step: usize) -> Result<()> {
+        self.apply(m, true);
+        Ok(())
+    }
+    fn after_step(&mut self, m: &mut Model, _step: usize) -> Result<()> {
+        self.apply(m, false);
+        Ok(())
+    }
+}
+
+#[test]
+fn masking_hook_keeps_pruned_weights_at_zero_while_training() {
+    let (train, test) = (clusters(320, 6), clusters(160, 7));
+    let mut model = tiny_model(3);
+    let keep: Vec<bool> = (0..16 * 12).map(|i| i % 2 == 0).collect();
+    Mask {
+        layer: 0,
+        keep: keep.clone(),
+    }
+    .apply(&mut model, false);
+    let cfg = TrainConfig {
+        optimizer: OptimizerConfig::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-3,
+        },
+        ..config(4, 1)
+    };
+    let report = Trainer::new(cfg)
+        .with_hook(Box::new(Mask {
+            layer: 0,
+            keep: keep.clone(),
+        }))
+        .fit(&mut model, &train, Some(&test), &mut |_| {})
+        .unwrap();
+    let w = model.layers[0].params()[0].value.clone();
+    for (i, (&v, &k)) in w.data().iter().zip(&keep).enumerate() {
+        if !k {
+            assert_eq!(v, 0.0, "pruned weight {i} moved");
+        }
+    }
+    assert!(report.final_test_accuracy().unwrap() > 0.9);
+}
+
+/// Writes NaN into the first weight of the output layer after step `at` (a NaN before the
+/// naive ReLU would be clipped away by `f32::max`).
+struct Poison {
+    at: usize,
+}
+
+impl TrainHook for Poison {
+    fn after_step(&mut self, m: &mut Model, step: usize) -> Result<()> {
+        if step == self.at {
+            m.layers[2].params_mut()[0].value.data_mut()[0] = f32::NAN;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn non_finite_loss_is_an_error_naming_epoch_and_step() {
+    let train = clusters(32, 8);
+    let mut model = tiny_model(2);
+    let cfg = TrainConfig {
+        batch_size: 8,
+        ..config(3, 0)
+    };
+    // 4 steps per epoch; poisoned after global step 4, so global step 5 (epoch 2, step 2)
+    // sees a NaN loss.
+    let err = Trainer::new(cfg)
+        .with_hook(Box::new(Poison { at: 4 }))
+        .fit(&mut model, &train, None, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NaN"), "{err}");
+    assert!(err.contains("epoch 2 of 3, step 2 of 4"), "{err}");
+}
+
+#[test]
+fn schedules_drive_the_learning_rate_per_step() {
+    let train = clusters(40, 9);
+    let mut model = tiny_model(4);
+    let cfg = TrainConfig {
+        batch_size: 10,
+        schedule: Schedule::Step {
+            gamma: 0.5,
+            every_epochs: 1,
+        },
+        ..config(3, 0)
+    };
+    let mut lrs = Vec::new();
+    let report = Trainer::new(cfg)
+        .fit(&mut model, &train, None, &mut |p| {
+            if !p.epoch_done {
+                lrs.push(p.lr);
+            }
+        })
+        .unwrap();
+    let want: Vec<f32> = [0.1f32, 0.05, 0.025]
+        .iter()
+        .flat_map(|&lr| [lr; 4])
+        .collect();
+    assert_eq!(lrs, want);
+    assert_eq!(report.epochs[2].lr, 0.025);
+    assert!(report.epochs.iter().all(|e| e.test_accuracy.is_none()));
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let train = clusters(10, 10);
+    let mut model = tiny_model(5);
+    let empty = train.take(0).unwrap();
+    assert!(
+        Trainer::new(config(1, 0))
+            .fit(&mut model, &empty, None, &mut |_| {})
+            .is_err()
+    );
+    let other = Dataset::new(Tensor::zeros_dims(&[1, 1, 4, 4]).unwrap(), vec![0], 5).unwrap();
+    assert!(
+        Trainer::new(config(1, 0))
+            .fit(&mut model, &train, Some(&other), &mut |_| {})
+            .is_err()
+    );
+    let cfg = TrainConfig {
+        batch_size: 11,
+        drop_last: true,
+        ..config(1, 0)
+    };
+    assert!(
+        Trainer::new(cfg)
+            .fit(&mut model, &train, None, &mut |_| {})
+            .is_err()
+    );
+    // A model whose input does not fit the samples.
+    let mut rng = Rng::seed_from_u64(0);
+    let mut wrong = Model::new(
+        "wrong",
+        &[9],
+        vec![Box::new(NaiveLinear::new(9, 3, &mut rng))],
+    );
+    assert!(
+        Trainer::new(config(1, 0))
+            .fit(&mut wrong, &train, None, &mut |_| {})
+            .is_err()
+    );
+}
+
+/// lenet300 trained for one epoch on the Fashion-MNIST fixture slice (10,000 training
+/// images) reaches more than 70% test accuracy, and survives the native model file.
+#[test]
+fn lenet300_learns_the_fashion_mnist_slice_in_one_epoch() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist");
+    let (train, test) = nn::data::load_fashion_mnist(&dir).unwrap();
+    let test = test.take(2000).unwrap();
+    let mut rng = Rng::seed_from_u64(0);
+    let mut model = nn::zoo::build("lenet300", &mut rng).unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        optimizer: OptimizerConfig::sgd(0.05, 0.9),
+        seed: 1,
+        ..TrainConfig::default()
+    };
+    let report = Trainer::new(cfg)
+        .fit(&mut model, &train, Some(&test), &mut |_| {})
+        .unwrap();
+    let acc = report.final_test_accuracy().unwrap();
+    eprintln!(
+        "lenet300, 1 epoch on {} images: test accuracy {:.2}% on {} images, {:.2} s",
+        train.len(),
+        100.0 * acc,
+        test.len(),
+        report.total_seconds
+    );
+    assert!(acc > 0.70, "test accuracy {acc}");
+
+    let path =
+        std::env::temp_dir().join(format!("slimnet-lenet300-{}.slimnet", std::process::id()));
+    nn::io::native::save(&model, &path).unwrap();
+    let mut back = nn::io::native::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let again = evaluate(&mut back, &test, 256).unwrap();
+    assert_eq!(again.accuracy, acc);
+    assert_eq!(weight_bits(&back), weight_bits(&model));
+}
+
+/// Same seed, same bits with the real (multi-threaded) layers too.
+#[test]
+fn lenet300_training_is_bit_reproducible() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist");
+    let train = nn::data::idx::load_split(&dir, nn::data::Split::Train)
+        .unwrap()
+        .take(640)
+        .unwrap();
+    let run = || {
+        let mut model = nn::zoo::build("lenet300", &mut Rng::seed_from_u64(3)).unwrap();
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: 64,
+            augment: Some(Augment::default()),
+            ..TrainConfig::default()
+        };
+        Trainer::new(cfg)
+            .fit(&mut model, &train, None, &mut |_| {})
+            .unwrap();
+        weight_bits(&model)
+    };
+    assert_eq!(run(), run());
+}

@@ -1,0 +1,107 @@
+//! `cargo xtask zoo`: reference training runs of the zoo models, with their accuracy.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use nn::trainer::{Progress, Trainer};
+
+/// Arguments of `cargo xtask zoo`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Comma-separated zoo models.
+    #[arg(long, default_value = "lenet300,lenet5", value_delimiter = ',')]
+    models: Vec<String>,
+    /// Override the recipe's epoch count.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fashion-MNIST directory (default lookup order otherwise).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Where trained models and JSON reports go.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+}
+
+/// Runs the task.
+pub fn run(args: Args) -> Result<()> {
+    let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
+    eprintln!(
+        "data: {source} ({} train, {} test)",
+        train.len(),
+        test.len()
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let threads = rayon::current_num_threads();
+    let cpu = cpu_model();
+    let mut rows = Vec::new();
+    for name in &args.models {
+        let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
+        let mut model = nn::zoo::build(name, &mut rng)?;
+        let mut config = nn::recipes::reference_config(name)?;
+        config.seed = args.seed;
+        if let Some(e) = args.epochs {
+            config.epochs = e;
+        }
+        eprintln!(
+            "{name}: {} parameters, recipe {}",
+            model.param_count(),
+            serde_json::to_string(&config)?
+        );
+        let mut on_progress = |p: &Progress| {
+            if let Some(acc) = p.test_accuracy {
+                eprintln!(
+                    "{name} epoch {:>3}: loss {:.4}, test accuracy {:.2}%",
+                    p.epoch + 1,
+                    p.loss,
+                    100.0 * acc
+                );
+            }
+        };
+        let report =
+            Trainer::new(config.clone()).fit(&mut model, &train, Some(&test), &mut on_progress)?;
+        model.clear_cache();
+        nn::layers::fold_batchnorms(&mut model)?;
+        let eval = nn::metrics::evaluate(&mut model, &test, 256)?;
+        let path = args.out.join(format!("{name}.model"));
+        nn::io::native::save(&model, &path)?;
+        let json = serde_json::json!({
+            "model": name, "data": source.to_string(), "config": config, "train": report,
+            "test": eval, "params_folded": model.param_count(), "cpu": cpu, "threads": threads,
+        });
+        std::fs::write(
+            args.out.join(format!("{name}.json")),
+            serde_json::to_string_pretty(&json)?,
+        )?;
+        let per_epoch = report.total_seconds / config.epochs.max(1) as f64;
+        rows.push(format!(
+            "| {name} | {} | {:.2}% | {} epochs, {:.1} s/epoch | {} | {} |",
+            model.param_count(),
+            100.0 * eval.accuracy,
+            config.epochs,
+            per_epoch,
+            threads,
+            cpu
+        ));
+    }
+    println!("| model | params | test accuracy | training | threads | CPU |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

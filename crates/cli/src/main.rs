@@ -28,17 +28,30 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Convert an ONNX or safetensors model to the native format.
     Import(commands::import::Args),
+    /// Export a model as ONNX or safetensors.
+    Export(commands::export::Args),
     /// Run a model on a NumPy array (NCHW float32) and write its output as .npy.
     Run(commands::run::Args),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain, one cause per clause; no backtrace for a user-facing tool.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Import(a) => commands::import::run(a),
+        Command::Export(a) => commands::export::run(a),
         Command::Run(a) => commands::run::run(a),
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the options they share.
 
 pub mod eval;
+pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod run;

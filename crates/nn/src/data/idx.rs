@@ -484,7 +484,7 @@ fn write_bytes(path: &Path, bytes: &[u8], compress: bool) -> Result<()> {
     } else {
         Cow::Borrowed(bytes)
     };
-    std::fs::write(path, out).map_err(|e| NnError::io(path, e))
+    crate::io::atomic::write_atomic(path, &out)
 }
 
 /// Writes images `[N, 1, H, W]` in [0, 1] as an image IDX file (see [`encode_images`]).

@@ -1,6 +1,7 @@
 //! Model I/O: the native model file, and importers/exporters of other formats.
 
 pub mod any;
+pub mod atomic;
 pub mod native;
 pub mod npy;
 pub mod onnx;

@@ -1,4 +1,4 @@
-//! The native model file (`.slimnet`): a checksummed, versioned serialization of a [`Model`].
+//! The native model file (`.model`): a checksummed, versioned serialization of a [`Model`].
 //!
 //! # Format, version 1
 //!
@@ -55,7 +55,6 @@
 //! the payload to postcard (a new format version) touches this file alone.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -346,34 +345,7 @@ pub fn save_with_metadata(
 /// Writes a record to `path`: to a temporary file in the same directory, synced, then
 /// renamed over `path`. On failure the temporary file is removed and `path` is untouched.
 pub fn save_record(record: &ModelRecord, path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
-    let bytes = encode(record)?;
-    let file_name = path.file_name().ok_or_else(|| {
-        NnError::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        NnError::io(path, e)
-    })
+    super::atomic::write_atomic(path, &encode(record)?)
 }
 
 /// Reads and decodes the record at `path` (metadata included), without building layers.

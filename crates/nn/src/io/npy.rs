@@ -246,7 +246,7 @@ pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
             t.dims().len()
         )));
     }
-    std::fs::write(path, npy_bytes(t)).map_err(|e| NnError::io(path, e))
+    crate::io::atomic::write_atomic(path, &npy_bytes(t))
 }
 
 #[cfg(test)]

@@ -423,7 +423,7 @@ pub fn save_safetensors(model: &Model, path: impl AsRef<Path>) -> Result<()> {
 pub fn save_safetensors_as(model: &Model, path: impl AsRef<Path>, dtype: SaveDtype) -> Result<()> {
     let path = path.as_ref();
     let bytes = safetensors_bytes(model, dtype)?;
-    std::fs::write(path, bytes).map_err(|e| NnError::io(path, e))
+    crate::io::atomic::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

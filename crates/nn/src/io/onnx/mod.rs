@@ -71,5 +71,5 @@ pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
 pub fn export(model: &Model, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let bytes = export_bytes(model)?;
-    std::fs::write(path, bytes).map_err(|e| NnError::io(path, e))
+    crate::io::atomic::write_atomic(path, &bytes)
 }

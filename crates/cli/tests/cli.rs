@@ -1,0 +1,182 @@
+//! End-to-end tests of the `slimnet` binary on the committed Fashion-MNIST slice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn slimnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slimnet"))
+        .args(args)
+        .output()
+        .expect("running slimnet")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("slimnet-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn train_inspect_eval_export_import_run() {
+    let dir = scratch("e2e");
+    let data = fixtures();
+    let model = dir.join("lenet300.model");
+    let m = model.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let train = ok(&slimnet(&[
+        "train", "--model", "lenet300", "--epochs", "1", "--limit", "3000", "--data", d, "--seed",
+        "7", "--json", "-o", m,
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&train).unwrap();
+    let acc = report["test"]["accuracy"].as_f64().unwrap();
+    assert!(
+        acc > 0.6,
+        "one epoch on 3,000 images should pass 60%: {acc}"
+    );
+    assert_eq!(report["params"], 266_610);
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&slimnet(&["inspect", m, "--json"]))).unwrap();
+    assert_eq!(inspect["params"], 266_610);
+    assert_eq!(inspect["macs"], 266_200);
+
+    let eval: serde_json::Value =
+        serde_json::from_str(&ok(&slimnet(&["eval", m, "--data", d, "--json"]))).unwrap();
+    assert_eq!(
+        eval["evaluation"]["accuracy"], report["test"]["accuracy"],
+        "eval must reproduce train's figure"
+    );
+
+    let onnx = dir.join("lenet300.onnx");
+    ok(&slimnet(&["export", m, "-o", onnx.to_str().unwrap()]));
+    let back = dir.join("back.model");
+    ok(&slimnet(&[
+        "import",
+        onnx.to_str().unwrap(),
+        "-o",
+        back.to_str().unwrap(),
+    ]));
+    let eval_back: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
+        "eval",
+        back.to_str().unwrap(),
+        "--data",
+        d,
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        eval_back["evaluation"]["accuracy"],
+        report["test"]["accuracy"]
+    );
+
+    // run: a .npy batch through the native and the ONNX model gives the same logits.
+    let x = tensor_core::Tensor::new(
+        &[3, 1, 28, 28],
+        (0..3 * 784).map(|i| (i % 255) as f32 / 255.0).collect(),
+    )
+    .unwrap();
+    let xp = dir.join("x.npy");
+    nn::io::npy::write_npy(&xp, &x).unwrap();
+    let (y1, y2) = (dir.join("y1.npy"), dir.join("y2.npy"));
+    ok(&slimnet(&[
+        "run",
+        m,
+        "--input",
+        xp.to_str().unwrap(),
+        "-o",
+        y1.to_str().unwrap(),
+    ]));
+    ok(&slimnet(&[
+        "run",
+        onnx.to_str().unwrap(),
+        "--input",
+        xp.to_str().unwrap(),
+        "-o",
+        y2.to_str().unwrap(),
+    ]));
+    let (a, b) = (
+        nn::io::npy::read_npy(&y1).unwrap(),
+        nn::io::npy::read_npy(&y2).unwrap(),
+    );
+    assert_eq!(a.dims(), &[3, 10]);
+    assert_eq!(a.data(), b.data());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn same_seed_same_model_file() {
+    let dir = scratch("seed");
+    let d = fixtures();
+    let run = |name: &str| {
+        let p = dir.join(name);
+        ok(&slimnet(&[
+            "train",
+            "--model",
+            "lenet300",
+            "--epochs",
+            "1",
+            "--limit",
+            "1000",
+            "--data",
+            d.to_str().unwrap(),
+            "--seed",
+            "3",
+            "--json",
+            "-o",
+            p.to_str().unwrap(),
+        ]));
+        std::fs::read(p).unwrap()
+    };
+    assert_eq!(run("a.model"), run("b.model"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_without_output() {
+    let dir = scratch("bad");
+    let junk = dir.join("junk.model");
+    std::fs::write(&junk, b"SLIMNETM\x01\x00\x00\x00garbage").unwrap();
+    let out = slimnet(&["inspect", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("junk.model") && err.starts_with("error:"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let target = dir.join("never.model");
+    let out = slimnet(&[
+        "import",
+        junk.to_str().unwrap(),
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(!target.exists(), "no output file on failure");
+
+    let out = slimnet(&[
+        "train",
+        "--model",
+        "resnet50",
+        "--data",
+        dir.to_str().unwrap(),
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tensor_core::Tensor;
+use tensor_core::{Shape, Tensor};
 
 use crate::error::{NnError, Result};
 use crate::model::Model;
@@ -190,27 +190,29 @@ fn check_weight_decay(op: &str, wd: f32) -> Result<()> {
 /// Key of per-parameter optimizer state: (layer index, parameter name).
 type ParamKey = (usize, &'static str);
 
-/// Returns the state tensor for `key`, creating it as zeros of `like`'s shape, and checks
-/// that an existing one still has that shape (a layer replaced under a running optimizer).
-fn state_for<'a>(
-    map: &'a mut BTreeMap<ParamKey, Tensor>,
+/// Returns the state of parameter `key`, creating it with `init` on first use, and checks
+/// that the state (whose shape `shape_of` reads) still has the shape of the parameter `like`
+/// (a layer replaced under a running optimizer is an error naming `op`).
+fn state_for<'a, S>(
+    op: &str,
+    map: &'a mut BTreeMap<ParamKey, S>,
     key: ParamKey,
     like: &Tensor,
-) -> Result<&'a mut Tensor> {
-    let t = map
-        .entry(key)
-        .or_insert_with(|| Tensor::zeros(like.shape().clone()));
-    if t.shape() != like.shape() {
+    init: impl FnOnce() -> S,
+    shape_of: impl Fn(&S) -> &Shape,
+) -> Result<&'a mut S> {
+    let st = map.entry(key).or_insert_with(init);
+    if shape_of(st) != like.shape() {
         return Err(NnError::Config(format!(
-            "optimizer: state of layer {} parameter {} has shape {} but the parameter is now {} \
+            "{op}: state of layer {} parameter {} has shape {} but the parameter is now {} \
              (call reset after replacing a layer)",
             key.0,
             key.1,
-            t.shape(),
+            shape_of(st),
             like.shape()
         )));
     }
-    Ok(t)
+    Ok(st)
 }
 
 fn check_grad_shape(layer: usize, name: &str, value: &Tensor, grad: &Tensor) -> Result<()> {
@@ -263,7 +265,14 @@ impl Optimizer for Sgd {
                     continue;
                 }
                 let first = !self.buffers.contains_key(&key);
-                let buf = state_for(&mut self.buffers, key, p.value)?;
+                let buf = state_for(
+                    "optimizer",
+                    &mut self.buffers,
+                    key,
+                    p.value,
+                    || Tensor::zeros(p.value.shape().clone()),
+                    Tensor::shape,
+                )?;
                 for ((w, &g), b) in p
                     .value
                     .data_mut()
@@ -334,20 +343,18 @@ impl Optimizer for Adam {
         for (li, layer) in model.layers.iter_mut().enumerate() {
             for p in layer.params_mut() {
                 check_grad_shape(li, p.name, p.value, p.grad)?;
-                let st = self.state.entry((li, p.name)).or_insert_with(|| AdamState {
-                    m: Tensor::zeros(p.value.shape().clone()),
-                    v: Tensor::zeros(p.value.shape().clone()),
-                    t: 0,
-                });
-                if st.m.shape() != p.value.shape() {
-                    return Err(NnError::Config(format!(
-                        "adam: state of layer {li} parameter {} has shape {} but the parameter \
-                         is now {} (call reset after replacing a layer)",
-                        p.name,
-                        st.m.shape(),
-                        p.value.shape()
-                    )));
-                }
+                let st = state_for(
+                    "adam",
+                    &mut self.state,
+                    (li, p.name),
+                    p.value,
+                    || AdamState {
+                        m: Tensor::zeros(p.value.shape().clone()),
+                        v: Tensor::zeros(p.value.shape().clone()),
+                        t: 0,
+                    },
+                    |st| st.m.shape(),
+                )?;
                 st.t += 1;
                 // Step counts beyond i32 range only make the corrections exactly 1.
                 let t = st.t.min(i32::MAX as u64) as i32;

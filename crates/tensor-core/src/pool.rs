@@ -1,8 +1,8 @@
 //! 2-D max and average pooling (NCHW), forward and backward, and global average pooling.
 //!
 //! A window of `kernel` taps spaced by `dilation` slides with `stride` over the input padded
-//! by [`Padding`]; the output size is [`window_out_len`] (floor, or ceil as ONNX
-//! `ceil_mode`). Max pooling ignores padding (it counts as -inf) and returns, for each
+//! by [`Padding`]; the output size is [`crate::conv::window_out_len`] (floor, or ceil as
+//! ONNX `ceil_mode`). Max pooling ignores padding (it counts as -inf) and returns, for each
 //! output, the index of its maximum within the input plane (first maximum on ties), which
 //! the backward pass routes the gradient to. Average pooling divides by the number of
 //! in-bounds taps, or with `count_include_pad` by the taps inside the padded extent
@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use crate::conv::{Padding, window_out_len};
+use crate::conv::{Padding, window_out_hw};
 use crate::error::TensorError;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -111,31 +111,20 @@ impl Pool2dParams {
             });
         }
         let d = input.dims();
-        let p = self.padding;
-        let oh = window_out_len(
-            d[2],
-            self.kernel.0,
-            self.stride.0,
-            self.dilation.0,
-            p.top,
-            p.bottom,
+        let out = window_out_hw(
+            (d[2], d[3]),
+            self.kernel,
+            self.stride,
+            self.dilation,
+            self.padding,
             self.ceil_mode,
         );
-        let ow = window_out_len(
-            d[3],
-            self.kernel.1,
-            self.stride.1,
-            self.dilation.1,
-            p.left,
-            p.right,
-            self.ceil_mode,
-        );
-        match (oh, ow) {
-            (Some(oh), Some(ow)) => {
+        match out {
+            Some((oh, ow)) => {
                 Shape::new(&[d[0], d[1], oh, ow])?;
                 Ok([d[0], d[1], oh, ow])
             }
-            _ => Err(TensorError::InvalidArgument {
+            None => Err(TensorError::InvalidArgument {
                 op: "pool2d",
                 reason: format!("window {self:?} does not fit input {input}"),
             }),

@@ -5,7 +5,7 @@ use std::any::Any;
 use tensor_core::pool::{Pool2dParams, avg_pool2d_backward, avg_pool2d_forward};
 use tensor_core::{Shape, Tensor};
 
-use super::{bad_input, check_grad, no_cache, pool_params_from_record, pool_record};
+use super::{check_grad, no_cache, pool_output_shape, pool_params_from_record, pool_record};
 use crate::error::Result;
 use crate::layer::{Layer, Mode};
 use crate::record::LayerRecord;
@@ -57,11 +57,7 @@ impl Layer for AvgPool2d {
     }
 
     fn output_shape(&self, input: &Shape) -> Result<Shape> {
-        let d = self
-            .params
-            .output_dims(input)
-            .map_err(|e| bad_input("avgpool2d", input, e.to_string()))?;
-        Ok(Shape::new(&d)?)
+        pool_output_shape("avgpool2d", &self.params, input)
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {

@@ -6,6 +6,7 @@ use tensor_core::conv::{Conv2dGradOut, Conv2dParams, conv2d_backward, conv2d_for
 use tensor_core::rng::Rng;
 use tensor_core::{Shape, Tensor};
 
+use super::params::WeightBias;
 use super::{
     MAX_DIM, bad_input, check_grad, no_cache, pads_attr, pads_ints, pair_attr, pair_ints,
     uniform_tensor,
@@ -19,10 +20,8 @@ use crate::record::LayerRecord;
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     params: Conv2dParams,
-    weight: Tensor,
-    bias: Option<Tensor>,
-    grad_weight: Tensor,
-    grad_bias: Option<Tensor>,
+    /// Weight and bias with their gradients.
+    wb: WeightBias,
     /// The input of the last training-mode forward pass.
     cache: Option<Tensor>,
 }
@@ -61,10 +60,7 @@ impl Conv2d {
         }
         Ok(Self {
             params,
-            grad_weight: Tensor::zeros(weight.shape().clone()),
-            grad_bias: bias.as_ref().map(|b| Tensor::zeros(b.shape().clone())),
-            weight,
-            bias,
+            wb: WeightBias::new(weight, bias),
             cache: None,
         })
     }
@@ -86,18 +82,8 @@ impl Conv2d {
         params
             .validate()
             .map_err(|e| rec.corrupt("attributes", e.to_string()))?;
-        let has_bias = rec.usize_in("bias", 0, 1)? == 1;
-        rec.expect_tensor_names(if has_bias {
-            &["weight", "bias"]
-        } else {
-            &["weight"]
-        })?;
-        let weight = rec.tensor_with_dims("weight", &params.weight_dims())?;
-        let bias = if has_bias {
-            Some(rec.tensor_with_dims("bias", &[params.out_channels])?)
-        } else {
-            None
-        };
+        let (weight, bias) =
+            WeightBias::read_record(rec, &params.weight_dims(), params.out_channels)?;
         Self::from_parts(params, weight, bias)
     }
 
@@ -108,12 +94,12 @@ impl Conv2d {
 
     /// The weight `[out, in/groups, kh, kw]`.
     pub fn weight(&self) -> &Tensor {
-        &self.weight
+        &self.wb.weight
     }
 
     /// The bias `[out]`, if any.
     pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
+        self.wb.bias.as_ref()
     }
 }
 
@@ -134,8 +120,8 @@ impl Layer for Conv2d {
         self.output_shape(input.shape())?;
         let y = conv2d_forward(
             input,
-            &self.weight,
-            self.bias.as_ref().map(|b| b.data()),
+            &self.wb.weight,
+            self.wb.bias.as_ref().map(|b| b.data()),
             &self.params,
         )?;
         if mode == Mode::Train {
@@ -151,50 +137,28 @@ impl Layer for Conv2d {
         let mut dx = Tensor::zeros(x.shape().clone());
         conv2d_backward(
             x,
-            &self.weight,
+            &self.wb.weight,
             grad_output,
             &self.params,
             Conv2dGradOut {
                 input: Some(dx.data_mut()),
-                weight: self.grad_weight.data_mut(),
-                bias: self.grad_bias.as_mut().map(|b| b.data_mut()),
+                weight: self.wb.grad_weight.data_mut(),
+                bias: self.wb.grad_bias.as_mut().map(|b| b.data_mut()),
             },
         )?;
         Ok(dx)
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
-        let mut v = vec![ParamRef {
-            name: "weight",
-            value: &self.weight,
-        }];
-        if let Some(b) = &self.bias {
-            v.push(ParamRef {
-                name: "bias",
-                value: b,
-            });
-        }
-        v
+        self.wb.refs()
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        let mut v = vec![ParamMut {
-            name: "weight",
-            value: &mut self.weight,
-            grad: &mut self.grad_weight,
-        }];
-        if let (Some(b), Some(gb)) = (&mut self.bias, &mut self.grad_bias) {
-            v.push(ParamMut {
-                name: "bias",
-                value: b,
-                grad: gb,
-            });
-        }
-        v
+        self.wb.muts()
     }
 
     fn param_count(&self) -> usize {
-        self.weight.numel() + self.bias.as_ref().map_or(0, |b| b.numel())
+        self.wb.count()
     }
 
     fn macs(&self, input: &Shape) -> Result<u64> {
@@ -209,20 +173,15 @@ impl Layer for Conv2d {
 
     fn record(&self) -> Result<LayerRecord> {
         let p = &self.params;
-        let mut rec = LayerRecord::new("conv2d")
+        let rec = LayerRecord::new("conv2d")
             .with_int("in_channels", p.in_channels as i64)
             .with_int("out_channels", p.out_channels as i64)
             .with_ints("kernel", &pair_ints(p.kernel))
             .with_ints("stride", &pair_ints(p.stride))
             .with_ints("pads", &pads_ints(p.padding))
             .with_ints("dilation", &pair_ints(p.dilation))
-            .with_int("groups", p.groups as i64)
-            .with_int("bias", self.bias.is_some() as i64)
-            .with_tensor("weight", self.weight.clone());
-        if let Some(b) = &self.bias {
-            rec = rec.with_tensor("bias", b.clone());
-        }
-        Ok(rec)
+            .with_int("groups", p.groups as i64);
+        Ok(self.wb.write_record(rec))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -6,6 +6,7 @@ use tensor_core::gemm::{GemmParams, gemm};
 use tensor_core::rng::Rng;
 use tensor_core::{Shape, Tensor};
 
+use super::params::WeightBias;
 use super::{MAX_DIM, bad_input, check_grad, no_cache, uniform_tensor};
 use crate::error::Result;
 use crate::layer::{Layer, Mode, ParamMut, ParamRef};
@@ -17,10 +18,8 @@ use crate::record::LayerRecord;
 /// `db += sum_n g[n]`.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    grad_weight: Tensor,
-    grad_bias: Option<Tensor>,
+    /// Weight and bias with their gradients.
+    wb: WeightBias,
     /// The input of the last training-mode forward pass.
     cache: Option<Tensor>,
 }
@@ -56,10 +55,7 @@ impl Linear {
             ));
         }
         Ok(Self {
-            grad_weight: Tensor::zeros(weight.shape().clone()),
-            grad_bias: bias.as_ref().map(|b| Tensor::zeros(b.shape().clone())),
-            weight,
-            bias,
+            wb: WeightBias::new(weight, bias),
             cache: None,
         })
     }
@@ -70,39 +66,28 @@ impl Linear {
         rec.expect_kind("linear")?;
         let inf = rec.usize_in("in_features", 1, MAX_DIM)?;
         let outf = rec.usize_in("out_features", 1, MAX_DIM)?;
-        let has_bias = rec.usize_in("bias", 0, 1)? == 1;
-        rec.expect_tensor_names(if has_bias {
-            &["weight", "bias"]
-        } else {
-            &["weight"]
-        })?;
-        let weight = rec.tensor_with_dims("weight", &[outf, inf])?;
-        let bias = if has_bias {
-            Some(rec.tensor_with_dims("bias", &[outf])?)
-        } else {
-            None
-        };
+        let (weight, bias) = WeightBias::read_record(rec, &[outf, inf], outf)?;
         Self::from_parts(weight, bias)
     }
 
     /// Input features.
     pub fn in_features(&self) -> usize {
-        self.weight.dims()[1]
+        self.wb.weight.dims()[1]
     }
 
     /// Output features.
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[0]
+        self.wb.weight.dims()[0]
     }
 
     /// The weight `[out, in]`.
     pub fn weight(&self) -> &Tensor {
-        &self.weight
+        &self.wb.weight
     }
 
     /// The bias `[out]`, if any.
     pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
+        self.wb.bias.as_ref()
     }
 
     fn check_input(&self, input: &Shape) -> Result<()> {
@@ -138,7 +123,7 @@ impl Layer for Linear {
                 outf,
                 1,
                 inf,
-                self.weight.data(),
+                self.wb.weight.data(),
                 input.data(),
                 y.data_mut(),
                 &GemmParams::default(),
@@ -149,12 +134,12 @@ impl Layer for Linear {
                 outf,
                 inf,
                 input.data(),
-                self.weight.data(),
+                self.wb.weight.data(),
                 y.data_mut(),
                 &GemmParams::with_trans(false, true),
             )?;
         }
-        if let Some(b) = &self.bias {
+        if let Some(b) = &self.wb.bias {
             for row in y.data_mut().chunks_exact_mut(outf) {
                 row.iter_mut().zip(b.data()).for_each(|(v, &bv)| *v += bv);
             }
@@ -177,10 +162,10 @@ impl Layer for Linear {
             n,
             g,
             x.data(),
-            self.grad_weight.data_mut(),
+            self.wb.grad_weight.data_mut(),
             &GemmParams::with_trans(true, false).beta(1.0),
         )?;
-        if let Some(gb) = &mut self.grad_bias {
+        if let Some(gb) = &mut self.wb.grad_bias {
             let gb = gb.data_mut();
             for row in g.chunks_exact(outf) {
                 gb.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
@@ -193,7 +178,7 @@ impl Layer for Linear {
             inf,
             outf,
             g,
-            self.weight.data(),
+            self.wb.weight.data(),
             dx.data_mut(),
             &GemmParams::default(),
         )?;
@@ -201,37 +186,15 @@ impl Layer for Linear {
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
-        let mut v = vec![ParamRef {
-            name: "weight",
-            value: &self.weight,
-        }];
-        if let Some(b) = &self.bias {
-            v.push(ParamRef {
-                name: "bias",
-                value: b,
-            });
-        }
-        v
+        self.wb.refs()
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        let mut v = vec![ParamMut {
-            name: "weight",
-            value: &mut self.weight,
-            grad: &mut self.grad_weight,
-        }];
-        if let (Some(b), Some(gb)) = (&mut self.bias, &mut self.grad_bias) {
-            v.push(ParamMut {
-                name: "bias",
-                value: b,
-                grad: gb,
-            });
-        }
-        v
+        self.wb.muts()
     }
 
     fn param_count(&self) -> usize {
-        self.weight.numel() + self.bias.as_ref().map_or(0, |b| b.numel())
+        self.wb.count()
     }
 
     fn macs(&self, input: &Shape) -> Result<u64> {
@@ -244,15 +207,10 @@ impl Layer for Linear {
     }
 
     fn record(&self) -> Result<LayerRecord> {
-        let mut rec = LayerRecord::new("linear")
+        let rec = LayerRecord::new("linear")
             .with_int("in_features", self.in_features() as i64)
-            .with_int("out_features", self.out_features() as i64)
-            .with_int("bias", self.bias.is_some() as i64)
-            .with_tensor("weight", self.weight.clone());
-        if let Some(b) = &self.bias {
-            rec = rec.with_tensor("bias", b.clone());
-        }
-        Ok(rec)
+            .with_int("out_features", self.out_features() as i64);
+        Ok(self.wb.write_record(rec))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -5,7 +5,7 @@ use std::any::Any;
 use tensor_core::pool::{Pool2dParams, max_pool2d_backward, max_pool2d_forward};
 use tensor_core::{Shape, Tensor};
 
-use super::{bad_input, check_grad, no_cache, pool_params_from_record, pool_record};
+use super::{check_grad, no_cache, pool_output_shape, pool_params_from_record, pool_record};
 use crate::error::Result;
 use crate::layer::{Layer, Mode};
 use crate::record::LayerRecord;
@@ -54,11 +54,7 @@ impl Layer for MaxPool2d {
     }
 
     fn output_shape(&self, input: &Shape) -> Result<Shape> {
-        let d = self
-            .params
-            .output_dims(input)
-            .map_err(|e| bad_input("maxpool2d", input, e.to_string()))?;
-        Ok(Shape::new(&d)?)
+        pool_output_shape("maxpool2d", &self.params, input)
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {

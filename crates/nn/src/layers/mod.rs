@@ -11,6 +11,8 @@ mod elementwise;
 
 pub mod avgpool2d;
 pub mod batchnorm2d;
+mod broadcast;
+pub mod const_elementwise;
 pub mod conv2d;
 pub mod dropout;
 pub mod flatten;
@@ -19,12 +21,19 @@ pub mod global_avg_pool;
 pub mod linear;
 pub mod maxpool2d;
 pub mod onnx_ops;
+pub mod pad;
+pub mod parallel;
+mod params;
 pub mod relu;
+pub mod reshape;
 pub mod sigmoid;
+pub mod softmax;
 pub mod tanh;
+pub mod transpose;
 
 pub use avgpool2d::AvgPool2d;
 pub use batchnorm2d::BatchNorm2d;
+pub use const_elementwise::{ArithOp, ConstElementwise};
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
@@ -32,11 +41,16 @@ pub use fold::{fold_batchnorm, fold_batchnorms};
 pub use global_avg_pool::GlobalAvgPool;
 pub use linear::Linear;
 pub use maxpool2d::MaxPool2d;
+pub use pad::Pad;
+pub use parallel::{Merge, Parallel};
 pub use relu::ReLU;
+pub use reshape::Reshape;
 pub use sigmoid::Sigmoid;
+pub use softmax::Softmax;
 pub use tanh::Tanh;
 pub use tensor_core::conv::{Conv2dParams, Padding};
 pub use tensor_core::pool::Pool2dParams;
+pub use transpose::Transpose;
 
 use tensor_core::{Shape, Tensor};
 
@@ -159,6 +173,14 @@ pub(crate) fn pool_params_from_record(rec: &LayerRecord) -> Result<Pool2dParams>
     Ok(p)
 }
 
+/// The output shape of a pooling layer of `kind` on `input`, a geometry error as `BadInput`.
+pub(crate) fn pool_output_shape(kind: &str, p: &Pool2dParams, input: &Shape) -> Result<Shape> {
+    let d = p
+        .output_dims(input)
+        .map_err(|e| bad_input(kind, input, e.to_string()))?;
+    Ok(Shape::new(&d)?)
+}
+
 /// The record of a pooling layer of `kind` (attributes only).
 pub(crate) fn pool_record(kind: &str, p: &Pool2dParams) -> LayerRecord {
     LayerRecord::new(kind)
@@ -177,6 +199,36 @@ pub(crate) fn pair_ints(p: (usize, usize)) -> [i64; 2] {
 /// Padding as record integers in ONNX order.
 pub(crate) fn pads_ints(p: Padding) -> [i64; 4] {
     p.to_onnx().map(|v| v as i64)
+}
+
+/// Largest dimension, axis or pad a graph-operator record may hold.
+const MAX_RECORD_SIZE: usize = 1 << 32;
+
+/// A record's list of sizes `name` (dimensions, axes, pads): at most 64 values, each in
+/// `[0, 2^32]`.
+pub(crate) fn record_sizes(rec: &LayerRecord, name: &str) -> Result<Vec<usize>> {
+    let v = rec.ints(name)?;
+    if v.len() > 64 {
+        return Err(rec.corrupt(format!("attribute `{name}`"), format!("{} values", v.len())));
+    }
+    v.iter()
+        .map(|&x| {
+            usize::try_from(x)
+                .ok()
+                .filter(|&u| u <= MAX_RECORD_SIZE)
+                .ok_or_else(|| rec.corrupt(format!("attribute `{name}`"), format!("value {x}")))
+        })
+        .collect()
+}
+
+/// A `Shape` of `dims`, its error converted to [`NnError`].
+pub(crate) fn shape_of(dims: &[usize]) -> Result<Shape> {
+    Ok(Shape::new(dims)?)
+}
+
+/// `usize` values as record integers.
+pub(crate) fn to_i64(v: &[usize]) -> Vec<i64> {
+    v.iter().map(|&x| x as i64).collect()
 }
 
 /// Uniform initialisation in `[-bound, bound)` (PyTorch's `kaiming_uniform_(a = sqrt(5))`

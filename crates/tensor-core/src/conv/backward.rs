@@ -1,0 +1,264 @@
+//! The backward convolution: input gradient by col2im of `W^T dY`, weight gradient
+//! `dY col^T` and bias gradient, accumulated per block and summed.
+
+use rayon::prelude::*;
+
+use super::im2col::{Geo, Plan, col2im_add, im2col, with_scratch};
+use super::{Conv2dParams, check_bias};
+use crate::error::TensorError;
+use crate::gemm::gemm;
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+/// Where [`conv2d_backward`] writes: the input gradient is overwritten, the weight and bias
+/// gradients are accumulated (added to), as `Layer::backward` requires.
+#[derive(Debug)]
+pub struct Conv2dGradOut<'a> {
+    /// `[N, C, H, W]`, overwritten; `None` skips the input gradient (first layer).
+    pub input: Option<&'a mut [f32]>,
+    /// `[O, C/groups, kh, kw]`, accumulated.
+    pub weight: &'a mut [f32],
+    /// `[O]`, accumulated; `None` when the convolution has no bias.
+    pub bias: Option<&'a mut [f32]>,
+}
+
+/// Backward convolution: given `grad_output [N, O, OH, OW]`, writes the input gradient and
+/// accumulates the weight and bias gradients into `out`.
+///
+/// Blocks of images run in parallel; each accumulates its weight and bias gradients into a
+/// per-worker buffer, summed at the end (so the result does not depend on scheduling beyond
+/// float summation order).
+pub fn conv2d_backward(
+    input: &Tensor,
+    weight: &Tensor,
+    grad_output: &Tensor,
+    p: &Conv2dParams,
+    out: Conv2dGradOut<'_>,
+) -> Result<(), TensorError> {
+    let geo = Geo::new(p, input.shape(), weight.shape())?;
+    let want = [geo.n, geo.o, geo.oh, geo.ow];
+    if grad_output.dims() != want {
+        return Err(TensorError::ShapeMismatch {
+            op: "conv2d backward: grad_output",
+            lhs: grad_output.shape().clone(),
+            rhs: Shape::new(&want)?,
+        });
+    }
+    let Conv2dGradOut {
+        input: dx,
+        weight: dw,
+        bias: db,
+    } = out;
+    if let Some(dx) = dx.as_deref()
+        && dx.len() != input.numel()
+    {
+        return Err(TensorError::DataLength {
+            op: "conv2d backward: grad_input",
+            len: dx.len(),
+            expected: input.numel(),
+            shape: input.shape().clone(),
+        });
+    }
+    if dw.len() != weight.numel() {
+        return Err(TensorError::DataLength {
+            op: "conv2d backward: grad_weight",
+            len: dw.len(),
+            expected: weight.numel(),
+            shape: weight.shape().clone(),
+        });
+    }
+    check_bias(db.as_deref(), geo.o, "conv2d backward: grad_bias")?;
+    let op = geo.out_plane();
+    if geo.n == 0 || op == 0 {
+        if let Some(dx) = dx {
+            dx.fill(0.0);
+        }
+        return Ok(());
+    }
+    let plan = Plan::new(&geo);
+    let (x, w, gy) = (input.data(), weight.data(), grad_output.data());
+    let wlen = w.len();
+    let dx_block = plan.bn * geo.c * geo.h * geo.w;
+    let chunks: Vec<Option<&mut [f32]>> = match dx {
+        Some(d) if dx_block > 0 => d.chunks_mut(dx_block).map(Some).collect(),
+        _ => (0..plan.blocks).map(|_| None).collect(),
+    };
+    if plan.blocks == 1 {
+        // One block: accumulate straight into the caller's gradients.
+        let mut acc = vec![0.0f32; geo.o];
+        for (bi, dxb) in chunks.into_iter().enumerate() {
+            backward_block(&geo, &plan, x, w, gy, bi * plan.bn, dxb, dw, &mut acc)?;
+        }
+        if let Some(db) = db {
+            db.iter_mut().zip(&acc).for_each(|(a, &v)| *a += v);
+        }
+        return Ok(());
+    }
+    let sums = chunks
+        .into_par_iter()
+        .enumerate()
+        .try_fold(
+            || vec![0.0f32; wlen + geo.o],
+            |mut acc, (bi, dxb)| {
+                let (aw, ab) = acc.split_at_mut(wlen);
+                backward_block(&geo, &plan, x, w, gy, bi * plan.bn, dxb, aw, ab)?;
+                Ok::<Vec<f32>, TensorError>(acc)
+            },
+        )
+        .try_reduce(
+            || vec![0.0f32; wlen + geo.o],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
+                Ok(a)
+            },
+        )?;
+    dw.iter_mut().zip(&sums[..wlen]).for_each(|(a, &v)| *a += v);
+    if let Some(db) = db {
+        db.iter_mut().zip(&sums[wlen..]).for_each(|(a, &v)| *a += v);
+    }
+    Ok(())
+}
+
+/// One block of the backward pass: images `n0..n0+nb`; overwrites the block's input gradient
+/// `dxb` (`[nb, C, H, W]`) when present and accumulates into `dw` and `db`.
+#[allow(clippy::too_many_arguments)]
+fn backward_block(
+    geo: &Geo,
+    plan: &Plan,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    n0: usize,
+    mut dxb: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: &mut [f32],
+) -> Result<(), TensorError> {
+    let op = geo.out_plane();
+    let nb = plan.bn.min(geo.n - n0);
+    let gyb = &gy[n0 * geo.o * op..(n0 + nb) * geo.o * op];
+    for (i, plane) in gyb.chunks_exact(op).enumerate() {
+        db[i % geo.o] += plane.iter().sum::<f32>();
+    }
+    if let Some(d) = dxb.as_deref_mut() {
+        d.fill(0.0);
+    }
+    let dx_per_image = geo.c * geo.h * geo.w;
+    let mut s0 = 0;
+    while s0 < nb {
+        let sn = plan.sub.min(nb - s0);
+        let dxs = dxb
+            .as_deref_mut()
+            .map(|d| &mut d[s0 * dx_per_image..(s0 + sn) * dx_per_image]);
+        backward_images(geo, plan, x, w, gy, n0 + s0, sn, dxs, dw)?;
+        s0 += sn;
+    }
+    Ok(())
+}
+
+/// Images `n0..n0+nb` of the backward pass through one GEMM per group and pass: adds onto
+/// the (zeroed) input-gradient slice `dxb` and accumulates `dw`.
+#[allow(clippy::too_many_arguments)]
+fn backward_images(
+    geo: &Geo,
+    plan: &Plan,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    n0: usize,
+    nb: usize,
+    mut dxb: Option<&mut [f32]>,
+    dw: &mut [f32],
+) -> Result<(), TensorError> {
+    let op = geo.out_plane();
+    let patch = geo.patch();
+    let gyb = &gy[n0 * geo.o * op..(n0 + nb) * geo.o * op];
+    let col_len = patch * nb * op;
+    let dcol_len = if dxb.is_some() { col_len } else { 0 };
+    let gt_len = if nb > 1 { geo.og * nb * op } else { 0 };
+    with_scratch(col_len + dcol_len + gt_len, |buf| {
+        let (col, rest) = buf.split_at_mut(col_len);
+        let (dcol, gt_buf) = rest.split_at_mut(dcol_len);
+        for g in 0..geo.groups {
+            im2col(geo, x, n0, nb, g, col, plan.inner_parallel);
+            // This group's output gradient as [Og, nb*OH*OW]: for one image, the group's
+            // rows of dY are already contiguous; otherwise gather them.
+            let gt: &[f32] = if nb == 1 {
+                &gyb[g * geo.og * op..(g + 1) * geo.og * op]
+            } else {
+                for oc in 0..geo.og {
+                    for b in 0..nb {
+                        let src = (b * geo.o + g * geo.og + oc) * op;
+                        let dst = (oc * nb + b) * op;
+                        gt_buf[dst..dst + op].copy_from_slice(&gyb[src..src + op]);
+                    }
+                }
+                gt_buf
+            };
+            // dW_g += dY_g [Og, L] * col^T [L, patch]
+            let dwg = &mut dw[g * geo.og * patch..(g + 1) * geo.og * patch];
+            gemm(
+                geo.og,
+                patch,
+                nb * op,
+                gt,
+                col,
+                dwg,
+                &plan.gemm(false, true).beta(1.0),
+            )?;
+            if let Some(d) = dxb.as_deref_mut() {
+                // dcol = W_g^T [patch, Og] * dY_g [Og, L], then scatter onto dX.
+                let wg = &w[g * geo.og * patch..(g + 1) * geo.og * patch];
+                gemm(
+                    patch,
+                    nb * op,
+                    geo.og,
+                    wg,
+                    gt,
+                    dcol,
+                    &plan.gemm(true, false),
+                )?;
+                col2im_add(geo, dcol, nb, g, d, plan.inner_parallel);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The gradients of a convolution, allocated (tests, benches, one-off use).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dGrads {
+    /// `[N, C, H, W]`.
+    pub input: Tensor,
+    /// `[O, C/groups, kh, kw]`.
+    pub weight: Tensor,
+    /// `[O]`.
+    pub bias: Tensor,
+}
+
+/// [`conv2d_backward`] into freshly allocated gradients.
+pub fn conv2d_grads(
+    input: &Tensor,
+    weight: &Tensor,
+    grad_output: &Tensor,
+    p: &Conv2dParams,
+) -> Result<Conv2dGrads, TensorError> {
+    let mut gi = Tensor::zeros(input.shape().clone());
+    let mut gw = Tensor::zeros(weight.shape().clone());
+    let mut gb = Tensor::zeros_dims(&[p.out_channels])?;
+    conv2d_backward(
+        input,
+        weight,
+        grad_output,
+        p,
+        Conv2dGradOut {
+            input: Some(gi.data_mut()),
+            weight: gw.data_mut(),
+            bias: Some(gb.data_mut()),
+        },
+    )?;
+    Ok(Conv2dGrads {
+        input: gi,
+        weight: gw,
+        bias: gb,
+    })
+}

@@ -96,6 +96,13 @@ pub trait Layer: Debug + Send + Sync {
     /// Drops cached activations (after training, to free memory).
     fn clear_cache(&mut self) {}
 
+    /// Tells the layer whether `backward` must compute the input gradient. The first
+    /// parametric layer of a model under training receives data, whose gradient nobody uses;
+    /// layers with an expensive input gradient (Linear, Conv2d) then skip it and `backward`
+    /// returns zeros of the input's shape. Default: needed, and ignored by layers for which
+    /// the input gradient is cheap.
+    fn set_input_grad_needed(&mut self, _needed: bool) {}
+
     /// The layer as a serializable record (kind, attributes, tensors): what model files, the
     /// `.slim` container and the ONNX importer store. `crate::layers::layer_from_record`
     /// rebuilds dense layers from it; a layer that cannot be stored returns

@@ -87,6 +87,19 @@ impl Model {
         Ok(g.unwrap_or_else(|| grad_output.clone()))
     }
 
+    /// Whether `backward` must produce the gradient with respect to the model's input. When
+    /// not (training on data), the layers up to and including the first one with parameters
+    /// are told to skip their input gradient (see [`Layer::set_input_grad_needed`]), and the
+    /// gradient `backward` returns is zeros.
+    pub fn set_input_grad_needed(&mut self, needed: bool) {
+        for layer in self.layers.iter_mut() {
+            layer.set_input_grad_needed(needed);
+            if layer.param_count() > 0 {
+                break;
+            }
+        }
+    }
+
     /// Zeroes every parameter gradient.
     pub fn zero_grad(&mut self) {
         self.layers.iter_mut().for_each(|l| l.zero_grad());

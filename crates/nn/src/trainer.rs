@@ -273,7 +273,24 @@ impl Trainer {
     /// differs, a non-finite loss (naming epoch and step), or any layer, hook or objective
     /// error. On error the model is left as the error found it (for a non-finite loss: the
     /// weights after the last completed step).
+    ///
+    /// The gradient with respect to the input images is never used, so the first
+    /// parametric layer skips it during the run ([`Model::set_input_grad_needed`]).
     pub fn fit(
+        &mut self,
+        model: &mut Model,
+        train: &Dataset,
+        test: Option<&Dataset>,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<TrainReport> {
+        model.set_input_grad_needed(false);
+        let result = self.fit_epochs(model, train, test, on_progress);
+        model.set_input_grad_needed(true);
+        result
+    }
+
+    /// The training loop of [`Trainer::fit`].
+    fn fit_epochs(
         &mut self,
         model: &mut Model,
         train: &Dataset,

@@ -24,6 +24,8 @@ pub struct Conv2d {
     wb: WeightBias,
     /// The input of the last training-mode forward pass.
     cache: Option<Tensor>,
+    /// Whether `backward` computes the input gradient (see `Layer::set_input_grad_needed`).
+    input_grad: bool,
 }
 
 impl Conv2d {
@@ -62,6 +64,7 @@ impl Conv2d {
             params,
             wb: WeightBias::new(weight, bias),
             cache: None,
+            input_grad: true,
         })
     }
 
@@ -141,7 +144,7 @@ impl Layer for Conv2d {
             grad_output,
             &self.params,
             Conv2dGradOut {
-                input: Some(dx.data_mut()),
+                input: self.input_grad.then(|| dx.data_mut()),
                 weight: self.wb.grad_weight.data_mut(),
                 bias: self.wb.grad_bias.as_mut().map(|b| b.data_mut()),
             },
@@ -169,6 +172,10 @@ impl Layer for Conv2d {
 
     fn clear_cache(&mut self) {
         self.cache = None;
+    }
+
+    fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad = needed;
     }
 
     fn record(&self) -> Result<LayerRecord> {

@@ -22,6 +22,8 @@ pub struct Linear {
     wb: WeightBias,
     /// The input of the last training-mode forward pass.
     cache: Option<Tensor>,
+    /// Whether `backward` computes the input gradient (see `Layer::set_input_grad_needed`).
+    input_grad: bool,
 }
 
 impl Linear {
@@ -57,6 +59,7 @@ impl Linear {
         Ok(Self {
             wb: WeightBias::new(weight, bias),
             cache: None,
+            input_grad: true,
         })
     }
 
@@ -173,6 +176,9 @@ impl Layer for Linear {
         }
         // dx [N, in] = g [N, out] W [out, in]
         let mut dx = Tensor::zeros(x.shape().clone());
+        if !self.input_grad {
+            return Ok(dx);
+        }
         gemm(
             n,
             inf,
@@ -204,6 +210,10 @@ impl Layer for Linear {
 
     fn clear_cache(&mut self) {
         self.cache = None;
+    }
+
+    fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad = needed;
     }
 
     fn record(&self) -> Result<LayerRecord> {

@@ -356,3 +356,40 @@ fn set_buffer_reaches_batchnorm_only() {
     assert!(set_buffer(&mut bn, "weight", &[1.0, 1.0]).is_err());
     assert!(set_buffer(&mut ReLU::new(), "running_mean", &[]).is_err());
 }
+
+/// Skipping the input gradient leaves the parameter gradients exactly as they were.
+#[test]
+fn skipping_the_input_gradient_keeps_parameter_gradients() {
+    let mut rng = Rng::seed_from_u64(11);
+    let layers: Vec<(Box<dyn Layer>, Vec<usize>)> = vec![
+        (Box::new(Linear::new(7, 5, &mut rng).unwrap()), vec![3, 7]),
+        (
+            Box::new(Conv2d::new(Conv2dParams::new(2, 3, (3, 3)), &mut rng).unwrap()),
+            vec![2, 2, 6, 6],
+        ),
+    ];
+    for (mut layer, dims) in layers {
+        let x = rand_tensor(&mut rng, &dims);
+        let y = layer.forward(&x, Mode::Train).unwrap();
+        let g = rand_tensor(&mut rng, y.dims());
+        layer.zero_grad();
+        let dx_full = layer.backward(&g).unwrap();
+        let grads_full: Vec<Vec<f32>> = layer
+            .params_mut()
+            .iter()
+            .map(|p| p.grad.data().to_vec())
+            .collect();
+        layer.zero_grad();
+        layer.set_input_grad_needed(false);
+        let dx_skipped = layer.backward(&g).unwrap();
+        let grads_skipped: Vec<Vec<f32>> = layer
+            .params_mut()
+            .iter()
+            .map(|p| p.grad.data().to_vec())
+            .collect();
+        assert_eq!(grads_full, grads_skipped, "{}", layer.kind());
+        assert_eq!(dx_skipped.dims(), dx_full.dims());
+        assert!(dx_skipped.data().iter().all(|&v| v == 0.0));
+        assert!(dx_full.data().iter().any(|&v| v != 0.0));
+    }
+}

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use huffman_codec::{
     CanonicalCode, DEFAULT_MAX_CODE_LEN, DecodeLimits, EncodeParams, compress_u8, decompress_u8,
-    histogram_u8,
+    entropy_bits, histogram_u8,
 };
 use prune::{ModelMask, RelativeIndexed, prunable_layers};
 use share::{KMeansParams, share_layer};
@@ -57,19 +57,6 @@ fn bits_for(kind: &str) -> u32 {
     if kind == "conv2d" { 8 } else { 5 }
 }
 
-/// Empirical Shannon entropy in bits per symbol, `-sum p log2 p`.
-fn entropy_bits(symbols: &[u8]) -> f64 {
-    let hist = histogram_u8(symbols);
-    let n = symbols.len() as f64;
-    hist.iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
-}
-
 struct StreamStats {
     name: String,
     symbols: usize,
@@ -93,7 +80,7 @@ fn stream_stats(name: String, symbols: &[u8], bits: u32) -> Result<StreamStats> 
     }
     Ok(StreamStats {
         used: freqs.iter().filter(|&&c| c > 0).count(),
-        entropy: entropy_bits(symbols),
+        entropy: entropy_bits(&hist),
         mean_code_len: code.cost_bits(freqs) as f64 / symbols.len() as f64,
         fixed_bytes: (symbols.len() * bits as usize).div_ceil(8),
         block_bytes: block.len(),
@@ -179,8 +166,7 @@ fn process(path: &Path, out: &Path, test: &nn::Dataset) -> Result<ModelReport> {
         for (what, symbols) in [("indices", idx), ("gaps", gaps)] {
             let stream = format!("{name}.{kind}.{what}");
             let file = out.join(format!("{stream}.u8"));
-            std::fs::write(&file, &symbols)
-                .with_context(|| format!("writing {}", file.display()))?;
+            nn::io::atomic::write_atomic(&file, &symbols)?;
             streams.push(stream_stats(stream, &symbols, bits)?);
         }
     }
@@ -366,11 +352,9 @@ pub fn run(args: Args) -> Result<()> {
         args.out.display()
     );
     let md = markdown(&reports, &source, &command);
-    std::fs::write(args.out.join("README.md"), &md)?;
-    std::fs::write(
-        args.out.join("summary.json"),
-        serde_json::to_string_pretty(&json(&reports, &source))? + "\n",
-    )?;
+    nn::io::atomic::write_atomic(args.out.join("README.md"), md.as_bytes())?;
+    let summary = serde_json::to_string_pretty(&json(&reports, &source))? + "\n";
+    nn::io::atomic::write_atomic(args.out.join("summary.json"), summary.as_bytes())?;
     println!("{md}");
     Ok(())
 }

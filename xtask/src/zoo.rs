@@ -72,9 +72,9 @@ pub fn run(args: Args) -> Result<()> {
             "model": name, "data": source.to_string(), "config": config, "train": report,
             "test": eval, "params_folded": model.param_count(), "cpu": cpu, "threads": threads,
         });
-        std::fs::write(
+        nn::io::atomic::write_atomic(
             args.out.join(format!("{name}.json")),
-            serde_json::to_string_pretty(&json)?,
+            serde_json::to_string_pretty(&json)?.as_bytes(),
         )?;
         let per_epoch = report.total_seconds / config.epochs.max(1) as f64;
         rows.push(format!(

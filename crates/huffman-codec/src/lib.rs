@@ -114,7 +114,7 @@ pub use code::CanonicalCode;
 pub use decode::Decoder;
 pub use encode::{Encoder, segment_bounds};
 pub use error::HuffError;
-pub use histogram::{histogram, histogram_u8};
+pub use histogram::{entropy_bits, histogram, histogram_u8};
 pub use params::{
     DEFAULT_FOUR_STREAM_MIN, DEFAULT_MAX_CODE_LEN, DecodeLimits, EncodeParams, MAX_ALPHABET,
     MAX_CODE_LEN,

@@ -84,19 +84,8 @@ pub fn large_stream(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Empirical Shannon entropy in bits per symbol: `-sum p log2 p`.
+/// Empirical Shannon entropy in bits per symbol, through the crate's own
+/// [`huffman_codec::entropy_bits`].
 pub fn entropy_bits(symbols: &[u8]) -> f64 {
-    let mut counts = [0u64; 256];
-    for &s in symbols {
-        counts[s as usize] += 1;
-    }
-    let n = symbols.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
+    huffman_codec::entropy_bits(&huffman_codec::histogram_u8(symbols))
 }

@@ -10,7 +10,6 @@ use huffman_codec::{
     decompress_u8, histogram_u8,
 };
 use std::hint::black_box;
-use std::time::Duration;
 
 fn decode(c: &mut Criterion<BenchClock>) {
     let mut g = c.benchmark_group("decode");
@@ -52,11 +51,7 @@ fn decode(c: &mut Criterion<BenchClock>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .with_measurement(BenchClock::from_env())
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
+    config = support::throughput_config();
     targets = decode
 }
 criterion_main!(benches);

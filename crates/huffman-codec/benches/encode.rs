@@ -9,7 +9,6 @@ use huffman_codec::{
     CanonicalCode, DEFAULT_MAX_CODE_LEN, EncodeParams, Encoder, compress_u8, histogram_u8,
 };
 use std::hint::black_box;
-use std::time::Duration;
 
 fn encode(c: &mut Criterion<BenchClock>) {
     let mut g = c.benchmark_group("encode");
@@ -36,11 +35,7 @@ fn encode(c: &mut Criterion<BenchClock>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .with_measurement(BenchClock::from_env())
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
+    config = support::throughput_config();
     targets = encode
 }
 criterion_main!(benches);

@@ -10,7 +10,7 @@
 
 use criterion::Throughput;
 use criterion::measurement::{Measurement, ValueFormatter};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[path = "../../tests/streams/mod.rs"]
 pub mod streams;
@@ -19,6 +19,16 @@ pub mod streams;
 pub struct BenchClock {
     wall: bool,
     origin: Instant,
+}
+
+/// The criterion settings of the decode and encode benches: the clock `HUFF_BENCH_CLOCK`
+/// selects, 0.5 s warm-up, 30 samples over 2 s.
+pub fn throughput_config() -> criterion::Criterion<BenchClock> {
+    criterion::Criterion::default()
+        .with_measurement(BenchClock::from_env())
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
 }
 
 impl BenchClock {

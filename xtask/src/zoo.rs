@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use nn::trainer::{Progress, Trainer};
+use nn::trainer::Progress;
 
 /// Arguments of `cargo xtask zoo`.
 #[derive(clap::Args, Debug)]
@@ -61,11 +61,8 @@ pub fn run(args: Args) -> Result<()> {
                 );
             }
         };
-        let report =
-            Trainer::new(config.clone()).fit(&mut model, &train, Some(&test), &mut on_progress)?;
-        model.clear_cache();
-        nn::layers::fold_batchnorms(&mut model)?;
-        let eval = nn::metrics::evaluate(&mut model, &test, 256)?;
+        let (report, eval) =
+            nn::recipes::train_for_inference(&mut model, &config, &train, &test, &mut on_progress)?;
         let path = args.out.join(format!("{name}.model"));
         nn::io::native::save(&model, &path)?;
         let json = serde_json::json!({

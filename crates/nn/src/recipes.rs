@@ -5,11 +5,14 @@
 //! cnn-teacher uses SGD with Nesterov momentum, weight decay and flip/shift augmentation, the
 //! usual recipe for a BatchNorm CNN.
 
+use crate::data::Dataset;
 use crate::data::augment::Augment;
 use crate::error::{NnError, Result};
+use crate::metrics::{Evaluation, evaluate};
+use crate::model::Model;
 use crate::optim::OptimizerConfig;
 use crate::schedule::Schedule;
-use crate::trainer::TrainConfig;
+use crate::trainer::{Progress, TrainConfig, TrainReport, Trainer};
 
 /// The reference recipe of zoo model `name`.
 pub fn reference_config(name: &str) -> Result<TrainConfig> {
@@ -50,6 +53,23 @@ pub fn reference_config(name: &str) -> Result<TrainConfig> {
         }
     };
     Ok(config)
+}
+
+/// Trains `model` with `config`, then readies it for inference and evaluates it as it will
+/// be saved: caches dropped, BatchNorm folded into the preceding convolutions, accuracy and
+/// confusion matrix on `test`. The one sequence `slimnet train` and `cargo xtask zoo` share.
+pub fn train_for_inference(
+    model: &mut Model,
+    config: &TrainConfig,
+    train: &Dataset,
+    test: &Dataset,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<(TrainReport, Evaluation)> {
+    let report = Trainer::new(config.clone()).fit(model, train, Some(test), on_progress)?;
+    model.clear_cache();
+    crate::layers::fold_batchnorms(model)?;
+    let evaluation = evaluate(model, test, config.eval_batch_size)?;
+    Ok((report, evaluation))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nn::optim::OptimizerConfig;
-use nn::trainer::{Progress, TrainConfig, Trainer};
+use nn::trainer::{Progress, TrainConfig};
 
 use super::print_json;
 use crate::progress;
@@ -141,12 +141,9 @@ pub fn run(args: Args) -> Result<()> {
             ));
         }
     };
-    let mut trainer = Trainer::new(config.clone());
-    let report = trainer.fit(&mut model, &train, Some(&test), &mut on_progress)?;
+    let (report, evaluation) =
+        nn::recipes::train_for_inference(&mut model, &config, &train, &test, &mut on_progress)?;
     pb.finish_and_clear();
-    model.clear_cache();
-    nn::layers::fold_batchnorms(&mut model)?;
-    let evaluation = nn::metrics::evaluate(&mut model, &test, 256)?;
     nn::io::native::save(&model, &args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     let file_bytes = std::fs::metadata(&args.output)?.len();

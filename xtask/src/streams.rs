@@ -130,10 +130,12 @@ fn process(path: &Path, out: &Path, test: &nn::Dataset) -> Result<ModelReport> {
     let mut conv = (Vec::new(), Vec::new());
     let mut fc = (Vec::new(), Vec::new());
     let mut layers = Vec::new();
-    for i in prunable_layers(&model) {
+    for path in prunable_layers(&model) {
+        // The zoo models are sequential: every prunable layer is at top level.
+        let i = path.index();
         let kind = model.layers[i].kind();
         let bits = bits_for(kind);
-        let shared = share_layer(&mut model, i, bits, &KMeansParams::default())?;
+        let shared = share_layer(&mut model, &path, bits, &KMeansParams::default())?;
         let sparse = RelativeIndexed::encode(&shared.codes, bits)?;
         if sparse.decode()? != shared.codes {
             bail!("{name} layer {i}: relative-index form does not round-trip");

@@ -180,3 +180,108 @@ fn bad_inputs_fail_cleanly_without_output() {
     assert!(!out.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A small residual CNN for 28x28 images: conv, a Parallel block `relu(conv(x)) + x`, pool,
+/// linear. Saved natively and exported to ONNX, it is fine-tuned by `slimnet train --model FILE`.
+fn residual_cnn(path: &Path) {
+    use nn::layers::{
+        Conv2d, Conv2dParams, Flatten, Linear, MaxPool2d, Merge, Padding, Parallel, Pool2dParams,
+        ReLU,
+    };
+    let mut rng = tensor_core::rng::Rng::seed_from_u64(4);
+    let branch: Vec<Box<dyn nn::Layer>> = vec![
+        Box::new(
+            Conv2d::new(
+                Conv2dParams::new(4, 4, (3, 3)).with_padding(Padding::symmetric(1)),
+                &mut rng,
+            )
+            .unwrap(),
+        ),
+        Box::new(ReLU::new()),
+    ];
+    let model = nn::Model::new(
+        "residual-cnn",
+        &[1, 28, 28],
+        vec![
+            Box::new(
+                Conv2d::new(
+                    Conv2dParams::new(1, 4, (3, 3)).with_padding(Padding::symmetric(1)),
+                    &mut rng,
+                )
+                .unwrap(),
+            ),
+            Box::new(ReLU::new()),
+            Box::new(Parallel::new(vec![branch, vec![]], Merge::Add).unwrap()),
+            Box::new(MaxPool2d::new(Pool2dParams::new((4, 4)).with_stride((4, 4))).unwrap()),
+            Box::new(Flatten::new()),
+            Box::new(Linear::new(4 * 7 * 7, 10, &mut rng).unwrap()),
+        ],
+    );
+    nn::io::native::save(&model, path).unwrap();
+}
+
+#[test]
+fn train_fine_tunes_a_residual_model_from_a_native_or_onnx_file() {
+    let dir = scratch("finetune");
+    let d = fixtures();
+    let d = d.to_str().unwrap();
+    let native = dir.join("residual.model");
+    residual_cnn(&native);
+    let onnx = dir.join("residual.onnx");
+    ok(&slimnet(&[
+        "export",
+        native.to_str().unwrap(),
+        "-o",
+        onnx.to_str().unwrap(),
+    ]));
+    for (input, extra) in [
+        (
+            &native,
+            vec!["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"],
+        ),
+        (&onnx, vec!["--optimizer", "adam", "--lr", "0.003"]),
+    ] {
+        let out = dir.join("tuned.model");
+        let mut args = vec![
+            "train",
+            "--model",
+            input.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--limit",
+            "4000",
+            "--data",
+            d,
+            "--json",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let report: serde_json::Value = serde_json::from_str(&ok(&slimnet(&args))).unwrap();
+        let acc = report["test"]["accuracy"].as_f64().unwrap();
+        assert!(
+            acc > 0.55,
+            "{}: one epoch of fine-tuning reached only {acc}",
+            input.display()
+        );
+        let inspect: serde_json::Value =
+            serde_json::from_str(&ok(&slimnet(&["inspect", out.to_str().unwrap(), "--json"])))
+                .unwrap();
+        assert_eq!(inspect["layers"][2]["kind"], "parallel");
+    }
+    let bad = slimnet(&[
+        "train",
+        "--model",
+        native.to_str().unwrap(),
+        "--optimizer",
+        "adam",
+        "--momentum",
+        "0.5",
+        "--data",
+        d,
+        "-o",
+        dir.join("x.model").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--momentum applies to sgd"));
+}

@@ -50,9 +50,55 @@ pub enum NnError {
     /// An invalid configuration value (learning rate, batch size, name of a zoo model, ...).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Training diverged: the loss of a step is NaN or infinite.
+    #[error(
+        "train: loss became {loss} at epoch {epoch} of {epochs}, step {step} of \
+         {steps_per_epoch} (global step {global_step}, learning rate {lr}): lower the learning \
+         rate or check the data"
+    )]
+    NonFiniteLoss {
+        /// The loss value.
+        loss: f32,
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Epochs of the run.
+        epochs: usize,
+        /// Step within the epoch, from 1.
+        step: usize,
+        /// Steps per epoch.
+        steps_per_epoch: usize,
+        /// Steps completed before this one.
+        global_step: usize,
+        /// Learning rate of the step.
+        lr: f32,
+    },
+    /// Per-parameter optimizer state whose shape no longer matches its parameter (a layer was
+    /// replaced under a running optimizer), or a gradient of the wrong shape.
+    #[error("{0}")]
+    OptimizerState(Box<StateMismatch>),
+    /// An error of a crate built on nn (a technique's hook, objective or compressed layer),
+    /// kept whole so that callers can downcast it ([`NnError::external`]).
+    #[error(transparent)]
+    External(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl NnError {
+    /// Wraps the error of a crate built on nn without flattening it to a string: technique
+    /// crates implement `From<TheirError> for NnError` with this (returning the inner
+    /// [`NnError`] unchanged when their error only wraps one), so a hook's error reaches the
+    /// Trainer's caller whole, and `std::error::Error::source` or downcasting recovers it.
+    pub fn external(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        NnError::External(Box::new(e))
+    }
+
+    /// The wrapped error of a crate built on nn, if this is one and of type `E`.
+    pub fn downcast_external<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            NnError::External(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         NnError::Io {
@@ -73,6 +119,27 @@ impl NnError {
             reason: reason.into(),
         }
     }
+}
+
+/// What [`NnError::OptimizerState`] reports (boxed: it is the largest error).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{optimizer}: layer {path} parameter `{param}`: {what} has shape {found} but the parameter \
+     has shape {expected} (call reset after replacing a layer)"
+)]
+pub struct StateMismatch {
+    /// The optimizer (`sgd`, `adam`).
+    pub optimizer: &'static str,
+    /// The layer's path.
+    pub path: String,
+    /// The parameter's name.
+    pub param: String,
+    /// `state` or `gradient`.
+    pub what: &'static str,
+    /// The shape found.
+    pub found: Shape,
+    /// The parameter's shape.
+    pub expected: Shape,
 }
 
 /// Result alias of this crate.

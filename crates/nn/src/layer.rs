@@ -62,14 +62,28 @@ pub trait Layer: Debug + Send + Sync {
     /// gradients.
     fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor>;
 
-    /// The parameters and buffers (read-only), trainable or not.
+    /// The layer's own parameters and buffers (read-only), trainable or not. A container
+    /// ([`Layer::branches`]) owns none: its nested layers' parameters are reached through
+    /// the model walk ([`crate::Model::visit`]), each under its own [`crate::LayerPath`].
     fn params(&self) -> Vec<ParamRef<'_>> {
         Vec::new()
     }
 
-    /// The trainable parameters with their gradients.
+    /// The layer's own trainable parameters with their gradients (none for a container).
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
         Vec::new()
+    }
+
+    /// The nested sequences of layers of a container (the branches of
+    /// [`crate::layers::Parallel`]); empty for every other layer. The model walk descends
+    /// through them, so a technique reaches and replaces nested layers by their path.
+    fn branches(&self) -> &[Vec<Box<dyn Layer>>] {
+        &[]
+    }
+
+    /// The nested sequences, mutable (see [`Layer::branches`]).
+    fn branches_mut(&mut self) -> &mut [Vec<Box<dyn Layer>>] {
+        &mut []
     }
 
     /// Number of stored parameters (trainable weights and biases; BatchNorm's running
@@ -104,8 +118,9 @@ pub trait Layer: Debug + Send + Sync {
     fn set_input_grad_needed(&mut self, _needed: bool) {}
 
     /// The layer as a serializable record (kind, attributes, tensors): what model files, the
-    /// `.slim` container and the ONNX importer store. `crate::layers::layer_from_record`
-    /// rebuilds dense layers from it; a layer that cannot be stored returns
+    /// `.slim` container and the ONNX importer store. The constructor registered for its
+    /// kind in a [`crate::LayerRegistry`] rebuilds the layer from it; a layer that cannot be
+    /// stored returns
     /// [`crate::NnError::Unsupported`].
     fn record(&self) -> Result<LayerRecord>;
 

@@ -3,7 +3,9 @@
 use tensor_core::{Shape, Tensor};
 
 use crate::error::{NnError, Result};
-use crate::layer::{Layer, Mode};
+use crate::layer::{Layer, Mode, ParamMut, ParamRef};
+
+pub use crate::path::LayerPath;
 
 /// One row of a model summary (`slimnet inspect`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -143,5 +145,158 @@ impl Model {
     /// Multiply-accumulates for one sample.
     pub fn macs_per_sample(&self) -> Result<u64> {
         Ok(self.summary()?.iter().map(|r| r.macs).sum())
+    }
+
+    /// Calls `f` on every layer with its path, in order, a container before its nested layers
+    /// (pre-order: `0`, `1`, `1/0/0`, `1/0/1`, `1/1/0`, `2`, ...).
+    pub fn visit(&self, f: &mut dyn FnMut(&LayerPath, &dyn Layer)) {
+        fn walk(
+            seq: &[Box<dyn Layer>],
+            parent: Option<(&LayerPath, usize)>,
+            f: &mut dyn FnMut(&LayerPath, &dyn Layer),
+        ) {
+            for (i, layer) in seq.iter().enumerate() {
+                let path = LayerPath::at(parent, i);
+                f(&path, layer.as_ref());
+                for (b, branch) in layer.branches().iter().enumerate() {
+                    walk(branch, Some((&path, b)), f);
+                }
+            }
+        }
+        walk(&self.layers, None, f);
+    }
+
+    /// Calls `f` on every layer with its path, mutably, in the order of [`Model::visit`];
+    /// stops at the first error.
+    pub fn visit_mut(
+        &mut self,
+        f: &mut dyn FnMut(&LayerPath, &mut dyn Layer) -> Result<()>,
+    ) -> Result<()> {
+        fn walk(
+            seq: &mut [Box<dyn Layer>],
+            parent: Option<(&LayerPath, usize)>,
+            f: &mut dyn FnMut(&LayerPath, &mut dyn Layer) -> Result<()>,
+        ) -> Result<()> {
+            for (i, layer) in seq.iter_mut().enumerate() {
+                let path = LayerPath::at(parent, i);
+                f(&path, layer.as_mut())?;
+                for (b, branch) in layer.branches_mut().iter_mut().enumerate() {
+                    walk(branch, Some((&path, b)), f)?;
+                }
+            }
+            Ok(())
+        }
+        walk(&mut self.layers, None, f)
+    }
+
+    /// The path of every layer, in the order of [`Model::visit`].
+    pub fn paths(&self) -> Vec<LayerPath> {
+        let mut out = Vec::new();
+        self.visit(&mut |p, _| out.push(p.clone()));
+        out
+    }
+
+    /// The layer at `path`, if any.
+    pub fn layer(&self, path: &LayerPath) -> Option<&dyn Layer> {
+        let (seq, i) = self.sequence(path)?;
+        seq.get(i).map(|l| l.as_ref())
+    }
+
+    /// The layer at `path`, mutable, if any.
+    pub fn layer_mut(&mut self, path: &LayerPath) -> Option<&mut Box<dyn Layer>> {
+        let (seq, i) = self.sequence_mut(path)?;
+        seq.get_mut(i)
+    }
+
+    /// Replaces the layer at `path` by `with` (one layer, or several: a low-rank factorization
+    /// puts two where there was one), returning the layer removed. Layers after `path` in the
+    /// same sequence move by `with.len() - 1` positions; paths taken before the call must be
+    /// taken again. Errors: no layer at `path`.
+    pub fn replace(
+        &mut self,
+        path: &LayerPath,
+        with: Vec<Box<dyn Layer>>,
+    ) -> Result<Box<dyn Layer>> {
+        let name = self.name.clone();
+        let missing = || NnError::Config(format!("model {name}: no layer at path {path}"));
+        let seq = self.sequence_vec_mut(path).ok_or_else(missing)?;
+        let i = path.index();
+        if i >= seq.len() {
+            return Err(missing());
+        }
+        let mut removed: Vec<Box<dyn Layer>> = seq.splice(i..=i, with).collect();
+        removed.pop().ok_or_else(missing)
+    }
+
+    /// Every parameter (read-only) of every layer, nested ones included, with its layer's path.
+    pub fn named_params(&self) -> Vec<(LayerPath, ParamRef<'_>)> {
+        fn walk<'a>(
+            seq: &'a [Box<dyn Layer>],
+            parent: Option<(&LayerPath, usize)>,
+            out: &mut Vec<(LayerPath, ParamRef<'a>)>,
+        ) {
+            for (i, layer) in seq.iter().enumerate() {
+                let path = LayerPath::at(parent, i);
+                for p in layer.params() {
+                    out.push((path.clone(), p));
+                }
+                for (b, branch) in layer.branches().iter().enumerate() {
+                    walk(branch, Some((&path, b)), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.layers, None, &mut out);
+        out
+    }
+
+    /// Every trainable parameter of every layer, nested ones included, with its layer's path:
+    /// what optimizers and hooks key their per-parameter state by. A container owns no
+    /// parameter (see [`Layer::branches`]), so its nested layers are visited instead.
+    pub fn named_params_mut(&mut self) -> Vec<(LayerPath, ParamMut<'_>)> {
+        fn walk<'a>(
+            seq: &'a mut [Box<dyn Layer>],
+            parent: Option<(&LayerPath, usize)>,
+            out: &mut Vec<(LayerPath, ParamMut<'a>)>,
+        ) {
+            for (i, layer) in seq.iter_mut().enumerate() {
+                let path = LayerPath::at(parent, i);
+                if layer.branches().is_empty() {
+                    for p in layer.params_mut() {
+                        out.push((path.clone(), p));
+                    }
+                } else {
+                    for (b, branch) in layer.branches_mut().iter_mut().enumerate() {
+                        walk(branch, Some((&path, b)), out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&mut self.layers, None, &mut out);
+        out
+    }
+
+    /// The sequence holding the layer at `path`, and its index there.
+    fn sequence(&self, path: &LayerPath) -> Option<(&[Box<dyn Layer>], usize)> {
+        let mut seq: &[Box<dyn Layer>] = &self.layers;
+        for (layer, branch) in path.steps() {
+            seq = seq.get(layer)?.branches().get(branch)?;
+        }
+        Some((seq, path.index()))
+    }
+
+    /// The sequence holding the layer at `path`, mutable, and its index there.
+    fn sequence_mut(&mut self, path: &LayerPath) -> Option<(&mut Vec<Box<dyn Layer>>, usize)> {
+        let i = path.index();
+        self.sequence_vec_mut(path).map(|s| (s, i))
+    }
+
+    fn sequence_vec_mut(&mut self, path: &LayerPath) -> Option<&mut Vec<Box<dyn Layer>>> {
+        let mut seq: &mut Vec<Box<dyn Layer>> = &mut self.layers;
+        for (layer, branch) in path.steps() {
+            seq = seq.get_mut(layer)?.branches_mut().get_mut(branch)?;
+        }
+        Some(seq)
     }
 }

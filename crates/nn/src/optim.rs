@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tensor_core::{Shape, Tensor};
 
-use crate::error::{NnError, Result};
-use crate::model::Model;
+use crate::error::{NnError, Result, StateMismatch};
+use crate::model::{LayerPath, Model};
 
 /// An optimizer: one update of every trainable parameter of a model from its gradients.
 ///
@@ -187,43 +187,53 @@ fn check_weight_decay(op: &str, wd: f32) -> Result<()> {
     }
 }
 
-/// Key of per-parameter optimizer state: (layer index, parameter name).
-type ParamKey = (usize, &'static str);
+/// Key of per-parameter optimizer state: (layer path, parameter name).
+type ParamKey = (LayerPath, &'static str);
 
 /// Returns the state of parameter `key`, creating it with `init` on first use, and checks
 /// that the state (whose shape `shape_of` reads) still has the shape of the parameter `like`
 /// (a layer replaced under a running optimizer is an error naming `op`).
 fn state_for<'a, S>(
-    op: &str,
+    op: &'static str,
     map: &'a mut BTreeMap<ParamKey, S>,
     key: ParamKey,
     like: &Tensor,
     init: impl FnOnce() -> S,
     shape_of: impl Fn(&S) -> &Shape,
 ) -> Result<&'a mut S> {
+    let (path, name) = (key.0.to_string(), key.1);
     let st = map.entry(key).or_insert_with(init);
     if shape_of(st) != like.shape() {
-        return Err(NnError::Config(format!(
-            "{op}: state of layer {} parameter {} has shape {} but the parameter is now {} \
-             (call reset after replacing a layer)",
-            key.0,
-            key.1,
-            shape_of(st),
-            like.shape()
-        )));
+        return Err(NnError::OptimizerState(Box::new(StateMismatch {
+            optimizer: op,
+            path,
+            param: name.to_string(),
+            what: "state",
+            found: shape_of(st).clone(),
+            expected: like.shape().clone(),
+        })));
     }
     Ok(st)
 }
 
-fn check_grad_shape(layer: usize, name: &str, value: &Tensor, grad: &Tensor) -> Result<()> {
+fn check_grad_shape(
+    op: &'static str,
+    path: &LayerPath,
+    name: &str,
+    value: &Tensor,
+    grad: &Tensor,
+) -> Result<()> {
     if value.shape() == grad.shape() {
         Ok(())
     } else {
-        Err(NnError::Config(format!(
-            "optimizer: layer {layer} parameter {name}: gradient {} does not match value {}",
-            grad.shape(),
-            value.shape()
-        )))
+        Err(NnError::OptimizerState(Box::new(StateMismatch {
+            optimizer: op,
+            path: path.to_string(),
+            param: name.to_string(),
+            what: "gradient",
+            found: grad.shape().clone(),
+            expected: value.shape().clone(),
+        })))
     }
 }
 
@@ -254,37 +264,35 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self, model: &mut Model) -> Result<()> {
         let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
-        for (li, layer) in model.layers.iter_mut().enumerate() {
-            for p in layer.params_mut() {
-                check_grad_shape(li, p.name, p.value, p.grad)?;
-                let key = (li, p.name);
-                if mu == 0.0 {
-                    for (w, &g) in p.value.data_mut().iter_mut().zip(p.grad.data()) {
-                        *w -= lr * (g + wd * *w);
-                    }
-                    continue;
+        for (path, p) in model.named_params_mut() {
+            check_grad_shape("sgd", &path, p.name, p.value, p.grad)?;
+            let key = (path, p.name);
+            if mu == 0.0 {
+                for (w, &g) in p.value.data_mut().iter_mut().zip(p.grad.data()) {
+                    *w -= lr * (g + wd * *w);
                 }
-                let first = !self.buffers.contains_key(&key);
-                let buf = state_for(
-                    "optimizer",
-                    &mut self.buffers,
-                    key,
-                    p.value,
-                    || Tensor::zeros(p.value.shape().clone()),
-                    Tensor::shape,
-                )?;
-                for ((w, &g), b) in p
-                    .value
-                    .data_mut()
-                    .iter_mut()
-                    .zip(p.grad.data())
-                    .zip(buf.data_mut())
-                {
-                    let g = g + wd * *w;
-                    *b = if first { g } else { mu * *b + g };
-                    let d = if self.nesterov { g + mu * *b } else { *b };
-                    *w -= lr * d;
-                }
+                continue;
+            }
+            let first = !self.buffers.contains_key(&key);
+            let buf = state_for(
+                "sgd",
+                &mut self.buffers,
+                key,
+                p.value,
+                || Tensor::zeros(p.value.shape().clone()),
+                Tensor::shape,
+            )?;
+            for ((w, &g), b) in p
+                .value
+                .data_mut()
+                .iter_mut()
+                .zip(p.grad.data())
+                .zip(buf.data_mut())
+            {
+                let g = g + wd * *w;
+                *b = if first { g } else { mu * *b + g };
+                let d = if self.nesterov { g + mu * *b } else { *b };
+                *w -= lr * d;
             }
         }
         Ok(())
@@ -340,43 +348,41 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self, model: &mut Model) -> Result<()> {
         let (lr, (b1, b2), eps, wd) = (self.lr, self.betas, self.eps, self.weight_decay);
-        for (li, layer) in model.layers.iter_mut().enumerate() {
-            for p in layer.params_mut() {
-                check_grad_shape(li, p.name, p.value, p.grad)?;
-                let st = state_for(
-                    "adam",
-                    &mut self.state,
-                    (li, p.name),
-                    p.value,
-                    || AdamState {
-                        m: Tensor::zeros(p.value.shape().clone()),
-                        v: Tensor::zeros(p.value.shape().clone()),
-                        t: 0,
-                    },
-                    |st| st.m.shape(),
-                )?;
-                st.t += 1;
-                // Step counts beyond i32 range only make the corrections exactly 1.
-                let t = st.t.min(i32::MAX as u64) as i32;
-                let bc1 = 1.0 - b1.powi(t);
-                let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-                let step_size = lr / bc1;
-                let w = p.value.data_mut();
-                let (m, v) = (st.m.data_mut(), st.v.data_mut());
-                for i in 0..w.len() {
-                    let mut g = p.grad.data()[i];
-                    if wd != 0.0 {
-                        if self.decoupled {
-                            w[i] *= 1.0 - lr * wd;
-                        } else {
-                            g += wd * w[i];
-                        }
+        for (path, p) in model.named_params_mut() {
+            check_grad_shape("adam", &path, p.name, p.value, p.grad)?;
+            let st = state_for(
+                "adam",
+                &mut self.state,
+                (path, p.name),
+                p.value,
+                || AdamState {
+                    m: Tensor::zeros(p.value.shape().clone()),
+                    v: Tensor::zeros(p.value.shape().clone()),
+                    t: 0,
+                },
+                |st| st.m.shape(),
+            )?;
+            st.t += 1;
+            // Step counts beyond i32 range only make the corrections exactly 1.
+            let t = st.t.min(i32::MAX as u64) as i32;
+            let bc1 = 1.0 - b1.powi(t);
+            let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+            let step_size = lr / bc1;
+            let w = p.value.data_mut();
+            let (m, v) = (st.m.data_mut(), st.v.data_mut());
+            for i in 0..w.len() {
+                let mut g = p.grad.data()[i];
+                if wd != 0.0 {
+                    if self.decoupled {
+                        w[i] *= 1.0 - lr * wd;
+                    } else {
+                        g += wd * w[i];
                     }
-                    m[i] = b1 * m[i] + (1.0 - b1) * g;
-                    v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                    let denom = v[i].sqrt() / bc2_sqrt + eps;
-                    w[i] -= step_size * m[i] / denom;
                 }
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                let denom = v[i].sqrt() / bc2_sqrt + eps;
+                w[i] -= step_size * m[i] / denom;
             }
         }
         Ok(())

@@ -8,7 +8,7 @@
 use crate::data::Dataset;
 use crate::data::augment::Augment;
 use crate::error::{NnError, Result};
-use crate::metrics::{Evaluation, evaluate};
+use crate::metrics::Evaluation;
 use crate::model::Model;
 use crate::optim::OptimizerConfig;
 use crate::schedule::Schedule;
@@ -65,10 +65,11 @@ pub fn train_for_inference(
     test: &Dataset,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<(TrainReport, Evaluation)> {
-    let report = Trainer::new(config.clone()).fit(model, train, Some(test), on_progress)?;
+    let mut trainer = Trainer::new(config.clone());
+    let report = trainer.fit(model, train, Some(test), on_progress)?;
     model.clear_cache();
     crate::layers::fold_batchnorms(model)?;
-    let evaluation = evaluate(model, test, config.eval_batch_size)?;
+    let evaluation = trainer.evaluate(model, test)?;
     Ok((report, evaluation))
 }
 

@@ -1,8 +1,10 @@
-//! LayerRecord: the generic, serializable description of one layer (kind, attributes, tensors).
+//! LayerRecord: the generic, serializable description of one layer (kind, attributes, tensors,
+//! typed payloads).
 //!
 //! A record is what the native model file, the `.slim` container and the ONNX importer store
 //! and read: the layer kind (`"linear"`, `"conv2d"`, ...), its hyper-parameters as typed
-//! attributes, and its named tensors (parameters and buffers). Records come from untrusted
+//! attributes, its named f32 tensors (parameters and buffers), and its named typed payloads
+//! (integer arrays and byte blobs of compressed layers, [`crate::payload`]). Records come from untrusted
 //! files, so every accessor here returns a typed [`NnError::Corrupt`] naming the layer kind and
 //! the attribute or tensor at fault, never panics; `layers::layer_from_record` validates every
 //! tensor shape against the attributes before a layer is built.
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 use tensor_core::Tensor;
 
 use crate::error::{NnError, Result};
+use crate::payload::{Payload, PayloadData};
 
 /// One attribute value of a layer (the ONNX attribute kinds slimnet needs).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,7 +44,8 @@ impl AttrValue {
     }
 }
 
-/// The serializable record of a layer: kind, attributes, named tensors (in a fixed order).
+/// The serializable record of a layer: kind, attributes, named tensors and named payloads
+/// (each in a fixed order).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerRecord {
     /// The layer kind, as `Layer::kind` returns it.
@@ -50,6 +54,9 @@ pub struct LayerRecord {
     pub attrs: BTreeMap<String, AttrValue>,
     /// Parameters and buffers by name, in the layer's order (`weight`, `bias`, ...).
     pub tensors: Vec<(String, Tensor)>,
+    /// Typed integer arrays and byte blobs by name (compressed layers: indices, codes, packed
+    /// bits, coded streams), in the layer's order.
+    pub payloads: Vec<(String, Payload)>,
 }
 
 impl LayerRecord {
@@ -59,6 +66,7 @@ impl LayerRecord {
             kind: kind.into(),
             attrs: BTreeMap::new(),
             tensors: Vec::new(),
+            payloads: Vec::new(),
         }
     }
 
@@ -86,6 +94,12 @@ impl LayerRecord {
     /// Appends a named tensor; builder style.
     pub fn with_tensor(mut self, name: &str, t: Tensor) -> Self {
         self.tensors.push((name.to_string(), t));
+        self
+    }
+
+    /// Appends a named payload; builder style.
+    pub fn with_payload(mut self, name: &str, p: Payload) -> Self {
+        self.payloads.push((name.to_string(), p));
         self
     }
 
@@ -231,27 +245,120 @@ impl LayerRecord {
         Ok(t.clone())
     }
 
-    /// Checks that the record holds exactly the tensors `names` and nothing else (a stray
-    /// tensor means the record is not what its kind claims).
+    /// Checks that the record holds exactly the tensors `names`, no payload, and nothing
+    /// else (a stray entry means the record is not what its kind claims).
     pub fn expect_tensor_names(&self, names: &[&str]) -> Result<()> {
-        for (n, _) in &self.tensors {
-            if !names.contains(&n.as_str()) {
+        self.expect_fields(names, &[])
+    }
+
+    /// Checks that the record holds exactly the tensors `tensors` and the payloads
+    /// `payloads`, each once, and nothing else.
+    pub fn expect_fields(&self, tensors: &[&str], payloads: &[&str]) -> Result<()> {
+        let t: Vec<&str> = self.tensors.iter().map(|(n, _)| n.as_str()).collect();
+        let p: Vec<&str> = self.payloads.iter().map(|(n, _)| n.as_str()).collect();
+        self.expect_exactly("tensor", &t, tensors)?;
+        self.expect_exactly("payload", &p, payloads)
+    }
+
+    fn expect_exactly(&self, what: &str, present: &[&str], names: &[&str]) -> Result<()> {
+        for n in present {
+            if !names.contains(n) {
                 return Err(self.corrupt(
-                    format!("tensor `{n}`"),
+                    format!("{what} `{n}`"),
                     format!("unexpected; this kind holds {names:?}"),
                 ));
             }
         }
         for name in names {
-            let count = self.tensors.iter().filter(|(n, _)| n == name).count();
+            let count = present.iter().filter(|n| *n == name).count();
             if count != 1 {
                 return Err(self.corrupt(
-                    format!("tensor `{name}`"),
+                    format!("{what} `{name}`"),
                     format!("present {count} times, expected once"),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// Payload `name`.
+    pub fn payload(&self, name: &str) -> Result<&Payload> {
+        self.payloads
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p)
+            .ok_or_else(|| self.corrupt(format!("payload `{name}`"), "missing"))
+    }
+
+    /// Payload `name` checked to have dimensions `dims` (`None`: any).
+    fn payload_data(&self, name: &str, dims: Option<&[usize]>) -> Result<&PayloadData> {
+        let p = self.payload(name)?;
+        if let Some(d) = dims
+            && p.dims() != d
+        {
+            return Err(self.corrupt(
+                format!("payload `{name}`"),
+                format!("dimensions {:?} but the attributes require {d:?}", p.dims()),
+            ));
+        }
+        Ok(p.data())
+    }
+
+    fn wrong_payload(&self, name: &str, want: &str, got: &PayloadData) -> NnError {
+        self.corrupt(
+            format!("payload `{name}`"),
+            format!("expected {want} elements, found {}", got.type_name()),
+        )
+    }
+}
+
+macro_rules! payload_accessor {
+    ($(#[$doc:meta])* $fn:ident, $t:ty, $variant:ident, $want:literal) => {
+        impl LayerRecord {
+            $(#[$doc])*
+            pub fn $fn(&self, name: &str, dims: &[usize]) -> Result<&[$t]> {
+                match self.payload_data(name, Some(dims))? {
+                    PayloadData::$variant(v) => Ok(v),
+                    other => Err(self.wrong_payload(name, $want, other)),
+                }
+            }
+        }
+    };
+}
+
+payload_accessor!(
+    /// `u8` payload `name`, checked to have dimensions `dims`.
+    u8s, u8, U8, "u8"
+);
+payload_accessor!(
+    /// `i8` payload `name`, checked to have dimensions `dims`.
+    i8s, i8, I8, "i8"
+);
+payload_accessor!(
+    /// `u16` payload `name`, checked to have dimensions `dims`.
+    u16s, u16, U16, "u16"
+);
+payload_accessor!(
+    /// `i32` payload `name`, checked to have dimensions `dims`.
+    i32s, i32, I32, "i32"
+);
+payload_accessor!(
+    /// `u64` payload `name`, checked to have dimensions `dims`.
+    u64s, u64, U64, "u64"
+);
+
+impl LayerRecord {
+    /// Byte-blob payload `name` of at most `max_len` bytes (its length is the blob's own; the
+    /// caller's decoder checks the content).
+    pub fn bytes(&self, name: &str, max_len: usize) -> Result<&[u8]> {
+        match self.payload_data(name, None)? {
+            PayloadData::Bytes(v) if v.len() <= max_len => Ok(v),
+            PayloadData::Bytes(v) => Err(self.corrupt(
+                format!("payload `{name}`"),
+                format!("{} bytes, at most {max_len} expected", v.len()),
+            )),
+            other => Err(self.wrong_payload(name, "bytes", other)),
+        }
     }
 }
 

@@ -3,14 +3,16 @@
 //! One step of [`Trainer::fit`], at global step `s` (counted from 0 over the run):
 //! 1. the learning rate `schedule.lr_at(base_lr, s, steps_per_epoch, total_steps)` is set on
 //!    the optimizer;
-//! 2. gradients are zeroed; [`TrainHook::before_forward`];
+//! 2. gradients are zeroed; [`TrainHook::before_forward`] (every hook method gets a
+//!    [`StepContext`]: step, epoch, steps per epoch, learning rate, the batch);
 //! 3. forward in [`Mode::Train`], loss and its gradient from the [`Objective`] (softmax
 //!    cross-entropy by default), a non-finite loss stops the run with an error naming the
 //!    epoch and step; backward;
 //! 4. [`TrainHook::after_backward`]; the optimizer step; [`TrainHook::after_step`].
 //!
 //! At the end of each epoch: [`TrainHook::on_epoch_end`], then (if configured and a test set
-//! is given) an evaluation in [`Mode::Eval`].
+//! is given) an evaluation in [`Mode::Eval`] wrapped in [`TrainHook::before_eval`] and
+//! [`TrainHook::after_eval`], as every evaluation through [`Trainer::evaluate`] is.
 //!
 //! Samples are shuffled every epoch and augmented (if configured) from generators forked off
 //! `TrainConfig::seed`, so the same seed, model and data give the same weights bit for bit.
@@ -30,15 +32,51 @@ use crate::data::{Augment, Dataset, augment_batch};
 use crate::error::{NnError, Result};
 use crate::layer::Mode;
 use crate::loss::softmax_cross_entropy;
-use crate::metrics::{evaluate, to_model_input};
+use crate::metrics::{Evaluation, evaluate, to_model_input};
 use crate::model::Model;
 use crate::optim::OptimizerConfig;
 use crate::schedule::Schedule;
 
-/// Code run by the Trainer around every step: the seam compression techniques plug into.
+/// Where the Trainer is when it calls a hook's per-step method.
+#[derive(Clone, Copy, Debug)]
+pub struct StepContext<'a> {
+    /// Global step, from 0 over the run.
+    pub step: usize,
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Step within the epoch, from 0.
+    pub step_in_epoch: usize,
+    /// Steps in one epoch (what the Trainer actually takes, `drop_last` included).
+    pub steps_per_epoch: usize,
+    /// Steps of the whole run.
+    pub total_steps: usize,
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// The batch as the model sees it (after augmentation).
+    pub inputs: &'a Tensor,
+    /// The batch's class labels.
+    pub labels: &'a [usize],
+}
+
+/// Where the Trainer is at the end of an epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochContext {
+    /// The epoch that just ended, from 0.
+    pub epoch: usize,
+    /// Epochs of the run.
+    pub epochs: usize,
+    /// Steps in one epoch.
+    pub steps_per_epoch: usize,
+    /// Steps taken so far in the run.
+    pub global_step: usize,
+    /// Learning rate of the epoch's last step.
+    pub lr: f32,
+}
+
+/// Code run by the Trainer around every step and every evaluation: the seam compression
+/// techniques plug into.
 ///
-/// Every method has a no-op default. `step` is the global step (from 0 over the run),
-/// `epoch` the epoch index (from 0). How the techniques use them:
+/// Every method has a no-op default. How the techniques use them:
 /// - **Pruning** (Han et al., 2015): `after_backward` multiplies each gradient by its mask so
 ///   pruned weights get no update, and `after_step` re-zeroes the masked weights (momentum or
 ///   weight decay could otherwise move them).
@@ -49,30 +87,48 @@ use crate::schedule::Schedule;
 ///   2013; Courbariaux et al., 2016): `before_forward` swaps the full-precision weights for
 ///   their quantized values so forward and backward see quantized weights, and
 ///   `after_backward` swaps the full-precision weights back so the optimizer updates them
-///   with the gradient computed at the quantized point.
-/// - `on_epoch_end`: iterative schedules (prune more, recluster) between epochs.
-pub trait TrainHook: Send {
-    /// Before the forward pass of step `step` (gradients already zeroed).
-    fn before_forward(&mut self, model: &mut Model, step: usize) -> Result<()> {
-        let _ = (model, step);
+///   with the gradient computed at the quantized point. `before_eval` / `after_eval` do the
+///   same around every evaluation, so a QAT or binary model is evaluated as quantized.
+/// - `on_epoch_end`: iterative and gradual schedules (prune more, recluster) between epochs;
+///   the context's step counts and learning rate drive them (Zhu and Gupta's polynomial
+///   sparsity is a function of the step).
+///
+/// Hooks are `Any`, so after training [`Trainer::hook`] reads one back by its type (the
+/// masks a pruning hook grew, the codebooks a sharing hook trained).
+pub trait TrainHook: std::any::Any + Send {
+    /// Before the forward pass of a step (gradients already zeroed).
+    fn before_forward(&mut self, model: &mut Model, ctx: &StepContext<'_>) -> Result<()> {
+        let _ = (model, ctx);
         Ok(())
     }
 
     /// After backward, before the optimizer reads the gradients.
-    fn after_backward(&mut self, model: &mut Model, step: usize) -> Result<()> {
-        let _ = (model, step);
+    fn after_backward(&mut self, model: &mut Model, ctx: &StepContext<'_>) -> Result<()> {
+        let _ = (model, ctx);
         Ok(())
     }
 
     /// After the optimizer updated the parameters.
-    fn after_step(&mut self, model: &mut Model, step: usize) -> Result<()> {
-        let _ = (model, step);
+    fn after_step(&mut self, model: &mut Model, ctx: &StepContext<'_>) -> Result<()> {
+        let _ = (model, ctx);
         Ok(())
     }
 
-    /// After the last step of epoch `epoch`, before its evaluation.
-    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize) -> Result<()> {
-        let _ = (model, epoch);
+    /// After the last step of an epoch, before its evaluation.
+    fn on_epoch_end(&mut self, model: &mut Model, ctx: &EpochContext) -> Result<()> {
+        let _ = (model, ctx);
+        Ok(())
+    }
+
+    /// Before an evaluation (during training, and by [`Trainer::evaluate`]).
+    fn before_eval(&mut self, model: &mut Model) -> Result<()> {
+        let _ = model;
+        Ok(())
+    }
+
+    /// After an evaluation, even a failed one (undo what `before_eval` did).
+    fn after_eval(&mut self, model: &mut Model) -> Result<()> {
+        let _ = model;
         Ok(())
     }
 }
@@ -149,6 +205,17 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The optimizer steps one epoch of `samples` takes: `samples / batch_size` with
+    /// `drop_last`, else rounded up (what progress displays must count).
+    pub fn steps_per_epoch(&self, samples: usize) -> usize {
+        let b = self.batch_size.max(1);
+        if self.drop_last {
+            samples / b
+        } else {
+            samples.div_ceil(b)
+        }
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
@@ -265,6 +332,30 @@ impl Trainer {
         std::mem::take(&mut self.hooks)
     }
 
+    /// The first hook of type `H`, to read back what it gathered after training.
+    pub fn hook<H: TrainHook>(&self) -> Option<&H> {
+        self.hooks.iter().find_map(|h| {
+            let any: &dyn std::any::Any = h.as_ref();
+            any.downcast_ref::<H>()
+        })
+    }
+
+    /// The first hook of type `H`, mutable.
+    pub fn hook_mut<H: TrainHook>(&mut self) -> Option<&mut H> {
+        self.hooks.iter_mut().find_map(|h| {
+            let any: &mut dyn std::any::Any = h.as_mut();
+            any.downcast_mut::<H>()
+        })
+    }
+
+    /// Evaluates `model` on `data` through the hooks: `before_eval` of each hook, the
+    /// evaluation in [`Mode::Eval`], then `after_eval` of each hook in reverse order (run even
+    /// when the evaluation failed). A quantization-aware or binary model is thus measured as
+    /// it will run, not as its latent floats.
+    pub fn evaluate(&mut self, model: &mut Model, data: &Dataset) -> Result<Evaluation> {
+        evaluate_through(&mut self.hooks, model, data, self.config.eval_batch_size)
+    }
+
     /// Trains `model` on `train`, evaluating on `test` after each epoch (or after the last,
     /// see [`TrainConfig::eval_every_epoch`]); calls `on_progress` after every step and at
     /// the end of every epoch.
@@ -273,6 +364,8 @@ impl Trainer {
     /// differs, a non-finite loss (naming epoch and step), or any layer, hook or objective
     /// error. On error the model is left as the error found it (for a non-finite loss: the
     /// weights after the last completed step).
+    ///
+    /// Evaluations, during and after the run, go through the hooks ([`Trainer::evaluate`]).
     ///
     /// The gradient with respect to the input images is never used, so the first
     /// parametric layer skips it during the run ([`Model::set_input_grad_needed`]).
@@ -311,11 +404,7 @@ impl Trainer {
             )));
         }
         let n = train.len();
-        let steps_per_epoch = if cfg.drop_last {
-            n / cfg.batch_size
-        } else {
-            n.div_ceil(cfg.batch_size)
-        };
+        let steps_per_epoch = cfg.steps_per_epoch(n);
         if steps_per_epoch == 0 {
             return Err(NnError::Config(format!(
                 "train: drop_last with batch size {} leaves no batch of {n} samples",
@@ -358,30 +447,40 @@ impl Trainer {
                     .lr_at(base_lr, global_step, steps_per_epoch, total_steps);
                 optimizer.set_lr(lr);
 
+                let ctx = StepContext {
+                    step: global_step,
+                    epoch,
+                    step_in_epoch: step,
+                    steps_per_epoch,
+                    total_steps,
+                    lr,
+                    inputs: &x,
+                    labels: &labels,
+                };
                 model.zero_grad();
                 for h in self.hooks.iter_mut() {
-                    h.before_forward(model, global_step)?;
+                    h.before_forward(model, &ctx)?;
                 }
                 let logits = model.forward(&x, Mode::Train)?;
                 let (loss, grad) = self.objective.loss(&logits, &x, &labels)?;
                 if !loss.is_finite() {
-                    return Err(NnError::Config(format!(
-                        "train: loss became {loss} at epoch {} of {}, step {} of {} \
-                         (global step {global_step}, learning rate {lr}): lower the learning \
-                         rate or check the data",
-                        epoch + 1,
-                        cfg.epochs,
-                        step + 1,
-                        steps_per_epoch
-                    )));
+                    return Err(NnError::NonFiniteLoss {
+                        loss,
+                        epoch: epoch + 1,
+                        epochs: cfg.epochs,
+                        step: step + 1,
+                        steps_per_epoch,
+                        global_step,
+                        lr,
+                    });
                 }
                 model.backward(&grad)?;
                 for h in self.hooks.iter_mut() {
-                    h.after_backward(model, global_step)?;
+                    h.after_backward(model, &ctx)?;
                 }
                 optimizer.step(model)?;
                 for h in self.hooks.iter_mut() {
-                    h.after_step(model, global_step)?;
+                    h.after_step(model, &ctx)?;
                 }
 
                 loss_sum += loss as f64 * labels.len() as f64;
@@ -402,14 +501,26 @@ impl Trainer {
                     test_accuracy: None,
                 });
             }
+            let ectx = EpochContext {
+                epoch,
+                epochs: cfg.epochs,
+                steps_per_epoch,
+                global_step,
+                lr,
+            };
             for h in self.hooks.iter_mut() {
-                h.on_epoch_end(model, epoch)?;
+                h.on_epoch_end(model, &ectx)?;
             }
             let last = epoch + 1 == cfg.epochs;
             let eval = match test {
                 Some(t) if cfg.eval_every_epoch || last => {
                     model.clear_cache();
-                    Some(evaluate(model, t, cfg.eval_batch_size)?)
+                    Some(evaluate_through(
+                        &mut self.hooks,
+                        model,
+                        t,
+                        cfg.eval_batch_size,
+                    )?)
                 }
                 _ => None,
             };
@@ -441,6 +552,35 @@ impl Trainer {
         report.total_seconds = run_start.elapsed().as_secs_f64();
         Ok(report)
     }
+}
+
+/// `evaluate` wrapped in the hooks' `before_eval` and (reverse-order) `after_eval`.
+fn evaluate_through(
+    hooks: &mut [Box<dyn TrainHook>],
+    model: &mut Model,
+    data: &Dataset,
+    batch: usize,
+) -> Result<Evaluation> {
+    let mut entered = 0;
+    let mut result = Ok(());
+    for h in hooks.iter_mut() {
+        result = h.before_eval(model);
+        if result.is_err() {
+            break;
+        }
+        entered += 1;
+    }
+    let evaluation = result.and_then(|()| evaluate(model, data, batch));
+    let mut undo = Ok(());
+    for h in hooks[..entered].iter_mut().rev() {
+        let r = h.after_eval(model);
+        if undo.is_ok() {
+            undo = r;
+        }
+    }
+    let evaluation = evaluation?;
+    undo?;
+    Ok(evaluation)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use nn::metrics::evaluate;
 use nn::optim::OptimizerConfig;
 use nn::record::LayerRecord;
 use nn::schedule::Schedule;
-use nn::trainer::{Progress, TrainConfig, TrainHook, Trainer};
+use nn::trainer::{EpochContext, Progress, StepContext, TrainConfig, TrainHook, Trainer};
 use nn::{Dataset, Layer, Mode, Model, NnError, ParamMut, ParamRef, Result};
 use tensor_core::rng::Rng;
 use tensor_core::{Shape, Tensor};
@@ -337,14 +337,22 @@ fn same_seed_gives_bit_identical_weights() {
 struct Recorder(Arc<Mutex<Vec<String>>>);
 
 impl TrainHook for Recorder {
-    fn before_forward(&mut self, _m: &mut Model, step: usize) -> Result<()> {
+    fn before_forward(&mut self, _m: &mut Model, ctx: &StepContext<'_>) -> Result<()> {
+        let step = ctx.step;
+        assert_eq!(
+            ctx.step,
+            ctx.epoch * ctx.steps_per_epoch + ctx.step_in_epoch
+        );
+        assert_eq!(ctx.inputs.dims()[0], ctx.labels.len());
+        assert!(ctx.lr > 0.0 && ctx.total_steps == 2 * ctx.steps_per_epoch);
         self.0
             .lock()
             .unwrap()
             .push(format!("before_forward {step}"));
         Ok(())
     }
-    fn after_backward(&mut self, m: &mut Model, step: usize) -> Result<()> {
+    fn after_backward(&mut self, m: &mut Model, ctx: &StepContext<'_>) -> Result<()> {
+        let step = ctx.step;
         // Gradients exist here (backward ran).
         let g: f32 = m.layers[0].params_mut()[0]
             .grad
@@ -359,12 +367,26 @@ impl TrainHook for Recorder {
             .push(format!("after_backward {step}"));
         Ok(())
     }
-    fn after_step(&mut self, _m: &mut Model, step: usize) -> Result<()> {
-        self.0.lock().unwrap().push(format!("after_step {step}"));
+    fn after_step(&mut self, _m: &mut Model, ctx: &StepContext<'_>) -> Result<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("after_step {}", ctx.step));
         Ok(())
     }
-    fn on_epoch_end(&mut self, _m: &mut Model, epoch: usize) -> Result<()> {
-        self.0.lock().unwrap().push(format!("epoch_end {epoch}"));
+    fn on_epoch_end(&mut self, _m: &mut Model, ctx: &EpochContext) -> Result<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("epoch_end {}", ctx.epoch));
+        Ok(())
+    }
+    fn before_eval(&mut self, _m: &mut Model) -> Result<()> {
+        self.0.lock().unwrap().push("before_eval".into());
+        Ok(())
+    }
+    fn after_eval(&mut self, _m: &mut Model) -> Result<()> {
+        self.0.lock().unwrap().push("after_eval".into());
         Ok(())
     }
 }
@@ -378,10 +400,15 @@ fn hooks_run_in_order_around_every_step() {
         batch_size: 4,
         ..config(2, 0)
     };
-    Trainer::new(cfg)
-        .with_hook(Box::new(Recorder(log.clone())))
-        .fit(&mut model, &train, None, &mut |_| {})
+    let test = clusters(8, 6);
+    let mut trainer = Trainer::new(cfg).with_hook(Box::new(Recorder(log.clone())));
+    trainer
+        .fit(&mut model, &train, Some(&test), &mut |_| {})
         .unwrap();
+    trainer.evaluate(&mut model, &test).unwrap();
+    // The hook is read back by its type after training.
+    assert!(trainer.hook::<Recorder>().is_some());
+    assert!(trainer.hook::<Mask>().is_none());
     let log = log.lock().unwrap();
     let mut want = Vec::new();
     for epoch in 0..2 {
@@ -392,8 +419,61 @@ fn hooks_run_in_order_around_every_step() {
             want.push(format!("after_step {step}"));
         }
         want.push(format!("epoch_end {epoch}"));
+        // Every evaluation, during training and after, runs through the hooks.
+        want.push("before_eval".into());
+        want.push("after_eval".into());
     }
+    want.push("before_eval".into());
+    want.push("after_eval".into());
     assert_eq!(*log, want);
+}
+
+/// A hook that, like a quantizer, changes the weights the model is evaluated with: zeroes
+/// every parameter in `before_eval` and restores them in `after_eval`.
+struct ZeroForEval(Vec<Tensor>);
+
+impl TrainHook for ZeroForEval {
+    fn before_eval(&mut self, m: &mut Model) -> Result<()> {
+        self.0.clear();
+        for (_, p) in m.named_params_mut() {
+            self.0.push(p.value.clone());
+            p.value.fill_zero();
+        }
+        Ok(())
+    }
+    fn after_eval(&mut self, m: &mut Model) -> Result<()> {
+        for ((_, p), saved) in m.named_params_mut().into_iter().zip(self.0.drain(..)) {
+            *p.value = saved;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn evaluation_measures_the_model_as_the_hooks_make_it() {
+    let (train, test) = (clusters(320, 6), clusters(160, 7));
+    let mut model = tiny_model(3);
+    let plain = Trainer::new(config(3, 1))
+        .fit(&mut model, &train, Some(&test), &mut |_| {})
+        .unwrap()
+        .final_test_accuracy()
+        .unwrap();
+    assert!(plain > 0.9, "{plain}");
+    let before = model
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.value.clone())
+        .collect::<Vec<_>>();
+    let mut hooked = Trainer::new(config(1, 1)).with_hook(Box::new(ZeroForEval(Vec::new())));
+    let zeroed = hooked.evaluate(&mut model, &test).unwrap().accuracy;
+    // All-zero weights give constant logits: one class, about 1/classes of the samples.
+    assert!(zeroed < 0.5, "{zeroed}");
+    let after = model
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.value.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(before, after, "after_eval restored the weights");
 }
 
 /// A pruning-style hook: zeroes the gradients of masked weights after backward and re-zeroes
@@ -417,11 +497,11 @@ impl Mask {
 }
 
 impl TrainHook for Mask {
-    fn after_backward(&mut self, m: &mut Model, _step: usize) -> Result<()> {
+    fn after_backward(&mut self, m: &mut Model, _ctx: &StepContext<'_>) -> Result<()> {
         self.apply(m, true);
         Ok(())
     }
-    fn after_step(&mut self, m: &mut Model, _step: usize) -> Result<()> {
+    fn after_step(&mut self, m: &mut Model, _ctx: &StepContext<'_>) -> Result<()> {
         self.apply(m, false);
         Ok(())
     }
@@ -469,8 +549,8 @@ struct Poison {
 }
 
 impl TrainHook for Poison {
-    fn after_step(&mut self, m: &mut Model, step: usize) -> Result<()> {
-        if step == self.at {
+    fn after_step(&mut self, m: &mut Model, ctx: &StepContext<'_>) -> Result<()> {
+        if ctx.step == self.at {
             m.layers[2].params_mut()[0].value.data_mut()[0] = f32::NAN;
         }
         Ok(())
@@ -490,8 +570,19 @@ fn non_finite_loss_is_an_error_naming_epoch_and_step() {
     let err = Trainer::new(cfg)
         .with_hook(Box::new(Poison { at: 4 }))
         .fit(&mut model, &train, None, &mut |_| {})
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NnError::NonFiniteLoss {
+                epoch: 2,
+                step: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = err.to_string();
     assert!(err.contains("NaN"), "{err}");
     assert!(err.contains("epoch 2 of 3, step 2 of 4"), "{err}");
 }
@@ -626,4 +717,125 @@ fn lenet300_training_is_bit_reproducible() {
         weight_bits(&model)
     };
     assert_eq!(run(), run());
+}
+
+/// A residual model whose two branches hold layers of different shapes (the case that used to
+/// fail, when optimizer state was keyed by top-level index and parameter name).
+fn residual_model(seed: u64) -> Model {
+    use nn::layers::{Linear, Merge, Parallel, ReLU};
+    let mut rng = Rng::seed_from_u64(seed);
+    let wide: Vec<Box<dyn Layer>> = vec![
+        Box::new(Linear::new(6, 10, &mut rng).unwrap()),
+        Box::new(ReLU::new()),
+        Box::new(Linear::new(10, 6, &mut rng).unwrap()),
+    ];
+    let narrow: Vec<Box<dyn Layer>> = vec![Box::new(Linear::new(6, 6, &mut rng).unwrap())];
+    Model::new(
+        "residual",
+        &[16],
+        vec![
+            Box::new(Linear::new(16, 6, &mut rng).unwrap()),
+            Box::new(Parallel::new(vec![wide, narrow, vec![]], Merge::Add).unwrap()),
+            Box::new(ReLU::new()),
+            Box::new(Linear::new(6, 3, &mut rng).unwrap()),
+        ],
+    )
+}
+
+/// Optimizer state of the reference: one independent slot per parameter, by position in the
+/// model walk.
+#[derive(Default)]
+struct Reference {
+    buf: Vec<Vec<f32>>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    t: Vec<i32>,
+}
+
+#[test]
+fn residual_training_updates_every_parameter_like_a_per_parameter_reference() {
+    let data = clusters(48, 9);
+    for adam in [false, true] {
+        let mut model = residual_model(3);
+        let mut twin =
+            nn::io::native::from_bytes(&nn::io::native::to_bytes(&model).unwrap(), "twin").unwrap();
+        let (lr, mu, b1, b2, eps) = (0.05f32, 0.9f32, 0.9f32, 0.999f32, 1e-8f32);
+        let cfg = if adam {
+            OptimizerConfig::adam(lr)
+        } else {
+            OptimizerConfig::sgd(lr, mu)
+        };
+        let mut opt = cfg.build().unwrap();
+        let mut reference = Reference::default();
+        let paths: Vec<String> = model
+            .named_params()
+            .iter()
+            .map(|(p, q)| format!("{p}.{}", q.name))
+            .collect();
+        assert!(
+            paths.contains(&"1/0/2.weight".to_string())
+                && paths.contains(&"1/1/0.weight".to_string())
+        );
+        for step in 0..6 {
+            let idx: Vec<usize> = (0..8).map(|i| (step * 8 + i) % data.len()).collect();
+            let (x, labels) = data.batch(&idx).unwrap();
+            let x = nn::metrics::to_model_input(&model, x).unwrap();
+            for m in [&mut model, &mut twin] {
+                m.zero_grad();
+                let logits = m.forward(&x, Mode::Train).unwrap();
+                let (_, g) = nn::loss::softmax_cross_entropy(&logits, &labels).unwrap();
+                m.backward(&g).unwrap();
+            }
+            // On step 3 the narrow branch gets no gradient: its weights must then move only
+            // by their own momentum, never by another parameter's.
+            if step == 3 {
+                for m in [&mut model, &mut twin] {
+                    for (p, q) in m.named_params_mut() {
+                        if p.to_string() == "1/1/0" {
+                            q.grad.fill_zero();
+                        }
+                    }
+                }
+            }
+            opt.step(&mut model).unwrap();
+            for (k, (_, p)) in twin.named_params_mut().into_iter().enumerate() {
+                if reference.buf.len() <= k {
+                    let n = p.value.numel();
+                    reference.buf.push(vec![0.0; n]);
+                    reference.m.push(vec![0.0; n]);
+                    reference.v.push(vec![0.0; n]);
+                    reference.t.push(0);
+                }
+                reference.t[k] += 1;
+                let t = reference.t[k];
+                for i in 0..p.value.numel() {
+                    let g = p.grad.data()[i];
+                    let w = &mut p.value.data_mut()[i];
+                    if adam {
+                        let m = &mut reference.m[k][i];
+                        let v = &mut reference.v[k][i];
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        let denom = v.sqrt() / (1.0 - b2.powi(t)).sqrt() + eps;
+                        *w -= (lr / (1.0 - b1.powi(t))) * *m / denom;
+                    } else {
+                        let b = &mut reference.buf[k][i];
+                        *b = if t == 1 { g } else { mu * *b + g };
+                        *w -= lr * *b;
+                    }
+                }
+            }
+            let got = model.named_params();
+            let want = twin.named_params();
+            for ((path, a), (_, b)) in got.iter().zip(&want) {
+                assert_eq!(
+                    a.value.data(),
+                    b.value.data(),
+                    "{} step {step}: {path}.{} differs from the reference",
+                    if adam { "adam" } else { "sgd" },
+                    a.name
+                );
+            }
+        }
+    }
 }

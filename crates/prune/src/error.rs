@@ -68,12 +68,13 @@ pub enum PruneError {
 pub type Result<T, E = PruneError> = std::result::Result<T, E>;
 
 impl From<PruneError> for NnError {
-    /// Hooks run inside the Trainer, which speaks [`NnError`]: prune's own errors become
-    /// [`NnError::Config`] with their message (an `Nn` error passes through unchanged).
+    /// Hooks run inside the Trainer, which speaks [`NnError`]: prune's own errors travel
+    /// whole as [`NnError::External`] (recovered by `NnError::downcast_external`); an `Nn`
+    /// error passes through unchanged.
     fn from(e: PruneError) -> Self {
         match e {
             PruneError::Nn(inner) => inner,
-            other => NnError::Config(format!("prune: {other}")),
+            other => NnError::external(other),
         }
     }
 }

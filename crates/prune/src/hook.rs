@@ -1,5 +1,6 @@
 //! MaskHook: the Trainer hook that keeps pruned weights at zero through retraining.
 
+use nn::trainer::StepContext;
 use nn::{Model, TrainHook};
 
 use crate::model_mask::ModelMask;
@@ -24,11 +25,11 @@ impl MaskHook {
 }
 
 impl TrainHook for MaskHook {
-    fn after_backward(&mut self, model: &mut Model, _step: usize) -> nn::Result<()> {
+    fn after_backward(&mut self, model: &mut Model, _ctx: &StepContext<'_>) -> nn::Result<()> {
         Ok(self.mask.apply_to_grads(model)?)
     }
 
-    fn after_step(&mut self, model: &mut Model, _step: usize) -> nn::Result<()> {
+    fn after_step(&mut self, model: &mut Model, _ctx: &StepContext<'_>) -> nn::Result<()> {
         Ok(self.mask.apply(model)?)
     }
 }

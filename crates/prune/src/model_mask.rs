@@ -1,6 +1,9 @@
-//! ModelMask: the masks of every prunable layer of a model, built by a criterion and applied.
+//! ModelMask: the masks of every prunable layer of a model, keyed by layer path, built by a
+//! criterion and applied.
 
-use nn::{Layer, Model, NnError};
+use std::collections::BTreeMap;
+
+use nn::{Layer, LayerPath, Model, NnError};
 
 use crate::criteria::{mask_by_density, mask_by_quality};
 use crate::error::{PruneError, Result};
@@ -12,20 +15,23 @@ pub fn is_prunable(layer: &dyn Layer) -> bool {
     matches!(layer.kind(), "linear" | "conv2d")
 }
 
-/// The positions in `model.layers` of the prunable layers, in order.
-pub fn prunable_layers(model: &Model) -> Vec<usize> {
-    model
-        .layers
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| is_prunable(l.as_ref()))
-        .map(|(i, _)| i)
-        .collect()
+/// The paths of the prunable layers, in the order of the model walk (branches of a Parallel
+/// included).
+pub fn prunable_layers(model: &Model) -> Vec<LayerPath> {
+    let mut out = Vec::new();
+    model.visit(&mut |path, layer| {
+        if is_prunable(layer) {
+            out.push(path.clone());
+        }
+    });
+    out
 }
 
-/// The weight values of layer `index` (flattened row-major).
-fn weight_of(model: &Model, index: usize) -> Result<&[f32]> {
-    let layer = &model.layers[index];
+/// The weight values of the layer at `path` (flattened row-major).
+fn weight_of<'a>(model: &'a Model, path: &LayerPath) -> Result<&'a [f32]> {
+    let layer = model.layer(path).ok_or_else(|| {
+        PruneError::Nn(NnError::Config(format!("prune: no layer at path {path}")))
+    })?;
     layer
         .params()
         .into_iter()
@@ -33,22 +39,22 @@ fn weight_of(model: &Model, index: usize) -> Result<&[f32]> {
         .map(|p| p.value.data())
         .ok_or_else(|| {
             PruneError::Nn(NnError::Unsupported(format!(
-                "prune: layer {index} ({}) has no `weight` parameter",
+                "prune: layer {path} ({}) has no `weight` parameter",
                 layer.kind()
             )))
         })
 }
 
-/// One optional [`Mask`] per layer of a model (`None` = layer not pruned), each over that
-/// layer's `weight`.
+/// The [`Mask`] of each pruned layer of a model, by layer path, each over that layer's
+/// `weight`.
 ///
-/// Design: masks are indexed by layer position, not by name, because [`Model`] is a sequence
-/// whose layers carry no names; [`ModelMask::apply`] checks every mask's length against its
-/// weight, so a mask built for another model fails loudly instead of zeroing wrong weights.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Design: masks are keyed by [`LayerPath`] so that layers inside the branches of a Parallel
+/// each have their own; [`ModelMask::apply`] checks every mask's length against its weight,
+/// so a mask built for another model fails loudly instead of zeroing wrong weights.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ModelMask {
-    /// One entry per layer of the model.
-    pub layers: Vec<Option<Mask>>,
+    /// The mask of each pruned layer.
+    pub layers: BTreeMap<LayerPath, Mask>,
 }
 
 impl ModelMask {
@@ -78,9 +84,10 @@ impl ModelMask {
     /// The masks that keep exactly the nonzero weights the model has now (after pruning by
     /// another tool, or to freeze the current zeros for retraining).
     pub fn from_nonzeros(model: &Model) -> Result<Self> {
-        let mut layers = vec![None; model.layers.len()];
-        for i in prunable_layers(model) {
-            layers[i] = Some(Mask::from_nonzeros(weight_of(model, i)?));
+        let mut layers = BTreeMap::new();
+        for path in prunable_layers(model) {
+            let m = Mask::from_nonzeros(weight_of(model, &path)?);
+            layers.insert(path, m);
         }
         Ok(Self { layers })
     }
@@ -100,26 +107,26 @@ impl ModelMask {
                 expected: prunable.len(),
             });
         }
-        let mut layers = vec![None; model.layers.len()];
-        for (&i, &x) in prunable.iter().zip(per_layer) {
-            layers[i] = Some(criterion(weight_of(model, i)?, x)?);
+        let mut layers = BTreeMap::new();
+        for (path, &x) in prunable.into_iter().zip(per_layer) {
+            let m = criterion(weight_of(model, &path)?, x)?;
+            layers.insert(path, m);
         }
         Ok(Self { layers })
     }
 
-    /// The kept fraction of each masked layer, as `(layer index, density)`.
-    pub fn densities(&self) -> Vec<(usize, f64)> {
+    /// The kept fraction of each masked layer, as `(layer path, density)`.
+    pub fn densities(&self) -> Vec<(LayerPath, f64)> {
         self.layers
             .iter()
-            .enumerate()
-            .filter_map(|(i, m)| m.as_ref().map(|m| (i, m.density())))
+            .map(|(p, m)| (p.clone(), m.density()))
             .collect()
     }
 
     /// Zeroes the pruned weights of every masked layer.
     ///
-    /// Errors: the mask list does not have one entry per layer; a masked layer without a
-    /// `weight` parameter or with a weight of another size.
+    /// Errors: a masked path with no layer, without a `weight` parameter, or with a weight of
+    /// another size.
     pub fn apply(&self, model: &mut Model) -> Result<()> {
         self.for_each_weight(model, "ModelMask::apply", |mask, value, _grad| {
             mask.apply(value)
@@ -141,16 +148,12 @@ impl ModelMask {
         op: &'static str,
         mut f: impl FnMut(&Mask, &mut [f32], &mut [f32]) -> Result<()>,
     ) -> Result<()> {
-        if self.layers.len() != model.layers.len() {
-            return Err(PruneError::LengthMismatch {
-                op,
-                what: "mask list (one entry per layer)".into(),
-                got: self.layers.len(),
-                expected: model.layers.len(),
-            });
-        }
-        for (i, (mask, layer)) in self.layers.iter().zip(model.layers.iter_mut()).enumerate() {
-            let Some(mask) = mask else { continue };
+        for (path, mask) in &self.layers {
+            let layer = model.layer_mut(path).ok_or_else(|| {
+                PruneError::Nn(NnError::Config(format!(
+                    "{op}: the mask of layer {path} has no layer in the model"
+                )))
+            })?;
             let kind = layer.kind();
             let mut params = layer.params_mut();
             let p = params
@@ -158,7 +161,7 @@ impl ModelMask {
                 .find(|p| p.name == "weight")
                 .ok_or_else(|| {
                     PruneError::Nn(NnError::Unsupported(format!(
-                        "{op}: layer {i} ({kind}) has no `weight` parameter"
+                        "{op}: layer {path} ({kind}) has no `weight` parameter"
                     )))
                 })?;
             mask.check_len(op, p.value.numel())?;
@@ -180,14 +183,15 @@ mod tests {
     #[test]
     fn by_density_prunes_weights_not_biases() {
         let mut model = lenet300();
-        assert_eq!(prunable_layers(&model), vec![1, 3, 5]);
+        let top = |i| LayerPath::top(i);
+        assert_eq!(prunable_layers(&model), vec![top(1), top(3), top(5)]);
         let masks = ModelMask::by_density(&model, &[0.08, 0.09, 0.26]).unwrap();
         masks.apply(&mut model).unwrap();
         let d = masks.densities();
         assert_eq!(d.len(), 3);
         for ((i, density), want) in d.iter().zip([0.08, 0.09, 0.26]) {
             assert!((density - want).abs() < 1e-3, "layer {i}: {density}");
-            let params = model.layers[*i].params();
+            let params = model.layer(i).unwrap().params();
             let w = params.iter().find(|p| p.name == "weight").unwrap().value;
             let nonzero = w.data().iter().filter(|&&x| x != 0.0).count();
             assert_eq!(nonzero, (want * w.numel() as f64).round() as usize);
@@ -202,9 +206,8 @@ mod tests {
     fn by_quality_matches_layer_criterion() {
         let model = lenet300();
         let masks = ModelMask::by_quality(&model, &[1.0, 1.0, 1.0]).unwrap();
-        for (i, m) in masks.layers.iter().enumerate() {
-            let Some(m) = m else { continue };
-            let w = weight_of(&model, i).unwrap();
+        for (path, m) in &masks.layers {
+            let w = weight_of(&model, path).unwrap();
             assert_eq!(m, &mask_by_quality(w, 1.0).unwrap());
         }
     }
@@ -218,7 +221,7 @@ mod tests {
         let masks = ModelMask::by_density(&other, &[0.5; 4]).unwrap();
         assert!(masks.apply(&mut model).is_err());
         let mut wrong = ModelMask::from_nonzeros(&model).unwrap();
-        wrong.layers[1] = Some(Mask::all(3));
+        wrong.layers.insert(LayerPath::top(1), Mask::all(3));
         let err = wrong.apply(&mut model).unwrap_err();
         assert!(
             err.to_string().contains("length 235200, expected 3"),

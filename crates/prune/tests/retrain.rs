@@ -10,8 +10,10 @@ use tensor_core::rng::Rng;
 fn weights(model: &nn::Model) -> Vec<Vec<f32>> {
     prune::prunable_layers(model)
         .into_iter()
-        .map(|i| {
-            model.layers[i]
+        .map(|path| {
+            model
+                .layer(&path)
+                .unwrap()
                 .params()
                 .into_iter()
                 .find(|p| p.name == "weight")
@@ -52,7 +54,7 @@ fn mask_hook_keeps_pruned_weights_at_zero() {
         .unwrap();
 
     let after = weights(&model);
-    let masks: Vec<_> = mask.layers.iter().flatten().collect();
+    let masks: Vec<_> = mask.layers.values().collect();
     for (j, ((b, a), m)) in before.iter().zip(&after).zip(masks).enumerate() {
         let mut moved = 0;
         for i in 0..a.len() {

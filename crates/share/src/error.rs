@@ -57,8 +57,8 @@ pub enum ShareError {
     BadLayer {
         /// The operation.
         op: &'static str,
-        /// Position of the layer in the model.
-        index: usize,
+        /// Path of the layer in the model (`3`, `5/1/2`).
+        index: String,
         /// What is wrong.
         reason: String,
     },
@@ -66,3 +66,14 @@ pub enum ShareError {
 
 /// Result alias of this crate.
 pub type Result<T, E = ShareError> = std::result::Result<T, E>;
+
+impl From<ShareError> for NnError {
+    /// Sharing hooks run inside the Trainer, which speaks [`NnError`]: share's own errors
+    /// travel whole as [`NnError::External`]; an `Nn` error passes through unchanged.
+    fn from(e: ShareError) -> Self {
+        match e {
+            ShareError::Nn(inner) => inner,
+            other => NnError::external(other),
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Shared weights: a pruned layer as `bits`-bit codes into a codebook with a reserved zero.
 
-use nn::Model;
+use nn::{LayerPath, Model};
 
 use crate::error::{Result, ShareError};
 use crate::kmeans::{Codebook, KMeansParams, kmeans};
@@ -85,27 +85,23 @@ pub fn share_nonzeros(weights: &[f32], bits: u32, params: &KMeansParams) -> Resu
     })
 }
 
-/// Shares the `weight` of layer `index` of `model` ([`share_nonzeros`]) and replaces it by the
-/// values its codes stand for, so the model runs (and can be evaluated) as shared.
+/// Shares the `weight` of the layer at `path` of `model` ([`share_nonzeros`]) and replaces it
+/// by the values its codes stand for, so the model runs (and can be evaluated) as shared.
 ///
-/// Errors: `index` past the model's layers; a layer without a `weight`; as
-/// [`share_nonzeros`].
+/// Errors: no layer at `path`; a layer without a `weight`; as [`share_nonzeros`].
 pub fn share_layer(
     model: &mut Model,
-    index: usize,
+    path: &LayerPath,
     bits: u32,
     params: &KMeansParams,
 ) -> Result<SharedWeights> {
     const OP: &str = "share_layer";
-    let layers = model.layers.len();
-    let layer = model
-        .layers
-        .get_mut(index)
-        .ok_or_else(|| ShareError::BadLayer {
-            op: OP,
-            index,
-            reason: format!("the model has {layers} layers"),
-        })?;
+    let index = path.to_string();
+    let layer = model.layer_mut(path).ok_or_else(|| ShareError::BadLayer {
+        op: OP,
+        index: index.clone(),
+        reason: "the model has no layer there".into(),
+    })?;
     let kind = layer.kind();
     let mut params_mut = layer.params_mut();
     let weight = params_mut
@@ -174,14 +170,15 @@ mod tests {
     #[test]
     fn share_layer_writes_shared_values_back() {
         let mut model = nn::zoo::build("lenet300", &mut Rng::seed_from_u64(2)).unwrap();
-        let s = share_layer(&mut model, 5, 2, &KMeansParams::default()).unwrap();
+        let top = LayerPath::top;
+        let s = share_layer(&mut model, &top(5), 2, &KMeansParams::default()).unwrap();
         let params = model.layers[5].params();
         let w = params.iter().find(|p| p.name == "weight").unwrap().value;
         let distinct: std::collections::BTreeSet<u32> =
             w.data().iter().map(|x| x.to_bits()).collect();
         assert!(distinct.len() <= 3, "{} distinct values", distinct.len());
         assert_eq!(w.data(), s.reconstruct().unwrap().as_slice());
-        assert!(share_layer(&mut model, 0, 5, &KMeansParams::default()).is_err()); // flatten
-        assert!(share_layer(&mut model, 99, 5, &KMeansParams::default()).is_err());
+        assert!(share_layer(&mut model, &top(0), 5, &KMeansParams::default()).is_err()); // flatten
+        assert!(share_layer(&mut model, &top(99), 5, &KMeansParams::default()).is_err());
     }
 }

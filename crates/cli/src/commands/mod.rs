@@ -30,7 +30,7 @@ impl ModelArgs {
 
 /// Loads a model in any supported format.
 pub fn load_model(path: &Path, arch: Option<&str>) -> Result<nn::Model> {
-    nn::io::load_any(path, arch).with_context(|| format!("loading model {}", path.display()))
+    pipeline::load(path, arch).with_context(|| format!("loading model {}", path.display()))
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -1,4 +1,6 @@
-//! `slimnet train --model lenet5 --epochs N -o lenet5.model`: train a zoo model.
+//! `slimnet train --model lenet5 --epochs N -o lenet5.model`: train a zoo model from scratch;
+//! `slimnet train --model FILE ...`: fine-tune any model slimnet reads (native, ONNX,
+//! safetensors with `--arch`), residual ones included.
 
 use std::path::PathBuf;
 
@@ -9,25 +11,33 @@ use nn::trainer::{Progress, TrainConfig};
 use super::print_json;
 use crate::progress;
 
-/// Arguments of `slimnet train`. Unset options take the model's reference recipe
-/// (`nn::recipes`).
+/// Arguments of `slimnet train`. Unset options take the zoo model's reference recipe
+/// (`nn::recipes`), or for a model file the fine-tuning defaults (1 epoch, batch 64, Adam at
+/// 1e-4, constant rate).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Zoo model: lenet300, lenet5 or cnn-teacher.
+    /// Zoo model to train from scratch (lenet300, lenet5, cnn-teacher), or a model file to
+    /// fine-tune (.model/.slim, .onnx, .safetensors with --arch).
     #[arg(long, default_value = "lenet300")]
     model: String,
+    /// Zoo architecture of a safetensors file given as --model.
+    #[arg(long)]
+    arch: Option<String>,
     /// Epochs over the training set.
     #[arg(long)]
     epochs: Option<usize>,
     /// Mini-batch size.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Optimizer: adam, or sgd (Nesterov momentum 0.9).
+    /// Optimizer: adam, or sgd (Nesterov momentum, see --momentum).
     #[arg(long)]
     optimizer: Option<String>,
     /// Peak learning rate (the schedule is the recipe's, cosine for every zoo model).
     #[arg(long)]
     lr: Option<f32>,
+    /// SGD momentum (Nesterov when > 0); default 0.9.
+    #[arg(long)]
+    momentum: Option<f32>,
     /// Weight decay (L2, added to the gradient).
     #[arg(long)]
     weight_decay: Option<f32>,
@@ -51,9 +61,30 @@ pub struct Args {
     json: bool,
 }
 
-/// The model's reference recipe with the command-line overrides applied.
+/// Where the model comes from: a zoo architecture trained from scratch, or a file.
+fn is_zoo_name(model: &str) -> bool {
+    nn::zoo::NAMES.contains(&model)
+}
+
+/// Fine-tuning defaults for a model read from a file: 1 epoch of batch 64, Adam at 1e-4,
+/// constant rate (a gentle start that leaves a trained model near where it was).
+fn fine_tune_config() -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        optimizer: OptimizerConfig::adam(1e-4),
+        ..TrainConfig::default()
+    }
+}
+
+/// The model's reference recipe (or the fine-tuning defaults) with the command-line
+/// overrides applied.
 fn config(args: &Args) -> Result<TrainConfig> {
-    let mut config = nn::recipes::reference_config(&args.model)?;
+    let mut config = if is_zoo_name(&args.model) {
+        nn::recipes::reference_config(&args.model)?
+    } else {
+        fine_tune_config()
+    };
     config.seed = args.seed;
     if let Some(e) = args.epochs {
         config.epochs = e;
@@ -65,14 +96,30 @@ fn config(args: &Args) -> Result<TrainConfig> {
     if let Some(name) = &args.optimizer {
         config.optimizer = match name.as_str() {
             "adam" => OptimizerConfig::adam(lr),
-            "sgd" => OptimizerConfig::Sgd {
-                lr,
-                momentum: 0.9,
-                nesterov: true,
-                weight_decay: 0.0,
-            },
+            "sgd" => {
+                let momentum = args.momentum.unwrap_or(0.9);
+                OptimizerConfig::Sgd {
+                    lr,
+                    momentum,
+                    nesterov: momentum > 0.0,
+                    weight_decay: 0.0,
+                }
+            }
             other => bail!("unknown optimizer {other:?} (adam or sgd)"),
         };
+    }
+    if let Some(m) = args.momentum {
+        match &mut config.optimizer {
+            OptimizerConfig::Sgd {
+                momentum, nesterov, ..
+            } => {
+                *momentum = m;
+                *nesterov = *nesterov && m > 0.0;
+            }
+            OptimizerConfig::Adam { .. } => {
+                bail!("--momentum applies to sgd; Adam's betas are fixed at (0.9, 0.999)")
+            }
+        }
     }
     match &mut config.optimizer {
         OptimizerConfig::Sgd {
@@ -118,12 +165,16 @@ pub fn run(args: Args) -> Result<()> {
         Some(n) => train.take(n)?,
         None => train,
     };
-    let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
-    let mut model = nn::zoo::build(&args.model, &mut rng)?;
+    let mut model = if is_zoo_name(&args.model) {
+        let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
+        nn::zoo::build(&args.model, &mut rng)?
+    } else {
+        super::load_model(std::path::Path::new(&args.model), args.arch.as_deref())?
+    };
     let config = config(&args)?;
-    let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let steps_per_epoch = config.steps_per_epoch(train.len());
     let pb = progress::bar((steps_per_epoch * config.epochs) as u64, args.json);
-    pb.set_prefix(args.model.clone());
+    pb.set_prefix(model.name.clone());
     let mut on_progress = |p: &Progress| {
         pb.set_position(p.global_step as u64);
         pb.set_message(format!(

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::error::{NnError, Result};
 use crate::model::Model;
+use crate::registry::LayerRegistry;
 
 /// The model file formats [`load_any`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +48,19 @@ impl ModelFormat {
 }
 
 /// Loads a model from `path` in any format slimnet reads: native, `.onnx`, or
-/// `.safetensors` (which needs `arch`, a zoo name, since safetensors holds no architecture).
+/// `.safetensors` (which needs `arch`, a zoo name, since safetensors holds no architecture),
+/// with nn's layer kinds ([`LayerRegistry::nn_default`]).
 pub fn load_any(path: impl AsRef<Path>, arch: Option<&str>) -> Result<Model> {
+    load_any_with(path, arch, LayerRegistry::nn_default())
+}
+
+/// [`load_any`] rebuilding native files' layers through `registry` (compressed layers need
+/// their crate's kinds; ONNX and safetensors imports only produce nn's dense kinds).
+pub fn load_any_with(
+    path: impl AsRef<Path>,
+    arch: Option<&str>,
+    registry: &LayerRegistry,
+) -> Result<Model> {
     let path = path.as_ref();
     let mut head = [0u8; 16];
     let n = {
@@ -66,7 +78,7 @@ pub fn load_any(path: impl AsRef<Path>, arch: Option<&str>) -> Result<Model> {
         n
     };
     match ModelFormat::detect(path, &head[..n]) {
-        Some(ModelFormat::Native) => crate::io::native::load(path),
+        Some(ModelFormat::Native) => crate::io::native::load_with(path, registry),
         Some(ModelFormat::Onnx) => crate::io::onnx::import(path),
         Some(ModelFormat::Safetensors) => {
             let arch = arch.ok_or_else(|| {

@@ -7,4 +7,4 @@ pub mod npy;
 pub mod onnx;
 pub mod safetensors;
 
-pub use any::{ModelFormat, load_any};
+pub use any::{ModelFormat, load_any, load_any_with};

@@ -1,49 +1,22 @@
-//! The native model file (`.model`): a checksummed, versioned serialization of a [`Model`].
+//! The native model file (`.model`, `.slim`): a checksummed, versioned serialization of a
+//! [`Model`], dense or compressed.
 //!
-//! # Format, version 1
-//!
-//! All integers little-endian. A file is exactly `24 + P` bytes:
-//!
-//! | offset   | size | field                                                          |
-//! |----------|------|----------------------------------------------------------------|
-//! | 0        | 8    | magic, the ASCII bytes `SLIMNETM`                              |
-//! | 8        | 4    | format version, `u32`, currently 1                             |
-//! | 12       | 8    | payload length `P` in bytes, `u64`                             |
-//! | 20       | P    | payload: a [`ModelRecord`] encoded with bincode 2 (see below)  |
-//! | 20 + P   | 4    | CRC-32 of the payload, `u32`                                   |
-//!
-//! The payload is `bincode::serde` with `bincode::config::standard()`: unsigned and signed
-//! integers (including lengths and `usize`) as bincode varints (one byte below 251, else a
-//! marker byte 251/252/253 followed by a little-endian `u16`/`u32`/`u64`; signed integers
-//! zigzag-encoded first), `f32` as 4 little-endian bytes, strings and sequences as a varint
-//! length followed by the elements, maps as a varint count followed by key-value pairs, enums
-//! as a varint variant index followed by the variant's fields, structs as their fields in
-//! declaration order. The record, field by field:
-//!
-//! ```text
-//! ModelRecord { name: String, input_shape: Vec<usize>, layers: Vec<LayerRecord>,
-//!               metadata: BTreeMap<String, String> }
-//! LayerRecord { kind: String, attrs: BTreeMap<String, AttrValue>,
-//!               tensors: Vec<(String, Tensor)> }
-//! AttrValue   = Int(i64) | Ints(Vec<i64>) | Float(f32) | Floats(Vec<f32>) | Str(String)
-//!               (variant indices 0..=4)
-//! Tensor      { shape: Vec<usize>, data: Vec<f32> }   (row-major, data.len() = product)
-//! ```
-//!
-//! The checksum is CRC-32/ISO-HDLC (the CRC of zlib, PNG and Ethernet: reflected polynomial
-//! `0xEDB88320`, initial value and final XOR `0xFFFFFFFF`; check value `0xCBF43926` for the
-//! ASCII bytes `123456789`), computed over the `P` payload bytes only.
+//! docs/FORMAT.md specifies every byte (header, payload encoding, checksum, versions); this
+//! module implements it. In short: magic `SLIMNETM`, a `u32` version, a `u64` payload length,
+//! the payload (a [`ModelRecord`] encoded with bincode 2), a CRC-32 of the payload. Version 2
+//! (written now) adds typed payloads ([`crate::payload`]) to every layer record; version 1
+//! files still load.
 //!
 //! # Reading untrusted files
 //!
 //! [`decode`] checks, in order and before decoding anything: the file holds at least the
-//! 24 bytes of header and trailer; the magic; the version; that `P` equals the file size
-//! minus 24 exactly; the checksum. The payload is then decoded with a bincode byte limit of
-//! the smallest power of two at least `P` (bincode's limit is a compile-time constant), so no
-//! length field inside the payload can make the decoder allocate more than twice the bytes
-//! actually present; trailing payload bytes are an error. Every tensor's data length is
-//! checked against its shape, and each layer is rebuilt through
-//! [`crate::layers::layer_from_record`], which validates every attribute and tensor shape.
+//! 24 bytes of header and trailer; the magic; the version; that the payload length equals the
+//! file size minus 24 exactly; the checksum. The payload is then decoded with a bincode byte
+//! limit of the smallest power of two at least its length, so no length field inside it can
+//! make the decoder allocate more than twice the bytes actually present; trailing payload
+//! bytes are an error. Every tensor's data length is checked against its shape and every
+//! typed payload's byte count against its dimensions, and each layer is rebuilt through a
+//! [`LayerRegistry`], whose constructors validate every attribute, tensor and payload.
 //!
 //! # Writing
 //!
@@ -60,15 +33,18 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, Result};
-use crate::layer::Layer;
 use crate::model::Model;
-use crate::record::LayerRecord;
+use crate::record::{AttrValue, LayerRecord};
+use crate::registry::LayerRegistry;
 
 /// The first 8 bytes of every native model file.
 pub const MAGIC: [u8; 8] = *b"SLIMNETM";
 
-/// The format version this module writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this module writes.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this module still reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Bytes before the payload: magic, version, payload length.
 pub const HEADER_LEN: usize = 20;
@@ -111,30 +87,26 @@ impl ModelRecord {
         })
     }
 
-    /// Rebuilds the model, each layer through [`crate::layers::layer_from_record`] (the dense
-    /// layers of nn).
+    /// Rebuilds the model with nn's own kinds ([`LayerRegistry::nn_default`]).
     pub fn into_model(self) -> Result<Model> {
-        self.into_model_with(&crate::layers::layer_from_record)
+        self.into_model_with(LayerRegistry::nn_default())
     }
 
-    /// Rebuilds the model with a caller-supplied layer builder (for crates whose compressed
-    /// layers nn does not know: the builder handles their kinds and defers the rest to
-    /// [`crate::layers::layer_from_record`]).
-    pub fn into_model_with(
-        self,
-        build: &dyn Fn(&LayerRecord) -> Result<Box<dyn Layer>>,
-    ) -> Result<Model> {
+    /// Rebuilds the model, each layer through `registry` (compressed layers need their
+    /// crate's kinds: `pipeline::registry()` holds them all).
+    pub fn into_model_with(self, registry: &LayerRegistry) -> Result<Model> {
         let layers = self
             .layers
             .iter()
             .enumerate()
             .map(|(i, rec)| {
-                build(rec).map_err(|e| match e {
+                registry.build(rec).map_err(|e| match e {
                     NnError::Corrupt { path, what, reason } => NnError::Corrupt {
                         path: format!("{} (layer {i})", path),
                         what,
                         reason,
                     },
+                    NnError::Unsupported(m) => NnError::Unsupported(format!("layer {i}: {m}")),
                     other => other,
                 })
             })
@@ -193,9 +165,9 @@ pub fn encode(record: &ModelRecord) -> Result<Vec<u8>> {
 
 /// Decodes `payload` with a bincode byte limit of `2^bits`.
 macro_rules! decode_with_limit {
-    ($payload:expr, $bits:expr; $($b:literal)*) => {
+    ($ty:ty, $payload:expr, $bits:expr; $($b:literal)*) => {
         match $bits {
-            $( $b => bincode::serde::decode_from_slice::<ModelRecord, _>(
+            $( $b => bincode::serde::decode_from_slice::<$ty, _>(
                 $payload,
                 config().with_limit::<{ 1usize << $b }>(),
             ), )*
@@ -231,10 +203,13 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
     }
     // The slices below have the exact lengths of the integers (checked length above).
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(corrupt(
             "header",
-            format!("format version {version}, this build reads version {FORMAT_VERSION}"),
+            format!(
+                "format version {version}, this build reads versions \
+                 {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}"
+            ),
         ));
     }
     let declared = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -274,9 +249,16 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
         .next_power_of_two()
         .trailing_zeros()
         .clamp(16, 38);
-    let decoded = decode_with_limit!(payload, bits;
-        16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38);
-    let (record, used) = decoded.map_err(|e| corrupt("model record", e.to_string()))?;
+    let (record, used) = if version == 1 {
+        let decoded = decode_with_limit!(v1::ModelRecord, payload, bits;
+            16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38);
+        let (r, used) = decoded.map_err(|e| corrupt("model record (version 1)", e.to_string()))?;
+        (r.into(), used)
+    } else {
+        let decoded = decode_with_limit!(ModelRecord, payload, bits;
+            16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38);
+        decoded.map_err(|e| corrupt("model record", e.to_string()))?
+    };
     if used != payload.len() {
         return Err(corrupt(
             "model record",
@@ -318,14 +300,60 @@ fn validate(record: &ModelRecord, source: &str) -> Result<()> {
     Ok(())
 }
 
+/// The records of format version 1, which had no typed payloads; read and converted.
+mod v1 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) struct LayerRecord {
+        kind: String,
+        attrs: BTreeMap<String, AttrValue>,
+        tensors: Vec<(String, tensor_core::Tensor)>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ModelRecord {
+        name: String,
+        input_shape: Vec<usize>,
+        layers: Vec<LayerRecord>,
+        metadata: BTreeMap<String, String>,
+    }
+
+    impl From<ModelRecord> for super::ModelRecord {
+        fn from(r: ModelRecord) -> Self {
+            Self {
+                name: r.name,
+                input_shape: r.input_shape,
+                layers: r
+                    .layers
+                    .into_iter()
+                    .map(|l| crate::record::LayerRecord {
+                        kind: l.kind,
+                        attrs: l.attrs,
+                        tensors: l.tensors,
+                        payloads: Vec::new(),
+                    })
+                    .collect(),
+                metadata: r.metadata,
+            }
+        }
+    }
+}
+
 /// The file image of `model` with empty metadata.
 pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
     encode(&ModelRecord::from_model(model, BTreeMap::new())?)
 }
 
-/// Decodes a file image and rebuilds the model; `source_name` names it in errors.
+/// Decodes a file image and rebuilds the model with nn's kinds; `source_name` names it in
+/// errors.
 pub fn from_bytes(bytes: &[u8], source_name: &str) -> Result<Model> {
-    decode(bytes, source_name)?.into_model()
+    from_bytes_with(bytes, source_name, LayerRegistry::nn_default())
+}
+
+/// Decodes a file image and rebuilds the model through `registry`.
+pub fn from_bytes_with(bytes: &[u8], source_name: &str, registry: &LayerRegistry) -> Result<Model> {
+    decode(bytes, source_name)?.into_model_with(registry)
 }
 
 /// Writes `model` to `path` (with empty metadata), atomically (see the module docs).
@@ -355,15 +383,20 @@ pub fn load_record(path: impl AsRef<Path>) -> Result<ModelRecord> {
     decode(&bytes, &path.display().to_string())
 }
 
-/// Reads the model at `path`.
+/// Reads the model at `path` with nn's kinds ([`LayerRegistry::nn_default`]).
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
-    load_record(path)?.into_model()
+    load_with(path, LayerRegistry::nn_default())
+}
+
+/// Reads the model at `path`, rebuilding its layers through `registry`.
+pub fn load_with(path: impl AsRef<Path>, registry: &LayerRegistry) -> Result<Model> {
+    load_record(path)?.into_model_with(registry)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::{Mode, ParamMut, ParamRef};
+    use crate::layer::{Layer, Mode, ParamMut, ParamRef};
     use crate::record::AttrValue;
     use std::any::Any;
     use tensor_core::rng::Rng;
@@ -482,6 +515,13 @@ mod tests {
         }
     }
 
+    fn test_registry() -> LayerRegistry {
+        let mut r = LayerRegistry::nn();
+        r.register("test_dense", |rec, _| build_test_layer(rec))
+            .unwrap();
+        r
+    }
+
     fn build_test_layer(rec: &LayerRecord) -> Result<Box<dyn Layer>> {
         rec.expect_kind("test_dense")?;
         rec.expect_tensor_names(&["weight", "bias"])?;
@@ -517,7 +557,7 @@ mod tests {
     }
 
     fn rebuild(bytes: &[u8]) -> Result<Model> {
-        decode(bytes, "test")?.into_model_with(&build_test_layer)
+        decode(bytes, "test")?.into_model_with(&test_registry())
     }
 
     #[test]
@@ -612,8 +652,15 @@ mod tests {
         b[0] = b'X';
         assert!(rebuild(&b).unwrap_err().to_string().contains("magic"));
         let mut b = bytes.clone();
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
-        assert!(rebuild(&b).unwrap_err().to_string().contains("version 2"));
+        for v in [0u32, 3] {
+            let mut b = bytes.clone();
+            b[8..12].copy_from_slice(&v.to_le_bytes());
+            let e = rebuild(&b).unwrap_err().to_string();
+            assert!(e.contains(&format!("version {v}")), "{e}");
+        }
+        // A version-2 payload announced as version 1 does not decode as one.
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(rebuild(&b).is_err());
         // An absurd length is rejected from the header alone (no allocation is attempted).
         let mut b = bytes.clone();
         b[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -732,7 +779,7 @@ mod tests {
         rec.layers[1].kind = "mystery".into();
         let e = decode(&encode(&rec).unwrap(), "m")
             .unwrap()
-            .into_model_with(&build_test_layer)
+            .into_model_with(&test_registry())
             .unwrap_err()
             .to_string();
         assert!(e.contains("layer 1") && e.contains("mystery"), "{e}");

@@ -22,7 +22,7 @@ use safetensors::tensor::{Dtype, SafeTensors, View};
 use tensor_core::Tensor;
 
 use crate::error::{NnError, Result};
-use crate::model::Model;
+use crate::model::{LayerPath, Model};
 
 /// IEEE 754 binary16 bits to f32 (exact: every half value is an f32 value).
 ///
@@ -120,8 +120,8 @@ pub enum SaveDtype {
 struct Slot {
     /// `conv1.weight`, ...
     name: String,
-    /// Index of the layer in the model.
-    layer: usize,
+    /// Path of the layer in the model.
+    layer: LayerPath,
     /// The parameter's name within the layer.
     param: &'static str,
     /// Its dimensions.
@@ -139,33 +139,44 @@ fn prefix_of(kind: &str) -> Option<&'static str> {
     }
 }
 
-/// The state_dict names of `model`'s parameters and buffers, in layer order.
+/// The state_dict names of `model`'s parameters and buffers, in the order of the model walk
+/// (branches of a Parallel included). A layer that holds parameters in a form other than f32
+/// tensors (a compressed layer: sparse, shared, int8, binary) cannot be carried and is an
+/// error naming it.
 fn slots(model: &Model) -> Result<Vec<Slot>> {
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut out = Vec::new();
-    for (i, layer) in model.layers.iter().enumerate() {
-        let params = layer.params();
-        if params.is_empty() {
-            continue;
+    let mut err = None;
+    model.visit(&mut |path, layer| {
+        if err.is_some() || layer.param_count() == 0 || !layer.branches().is_empty() {
+            return;
         }
-        let prefix = prefix_of(layer.kind()).ok_or_else(|| {
-            NnError::Unsupported(format!(
-                "safetensors: layer {i} ({}) has parameters but no PyTorch name",
-                layer.kind()
-            ))
-        })?;
+        let params = layer.params();
+        let Some(prefix) = prefix_of(layer.kind()).filter(|_| !params.is_empty()) else {
+            err = Some(NnError::Unsupported(format!(
+                "safetensors: layer {path} ({}) holds its {} parameters in a form safetensors \
+                 cannot carry (only dense f32 linear, conv2d and batchnorm2d tensors); keep \
+                 the native format for compressed models",
+                layer.kind(),
+                layer.param_count()
+            )));
+            return;
+        };
         let k = counts.entry(prefix).or_insert(0);
         *k += 1;
         for p in params {
             out.push(Slot {
                 name: format!("{prefix}{k}.{}", p.name),
-                layer: i,
+                layer: path.clone(),
                 param: p.name,
                 dims: p.value.dims().to_vec(),
             });
         }
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 /// Splits `a.b.3.weight` into module path `a.b.3` and attribute `weight`.
@@ -255,7 +266,7 @@ pub fn assign_safetensors(model: &mut Model, bytes: &[u8], source: &str) -> Resu
         let numeric = modules
             .keys()
             .all(|k| k.iter().any(|(n, _)| *n != u64::MAX));
-        let mut layer_modules: Vec<usize> = slots.iter().map(|s| s.layer).collect();
+        let mut layer_modules: Vec<&LayerPath> = slots.iter().map(|s| &s.layer).collect();
         layer_modules.dedup();
         if !numeric || modules.len() != layer_modules.len() {
             let missing: Vec<&str> = expected
@@ -276,7 +287,7 @@ pub fn assign_safetensors(model: &mut Model, bytes: &[u8], source: &str) -> Resu
             .map(|s| {
                 let k = layer_modules
                     .iter()
-                    .position(|&l| l == s.layer)
+                    .position(|&l| *l == s.layer)
                     .unwrap_or(0);
                 let m = &module_paths[k];
                 if m.is_empty() {
@@ -314,15 +325,17 @@ pub fn assign_safetensors(model: &mut Model, bytes: &[u8], source: &str) -> Resu
         )));
     }
     for (slot, v) in slots.iter().zip(values) {
-        set_param(model, slot.layer, slot.param, v)?;
+        set_param(model, &slot.layer, slot.param, v)?;
     }
     Ok(())
 }
 
 /// Overwrites parameter `param` of layer `layer` (trainable parameters through
 /// `params_mut`, buffers through the layer's record).
-fn set_param(model: &mut Model, layer: usize, param: &str, v: Vec<f32>) -> Result<()> {
-    let l = &mut model.layers[layer];
+fn set_param(model: &mut Model, layer: &LayerPath, param: &str, v: Vec<f32>) -> Result<()> {
+    let l = model
+        .layer_mut(layer)
+        .ok_or_else(|| NnError::Config(format!("safetensors: no layer at {layer}")))?;
     for p in l.params_mut() {
         if p.name == param {
             p.value.data_mut().copy_from_slice(&v);
@@ -370,7 +383,9 @@ pub fn safetensors_bytes(model: &Model, dtype: SaveDtype) -> Result<Vec<u8>> {
     let slots = slots(model)?;
     let mut owned: Vec<(String, Owned)> = Vec::with_capacity(slots.len());
     for s in &slots {
-        let layer = &model.layers[s.layer];
+        let layer = model
+            .layer(&s.layer)
+            .ok_or_else(|| NnError::Config(format!("safetensors: {} vanished", s.name)))?;
         let params = layer.params();
         let t: &Tensor = params
             .iter()

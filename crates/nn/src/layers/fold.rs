@@ -10,7 +10,7 @@ use tensor_core::Tensor;
 
 use super::{BatchNorm2d, Conv2d};
 use crate::error::{NnError, Result};
-use crate::model::Model;
+use crate::model::{LayerPath, Model};
 
 /// The convolution equivalent to `conv` followed by `bn` in evaluation mode.
 pub fn fold_batchnorm(conv: &Conv2d, bn: &BatchNorm2d) -> Result<Conv2d> {
@@ -37,26 +37,37 @@ pub fn fold_batchnorm(conv: &Conv2d, bn: &BatchNorm2d) -> Result<Conv2d> {
     Conv2d::from_parts(p, w, Some(Tensor::new(&[p.out_channels], bias)?))
 }
 
-/// Replaces every `conv2d` immediately followed by a `batchnorm2d` in `model` with their
-/// folded convolution; returns how many pairs were folded. On error the model is unchanged.
+/// Replaces every `conv2d` immediately followed by a `batchnorm2d` in `model`, at top level
+/// and inside every branch, with their folded convolution; returns how many pairs were
+/// folded. On error the model is unchanged.
 pub fn fold_batchnorms(model: &mut Model) -> Result<usize> {
-    // All folds are computed before the model is touched.
-    let mut folds: Vec<(usize, Conv2d)> = Vec::new();
-    let mut i = 0;
-    while i + 1 < model.layers.len() {
-        let conv = model.layers[i].as_any().downcast_ref::<Conv2d>();
-        let bn = model.layers[i + 1].as_any().downcast_ref::<BatchNorm2d>();
+    // All folds are computed before the model is touched. In the walk's pre-order a conv2d
+    // (which has no nested layers) is directly followed by its next sibling.
+    let mut folds: Vec<(LayerPath, Conv2d)> = Vec::new();
+    let paths = model.paths();
+    for pair in paths.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.parent() != b.parent() || a.index() + 1 != b.index() {
+            continue;
+        }
+        let conv = model
+            .layer(a)
+            .and_then(|l| l.as_any().downcast_ref::<Conv2d>());
+        let bn = model
+            .layer(b)
+            .and_then(|l| l.as_any().downcast_ref::<BatchNorm2d>());
         if let (Some(conv), Some(bn)) = (conv, bn) {
-            folds.push((i, fold_batchnorm(conv, bn)?));
-            i += 2;
-        } else {
-            i += 1;
+            folds.push((a.clone(), fold_batchnorm(conv, bn)?));
         }
     }
     let n = folds.len();
-    for (i, conv) in folds.into_iter().rev() {
-        model.layers[i] = Box::new(conv);
-        model.layers.remove(i + 1);
+    // Last path first: removing a BatchNorm shifts only the layers after it in its sequence,
+    // which come later in path order and are already done.
+    folds.sort_by(|a, b| b.0.cmp(&a.0));
+    for (path, conv) in folds {
+        let bn = LayerPath::at_index(&path, path.index() + 1);
+        model.replace(&bn, Vec::new())?;
+        model.replace(&path, vec![Box::new(conv)])?;
     }
     Ok(n)
 }

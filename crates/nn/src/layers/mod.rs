@@ -1,10 +1,12 @@
-//! The dense layers, one file each, and the registry that rebuilds any of them from its record.
+//! The layers of nn, one file each, and [`register`], which adds their kinds to a
+//! [`LayerRegistry`].
 //!
 //! Every layer here implements [`Layer`]: `forward` caches what `backward` needs only in
 //! [`crate::Mode::Train`]; `backward` returns the input gradient and accumulates parameter
 //! gradients; `record` / `from_record` convert to and from a [`LayerRecord`]. Kind names are
 //! lower-case: `linear`, `conv2d`, `maxpool2d`, `avgpool2d`, `globalavgpool`, `relu`,
-//! `sigmoid`, `tanh`, `flatten`, `dropout`, `batchnorm2d`.
+//! `sigmoid`, `tanh`, `flatten`, `dropout`, `batchnorm2d`; the straight-through layers `sign` and
+//! `fake_quantize`; the graph operators of [`onnx_ops`] and `parallel`.
 
 #[macro_use]
 mod elementwise;
@@ -15,6 +17,7 @@ mod broadcast;
 pub mod const_elementwise;
 pub mod conv2d;
 pub mod dropout;
+pub mod fake_quantize;
 pub mod flatten;
 pub mod fold;
 pub mod global_avg_pool;
@@ -27,7 +30,9 @@ mod params;
 pub mod relu;
 pub mod reshape;
 pub mod sigmoid;
+pub mod sign;
 pub mod softmax;
+mod straight_through;
 pub mod tanh;
 pub mod transpose;
 
@@ -36,6 +41,7 @@ pub use batchnorm2d::BatchNorm2d;
 pub use const_elementwise::{ArithOp, ConstElementwise};
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
+pub use fake_quantize::FakeQuantize;
 pub use flatten::Flatten;
 pub use fold::{fold_batchnorm, fold_batchnorms};
 pub use global_avg_pool::GlobalAvgPool;
@@ -46,6 +52,7 @@ pub use parallel::{Merge, Parallel};
 pub use relu::ReLU;
 pub use reshape::Reshape;
 pub use sigmoid::Sigmoid;
+pub use sign::Sign;
 pub use softmax::Softmax;
 pub use tanh::Tanh;
 pub use tensor_core::conv::{Conv2dParams, Padding};
@@ -57,49 +64,30 @@ use tensor_core::{Shape, Tensor};
 use crate::error::{NnError, Result};
 use crate::layer::Layer;
 use crate::record::LayerRecord;
+use crate::registry::LayerRegistry;
 
-/// Every layer kind [`layer_from_record`] rebuilds.
-pub const KINDS: &[&str] = &[
-    "linear",
-    "conv2d",
-    "maxpool2d",
-    "avgpool2d",
-    "globalavgpool",
-    "relu",
-    "sigmoid",
-    "tanh",
-    "flatten",
-    "dropout",
-    "batchnorm2d",
-];
-
-/// Rebuilds a layer of nn (a dense layer of [`KINDS`], or a graph operator of [`onnx_ops`])
-/// from its record, validating every attribute and every tensor shape
-/// against the attributes: a corrupt record gives [`NnError::Corrupt`] (naming the kind and
-/// the attribute or tensor), an unknown kind [`NnError::Unsupported`]; never a panic.
-pub fn layer_from_record(rec: &LayerRecord) -> Result<Box<dyn Layer>> {
-    Ok(match rec.kind.as_str() {
-        "linear" => Box::new(Linear::from_record(rec)?),
-        "conv2d" => Box::new(Conv2d::from_record(rec)?),
-        "maxpool2d" => Box::new(MaxPool2d::from_record(rec)?),
-        "avgpool2d" => Box::new(AvgPool2d::from_record(rec)?),
-        "globalavgpool" => Box::new(GlobalAvgPool::from_record(rec)?),
-        "relu" => Box::new(ReLU::from_record(rec)?),
-        "sigmoid" => Box::new(Sigmoid::from_record(rec)?),
-        "tanh" => Box::new(Tanh::from_record(rec)?),
-        "flatten" => Box::new(Flatten::from_record(rec)?),
-        "dropout" => Box::new(Dropout::from_record(rec)?),
-        "batchnorm2d" => Box::new(BatchNorm2d::from_record(rec)?),
-        other => match onnx_ops::from_record(rec, &layer_from_record)? {
-            // The graph operators the ONNX importer adds (softmax, reshape, pad, ...).
-            Some(layer) => layer,
-            None => {
-                return Err(NnError::Unsupported(format!(
-                    "layer kind `{other}` in a record (dense kinds: {KINDS:?})"
-                )));
-            }
-        },
-    })
+/// Registers every layer kind of nn: the dense layers, the graph operators of imported ONNX
+/// models ([`onnx_ops`]), [`Parallel`] (whose branches rebuild through the registry they are
+/// given) and the straight-through layers ([`Sign`], [`FakeQuantize`]). Each constructor
+/// validates every attribute and every tensor shape against the attributes: a corrupt record
+/// gives [`crate::NnError::Corrupt`] naming the kind and the attribute or tensor, never a panic.
+pub fn register(registry: &mut LayerRegistry) -> Result<()> {
+    crate::register_kinds! { registry;
+        "linear" => Linear,
+        "conv2d" => Conv2d,
+        "maxpool2d" => MaxPool2d,
+        "avgpool2d" => AvgPool2d,
+        "globalavgpool" => GlobalAvgPool,
+        "relu" => ReLU,
+        "sigmoid" => Sigmoid,
+        "tanh" => Tanh,
+        "flatten" => Flatten,
+        "dropout" => Dropout,
+        "batchnorm2d" => BatchNorm2d,
+        "sign" => Sign,
+        "fake_quantize" => FakeQuantize,
+    }
+    onnx_ops::register(registry)
 }
 
 /// Overwrites the non-trainable buffer `name` of `layer` (BatchNorm2d's `running_mean` and

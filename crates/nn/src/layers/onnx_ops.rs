@@ -8,7 +8,7 @@
 //! (`Reshape::target`) exclude the batch dimension, as [`crate::Model::input_shape`] does.
 //!
 //! Each operator lives in its own file of [`crate::layers`]; this module gathers them under
-//! one path and rebuilds any of them from its record.
+//! one path and registers their kinds.
 
 pub use super::broadcast::{broadcast_dims, resolve_axis};
 pub use super::const_elementwise::{ArithOp, ConstElementwise};
@@ -19,24 +19,23 @@ pub use super::softmax::Softmax;
 pub use super::transpose::Transpose;
 
 use crate::error::Result;
-use crate::layer::Layer;
-use crate::record::LayerRecord;
+use crate::registry::LayerRegistry;
 
-/// Rebuilds a layer of this module from its record; `None` when the kind is not one of
-/// them. `build` rebuilds nested layers (the crate's `layer_from_record`).
-pub fn from_record(
-    rec: &LayerRecord,
-    build: &dyn Fn(&LayerRecord) -> Result<Box<dyn Layer>>,
-) -> Result<Option<Box<dyn Layer>>> {
-    Ok(Some(match rec.kind.as_str() {
-        "softmax" | "log_softmax" => Box::new(Softmax::from_record(rec)?),
-        "add_const" | "mul_const" => Box::new(ConstElementwise::from_record(rec)?),
-        "reshape" => Box::new(Reshape::from_record(rec)?),
-        "transpose" => Box::new(Transpose::from_record(rec)?),
-        "pad" => Box::new(Pad::from_record(rec)?),
-        "parallel" => Box::new(Parallel::from_record(rec, build)?),
-        _ => return Ok(None),
-    }))
+/// Registers the kinds of this module; `parallel` rebuilds its branches through the registry
+/// it is given.
+pub fn register(registry: &mut LayerRegistry) -> Result<()> {
+    crate::register_kinds! { registry;
+        "softmax" => Softmax,
+        "log_softmax" => Softmax,
+        "add_const" => ConstElementwise,
+        "mul_const" => ConstElementwise,
+        "reshape" => Reshape,
+        "transpose" => Transpose,
+        "pad" => Pad,
+    }
+    registry.register("parallel", |rec, reg| {
+        Ok(Box::new(Parallel::from_record(rec, reg)?))
+    })
 }
 
 #[cfg(test)]

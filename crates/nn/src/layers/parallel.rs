@@ -8,8 +8,9 @@ use tensor_core::{Shape, Tensor, TensorError};
 use super::broadcast::{broadcast_binary, broadcast_dims, reduce_to};
 use super::{no_cache, record_sizes, shape_of};
 use crate::error::{NnError, Result};
-use crate::layer::{Layer, Mode, ParamMut, ParamRef};
+use crate::layer::{Layer, Mode};
 use crate::record::{AttrValue, LayerRecord};
+use crate::registry::LayerRegistry;
 
 /// How [`Parallel`] merges its branch outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,11 +62,9 @@ impl Parallel {
     }
 
     /// Rebuilds a `parallel` layer from its record (the layout [`Layer::record`] writes);
-    /// `build` rebuilds the nested layers (the crate's `layer_from_record`).
-    pub fn from_record(
-        rec: &LayerRecord,
-        build: &dyn Fn(&LayerRecord) -> Result<Box<dyn Layer>>,
-    ) -> Result<Self> {
+    /// the nested layers are rebuilt through `registry`, so a branch may hold any kind the
+    /// caller registered (compressed layers included).
+    pub fn from_record(rec: &LayerRecord, registry: &LayerRegistry) -> Result<Self> {
         let merge = match rec.str("merge")? {
             "add" => Merge::Add,
             "mul" => Merge::Mul,
@@ -99,7 +98,12 @@ impl Parallel {
                         sub.tensors.push((name.to_string(), t.clone()));
                     }
                 }
-                b.push(build(&sub)?);
+                for (k, t) in &rec.payloads {
+                    if let Some(name) = k.strip_prefix(&p) {
+                        sub.payloads.push((name.to_string(), t.clone()));
+                    }
+                }
+                b.push(registry.build(&sub)?);
             }
             branches.push(b);
         }
@@ -258,18 +262,15 @@ impl Layer for Parallel {
         total.ok_or_else(|| NnError::Config("parallel: no branch".into()))
     }
 
-    fn params(&self) -> Vec<ParamRef<'_>> {
-        self.branches
-            .iter()
-            .flat_map(|b| b.iter().flat_map(|l| l.params()))
-            .collect()
+    /// The branches: the model walk ([`crate::Model::visit`]) reaches their layers, and
+    /// through it optimizers, masks and codebooks; `params`/`params_mut` of a `Parallel` are
+    /// empty (it owns no parameter itself).
+    fn branches(&self) -> &[Vec<Box<dyn Layer>>] {
+        &self.branches
     }
 
-    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        self.branches
-            .iter_mut()
-            .flat_map(|b| b.iter_mut().flat_map(|l| l.params_mut()))
-            .collect()
+    fn branches_mut(&mut self) -> &mut [Vec<Box<dyn Layer>>] {
+        &mut self.branches
     }
 
     fn param_count(&self) -> usize {
@@ -312,7 +313,7 @@ impl Layer for Parallel {
     }
 
     /// Nested layers are flattened into one record: sub-layer `j` of branch `i` contributes
-    /// attribute `i.j/kind` and its attributes and tensors under the prefix `i.j/`;
+    /// attribute `i.j/kind` and its attributes, tensors and payloads under the prefix `i.j/`;
     /// `branches` lists the branch lengths, `merge` is `add`, `mul` or `concat` (with `axis`).
     fn record(&self) -> Result<LayerRecord> {
         let (merge, axis) = match self.merge {
@@ -336,6 +337,9 @@ impl Layer for Parallel {
                 }
                 for (k, t) in sub.tensors {
                     rec.tensors.push((format!("{p}{k}"), t));
+                }
+                for (k, t) in sub.payloads {
+                    rec.payloads.push((format!("{p}{k}"), t));
                 }
             }
         }

@@ -9,7 +9,31 @@ use tensor_core::{Shape, Tensor};
 use super::*;
 use crate::layer::Mode;
 use crate::model::Model;
+use crate::payload::Payload;
 use crate::record::AttrValue;
+
+/// Rebuilds a layer through nn's registry.
+fn layer_from_record(rec: &LayerRecord) -> Result<Box<dyn Layer>> {
+    LayerRegistry::nn_default().build(rec)
+}
+
+/// The kinds [`zoo_of_layers`] must cover (the graph operators are covered in
+/// `onnx_ops/tests.rs`).
+const KINDS: &[&str] = &[
+    "linear",
+    "conv2d",
+    "maxpool2d",
+    "avgpool2d",
+    "globalavgpool",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "flatten",
+    "dropout",
+    "batchnorm2d",
+    "sign",
+    "fake_quantize",
+];
 
 fn rand_tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
     let n = dims.iter().product();
@@ -66,6 +90,11 @@ fn zoo_of_layers(rng: &mut Rng) -> Vec<(Box<dyn Layer>, Vec<usize>)> {
         (Box::new(Flatten::new()), vec![2, 3, 4]),
         (Box::new(Dropout::new(0.25, 77).unwrap()), vec![2, 9]),
         (Box::new(bn), vec![2, 4, 3, 3]),
+        (Box::new(Sign::new()), vec![2, 9]),
+        (
+            Box::new(FakeQuantize::new(0.05, 3, -8, 7).unwrap()),
+            vec![2, 9],
+        ),
     ]
 }
 
@@ -148,6 +177,13 @@ fn corrupt_records_are_errors_not_panics() {
         r.tensors
             .push(("extra".into(), Tensor::zeros_dims(&[1]).unwrap()));
         assert!(layer_from_record(&r).is_err(), "{}: stray tensor", rec.kind);
+        let r = rec.clone().with_payload("extra", Payload::bytes(vec![1]));
+        let e = layer_from_record(&r).unwrap_err().to_string();
+        assert!(
+            e.contains("payload `extra`"),
+            "{}: stray payload: {e}",
+            rec.kind
+        );
     }
     let e = layer_from_record(&LayerRecord::new("warp-drive")).unwrap_err();
     assert!(matches!(e, NnError::Unsupported(_)), "{e}");

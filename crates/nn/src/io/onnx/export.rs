@@ -127,6 +127,13 @@ impl Builder {
             return self.parallel(p, x, dims, at);
         }
         let rec = layer.record()?;
+        if let Some((payload, _)) = rec.payloads.first() {
+            return Err(NnError::Unsupported(format!(
+                "ONNX export: layer {at} ({}) stores its weights as typed payloads (`{payload}`, \
+                 a compressed form) that plain ONNX cannot carry; keep the native format for it",
+                rec.kind
+            )));
+        }
         let ints = |name: &str| -> Result<Vec<i64>> { Ok(rec.ints(name)?.to_vec()) };
         let name = format!("{at}_{}", rec.kind);
         Ok(match rec.kind.as_str() {

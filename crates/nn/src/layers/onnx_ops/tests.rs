@@ -5,7 +5,7 @@ use tensor_core::Tensor;
 use tensor_core::rng::Rng;
 
 use super::*;
-use crate::layer::Mode;
+use crate::layer::{Layer, Mode};
 
 fn rand_tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
     let n = dims.iter().product();

@@ -19,8 +19,13 @@
 //!   carries the distance to the previous one in `index_bits` bits, with filler zero entries
 //!   when a run of zeros is too long for the field.
 //!
-//! **Not yet filled:** global and structured criteria, schedules, sensitivity scans, CSR and
-//! sparse kernels.
+//! - [`sparse`]: CSR ([`Csr`]) and conversions to and from the relative index with
+//!   bit-packed gaps; sparse kernels ([`spmv`], [`spmv_sell`], [`spmm`], [`sparse_conv2d`])
+//!   that run a pruned layer from its sparse form on both cores, each tested against a
+//!   reference twin (see [`sparse`] for a runnable example).
+//!
+//! **Not yet filled:** global and structured criteria, schedules, sensitivity scans, the
+//! sparse layers (nn `Layer` impls calling [`sparse`]'s kernels).
 //!
 //! What it is not for: choosing densities (a recipe's job) or weight sharing (the `share`
 //! crate).
@@ -32,9 +37,11 @@ mod hook;
 mod mask;
 mod model_mask;
 pub mod relative_index;
+pub mod sparse;
 
 pub use error::{PruneError, Result};
 pub use hook::MaskHook;
 pub use mask::Mask;
 pub use model_mask::{ModelMask, is_prunable, prunable_layers};
 pub use relative_index::RelativeIndexed;
+pub use sparse::{Csr, SellCs, SparseParams, sparse_conv2d, spmm, spmv, spmv_sell};

@@ -39,7 +39,7 @@ pub struct RelativeIndexed<T> {
     pub len: usize,
 }
 
-fn check_bits(op: &'static str, index_bits: u32) -> Result<u32> {
+pub(crate) fn check_bits(op: &'static str, index_bits: u32) -> Result<u32> {
     if (1..=16).contains(&index_bits) {
         Ok(((1u32 << index_bits) - 1).min(u16::MAX as u32))
     } else {
@@ -89,37 +89,7 @@ impl<T: Copy + Default + PartialEq> RelativeIndexed<T> {
     /// `gaps` and `values` of different lengths; a gap above `2^index_bits - 1`; entries that
     /// reach past `len`.
     pub fn decode(&self) -> Result<Vec<T>> {
-        const OP: &str = "RelativeIndexed::decode";
-        let max = check_bits(OP, self.index_bits)?;
-        if self.gaps.len() != self.values.len() {
-            return Err(PruneError::LengthMismatch {
-                op: OP,
-                what: "values".into(),
-                got: self.values.len(),
-                expected: self.gaps.len(),
-            });
-        }
-        let mut end = 0u64; // one past the last stored position
-        for (j, &g) in self.gaps.iter().enumerate() {
-            if g as u32 > max {
-                return Err(PruneError::Corrupt {
-                    op: OP,
-                    reason: format!("gap {j} is {g}, above 2^{} - 1 = {max}", self.index_bits),
-                });
-            }
-            end += g as u64 + 1;
-        }
-        if end > self.len as u64 {
-            return Err(PruneError::Corrupt {
-                op: OP,
-                reason: format!(
-                    "{} entries reach position {}, past the length {}",
-                    self.gaps.len(),
-                    end - 1,
-                    self.len
-                ),
-            });
-        }
+        self.validate("RelativeIndexed::decode")?;
         let mut dense = vec![T::default(); self.len];
         let mut pos = 0usize;
         for (&g, &v) in self.gaps.iter().zip(&self.values) {
@@ -128,6 +98,43 @@ impl<T: Copy + Default + PartialEq> RelativeIndexed<T> {
             pos += 1;
         }
         Ok(dense)
+    }
+
+    /// Checks everything [`Self::decode`] relies on, without allocating: `index_bits` in
+    /// `1..=16`, as many values as gaps, every gap within its field, and the last entry
+    /// before `len`. `op` names the caller in the error.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let max = check_bits(op, self.index_bits)?;
+        if self.gaps.len() != self.values.len() {
+            return Err(PruneError::LengthMismatch {
+                op,
+                what: "values".into(),
+                got: self.values.len(),
+                expected: self.gaps.len(),
+            });
+        }
+        let mut end = 0u64; // one past the last stored position
+        for (entry, &gap) in self.gaps.iter().enumerate() {
+            if gap as u32 > max {
+                return Err(PruneError::GapTooWide {
+                    op,
+                    entry,
+                    gap,
+                    index_bits: self.index_bits,
+                    max,
+                });
+            }
+            end += gap as u64 + 1;
+        }
+        if end > self.len as u64 {
+            return Err(PruneError::PastEnd {
+                op,
+                entries: self.gaps.len(),
+                last: end - 1,
+                len: self.len,
+            });
+        }
+        Ok(())
     }
 
     /// Stored entries, fillers included.

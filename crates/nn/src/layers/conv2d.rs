@@ -73,18 +73,7 @@ impl Conv2d {
     /// `dilation`, `groups`, `bias` in {0, 1}; tensors `weight` and optionally `bias`.
     pub fn from_record(rec: &LayerRecord) -> Result<Self> {
         rec.expect_kind("conv2d")?;
-        let params = Conv2dParams {
-            in_channels: rec.usize_in("in_channels", 1, MAX_DIM)?,
-            out_channels: rec.usize_in("out_channels", 1, MAX_DIM)?,
-            kernel: pair_attr(rec, "kernel", 1)?,
-            stride: pair_attr(rec, "stride", 1)?,
-            padding: pads_attr(rec)?,
-            dilation: pair_attr(rec, "dilation", 1)?,
-            groups: rec.usize_in("groups", 1, MAX_DIM)?,
-        };
-        params
-            .validate()
-            .map_err(|e| rec.corrupt("attributes", e.to_string()))?;
+        let params = conv2d_params_from_record(rec)?;
         let (weight, bias) =
             WeightBias::read_record(rec, &params.weight_dims(), params.out_channels)?;
         Self::from_parts(params, weight, bias)
@@ -104,6 +93,38 @@ impl Conv2d {
     pub fn bias(&self) -> Option<&Tensor> {
         self.wb.bias.as_ref()
     }
+}
+
+/// The convolution geometry of a record: attributes `in_channels`, `out_channels`, `kernel`
+/// `[kh, kw]`, `stride`, `pads` (ONNX order `[top, left, bottom, right]`), `dilation` and
+/// `groups`, each bounded and the whole validated. Shared by every convolution kind (dense,
+/// sparse, shared, int8, binary), so their records read alike.
+pub fn conv2d_params_from_record(rec: &LayerRecord) -> Result<Conv2dParams> {
+    let params = Conv2dParams {
+        in_channels: rec.usize_in("in_channels", 1, MAX_DIM)?,
+        out_channels: rec.usize_in("out_channels", 1, MAX_DIM)?,
+        kernel: pair_attr(rec, "kernel", 1)?,
+        stride: pair_attr(rec, "stride", 1)?,
+        padding: pads_attr(rec)?,
+        dilation: pair_attr(rec, "dilation", 1)?,
+        groups: rec.usize_in("groups", 1, MAX_DIM)?,
+    };
+    params
+        .validate()
+        .map_err(|e| rec.corrupt("attributes", e.to_string()))?;
+    Ok(params)
+}
+
+/// A record of `kind` holding the geometry `p` as [`conv2d_params_from_record`] reads it.
+pub fn conv2d_params_record(kind: &str, p: &Conv2dParams) -> LayerRecord {
+    LayerRecord::new(kind)
+        .with_int("in_channels", p.in_channels as i64)
+        .with_int("out_channels", p.out_channels as i64)
+        .with_ints("kernel", &pair_ints(p.kernel))
+        .with_ints("stride", &pair_ints(p.stride))
+        .with_ints("pads", &pads_ints(p.padding))
+        .with_ints("dilation", &pair_ints(p.dilation))
+        .with_int("groups", p.groups as i64)
 }
 
 impl Layer for Conv2d {
@@ -179,15 +200,7 @@ impl Layer for Conv2d {
     }
 
     fn record(&self) -> Result<LayerRecord> {
-        let p = &self.params;
-        let rec = LayerRecord::new("conv2d")
-            .with_int("in_channels", p.in_channels as i64)
-            .with_int("out_channels", p.out_channels as i64)
-            .with_ints("kernel", &pair_ints(p.kernel))
-            .with_ints("stride", &pair_ints(p.stride))
-            .with_ints("pads", &pads_ints(p.padding))
-            .with_ints("dilation", &pair_ints(p.dilation))
-            .with_int("groups", p.groups as i64);
+        let rec = conv2d_params_record("conv2d", &self.params);
         Ok(self.wb.write_record(rec))
     }
 

@@ -43,6 +43,28 @@ pub enum TensorError {
         /// The shape supplied.
         shape: Shape,
     },
+    /// Two operands that must have the same length do not.
+    #[error("{op}: operand lengths differ ({lhs} vs {rhs})")]
+    LengthMismatch {
+        /// The operation.
+        op: &'static str,
+        /// Length of the first operand.
+        lhs: usize,
+        /// Length of the second operand.
+        rhs: usize,
+    },
+    /// An explicit kernel path that this CPU cannot run (see [`crate::dispatch`]).
+    #[error("{op}: the {family} path {path} needs {needs}, which this CPU lacks")]
+    UnsupportedPath {
+        /// The operation.
+        op: &'static str,
+        /// The kernel family.
+        family: &'static str,
+        /// The path asked for.
+        path: &'static str,
+        /// The CPU features it needs.
+        needs: &'static str,
+    },
     /// A parameter outside its valid range (zero stride, kernel larger than padded input, ...).
     #[error("{op}: invalid argument: {reason}")]
     InvalidArgument {

@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::im2col::{Geo, Plan, col2im_add, im2col, with_scratch};
+use super::geometry::ConvGeometry;
+use super::im2col::{col2im_block, im2col_block};
+use super::plan::{Plan, with_scratch};
 use super::{Conv2dParams, check_bias};
 use crate::error::TensorError;
 use crate::gemm::gemm;
@@ -35,7 +37,7 @@ pub fn conv2d_backward(
     p: &Conv2dParams,
     out: Conv2dGradOut<'_>,
 ) -> Result<(), TensorError> {
-    let geo = Geo::new(p, input.shape(), weight.shape())?;
+    let geo = ConvGeometry::with_weight(p, input.shape(), weight.shape())?;
     let want = [geo.n, geo.o, geo.oh, geo.ow];
     if grad_output.dims() != want {
         return Err(TensorError::ShapeMismatch {
@@ -123,7 +125,7 @@ pub fn conv2d_backward(
 /// `dxb` (`[nb, C, H, W]`) when present and accumulates into `dw` and `db`.
 #[allow(clippy::too_many_arguments)]
 fn backward_block(
-    geo: &Geo,
+    geo: &ConvGeometry,
     plan: &Plan,
     x: &[f32],
     w: &[f32],
@@ -159,7 +161,7 @@ fn backward_block(
 /// the (zeroed) input-gradient slice `dxb` and accumulates `dw`.
 #[allow(clippy::too_many_arguments)]
 fn backward_images(
-    geo: &Geo,
+    geo: &ConvGeometry,
     plan: &Plan,
     x: &[f32],
     w: &[f32],
@@ -170,7 +172,7 @@ fn backward_images(
     dw: &mut [f32],
 ) -> Result<(), TensorError> {
     let op = geo.out_plane();
-    let patch = geo.patch();
+    let patch = geo.patch_len();
     let gyb = &gy[n0 * geo.o * op..(n0 + nb) * geo.o * op];
     let col_len = patch * nb * op;
     let dcol_len = if dxb.is_some() { col_len } else { 0 };
@@ -179,7 +181,7 @@ fn backward_images(
         let (col, rest) = buf.split_at_mut(col_len);
         let (dcol, gt_buf) = rest.split_at_mut(dcol_len);
         for g in 0..geo.groups {
-            im2col(geo, x, n0, nb, g, col, plan.inner_parallel);
+            im2col_block(geo, x, n0, nb, g, col, plan.inner_parallel);
             // This group's output gradient as [Og, nb*OH*OW]: for one image, the group's
             // rows of dY are already contiguous; otherwise gather them.
             let gt: &[f32] = if nb == 1 {
@@ -217,7 +219,7 @@ fn backward_images(
                     dcol,
                     &plan.gemm(true, false),
                 )?;
-                col2im_add(geo, dcol, nb, g, d, plan.inner_parallel);
+                col2im_block(geo, dcol, nb, g, d, plan.inner_parallel);
             }
         }
         Ok(())

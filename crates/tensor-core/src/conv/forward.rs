@@ -4,7 +4,9 @@
 use rayon::prelude::*;
 
 use super::Conv2dParams;
-use super::im2col::{Geo, Plan, im2col, with_scratch};
+use super::geometry::ConvGeometry;
+use super::im2col::im2col_block;
+use super::plan::{Plan, with_scratch};
 use crate::error::TensorError;
 use crate::gemm::{GemmParams, gemm};
 use crate::tensor::Tensor;
@@ -17,7 +19,7 @@ pub fn conv2d_forward(
     bias: Option<&[f32]>,
     p: &Conv2dParams,
 ) -> Result<Tensor, TensorError> {
-    let (geo, mut y) = Geo::forward(p, input, weight, bias)?;
+    let (geo, mut y) = ConvGeometry::forward(p, input, weight, bias)?;
     let op = geo.out_plane();
     if geo.n == 0 || op == 0 {
         return Ok(y);
@@ -34,7 +36,7 @@ pub fn conv2d_forward(
 /// One block of the forward pass: images `n0..`, output block `yb` (`[nb, O, OH, OW]`),
 /// `plan.sub` images per GEMM.
 fn forward_block(
-    geo: &Geo,
+    geo: &ConvGeometry,
     plan: &Plan,
     x: &[f32],
     w: &[f32],
@@ -51,7 +53,7 @@ fn forward_block(
 
 /// Images `n0..n0+nb` of the forward pass through one GEMM per group, into `yb`.
 fn forward_images(
-    geo: &Geo,
+    geo: &ConvGeometry,
     plan: &Plan,
     x: &[f32],
     w: &[f32],
@@ -60,14 +62,14 @@ fn forward_images(
     yb: &mut [f32],
 ) -> Result<(), TensorError> {
     let op = geo.out_plane();
-    let patch = geo.patch();
+    let patch = geo.patch_len();
     let nb = yb.len() / (geo.o * op);
     let col_len = patch * nb * op;
     let tmp_len = if nb > 1 { geo.og * nb * op } else { 0 };
     with_scratch(col_len + tmp_len, |buf| {
         let (col, tmp) = buf.split_at_mut(col_len);
         for g in 0..geo.groups {
-            im2col(geo, x, n0, nb, g, col, plan.inner_parallel);
+            im2col_block(geo, x, n0, nb, g, col, plan.inner_parallel);
             let wg = &w[g * geo.og * patch..(g + 1) * geo.og * patch];
             if nb == 1 {
                 // One image: the group's output rows are contiguous; write them in place.
@@ -114,12 +116,12 @@ pub fn conv2d_forward_per_image(
     bias: Option<&[f32]>,
     p: &Conv2dParams,
 ) -> Result<Tensor, TensorError> {
-    let (geo, mut y) = Geo::forward(p, input, weight, bias)?;
+    let (geo, mut y) = ConvGeometry::forward(p, input, weight, bias)?;
     let op = geo.out_plane();
     if geo.n == 0 || op == 0 {
         return Ok(y);
     }
-    let patch = geo.patch();
+    let patch = geo.patch_len();
     let x = input.data();
     let wdat = weight.data();
     y.data_mut()
@@ -129,7 +131,7 @@ pub fn conv2d_forward_per_image(
             || vec![0.0f32; patch * op],
             |col, (n, out)| -> Result<(), TensorError> {
                 for g in 0..geo.groups {
-                    im2col(&geo, x, n, 1, g, col, false);
+                    im2col_block(&geo, x, n, 1, g, col, false);
                     let wg = &wdat[g * geo.og * patch..(g + 1) * geo.og * patch];
                     let dst = &mut out[g * geo.og * op..(g + 1) * geo.og * op];
                     gemm(

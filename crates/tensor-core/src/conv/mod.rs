@@ -13,26 +13,35 @@
 //! `dW_g += dY_g col^T`, `dcol = W_g^T dY_g`, then col2im scatters `dcol` back onto `dX`.
 //! Images are processed in blocks ([`block_images`]) so the GEMM is wide enough for both
 //! cores while the column buffer stays in cache-friendly bounds.
-
 //!
-//! Files: this one holds the parameters ([`Padding`], [`Conv2dParams`]) and the shared
-//! window arithmetic; `im2col` the blocking plan and im2col / col2im; `forward`, `backward`
-//! the kernels; `reference` the direct loops they are tested against.
+//! [`im2col`] and [`col2im_add`] are public, with the column layout on [`im2col`]'s doc:
+//! int8 and binary convolutions reuse im2col over their own element types (u8 padded with
+//! the zero point, packed bit words), with a [`ConvGeometry`] built from the same
+//! [`Conv2dParams`].
+//!
+//! Files: this one holds the parameters ([`Padding`], [`Conv2dParams`]) and the output-size
+//! arithmetic; `geometry` the derived [`ConvGeometry`]; `im2col` im2col / col2im; `plan` the
+//! blocking plan and scratch; `forward`, `backward` the kernels; `reference` the direct loops
+//! they are tested against.
 
 mod backward;
 mod forward;
+mod geometry;
 mod im2col;
+mod plan;
 mod reference;
 
 pub use backward::{Conv2dGradOut, Conv2dGrads, conv2d_backward, conv2d_grads};
 pub use forward::{conv2d_forward, conv2d_forward_per_image};
-pub use im2col::{COL_BLOCK_FLOATS, PER_IMAGE_MIN_PLANE, block_images};
+pub use geometry::ConvGeometry;
+pub use im2col::{col2im_add, im2col};
+pub use plan::{COL_BLOCK_FLOATS, PER_IMAGE_MIN_PLANE, block_images};
 pub use reference::{conv2d_forward_reference, conv2d_grads_reference};
 
 use crate::error::TensorError;
 use crate::shape::Shape;
 
-/// Zero padding on each side of a 2-D input (ONNX `pads` may be asymmetric).
+/// Padding on each side of a 2-D input (ONNX `pads` may be asymmetric).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -135,7 +144,7 @@ pub struct Conv2dParams {
     pub kernel: (usize, usize),
     /// Vertical and horizontal stride.
     pub stride: (usize, usize),
-    /// Zero padding.
+    /// Padding: zeros in the f32 convolution; [`im2col`] fills it with the caller's value.
     pub padding: Padding,
     /// Vertical and horizontal dilation.
     pub dilation: (usize, usize),

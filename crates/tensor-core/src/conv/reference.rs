@@ -1,7 +1,7 @@
 //! Direct-loop convolution, forward and backward (f64 accumulation): the references the
 //! im2col kernels are tested against.
 
-use super::im2col::Geo;
+use super::geometry::ConvGeometry;
 use super::{Conv2dGrads, Conv2dParams};
 use crate::error::TensorError;
 use crate::tensor::Tensor;
@@ -14,7 +14,7 @@ pub fn conv2d_forward_reference(
     bias: Option<&[f32]>,
     p: &Conv2dParams,
 ) -> Result<Tensor, TensorError> {
-    let (geo, mut y) = Geo::forward(p, input, weight, bias)?;
+    let (geo, mut y) = ConvGeometry::forward(p, input, weight, bias)?;
     let (x, w) = (input.data(), weight.data());
     let out = y.data_mut();
     for n in 0..geo.n {
@@ -43,7 +43,7 @@ pub fn conv2d_grads_reference(
     grad_output: &Tensor,
     p: &Conv2dParams,
 ) -> Result<Conv2dGrads, TensorError> {
-    let geo = Geo::new(p, input.shape(), weight.shape())?;
+    let geo = ConvGeometry::with_weight(p, input.shape(), weight.shape())?;
     let (x, w, gy) = (input.data(), weight.data(), grad_output.data());
     let mut gi = vec![0.0f64; x.len()];
     let mut gw = vec![0.0f64; w.len()];
@@ -74,7 +74,7 @@ pub fn conv2d_grads_reference(
 
 /// Calls `f(c, ki, kj, input_index)` for every in-bounds tap of output `(n, g, oy, ox)`.
 fn for_each_tap(
-    geo: &Geo,
+    geo: &ConvGeometry,
     n: usize,
     g: usize,
     oy: usize,

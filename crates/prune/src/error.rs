@@ -2,7 +2,7 @@
 
 use nn::NnError;
 use tensor_core::TensorError;
-use tensor_core::dispatch::KernelTier;
+use tensor_core::dispatch::F32Path;
 
 /// Errors raised by masks, criteria and sparse formats.
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +225,7 @@ pub enum PruneError {
         /// The operation.
         op: &'static str,
         /// The tier requested.
-        tier: KernelTier,
+        tier: F32Path,
     },
     /// A sparse conv2d weight whose matrix shape is not `[O, C/groups * kh * kw]`.
     #[error(

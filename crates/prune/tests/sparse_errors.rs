@@ -8,7 +8,7 @@ use prune::sparse::{
 use prune::{PruneError, RelativeIndexed};
 use tensor_core::Tensor;
 use tensor_core::conv::Conv2dParams;
-use tensor_core::dispatch::KernelTier;
+use tensor_core::dispatch::F32Path;
 
 /// Asserts that `r` failed with a message containing `want`.
 #[track_caller]
@@ -235,13 +235,13 @@ fn kernel_operand_errors() {
 #[test]
 fn unsupported_tier_is_an_error() {
     let m = Csr::from_dense(1, 1, &[1.0]).unwrap();
-    let want = |t: KernelTier| {
+    let want = |t: F32Path| {
         format!(
             "spmv: kernel tier {} is not supported by this CPU",
             t.name()
         )
     };
-    match [KernelTier::Avx2, KernelTier::Avx512]
+    match [F32Path::Avx2Fma, F32Path::Avx512F]
         .into_iter()
         .find(|t| !t.is_supported())
     {
@@ -256,9 +256,9 @@ fn unsupported_tier_is_an_error() {
             );
             let e = PruneError::UnsupportedTier {
                 op: "spmv",
-                tier: KernelTier::Avx512,
+                tier: F32Path::Avx512F,
             };
-            assert_eq!(e.to_string(), want(KernelTier::Avx512));
+            assert_eq!(e.to_string(), want(F32Path::Avx512F));
         }
     }
 }

@@ -14,13 +14,13 @@ use prune::sparse::{
 };
 use tensor_core::Tensor;
 use tensor_core::conv::{Conv2dParams, Padding, conv2d_forward_reference};
-use tensor_core::dispatch::KernelTier;
+use tensor_core::dispatch::F32Path;
 use tensor_core::gemm::{GemmParams, gemm_reference};
 use tensor_core::rng::Rng;
 
 /// Every tier this CPU supports, saying which run and which are skipped.
-fn tiers() -> Vec<KernelTier> {
-    let all = [KernelTier::Portable, KernelTier::Avx2, KernelTier::Avx512];
+fn tiers() -> Vec<F32Path> {
+    let all = [F32Path::Portable, F32Path::Avx2Fma, F32Path::Avx512F];
     for t in all {
         if !t.is_supported() {
             eprintln!(
@@ -29,7 +29,7 @@ fn tiers() -> Vec<KernelTier> {
             );
         }
     }
-    KernelTier::supported()
+    F32Path::supported()
 }
 
 /// Every tier on one thread, on two threads with the default thresholds, and on two

@@ -71,7 +71,7 @@ pub use spmm::{spmm, spmm_reference};
 pub use spmv::{spmv, spmv_reference};
 pub use spmv_sell::spmv_sell;
 
-use tensor_core::dispatch::{self, KernelTier};
+use tensor_core::dispatch::F32Path;
 
 use crate::error::{PruneError, Result};
 
@@ -82,10 +82,10 @@ pub struct SparseParams {
     /// workers (the calling thread runs one piece). Work below [`Self::par_threshold`]
     /// runs on the calling thread.
     pub threads: usize,
-    /// SIMD tier. `Portable` is plain Rust; `Avx2` uses AVX2 gathers and FMA; `Avx512`
+    /// SIMD path of the f32 family. `Portable` is plain Rust; `Avx2Fma` uses AVX2 and FMA; `Avx512F`
     /// currently runs the AVX2 code (no AVX-512 kernel yet). A tier the CPU lacks is an
     /// error ([`PruneError::UnsupportedTier`]).
-    pub tier: KernelTier,
+    pub tier: F32Path,
     /// Work from which a call forks: `None` = the measured defaults ([`PAR_MIN_NNZ`]
     /// nonzeros for spmv, [`PAR_MIN_MACS`] multiply-accumulates for spmm and conv);
     /// `Some(t)` = fork once the work reaches `t` (tests use `Some(0)` to run the parallel
@@ -97,7 +97,7 @@ impl Default for SparseParams {
     fn default() -> Self {
         Self {
             threads: 0,
-            tier: dispatch::selected(),
+            tier: F32Path::selected(),
             par_threshold: None,
         }
     }
@@ -118,7 +118,7 @@ impl SparseParams {
     }
 
     /// Same options with `tier` replaced.
-    pub fn tier(self, tier: KernelTier) -> Self {
+    pub fn tier(self, tier: F32Path) -> Self {
         Self { tier, ..self }
     }
 }
@@ -133,13 +133,13 @@ pub(crate) enum Simd {
 }
 
 /// The code path for `tier`, or [`PruneError::UnsupportedTier`] when this CPU lacks it.
-pub(crate) fn simd_for(op: &'static str, tier: KernelTier) -> Result<Simd> {
+pub(crate) fn simd_for(op: &'static str, tier: F32Path) -> Result<Simd> {
     if !tier.is_supported() {
         return Err(PruneError::UnsupportedTier { op, tier });
     }
     Ok(match tier {
-        KernelTier::Portable => Simd::Portable,
-        KernelTier::Avx2 | KernelTier::Avx512 => Simd::Avx2,
+        F32Path::Portable => Simd::Portable,
+        F32Path::Avx2Fma | F32Path::Avx512F => Simd::Avx2,
     })
 }
 

@@ -98,11 +98,11 @@ unsafe fn transpose_avx2(src: &[f32], rows: usize, cols: usize, dst: &mut [f32])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tensor_core::dispatch::KernelTier;
+    use tensor_core::dispatch::F32Path;
 
     #[test]
     fn every_tier_transposes_exactly() {
-        let simds: Vec<Simd> = KernelTier::supported()
+        let simds: Vec<Simd> = F32Path::supported()
             .into_iter()
             .map(|t| crate::sparse::simd_for("test", t).expect("supported"))
             .collect();

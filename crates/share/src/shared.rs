@@ -3,7 +3,15 @@
 use nn::{LayerPath, Model};
 
 use crate::error::{Result, ShareError};
+use crate::finetune::{centroid_grads, members_from_codebook, sgd_step};
 use crate::kmeans::{Codebook, KMeansParams, kmeans};
+
+/// Default code width of convolution layers: 8 bits, 256 codes (Deep Compression: 8-bit
+/// conv and 5-bit fc codes lost no accuracy on AlexNet).
+pub const DEFAULT_CONV_BITS: u32 = 8;
+
+/// Default code width of fully connected layers: 5 bits, 32 codes (as above).
+pub const DEFAULT_FC_BITS: u32 = 5;
 
 /// A layer's weights as codes into a codebook: weight `i` is `codebook.centroids[codes[i]]`.
 ///
@@ -15,7 +23,8 @@ use crate::kmeans::{Codebook, KMeansParams, kmeans};
 /// (31 learned centroids for 5-bit fc layers, 255 for 8-bit conv layers).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedWeights {
-    /// `centroids[0] == 0.0`; then the k-means centroids of the nonzero weights, ascending.
+    /// `centroids[0] == 0.0`; then the k-means centroids of the nonzero weights (ascending
+    /// after clustering; fine-tuning may reorder them).
     pub codebook: Codebook,
     /// One code per weight (flattened row-major); 0 exactly for the zero weights.
     pub codes: Vec<u16>,
@@ -37,12 +46,29 @@ impl SharedWeights {
                     ShareError::CodeOutOfRange {
                         op: "SharedWeights::reconstruct",
                         index,
-                        code,
+                        code: code as u32,
                         len,
                     },
                 )
             })
             .collect()
+    }
+
+    /// One step of centroid fine-tuning with plain SGD (module [`crate::finetune`]): the
+    /// centroids move by `learning_rate` times the summed gradient of their members
+    /// (Deep Compression, equation 3), then `weights` (the layer's weight, flattened as the
+    /// codes) is rewritten from the codebook, so every member equals its centroid.
+    ///
+    /// Errors: `grads` or `weights` not as long as the codes; a code past the codebook.
+    pub fn fine_tune_step(
+        &mut self,
+        grads: &[f32],
+        learning_rate: f32,
+        weights: &mut [f32],
+    ) -> Result<()> {
+        let g = centroid_grads(&self.codes, grads, self.codebook.len())?;
+        sgd_step(&mut self.codebook.centroids, &g, learning_rate)?;
+        members_from_codebook(&self.codes, &self.codebook.centroids, weights)
     }
 }
 
@@ -53,7 +79,12 @@ impl SharedWeights {
 pub fn share_nonzeros(weights: &[f32], bits: u32, params: &KMeansParams) -> Result<SharedWeights> {
     const OP: &str = "share_nonzeros";
     if !(1..=16).contains(&bits) {
-        return Err(ShareError::InvalidBits { op: OP, bits });
+        return Err(ShareError::InvalidBits {
+            op: OP,
+            bits,
+            min: 1,
+            max: 16,
+        });
     }
     if let Some(index) = weights.iter().position(|v| !v.is_finite()) {
         return Err(ShareError::NonFinite {

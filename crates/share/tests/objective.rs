@@ -1,5 +1,6 @@
 //! Property test: k-means never increases its objective, its assignments are nearest
-//! centroids, and `k >= distinct values` gives zero error, over random data, k and inits.
+//! centroids, and `k >= distinct values` gives zero error, over random data, k and every
+//! initialisation (linear, density, Forgy, k-means++).
 
 use proptest::prelude::*;
 use share::{Init, KMeansParams, kmeans};
@@ -11,7 +12,7 @@ proptest! {
     fn lloyd_invariants(
         values in prop::collection::vec(-100i32..100, 1..300),
         k in 1usize..40,
-        init in 0u8..3,
+        init in 0u8..4,
         seed in any::<u64>(),
     ) {
         // Small integers scaled: many ties and repeated values, exact in f32.
@@ -19,7 +20,8 @@ proptest! {
         let init = match init {
             0 => Init::Linear,
             1 => Init::Density,
-            _ => Init::Random { seed },
+            2 => Init::Random { seed },
+            _ => Init::KMeansPlusPlus { seed },
         };
         let c = kmeans(&values, k, &KMeansParams { init, ..KMeansParams::default() }).unwrap();
         for w in c.history.windows(2) {

@@ -285,3 +285,114 @@ fn train_fine_tunes_a_residual_model_from_a_native_or_onnx_file() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--momentum applies to sgd"));
 }
+
+/// A compressed kind defined outside nn (prune's `sparse_linear`) inside a Parallel branch:
+/// every command reads it through `pipeline::registry()`.
+#[test]
+fn a_compressed_layer_inside_a_branch_goes_through_every_command() {
+    use nn::layers::{Flatten, Linear, Merge, Parallel, ReLU};
+    let dir = scratch("sparse-branch");
+    let d = fixtures();
+    let d = d.to_str().unwrap();
+    let mut rng = tensor_core::rng::Rng::seed_from_u64(9);
+    let mut fc = Linear::new(64, 64, &mut rng).unwrap();
+    for p in nn::Layer::params_mut(&mut fc) {
+        if p.name == "weight" {
+            p.value
+                .data_mut()
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| {
+                    if i % 5 != 0 {
+                        *v = 0.0
+                    }
+                });
+        }
+    }
+    let sparse = prune::SparseLinear::from_linear(&fc, 5).unwrap();
+    let branch: Vec<Box<dyn nn::Layer>> = vec![Box::new(sparse), Box::new(ReLU::new())];
+    let model = nn::Model::new(
+        "sparse-residual",
+        &[1, 28, 28],
+        vec![
+            Box::new(Flatten::new()),
+            Box::new(Linear::new(784, 64, &mut rng).unwrap()),
+            Box::new(Parallel::new(vec![branch, vec![]], Merge::Add).unwrap()),
+            Box::new(Linear::new(64, 10, &mut rng).unwrap()),
+        ],
+    );
+    let m = dir.join("sparse.model");
+    nn::io::native::save(&model, &m).unwrap();
+    let m = m.to_str().unwrap();
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&slimnet(&["inspect", m, "--json"]))).unwrap();
+    assert_eq!(inspect["layers"][2]["kind"], "parallel");
+    let eval: serde_json::Value =
+        serde_json::from_str(&ok(&slimnet(&["eval", m, "--data", d, "--json"]))).unwrap();
+    assert!(eval["evaluation"]["accuracy"].as_f64().is_some());
+
+    // Fine-tuning trains the kept weights of the sparse layer in place.
+    let tuned = dir.join("tuned.model");
+    let report: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
+        "train",
+        "--model",
+        m,
+        "--epochs",
+        "1",
+        "--limit",
+        "3000",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--data",
+        d,
+        "--json",
+        "-o",
+        tuned.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert!(
+        report["test"]["accuracy"].as_f64().unwrap() > 0.6,
+        "{report}"
+    );
+    let back = pipeline::load(&tuned, None).unwrap();
+    let mut kinds = Vec::new();
+    back.visit(&mut |p, l| kinds.push(format!("{p}:{}", l.kind())));
+    assert!(
+        kinds.contains(&"2/0/0:sparse_linear".to_string()),
+        "{kinds:?}"
+    );
+
+    // run: NumPy in, NumPy out.
+    let x = dir.join("x.npy");
+    nn::io::npy::write_npy(
+        &x,
+        &tensor_core::Tensor::zeros_dims(&[2, 1, 28, 28]).unwrap(),
+    )
+    .unwrap();
+    let y = dir.join("y.npy");
+    ok(&slimnet(&[
+        "run",
+        m,
+        "--input",
+        x.to_str().unwrap(),
+        "-o",
+        y.to_str().unwrap(),
+    ]));
+    assert_eq!(nn::io::npy::read_npy(&y).unwrap().dims(), &[2, 10]);
+
+    // Formats that cannot carry the compressed weights say so and write nothing.
+    for ext in ["onnx", "safetensors"] {
+        let out = dir.join(format!("sparse.{ext}"));
+        let r = slimnet(&["export", m, "-o", out.to_str().unwrap()]);
+        assert!(!r.status.success());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            err.contains("2/0/0") || err.contains("sparse_linear"),
+            "{ext}: {err}"
+        );
+        assert!(!out.exists(), "{ext}: half-written output");
+    }
+}

@@ -34,6 +34,7 @@
 pub mod criteria;
 mod error;
 mod hook;
+pub mod layers;
 mod mask;
 mod model_mask;
 pub mod relative_index;
@@ -41,6 +42,7 @@ pub mod sparse;
 
 pub use error::{PruneError, Result};
 pub use hook::MaskHook;
+pub use layers::{SparseConv2d, SparseLinear, register, sparsify};
 pub use mask::Mask;
 pub use model_mask::{ModelMask, is_prunable, prunable_layers};
 pub use relative_index::RelativeIndexed;

@@ -91,7 +91,9 @@ impl ColIndex for u32 {
 /// on by the kernels to skip bounds checks): `rows, cols <= MAX_SPARSE_DIM`;
 /// `row_ptr.len() == rows + 1`, `row_ptr[0] == 0`, `row_ptr` never decreases and ends at
 /// `nnz`; `col_idx.len() == values.len() == nnz`; within a row, columns strictly increase
-/// and are `< cols`; no stored value equals zero (`-0.0` included).
+/// and are `< cols`; no stored value equals zero (`-0.0` included) when built, though
+/// [`Csr::values_mut`] (training the kept weights) may write zeros later: kernels multiply
+/// them like any value, and the relative-index writer drops them as it drops fillers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Csr {
     rows: usize,
@@ -338,6 +340,11 @@ impl Csr {
     /// Stored values, row by row.
     pub fn values(&self) -> &[f32] {
         &self.values
+    }
+
+    /// Stored values, mutable (the structure stays fixed: retraining the kept weights).
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        &mut self.values
     }
 
     /// Entries `start..end` of row `r` (`r < rows`).

@@ -31,6 +31,7 @@ pub fn try_registry() -> nn::Result<LayerRegistry> {
     // Technique crates add their `register` here as their compressed layers land.
     let mut registry = LayerRegistry::nn();
     prune::register(&mut registry)?;
+    share::register(&mut registry)?;
     Ok(registry)
 }
 
@@ -47,5 +48,6 @@ mod tests {
         let r = super::try_registry().unwrap();
         assert!(r.kinds().len() > nn::LayerRegistry::nn().kinds().len());
         assert!(r.contains("sparse_linear") && r.contains("sparse_conv2d"));
+        assert!(r.contains("shared_linear"));
     }
 }

@@ -55,6 +55,7 @@
 mod error;
 pub mod finetune;
 pub mod kmeans;
+pub mod layers;
 pub mod lookup;
 mod packed;
 mod shared;
@@ -64,6 +65,7 @@ mod storage;
 pub use error::{Result, ShareError};
 pub use finetune::{centroid_grads, members_from_codebook, sgd_step};
 pub use kmeans::{Clustering, Codebook, Init, KMeansParams, kmeans};
+pub use layers::{SharedLinear, register};
 pub use lookup::{SharedMatrix, gemv_packed};
 pub use packed::PackedCodes;
 pub use shared::{DEFAULT_CONV_BITS, DEFAULT_FC_BITS, SharedWeights, share_layer, share_nonzeros};

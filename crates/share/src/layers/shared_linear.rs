@@ -1,0 +1,207 @@
+//! SharedLinear: a fully connected layer whose weights are codes into a codebook (Deep
+//! Compression, section 3), executed from (codebook, codes) without rebuilding the dense matrix.
+
+use std::any::Any;
+
+use nn::layers::Linear;
+use nn::payload::Payload;
+use nn::{Layer, LayerRecord, Mode, NnError};
+use tensor_core::{Shape, Tensor};
+
+use crate::kmeans::KMeansParams;
+use crate::lookup::SharedMatrix;
+use crate::packed::PackedCodes;
+use crate::shared::{SharedWeights, share_nonzeros};
+
+/// Largest feature count a record may declare (2^24).
+const MAX_FEATURES: usize = 1 << 24;
+
+/// `y = x W^T + b` with `W [out, in]` given by `codebook[codes]`, run by
+/// [`SharedMatrix::forward`] (codes unpacked to bytes once, at load).
+///
+/// Stored (record kind `shared_linear`): attributes `in_features`, `out_features`, `bits`
+/// (code width, 1..=8), `bias` in {0, 1}; tensor `codebook` `[k]` (`k <= 2^bits`); payload
+/// `codes`, the `in * out` codes packed LSB-first in `bits` bits
+/// ([`PackedCodes`]: `ceil(n * bits / 8)` bytes, zero padding, every code `< k`); tensor
+/// `bias` `[out]`. Bytes written: `ceil(n * bits / 8) + 4 k (+ 4 out)`, Deep Compression's
+/// `n log2(k) + k * 32` bits.
+///
+/// Inference only: `backward` is an error (fine-tune the centroids on the dense model with
+/// the sharing hook, then convert).
+#[derive(Clone, Debug)]
+pub struct SharedLinear {
+    matrix: SharedMatrix,
+    bits: u32,
+    bias: Option<Tensor>,
+}
+
+impl SharedLinear {
+    /// The layer of `matrix` (`[out, in]`), codes `bits` wide, and `bias`.
+    pub fn new(matrix: SharedMatrix, bits: u32, bias: Option<Tensor>) -> nn::Result<Self> {
+        if !(1..=8).contains(&bits) || matrix.centroids().len() > 1 << bits {
+            return Err(NnError::Config(format!(
+                "shared_linear: {} centroids do not fit {bits}-bit codes (1..=8 bits)",
+                matrix.centroids().len()
+            )));
+        }
+        if let Some(b) = &bias
+            && b.dims() != [matrix.rows()]
+        {
+            return Err(NnError::Config(format!(
+                "shared_linear: bias {} for {} outputs",
+                b.shape(),
+                matrix.rows()
+            )));
+        }
+        Ok(Self { matrix, bits, bias })
+    }
+
+    /// Shares a dense `Linear`'s weights in `bits` bits ([`share_nonzeros`]: code 0 is the
+    /// exact zero of pruned weights, the other codes k-means centroids of the nonzeros).
+    pub fn from_linear(l: &Linear, bits: u32, params: &KMeansParams) -> crate::Result<Self> {
+        let shared: SharedWeights = share_nonzeros(l.weight().data(), bits, params)?;
+        let m = SharedMatrix::from_shared(l.out_features(), l.in_features(), &shared)?;
+        Ok(Self::new(m, bits, l.bias().cloned())?)
+    }
+
+    /// The dense `Linear` with the weights the codes stand for.
+    pub fn to_linear(&self) -> nn::Result<Linear> {
+        let w = Tensor::new(
+            &[self.matrix.rows(), self.matrix.cols()],
+            self.matrix.to_dense(),
+        )?;
+        Linear::from_parts(w, self.bias.clone())
+    }
+
+    /// Rebuilds the layer from its record (see the type docs), validating every field before
+    /// anything sized by it is allocated.
+    pub fn from_record(rec: &LayerRecord) -> nn::Result<Self> {
+        rec.expect_kind("shared_linear")?;
+        let cols = rec.usize_in("in_features", 1, MAX_FEATURES)?;
+        let rows = rec.usize_in("out_features", 1, MAX_FEATURES)?;
+        let bits = rec.usize_in("bits", 1, 8)? as u32;
+        let has_bias = rec.usize_in("bias", 0, 1)? == 1;
+        let tensors: &[&str] = if has_bias {
+            &["codebook", "bias"]
+        } else {
+            &["codebook"]
+        };
+        rec.expect_fields(tensors, &["codes"])?;
+        let codebook = rec.tensor("codebook")?;
+        let k = codebook.numel();
+        if codebook.dims().len() != 1 || k == 0 || k > 1 << bits {
+            return Err(rec.corrupt(
+                "tensor `codebook`",
+                format!("shape {} for {bits}-bit codes", codebook.shape()),
+            ));
+        }
+        let n = rows
+            .checked_mul(cols)
+            .ok_or_else(|| rec.corrupt("attributes", format!("{rows} x {cols} overflows")))?;
+        let want = PackedCodes::byte_len(bits, n).map_err(NnError::from)?;
+        let bytes = rec.bytes("codes", want)?;
+        let packed = PackedCodes::from_parts(bits, n, bytes.to_vec(), k)
+            .map_err(|e| rec.corrupt("payload `codes`", e.to_string()))?;
+        let matrix = SharedMatrix::from_packed(rows, cols, codebook.data(), &packed)
+            .map_err(|e| rec.corrupt("payload `codes`", e.to_string()))?;
+        let bias = if has_bias {
+            Some(rec.tensor_with_dims("bias", &[rows])?)
+        } else {
+            None
+        };
+        Self::new(matrix, bits, bias).map_err(|e| rec.corrupt("attributes", e.to_string()))
+    }
+
+    /// The codebook.
+    pub fn centroids(&self) -> &[f32] {
+        self.matrix.centroids()
+    }
+
+    /// Code width in bits.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+}
+
+impl Layer for SharedLinear {
+    fn kind(&self) -> &'static str {
+        "shared_linear"
+    }
+
+    fn output_shape(&self, input: &Shape) -> nn::Result<Shape> {
+        match input.dims() {
+            [n, c] if *c == self.matrix.cols() => Ok(Shape::new(&[*n, self.matrix.rows()])?),
+            _ => Err(NnError::BadInput {
+                layer: "shared_linear".into(),
+                input: input.clone(),
+                reason: format!("expected [batch, {}]", self.matrix.cols()),
+            }),
+        }
+    }
+
+    fn forward(&mut self, input: &Tensor, _mode: Mode) -> nn::Result<Tensor> {
+        let out = self.output_shape(input.shape())?;
+        let batch = out.dims()[0];
+        let mut y = Tensor::zeros(out);
+        self.matrix.forward(batch, input.data(), y.data_mut())?;
+        if let Some(b) = &self.bias {
+            for row in y.data_mut().chunks_exact_mut(b.numel().max(1)) {
+                row.iter_mut().zip(b.data()).for_each(|(v, &c)| *v += c);
+            }
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, _grad_output: &Tensor) -> nn::Result<Tensor> {
+        Err(NnError::Unsupported(
+            "shared_linear backward: fine-tune the centroids on the dense model (centroid \
+             gradients, Deep Compression eq. 3), then convert"
+                .into(),
+        ))
+    }
+
+    /// Weights (one code each) plus the bias.
+    fn param_count(&self) -> usize {
+        self.matrix.rows() * self.matrix.cols() + self.bias.as_ref().map_or(0, |b| b.numel())
+    }
+
+    /// Packed codes, f32 codebook and bias, as written.
+    fn stored_bytes(&self) -> usize {
+        let n = self.matrix.rows() * self.matrix.cols();
+        (n * self.bits as usize).div_ceil(8)
+            + 4 * self.matrix.centroids().len()
+            + self.bias.as_ref().map_or(0, |b| 4 * b.numel())
+    }
+
+    fn macs(&self, input: &Shape) -> nn::Result<u64> {
+        let out = self.output_shape(input)?;
+        Ok((out.dims()[0] * self.matrix.rows() * self.matrix.cols()) as u64)
+    }
+
+    fn record(&self) -> nn::Result<LayerRecord> {
+        let packed = PackedCodes::pack(self.matrix.codes(), self.bits).map_err(NnError::from)?;
+        let k = self.matrix.centroids().len();
+        let mut rec = LayerRecord::new("shared_linear")
+            .with_int("in_features", self.matrix.cols() as i64)
+            .with_int("out_features", self.matrix.rows() as i64)
+            .with_int("bits", self.bits as i64)
+            .with_int("bias", self.bias.is_some() as i64)
+            .with_tensor(
+                "codebook",
+                Tensor::new(&[k], self.matrix.centroids().to_vec())?,
+            )
+            .with_payload("codes", Payload::bytes(packed.into_bytes()));
+        if let Some(b) = &self.bias {
+            rec = rec.with_tensor("bias", b.clone());
+        }
+        Ok(rec)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

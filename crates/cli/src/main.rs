@@ -32,6 +32,8 @@ enum Command {
     Export(commands::export::Args),
     /// Run a model on a NumPy array (NCHW float32) and write its output as .npy.
     Run(commands::run::Args),
+    /// Prune a model by weight magnitude, retrain, and write it with sparse layers.
+    Prune(commands::prune::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,5 +55,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => commands::import::run(a),
         Command::Export(a) => commands::export::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Prune(a) => commands::prune::run(a),
     }
 }

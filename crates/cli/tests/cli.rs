@@ -396,3 +396,78 @@ fn a_compressed_layer_inside_a_branch_goes_through_every_command() {
         assert!(!out.exists(), "{ext}: half-written output");
     }
 }
+
+#[test]
+fn prune_writes_a_smaller_sparse_model_that_every_command_reads() {
+    let dir = scratch("prune");
+    let d = fixtures();
+    let d = d.to_str().unwrap();
+    let dense = dir.join("dense.model");
+    ok(&slimnet(&[
+        "train",
+        "--model",
+        "lenet300",
+        "--epochs",
+        "1",
+        "--limit",
+        "3000",
+        "--data",
+        d,
+        "-o",
+        dense.to_str().unwrap(),
+    ]));
+    for (method, schedule) in [
+        ("global", "agp"),
+        ("layer-std", "iterative"),
+        ("layer-std", "oneshot"),
+    ] {
+        let out = dir.join(format!("{method}-{schedule}.model"));
+        let o = out.to_str().unwrap();
+        let report: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
+            "prune",
+            dense.to_str().unwrap(),
+            "-o",
+            o,
+            "--method",
+            method,
+            "--ratio",
+            "10",
+            "--schedule",
+            schedule,
+            "--retrain-epochs",
+            "1",
+            "--limit",
+            "2000",
+            "--data",
+            d,
+            "--json",
+        ])))
+        .unwrap();
+        let nonzero = report["nonzero_params"].as_u64().unwrap() as f64;
+        let params = report["params"].as_u64().unwrap() as f64;
+        // 10x fewer weights (biases are kept).
+        assert!(nonzero < params / 8.0, "{method}/{schedule}: {report}");
+        assert!(report["ratio"].as_f64().unwrap() > 6.0, "{report}");
+        let file_bytes = std::fs::metadata(&out).unwrap().len();
+        assert_eq!(report["file_bytes"], file_bytes);
+        // eval reproduces the accuracy the report states.
+        let eval: serde_json::Value =
+            serde_json::from_str(&ok(&slimnet(&["eval", o, "--data", d, "--json"]))).unwrap();
+        assert_eq!(eval["evaluation"]["accuracy"], report["accuracy"]);
+        let inspect: serde_json::Value =
+            serde_json::from_str(&ok(&slimnet(&["inspect", o, "--json"]))).unwrap();
+        assert_eq!(inspect["layers"][1]["kind"], "sparse_linear");
+    }
+    let bad = slimnet(&[
+        "prune",
+        dense.to_str().unwrap(),
+        "-o",
+        dir.join("x.model").to_str().unwrap(),
+        "--method",
+        "nm",
+        "--data",
+        d,
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not implemented"));
+}

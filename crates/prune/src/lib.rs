@@ -38,6 +38,7 @@ pub mod layers;
 mod mask;
 mod model_mask;
 pub mod relative_index;
+pub mod schedule;
 pub mod sparse;
 
 pub use error::{PruneError, Result};
@@ -46,4 +47,5 @@ pub use layers::{SparseConv2d, SparseLinear, register, sparsify};
 pub use mask::Mask;
 pub use model_mask::{ModelMask, is_prunable, prunable_layers};
 pub use relative_index::RelativeIndexed;
+pub use schedule::{Criterion, PruneReport, Schedule, global_magnitude, prune_model};
 pub use sparse::{Csr, SellCs, SparseParams, sparse_conv2d, spmm, spmv, spmv_sell};

@@ -4,6 +4,7 @@ pub mod eval;
 pub mod export;
 pub mod import;
 pub mod inspect;
+pub mod prune;
 pub mod run;
 pub mod train;
 

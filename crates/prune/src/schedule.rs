@@ -1,0 +1,291 @@
+//! Pruning schedules: one-shot, iterative prune/retrain rounds (Han et al., 2015, section
+//! 3.3), and gradual polynomial sparsity (Zhu and Gupta, 2017: `s_t = s_f + (s_i - s_f)
+//! (1 - t/n)^3`, TF-MOT's `PolynomialDecay`), each retraining through the Trainer with the
+//! mask held by a hook.
+
+use nn::trainer::{EpochContext, StepContext, TrainReport, Trainer};
+use nn::{Dataset, Model, TrainConfig, TrainHook};
+
+use crate::error::{PruneError, Result};
+use crate::mask::Mask;
+use crate::model_mask::{ModelMask, prunable_layers};
+
+/// Which weights a pruning step removes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Criterion {
+    /// Each layer by its own threshold `quality_param * std(W)` (Han et al., 2015).
+    LayerQuality(f64),
+    /// Each layer to the same sparsity (fraction of weights removed).
+    LayerSparsity(f64),
+    /// One magnitude threshold over all prunable layers, removing this fraction of all
+    /// their weights (global magnitude pruning).
+    GlobalSparsity(f64),
+}
+
+impl Criterion {
+    /// The same criterion at another sparsity (schedules step the sparsity; a quality
+    /// parameter is scaled by `fraction` of its final value).
+    fn at(self, fraction: f64) -> Self {
+        match self {
+            Criterion::LayerQuality(q) => Criterion::LayerQuality(q * fraction),
+            Criterion::LayerSparsity(s) => Criterion::LayerSparsity(s * fraction),
+            Criterion::GlobalSparsity(s) => Criterion::GlobalSparsity(s * fraction),
+        }
+    }
+
+    /// The masks this criterion gives on `model` now.
+    pub fn masks(self, model: &Model) -> Result<ModelMask> {
+        let n = prunable_layers(model).len();
+        match self {
+            Criterion::LayerQuality(q) => ModelMask::by_quality(model, &vec![q; n]),
+            Criterion::LayerSparsity(s) => {
+                check_sparsity("LayerSparsity", s)?;
+                ModelMask::by_density(model, &vec![1.0 - s; n])
+            }
+            Criterion::GlobalSparsity(s) => global_magnitude(model, s),
+        }
+    }
+}
+
+fn check_sparsity(op: &'static str, s: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&s) {
+        Ok(())
+    } else {
+        Err(PruneError::InvalidDensity {
+            op,
+            density: 1.0 - s,
+        })
+    }
+}
+
+/// Masks removing the `sparsity` fraction of smallest-magnitude weights over all prunable
+/// layers together (ties at the threshold are kept, so slightly fewer may go).
+pub fn global_magnitude(model: &Model, sparsity: f64) -> Result<ModelMask> {
+    check_sparsity("global_magnitude", sparsity)?;
+    let paths = prunable_layers(model);
+    let mut all: Vec<f32> = Vec::new();
+    for p in &paths {
+        all.extend(weight(model, p)?.iter().map(|w| w.abs()));
+    }
+    let remove = ((sparsity * all.len() as f64).round() as usize).min(all.len());
+    let mut layers = std::collections::BTreeMap::new();
+    if remove == 0 {
+        for p in paths {
+            let n = weight(model, &p)?.len();
+            layers.insert(p, Mask::all(n));
+        }
+        return Ok(ModelMask { layers });
+    }
+    let (_, &mut threshold, _) = all.select_nth_unstable_by(remove - 1, f32::total_cmp);
+    for p in paths {
+        let w = weight(model, &p)?;
+        layers.insert(
+            p,
+            Mask::from_keep(w.iter().map(|v| v.abs() > threshold).collect()),
+        );
+    }
+    Ok(ModelMask { layers })
+}
+
+fn weight<'a>(model: &'a Model, path: &nn::LayerPath) -> Result<&'a [f32]> {
+    model
+        .layer(path)
+        .and_then(|l| l.params().into_iter().find(|p| p.name == "weight"))
+        .map(|p| p.value.data())
+        .ok_or_else(|| {
+            PruneError::Nn(nn::NnError::Config(format!(
+                "prune: layer {path} has no weight"
+            )))
+        })
+}
+
+/// How the final sparsity is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// Prune once, then retrain all epochs with the mask held.
+    OneShot,
+    /// `rounds` rounds, each pruning to `k/rounds` of the final target (weights already
+    /// pruned stay pruned) and retraining `epochs/rounds` epochs (Han et al., 2015).
+    Iterative {
+        /// Number of prune/retrain rounds.
+        rounds: usize,
+    },
+    /// Gradual pruning (Zhu and Gupta, 2017): after each of the first two thirds of the
+    /// epochs the target follows `s_t = s_f (1 - (1 - t/n)^3)`; the last third retrains at
+    /// the final mask.
+    Polynomial,
+}
+
+/// What a schedule did.
+#[derive(Clone, Debug)]
+pub struct PruneReport {
+    /// Kept fraction of each pruned layer at the end.
+    pub densities: Vec<(nn::LayerPath, f64)>,
+    /// The Trainer's report of each retraining run (one per round).
+    pub retraining: Vec<TrainReport>,
+    /// The final masks.
+    pub mask: ModelMask,
+}
+
+/// Prunes `model` to `criterion` following `schedule`, retraining on `train` with `config`
+/// (its `epochs` are the whole budget; 0 epochs means prune without retraining). Pruned
+/// weights are exactly zero at the end.
+pub fn prune_model(
+    model: &mut Model,
+    criterion: Criterion,
+    schedule: Schedule,
+    config: &TrainConfig,
+    train: &Dataset,
+    epochs: usize,
+    on_progress: &mut dyn FnMut(&nn::trainer::Progress),
+) -> Result<PruneReport> {
+    let mut retraining = Vec::new();
+    let retrain = |model: &mut Model,
+                   hook: Box<dyn TrainHook>,
+                   epochs: usize,
+                   progress: &mut dyn FnMut(&nn::trainer::Progress)|
+     -> Result<Option<TrainReport>> {
+        if epochs == 0 {
+            return Ok(None);
+        }
+        let cfg = TrainConfig {
+            epochs,
+            ..config.clone()
+        };
+        let mut trainer = Trainer::new(cfg).with_hook(hook);
+        Ok(Some(trainer.fit(model, train, None, progress)?))
+    };
+    let mask = match schedule {
+        Schedule::OneShot => {
+            let mask = criterion.masks(model)?;
+            mask.apply(model)?;
+            let hook = Box::new(crate::MaskHook::new(mask.clone()));
+            retraining.extend(retrain(model, hook, epochs, on_progress)?);
+            mask
+        }
+        Schedule::Iterative { rounds } => {
+            let rounds = rounds.max(1);
+            let mut mask = ModelMask::default();
+            for k in 1..=rounds {
+                mask = criterion.at(k as f64 / rounds as f64).masks(model)?;
+                mask.apply(model)?;
+                let e = epochs * k / rounds - epochs * (k - 1) / rounds;
+                let hook = Box::new(crate::MaskHook::new(mask.clone()));
+                retraining.extend(retrain(model, hook, e, on_progress)?);
+            }
+            mask
+        }
+        Schedule::Polynomial => {
+            let ramp = (epochs * 2).div_ceil(3).max(1);
+            let mut hook = Gradual {
+                criterion,
+                ramp,
+                mask: criterion.at(0.0).masks(model)?,
+            };
+            if epochs == 0 {
+                hook.mask = criterion.masks(model)?;
+                hook.mask.apply(model)?;
+                hook.mask
+            } else {
+                let cfg = TrainConfig {
+                    epochs,
+                    ..config.clone()
+                };
+                let mut trainer = Trainer::new(cfg).with_hook(Box::new(hook));
+                retraining.push(trainer.fit(model, train, None, on_progress)?);
+                let hook = trainer.hook::<Gradual>().ok_or_else(|| {
+                    PruneError::Nn(nn::NnError::Config("gradual hook lost".into()))
+                })?;
+                hook.mask.clone()
+            }
+        }
+    };
+    mask.apply(model)?;
+    Ok(PruneReport {
+        densities: mask.densities(),
+        retraining,
+        mask,
+    })
+}
+
+/// The hook of [`Schedule::Polynomial`]: re-masks at each epoch end of the ramp, holds the
+/// mask through every step.
+struct Gradual {
+    criterion: Criterion,
+    ramp: usize,
+    mask: ModelMask,
+}
+
+impl TrainHook for Gradual {
+    fn after_backward(&mut self, model: &mut Model, _ctx: &StepContext<'_>) -> nn::Result<()> {
+        Ok(self.mask.apply_to_grads(model)?)
+    }
+
+    fn after_step(&mut self, model: &mut Model, _ctx: &StepContext<'_>) -> nn::Result<()> {
+        Ok(self.mask.apply(model)?)
+    }
+
+    fn on_epoch_end(&mut self, model: &mut Model, ctx: &EpochContext) -> nn::Result<()> {
+        let t = (ctx.epoch + 1).min(self.ramp) as f64 / self.ramp as f64;
+        // Zhu and Gupta (2017), eq. 1 with s_i = 0: s_t = s_f (1 - (1 - t)^3).
+        let fraction = 1.0 - (1.0 - t).powi(3);
+        self.mask = self.criterion.at(fraction).masks(model)?;
+        Ok(self.mask.apply(model)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tensor_core::rng::Rng;
+
+    #[test]
+    fn global_magnitude_removes_the_smallest_weights_over_all_layers() {
+        let model = nn::zoo::build("lenet300", &mut Rng::seed_from_u64(4)).unwrap();
+        let mask = global_magnitude(&model, 0.9).unwrap();
+        let total: usize = mask.layers.values().map(|m| m.len()).sum();
+        let kept: usize = mask.layers.values().map(|m| m.kept()).sum();
+        assert!(
+            (kept as f64 / total as f64 - 0.1).abs() < 1e-3,
+            "{kept}/{total}"
+        );
+        // Every kept weight is at least as large as every removed one.
+        let (mut min_kept, mut max_removed) = (f32::MAX, 0.0f32);
+        for (path, m) in &mask.layers {
+            for (i, w) in weight(&model, path).unwrap().iter().enumerate() {
+                if m.keeps(i) {
+                    min_kept = min_kept.min(w.abs());
+                } else {
+                    max_removed = max_removed.max(w.abs());
+                }
+            }
+        }
+        assert!(min_kept >= max_removed);
+        // Layers differ: the per-layer sparsity follows each layer's magnitudes.
+        let d = mask.densities();
+        assert!(d.iter().any(|(_, x)| (x - d[0].1).abs() > 0.01), "{d:?}");
+        assert!(global_magnitude(&model, 1.5).is_err());
+        assert_eq!(
+            global_magnitude(&model, 0.0)
+                .unwrap()
+                .densities()
+                .iter()
+                .map(|x| x.1)
+                .sum::<f64>(),
+            3.0
+        );
+    }
+
+    #[test]
+    fn the_polynomial_ramp_reaches_the_final_sparsity() {
+        // s_t = s_f (1 - (1 - t)^3): 0 at t = 0, s_f at t = 1, concave.
+        let f = |t: f64| 1.0 - (1.0 - t).powi(3);
+        assert_eq!(f(0.0), 0.0);
+        assert_eq!(f(1.0), 1.0);
+        assert!(f(0.5) > 0.5);
+        assert_eq!(
+            Criterion::GlobalSparsity(0.9).at(0.5),
+            Criterion::GlobalSparsity(0.45)
+        );
+    }
+}

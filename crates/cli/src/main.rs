@@ -34,6 +34,8 @@ enum Command {
     Run(commands::run::Args),
     /// Prune a model by weight magnitude, retrain, and write it with sparse layers.
     Prune(commands::prune::Args),
+    /// Share weights through per-layer k-means codebooks, fine-tune the centroids, write it.
+    Share(commands::share::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,5 +58,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => commands::export::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Prune(a) => commands::prune::run(a),
+        Command::Share(a) => commands::share::run(a),
     }
 }

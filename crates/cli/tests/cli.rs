@@ -397,11 +397,8 @@ fn a_compressed_layer_inside_a_branch_goes_through_every_command() {
     }
 }
 
-#[test]
-fn prune_writes_a_smaller_sparse_model_that_every_command_reads() {
-    let dir = scratch("prune");
-    let d = fixtures();
-    let d = d.to_str().unwrap();
+/// lenet300 trained one epoch on 3,000 images of the slice, saved in `dir`.
+fn small_lenet300(dir: &Path, data: &str) -> PathBuf {
     let dense = dir.join("dense.model");
     ok(&slimnet(&[
         "train",
@@ -412,10 +409,19 @@ fn prune_writes_a_smaller_sparse_model_that_every_command_reads() {
         "--limit",
         "3000",
         "--data",
-        d,
+        data,
         "-o",
         dense.to_str().unwrap(),
     ]));
+    dense
+}
+
+#[test]
+fn prune_writes_a_smaller_sparse_model_that_every_command_reads() {
+    let dir = scratch("prune");
+    let d = fixtures();
+    let d = d.to_str().unwrap();
+    let dense = small_lenet300(&dir, d);
     for (method, schedule) in [
         ("global", "agp"),
         ("layer-std", "iterative"),
@@ -470,4 +476,55 @@ fn prune_writes_a_smaller_sparse_model_that_every_command_reads() {
     ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not implemented"));
+}
+
+#[test]
+fn share_writes_codebook_layers_that_eval_reproduces() {
+    let dir = scratch("share");
+    let d = fixtures();
+    let d = d.to_str().unwrap();
+    let dense = small_lenet300(&dir, d);
+    let out = dir.join("shared.model");
+    let o = out.to_str().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
+        "share",
+        dense.to_str().unwrap(),
+        "-o",
+        o,
+        "--bits-fc",
+        "4",
+        "--init",
+        "kmeans++",
+        "--finetune-epochs",
+        "1",
+        "--limit",
+        "1000",
+        "--data",
+        d,
+        "--json",
+    ])))
+    .unwrap();
+    // 4-bit codes: about 8x smaller than f32 weights, codebooks and biases included.
+    assert!(report["ratio"].as_f64().unwrap() > 6.0, "{report}");
+    let loss =
+        report["baseline"]["accuracy"].as_f64().unwrap() - report["accuracy"].as_f64().unwrap();
+    assert!(loss < 0.05, "{report}");
+    assert_eq!(report["layers"][0]["codebook"], 16);
+    let eval: serde_json::Value =
+        serde_json::from_str(&ok(&slimnet(&["eval", o, "--data", d, "--json"]))).unwrap();
+    assert_eq!(eval["evaluation"]["accuracy"], report["accuracy"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&slimnet(&["inspect", o, "--json"]))).unwrap();
+    assert_eq!(inspect["layers"][1]["kind"], "shared_linear");
+    let bad = slimnet(&[
+        "share",
+        dense.to_str().unwrap(),
+        "-o",
+        o,
+        "--bits-fc",
+        "9",
+        "--data",
+        d,
+    ]);
+    assert!(!bad.status.success());
 }

@@ -6,6 +6,7 @@ pub mod import;
 pub mod inspect;
 pub mod prune;
 pub mod run;
+pub mod share;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -38,4 +39,110 @@ pub fn load_model(path: &Path, arch: Option<&str>) -> Result<nn::Model> {
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Options of every command that compresses a model with (re)training on Fashion-MNIST.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainDataArgs {
+    /// Train on only the first N training images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Directory holding the Fashion-MNIST IDX files.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Seed of shuffling and random initialisations.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Machine-readable output (DESIGN.md § Command line keys).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainDataArgs {
+    /// The training set (first `limit` images) and the test set, saying which data was used.
+    pub fn load(&self) -> Result<(nn::Dataset, nn::Dataset)> {
+        let (source, train, test) = nn::data::source::load(self.data.as_deref())?;
+        eprintln!("data: {source}");
+        let train = match self.limit {
+            Some(n) => train.take(n)?,
+            None => train,
+        };
+        Ok((train, test))
+    }
+}
+
+/// The input model of a compressing command, measured before the technique.
+#[derive(serde::Serialize, Debug)]
+pub struct Baseline {
+    /// Test accuracy (fraction, all test images).
+    pub accuracy: f64,
+    /// Bytes of the input file.
+    pub file_bytes: u64,
+    /// 4 bytes per parameter.
+    pub dense_bytes: u64,
+}
+
+impl Baseline {
+    /// Measures `model`, read from `path`, on `test`.
+    pub fn measure(model: &mut nn::Model, path: &Path, test: &nn::Dataset) -> Result<Self> {
+        Ok(Self {
+            accuracy: nn::metrics::evaluate(model, test, 256)?.accuracy,
+            file_bytes: std::fs::metadata(path)?.len(),
+            dense_bytes: 4 * model.param_count() as u64,
+        })
+    }
+}
+
+/// What every command that writes a model reports (DESIGN.md § Command line).
+#[derive(serde::Serialize, Debug)]
+pub struct Written {
+    /// The file written.
+    pub output: String,
+    /// Its size in bytes.
+    pub file_bytes: u64,
+    /// Parameters of the input model.
+    pub params: usize,
+    /// Nonzero weights and biases of the written model.
+    pub nonzero_params: usize,
+    /// Multiply-accumulates per image of the written model.
+    pub macs: u64,
+    /// Test accuracy of the written model.
+    pub accuracy: f64,
+    /// The input model.
+    pub baseline: Baseline,
+    /// `baseline.dense_bytes / file_bytes`.
+    pub ratio: f64,
+}
+
+/// Evaluates `model` on `test`, writes it atomically to `output`, and reports it against
+/// `baseline`.
+pub fn write_model(
+    model: &mut nn::Model,
+    output: &Path,
+    test: &nn::Dataset,
+    baseline: Baseline,
+    nonzero_params: usize,
+) -> Result<Written> {
+    let accuracy = nn::metrics::evaluate(model, test, 256)?.accuracy;
+    nn::io::native::save(model, output).with_context(|| format!("writing {}", output.display()))?;
+    let file_bytes = std::fs::metadata(output)?.len();
+    Ok(Written {
+        output: output.display().to_string(),
+        file_bytes,
+        params: (baseline.dense_bytes / 4) as usize,
+        nonzero_params,
+        macs: model.macs_per_sample()?,
+        accuracy,
+        ratio: baseline.dense_bytes as f64 / file_bytes.max(1) as f64,
+        baseline,
+    })
+}
+
+/// Nonzero parameters (weights and biases) over every layer of `model` that exposes them.
+pub fn nonzero_params(model: &nn::Model) -> usize {
+    model
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.value.data().iter().filter(|v| **v != 0.0).count())
+        .sum()
 }

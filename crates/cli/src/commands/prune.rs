@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use nn::optim::OptimizerConfig;
 use nn::trainer::{Progress, TrainConfig};
 use prune::{Criterion, Schedule};
 
-use super::{ModelArgs, print_json};
+use super::{Baseline, ModelArgs, TrainDataArgs, Written, nonzero_params, print_json, write_model};
 use crate::progress;
 
 /// Arguments of `slimnet prune`.
@@ -44,18 +44,8 @@ pub struct Args {
     /// Retraining learning rate (Adam; Han et al. retrain at about 1/10 of the original rate).
     #[arg(long, default_value_t = 1e-4)]
     lr: f32,
-    /// Train on only the first N training images.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Directory holding the Fashion-MNIST IDX files.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Seed of shuffling.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Machine-readable output.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    common: TrainDataArgs,
 }
 
 fn criterion(a: &Args) -> Result<Criterion> {
@@ -79,22 +69,9 @@ fn criterion(a: &Args) -> Result<Criterion> {
 }
 
 #[derive(serde::Serialize)]
-struct Baseline {
-    accuracy: f64,
-    file_bytes: u64,
-    dense_bytes: u64,
-}
-
-#[derive(serde::Serialize)]
 struct Report {
-    output: String,
-    file_bytes: u64,
-    params: usize,
-    nonzero_params: usize,
-    macs: u64,
-    accuracy: f64,
-    baseline: Baseline,
-    ratio: f64,
+    #[serde(flatten)]
+    written: Written,
     layers: Vec<LayerRow>,
 }
 
@@ -116,26 +93,16 @@ pub fn run(args: Args) -> Result<()> {
         other => bail!("unknown --schedule {other:?} (oneshot, iterative or agp)"),
     };
     let mut model = args.model.load()?;
-    let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
-    eprintln!("data: {source}");
-    let train = match args.limit {
-        Some(n) => train.take(n)?,
-        None => train,
-    };
-    let params = model.param_count();
-    let baseline = Baseline {
-        accuracy: nn::metrics::evaluate(&mut model, &test, 256)?.accuracy,
-        file_bytes: std::fs::metadata(&args.model.model)?.len(),
-        dense_bytes: 4 * params as u64,
-    };
+    let (train, test) = args.common.load()?;
+    let baseline = Baseline::measure(&mut model, &args.model.model, &test)?;
     let config = TrainConfig {
         optimizer: OptimizerConfig::adam(args.lr),
         batch_size: 64,
-        seed: args.seed,
+        seed: args.common.seed,
         ..TrainConfig::default()
     };
     let steps = config.steps_per_epoch(train.len()) * args.retrain_epochs;
-    let pb = progress::bar(steps as u64, args.json);
+    let pb = progress::bar(steps as u64, args.common.json);
     let mut done = 0u64;
     let mut on_progress = |p: &Progress| {
         if !p.epoch_done {
@@ -154,21 +121,11 @@ pub fn run(args: Args) -> Result<()> {
         &mut on_progress,
     )?;
     pb.finish_and_clear();
-    let nonzero_params = nonzeros(&model);
+    let nonzero_params = nonzero_params(&model);
     prune::sparsify(&mut model, 1.0)?;
-    let accuracy = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
-    nn::io::native::save(&model, &args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    let file_bytes = std::fs::metadata(&args.output)?.len();
+    let written = write_model(&mut model, &args.output, &test, baseline, nonzero_params)?;
     let out = Report {
-        output: args.output.display().to_string(),
-        file_bytes,
-        params,
-        nonzero_params,
-        macs: model.macs_per_sample()?,
-        accuracy,
-        ratio: baseline.dense_bytes as f64 / file_bytes as f64,
-        baseline,
+        written,
         layers: report
             .densities
             .iter()
@@ -178,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
             })
             .collect(),
     };
-    if args.json {
+    if args.common.json {
         return print_json(&out);
     }
     for l in &out.layers {
@@ -192,23 +149,14 @@ pub fn run(args: Args) -> Result<()> {
         "pruned {}: accuracy {:.2}% (was {:.2}%), {} of {} parameters nonzero, {} bytes \
          ({:.1}x smaller than {} bytes of f32), saved {}",
         args.model.model.display(),
-        100.0 * out.accuracy,
-        100.0 * out.baseline.accuracy,
-        out.nonzero_params,
-        out.params,
-        out.file_bytes,
-        out.ratio,
-        out.baseline.dense_bytes,
-        out.output
+        100.0 * out.written.accuracy,
+        100.0 * out.written.baseline.accuracy,
+        out.written.nonzero_params,
+        out.written.params,
+        out.written.file_bytes,
+        out.written.ratio,
+        out.written.baseline.dense_bytes,
+        out.written.output
     );
     Ok(())
-}
-
-/// Nonzero parameters over the whole model.
-fn nonzeros(model: &nn::Model) -> usize {
-    model
-        .named_params()
-        .iter()
-        .map(|(_, p)| p.value.data().iter().filter(|v| **v != 0.0).count())
-        .sum()
 }

@@ -1,5 +1,9 @@
 //! The im2col path of sparse conv (any stride): one image's group as a `[Cg*kh*kw, OH*OW]`
-//! column matrix, multiplied by the group's sparse rows through the spmm core.
+//! column matrix (tensor-core's `im2col`, zeros in the padding), multiplied by the group's
+//! sparse rows through the spmm core.
+
+use tensor_core::TensorError;
+use tensor_core::conv::im2col;
 
 use super::Geo;
 use crate::sparse::Simd;
@@ -10,6 +14,9 @@ use crate::sparse::scratch::with_scratch;
 
 /// Output channels of group `g` of image `img` into `yg` (`[Og, OH*OW]`), the group's rows
 /// split into `parts` pieces.
+///
+/// Errors: what tensor-core's `im2col` finds wrong with the call (nothing, for a geometry
+/// built from this input: kept as an error rather than assumed).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn group(
     geo: &Geo,
@@ -20,7 +27,7 @@ pub(super) fn group(
     yg: &mut [f32],
     simd: Simd,
     parts: usize,
-) {
+) -> Result<(), TensorError> {
     match weight.col_idx() {
         ColIndices::U16(ci) => group_with(geo, weight, ci, x, img, g, yg, simd, parts),
         ColIndices::U32(ci) => group_with(geo, weight, ci, x, img, g, yg, simd, parts),
@@ -38,7 +45,7 @@ fn group_with<I: ColIndex>(
     yg: &mut [f32],
     simd: Simd,
     parts: usize,
-) {
+) -> Result<(), TensorError> {
     let w = CsrRef {
         row_ptr: weight.row_ptr(),
         col_idx: ci,
@@ -47,61 +54,12 @@ fn group_with<I: ColIndex>(
     let plane = geo.oh * geo.ow;
     let patch = geo.cg * geo.kh * geo.kw;
     with_scratch(patch * plane, |col| {
-        im2col(geo, geo.group_input(x, img, g), col);
+        im2col(&geo.conv, x, img..img + 1, g, 0.0, col)?;
         let col = &*col;
         let rows = g * geo.og..(g + 1) * geo.og;
         run_split(weight.row_ptr(), rows, parts, yg, plane, |r, o| {
             csr_times_dense(w, r, col, plane, o, simd)
         });
-    });
-}
-
-/// Outputs `lo..hi` along one axis whose tap (at `offset = k * dilation` into the padded
-/// input) lands inside the unpadded input of length `len`: `o*stride + offset - pad` in
-/// `0..len`.
-fn valid_range(
-    out_len: usize,
-    stride: usize,
-    offset: usize,
-    pad: usize,
-    len: usize,
-) -> (usize, usize) {
-    let lo = pad.saturating_sub(offset).div_ceil(stride);
-    let hi = if len + pad > offset {
-        (len + pad - offset).div_ceil(stride)
-    } else {
-        0
-    };
-    let hi = hi.min(out_len);
-    (lo.min(hi), hi)
-}
-
-// TODO: switch to tensor-core's im2col once it is public (it is being made public in
-// parallel); this private copy handles one image and one group.
-/// Fills `col` (`[Cg*kh*kw, OH*OW]`, row-major) with the receptive fields of the group
-/// input `xg` (`[Cg, H, W]`), zeros where a tap falls in the padding.
-fn im2col(geo: &Geo, xg: &[f32], col: &mut [f32]) {
-    let plane_in = geo.h * geo.w;
-    let op = geo.oh * geo.ow;
-    for (r, row) in col.chunks_exact_mut(op).enumerate() {
-        let c = r / (geo.kh * geo.kw);
-        let ki = (r / geo.kw) % geo.kh;
-        let kj = r % geo.kw;
-        let src = &xg[c * plane_in..(c + 1) * plane_in];
-        let (oy_lo, oy_hi) = valid_range(geo.oh, geo.sh, ki * geo.dh, geo.pt, geo.h);
-        let (ox_lo, ox_hi) = valid_range(geo.ow, geo.sw, kj * geo.dw, geo.pl, geo.w);
-        row[..oy_lo * geo.ow].fill(0.0);
-        row[oy_hi * geo.ow..].fill(0.0);
-        for oy in oy_lo..oy_hi {
-            // In range by valid_range: 0 <= iy < h, and 0 <= ix < w for ox in lo..hi.
-            let iy = oy * geo.sh + ki * geo.dh - geo.pt;
-            let line = &mut row[oy * geo.ow..(oy + 1) * geo.ow];
-            line[..ox_lo].fill(0.0);
-            line[ox_hi..].fill(0.0);
-            let base = iy * geo.w + kj * geo.dw;
-            for (ox, v) in line[ox_lo..ox_hi].iter_mut().enumerate() {
-                *v = src[base + (ox + ox_lo) * geo.sw - geo.pl];
-            }
-        }
-    }
+        Ok(())
+    })
 }

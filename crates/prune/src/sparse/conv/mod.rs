@@ -22,8 +22,8 @@ mod im2col;
 
 use std::ops::Range;
 
-use tensor_core::Tensor;
-use tensor_core::conv::Conv2dParams;
+use tensor_core::conv::{Conv2dParams, ConvGeometry};
+use tensor_core::{Shape, Tensor};
 
 use super::csr::{ColIndices, Csr};
 use super::partition::{PAR_MIN_MACS, run_pieces};
@@ -77,12 +77,14 @@ pub fn sparse_conv2d(
     if n == 0 || plane == 0 {
         return Ok(y);
     }
-    let geo = Geo::new(p, input.dims(), (oh, ow));
+    let geo = Geo::new(p, input.shape(), (oh, ow))?;
     let path = Path::choose(&geo, weight);
     let work = weight.nnz().saturating_mul(plane).saturating_mul(n);
     let threads = threads_for(sp, work, PAR_MIN_MACS);
     let x = input.data();
     let per_image = o * plane;
+    // The first error of any thread (only the im2col path can report one).
+    let failed = std::sync::Mutex::new(None);
     let run = |images: Range<usize>, out: &mut [f32], parts: usize| {
         for (img, yi) in images.zip(out.chunks_exact_mut(per_image)) {
             for g in 0..geo.groups {
@@ -92,7 +94,13 @@ pub fn sparse_conv2d(
                     Path::Direct(offsets) => {
                         direct::group(&geo, weight, offsets, x, img, g, yg, simd, parts)
                     }
-                    Path::Im2col => im2col::group(&geo, weight, x, img, g, yg, simd, parts),
+                    Path::Im2col => {
+                        if let Err(e) = im2col::group(&geo, weight, x, img, g, yg, simd, parts)
+                            && let Ok(mut f) = failed.lock()
+                        {
+                            f.get_or_insert(e);
+                        }
+                    }
                 }
             }
         }
@@ -109,6 +117,9 @@ pub fn sparse_conv2d(
         run_pieces(pieces, |images, out| run(images, out, 1));
     } else {
         run(0..n, y.data_mut(), threads);
+    }
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e.into());
     }
     if let Some(b) = bias {
         for (i, pl) in y.data_mut().chunks_exact_mut(plane).enumerate() {
@@ -176,13 +187,16 @@ struct Geo {
     wp: usize,
     oh: usize,
     ow: usize,
+    /// The same geometry as tensor-core's im2col takes it.
+    conv: ConvGeometry,
 }
 
 impl Geo {
-    /// From validated parameters (`p.output_dims` succeeded on `dims = [N, C, H, W]`).
-    fn new(p: &Conv2dParams, dims: &[usize], (oh, ow): (usize, usize)) -> Self {
+    /// From validated parameters (`p.output_dims` succeeded on `input = [N, C, H, W]`).
+    fn new(p: &Conv2dParams, input: &Shape, (oh, ow): (usize, usize)) -> Result<Self> {
+        let dims = input.dims();
         let pad = p.padding;
-        Self {
+        Ok(Self {
             c: dims[1],
             h: dims[2],
             w: dims[3],
@@ -201,7 +215,8 @@ impl Geo {
             wp: dims[3] + pad.left + pad.right,
             oh,
             ow,
-        }
+            conv: ConvGeometry::new(p, input)?,
+        })
     }
 
     /// Whether any side is padded.

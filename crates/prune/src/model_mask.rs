@@ -28,7 +28,7 @@ pub fn prunable_layers(model: &Model) -> Vec<LayerPath> {
 }
 
 /// The weight values of the layer at `path` (flattened row-major).
-fn weight_of<'a>(model: &'a Model, path: &LayerPath) -> Result<&'a [f32]> {
+pub(crate) fn weight_of<'a>(model: &'a Model, path: &LayerPath) -> Result<&'a [f32]> {
     let layer = model.layer(path).ok_or_else(|| {
         PruneError::Nn(NnError::Config(format!("prune: no layer at path {path}")))
     })?;

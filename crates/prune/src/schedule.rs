@@ -8,7 +8,7 @@ use nn::{Dataset, Model, TrainConfig, TrainHook};
 
 use crate::error::{PruneError, Result};
 use crate::mask::Mask;
-use crate::model_mask::{ModelMask, prunable_layers};
+use crate::model_mask::{ModelMask, prunable_layers, weight_of};
 
 /// Which weights a pruning step removes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,38 +65,26 @@ pub fn global_magnitude(model: &Model, sparsity: f64) -> Result<ModelMask> {
     let paths = prunable_layers(model);
     let mut all: Vec<f32> = Vec::new();
     for p in &paths {
-        all.extend(weight(model, p)?.iter().map(|w| w.abs()));
+        all.extend(weight_of(model, p)?.iter().map(|w| w.abs()));
     }
     let remove = ((sparsity * all.len() as f64).round() as usize).min(all.len());
     let mut layers = std::collections::BTreeMap::new();
     if remove == 0 {
         for p in paths {
-            let n = weight(model, &p)?.len();
+            let n = weight_of(model, &p)?.len();
             layers.insert(p, Mask::all(n));
         }
         return Ok(ModelMask { layers });
     }
     let (_, &mut threshold, _) = all.select_nth_unstable_by(remove - 1, f32::total_cmp);
     for p in paths {
-        let w = weight(model, &p)?;
+        let w = weight_of(model, &p)?;
         layers.insert(
             p,
             Mask::from_keep(w.iter().map(|v| v.abs() > threshold).collect()),
         );
     }
     Ok(ModelMask { layers })
-}
-
-fn weight<'a>(model: &'a Model, path: &nn::LayerPath) -> Result<&'a [f32]> {
-    model
-        .layer(path)
-        .and_then(|l| l.params().into_iter().find(|p| p.name == "weight"))
-        .map(|p| p.value.data())
-        .ok_or_else(|| {
-            PruneError::Nn(nn::NnError::Config(format!(
-                "prune: layer {path} has no weight"
-            )))
-        })
 }
 
 /// How the final sparsity is reached.
@@ -252,7 +240,7 @@ mod tests {
         // Every kept weight is at least as large as every removed one.
         let (mut min_kept, mut max_removed) = (f32::MAX, 0.0f32);
         for (path, m) in &mask.layers {
-            for (i, w) in weight(&model, path).unwrap().iter().enumerate() {
+            for (i, w) in weight_of(&model, path).unwrap().iter().enumerate() {
                 if m.keeps(i) {
                     min_kept = min_kept.min(w.abs());
                 } else {

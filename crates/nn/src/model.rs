@@ -24,6 +24,10 @@ pub struct LayerSummary {
     pub macs: u64,
 }
 
+/// What [`Model::rewrite`] calls on each layer: `Some(new)` replaces it.
+pub type LayerRewrite<'a> =
+    dyn FnMut(&LayerPath, &dyn Layer) -> Result<Option<Box<dyn Layer>>> + 'a;
+
 /// A sequential model: layers applied in order.
 ///
 /// Design: sequential is the one topology the zoo and the Deep Compression experiments need;
@@ -226,6 +230,35 @@ impl Model {
         }
         let mut removed: Vec<Box<dyn Layer>> = seq.splice(i..=i, with).collect();
         removed.pop().ok_or_else(missing)
+    }
+
+    /// Replaces every layer for which `f` returns a new one (a compressed twin, a densified
+    /// layer), branches included; returns how many were replaced. All replacements are built
+    /// before the model is touched, so on error it is unchanged. `f` sees each layer in the
+    /// order of [`Model::visit`]; a replaced container's nested layers are still visited
+    /// (their replacements are applied inside the old container, which is then dropped: do
+    /// not replace both).
+    pub fn rewrite(&mut self, f: &mut LayerRewrite<'_>) -> Result<usize> {
+        let mut replacements = Vec::new();
+        let mut err = None;
+        self.visit(&mut |path, layer| {
+            if err.is_some() {
+                return;
+            }
+            match f(path, layer) {
+                Ok(Some(new)) => replacements.push((path.clone(), new)),
+                Ok(None) => {}
+                Err(e) => err = Some(e),
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let n = replacements.len();
+        for (path, layer) in replacements {
+            self.replace(&path, vec![layer])?;
+        }
+        Ok(n)
     }
 
     /// Every parameter (read-only) of every layer, nested ones included, with its layer's path.

@@ -120,20 +120,15 @@ impl TrainHook for ShareHook {
 /// codebook and codes (codes of at most 8 bits); returns how many were replaced. Shared
 /// convolutions stay dense layers holding the shared values until SharedConv2d exists.
 pub fn to_shared_layers(model: &mut Model, share: &ModelShare) -> Result<usize> {
-    let mut n = 0;
-    for (path, shared) in &share.layers {
-        let Some(layer) = model.layer(path) else {
-            continue;
-        };
-        let Some(linear) = layer.as_any().downcast_ref::<Linear>() else {
-            continue;
+    Ok(model.rewrite(&mut |path, layer| {
+        let (Some(shared), Some(linear)) = (
+            share.layers.get(path),
+            layer.as_any().downcast_ref::<Linear>(),
+        ) else {
+            return Ok(None);
         };
         let m = SharedMatrix::from_shared(linear.out_features(), linear.in_features(), shared)?;
-        let sl: Box<dyn Layer> = Box::new(
-            SharedLinear::new(m, shared.bits, linear.bias().cloned()).map_err(ShareError::Nn)?,
-        );
-        model.replace(path, vec![sl]).map_err(ShareError::Nn)?;
-        n += 1;
-    }
-    Ok(n)
+        let sl = SharedLinear::new(m, shared.bits, linear.bias().cloned())?;
+        Ok(Some(Box::new(sl) as Box<dyn Layer>))
+    })?)
 }

@@ -146,26 +146,15 @@ pub fn run(args: Args) -> Result<()> {
 /// Sparse layers of a pruned model back to dense ones holding the zeros, so that sharing
 /// clusters their kept weights (code 0 stays the pruned zero).
 fn densify_sparse(model: &mut nn::Model) -> Result<()> {
-    let mut dense: Vec<(nn::LayerPath, Box<dyn nn::Layer>)> = Vec::new();
-    let mut err = None;
-    model.visit(&mut |path, layer| {
-        if let Some(s) = layer.as_any().downcast_ref::<prune::SparseLinear>() {
-            match s.to_linear() {
-                Ok(l) => dense.push((path.clone(), Box::new(l))),
-                Err(e) => err = Some(e),
-            }
-        } else if let Some(s) = layer.as_any().downcast_ref::<prune::SparseConv2d>() {
-            match s.to_conv2d() {
-                Ok(l) => dense.push((path.clone(), Box::new(l))),
-                Err(e) => err = Some(e),
-            }
-        }
-    });
-    if let Some(e) = err {
-        return Err(e.into());
-    }
-    for (path, layer) in dense {
-        model.replace(&path, vec![layer])?;
-    }
+    model.rewrite(&mut |_, layer| {
+        let any = layer.as_any();
+        Ok(if let Some(s) = any.downcast_ref::<prune::SparseLinear>() {
+            Some(Box::new(s.to_linear()?))
+        } else if let Some(s) = any.downcast_ref::<prune::SparseConv2d>() {
+            Some(Box::new(s.to_conv2d()?))
+        } else {
+            None
+        })
+    })?;
     Ok(())
 }

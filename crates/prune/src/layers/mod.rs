@@ -31,35 +31,16 @@ pub fn register(registry: &mut LayerRegistry) -> nn::Result<()> {
 /// ([`FC_INDEX_BITS`] for fc, [`CONV_INDEX_BITS`] for conv). Returns how many layers were
 /// replaced. The replaced model computes the same function (same weights, other kernels).
 pub fn sparsify(model: &mut Model, max_density: f64) -> Result<usize> {
-    let mut replacements: Vec<(nn::LayerPath, Box<dyn nn::Layer>)> = Vec::new();
-    let mut err = None;
-    model.visit(&mut |path, layer| {
-        if err.is_some() {
-            return;
-        }
-        let built: Result<Option<Box<dyn nn::Layer>>> = if let Some(l) =
-            layer.as_any().downcast_ref::<Linear>()
-        {
-            SparseLinear::from_linear(l, FC_INDEX_BITS)
-                .map(|s| (s.density() <= max_density).then(|| Box::new(s) as Box<dyn nn::Layer>))
+    let keep = |density: f64, layer: Box<dyn nn::Layer>| (density <= max_density).then_some(layer);
+    Ok(model.rewrite(&mut |_, layer| {
+        Ok(if let Some(l) = layer.as_any().downcast_ref::<Linear>() {
+            let s = SparseLinear::from_linear(l, FC_INDEX_BITS)?;
+            keep(s.density(), Box::new(s))
         } else if let Some(c) = layer.as_any().downcast_ref::<Conv2d>() {
-            SparseConv2d::from_conv2d(c, CONV_INDEX_BITS)
-                .map(|s| (s.density() <= max_density).then(|| Box::new(s) as Box<dyn nn::Layer>))
+            let s = SparseConv2d::from_conv2d(c, CONV_INDEX_BITS)?;
+            keep(s.density(), Box::new(s))
         } else {
-            Ok(None)
-        };
-        match built {
-            Ok(Some(l)) => replacements.push((path.clone(), l)),
-            Ok(None) => {}
-            Err(e) => err = Some(e),
-        }
-    });
-    if let Some(e) = err {
-        return Err(e);
-    }
-    let n = replacements.len();
-    for (path, layer) in replacements {
-        model.replace(&path, vec![layer])?;
-    }
-    Ok(n)
+            None
+        })
+    })?)
 }

@@ -96,27 +96,25 @@ pub fn conv2d_backward(
         }
         return Ok(());
     }
-    let sums = chunks
+    // Each block's weight and bias gradients land in a buffer of their own, summed in block
+    // order afterwards: a rayon fold would group blocks by work stealing, so the float sums
+    // (and a whole training run) would differ from run to run.
+    let partials = chunks
         .into_par_iter()
         .enumerate()
-        .try_fold(
-            || vec![0.0f32; wlen + geo.o],
-            |mut acc, (bi, dxb)| {
-                let (aw, ab) = acc.split_at_mut(wlen);
-                backward_block(&geo, &plan, x, w, gy, bi * plan.bn, dxb, aw, ab)?;
-                Ok::<Vec<f32>, TensorError>(acc)
-            },
-        )
-        .try_reduce(
-            || vec![0.0f32; wlen + geo.o],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, &y)| *x += y);
-                Ok(a)
-            },
-        )?;
-    dw.iter_mut().zip(&sums[..wlen]).for_each(|(a, &v)| *a += v);
-    if let Some(db) = db {
-        db.iter_mut().zip(&sums[wlen..]).for_each(|(a, &v)| *a += v);
+        .map(|(bi, dxb)| {
+            let mut acc = vec![0.0f32; wlen + geo.o];
+            let (aw, ab) = acc.split_at_mut(wlen);
+            backward_block(&geo, &plan, x, w, gy, bi * plan.bn, dxb, aw, ab)?;
+            Ok::<Vec<f32>, TensorError>(acc)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut db = db;
+    for p in &partials {
+        dw.iter_mut().zip(&p[..wlen]).for_each(|(a, &v)| *a += v);
+        if let Some(db) = db.as_deref_mut() {
+            db.iter_mut().zip(&p[wlen..]).for_each(|(a, &v)| *a += v);
+        }
     }
     Ok(())
 }

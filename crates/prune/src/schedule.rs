@@ -128,6 +128,8 @@ pub fn prune_model(
     on_progress: &mut dyn FnMut(&nn::trainer::Progress),
 ) -> Result<PruneReport> {
     let mut retraining = Vec::new();
+    // Han et al. (2015), section 3.2: each retraining lowers dropout to D_o sqrt(C_ir / C_io).
+    let dropout = crate::dropout::DropoutAdjustment::capture(model)?;
     let retrain = |model: &mut Model,
                    hook: Box<dyn TrainHook>,
                    epochs: usize,
@@ -136,6 +138,7 @@ pub fn prune_model(
         if epochs == 0 {
             return Ok(None);
         }
+        dropout.apply(model)?;
         let cfg = TrainConfig {
             epochs,
             ..config.clone()
@@ -169,6 +172,7 @@ pub fn prune_model(
                 criterion,
                 ramp,
                 mask: criterion.at(0.0).masks(model)?,
+                dropout: dropout.clone(),
             };
             if epochs == 0 {
                 hook.mask = criterion.masks(model)?;
@@ -202,6 +206,7 @@ struct Gradual {
     criterion: Criterion,
     ramp: usize,
     mask: ModelMask,
+    dropout: crate::dropout::DropoutAdjustment,
 }
 
 impl TrainHook for Gradual {
@@ -218,7 +223,9 @@ impl TrainHook for Gradual {
         // Zhu and Gupta (2017), eq. 1 with s_i = 0: s_t = s_f (1 - (1 - t)^3).
         let fraction = 1.0 - (1.0 - t).powi(3);
         self.mask = self.criterion.at(fraction).masks(model)?;
-        Ok(self.mask.apply(model)?)
+        self.mask.apply(model)?;
+        self.dropout.apply(model)?;
+        Ok(())
     }
 }
 

@@ -54,6 +54,18 @@ impl Dropout {
     pub fn p(&self) -> f32 {
         self.p
     }
+
+    /// Sets the drop probability (in `[0, 1)`; pruning's retraining lowers it, Han et al.,
+    /// 2015, section 3.2). The mask stream continues.
+    pub fn set_p(&mut self, p: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(NnError::Config(format!(
+                "dropout: probability {p} outside [0, 1)"
+            )));
+        }
+        self.p = p;
+        Ok(())
+    }
 }
 
 impl Layer for Dropout {

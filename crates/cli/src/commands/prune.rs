@@ -1,12 +1,17 @@
 //! `slimnet prune MODEL -o OUT`: magnitude pruning with retraining, written as a sparse model
-//! (the pruned layers become `sparse_linear` / `sparse_conv2d`, stored as relative index).
+//! (the pruned layers become `sparse_linear` / `sparse_conv2d`, stored as relative index);
+//! N:M semi-structured pruning, stored the same way; or L1-norm filter pruning, written as a
+//! smaller dense model.
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use nn::optim::OptimizerConfig;
 use nn::trainer::{Progress, TrainConfig};
-use prune::{Criterion, Schedule};
+use prune::structured::{
+    filter_candidates, prune_filters, retrain, uniform_fraction_for_macs, uniform_plan,
+};
+use prune::{Criterion, DropoutAdjustment, NmPattern, Schedule};
 
 use super::{Baseline, ModelArgs, TrainDataArgs, Written, nonzero_params, print_json, write_model};
 use crate::progress;
@@ -16,22 +21,30 @@ use crate::progress;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Output model file (native format, sparse layers).
+    /// Output model file (native format: sparse layers, or smaller dense ones for filters).
     #[arg(short, long)]
     output: PathBuf,
-    /// layer-std (Han et al.: per-layer threshold, or per-layer sparsity) or global (one
-    /// magnitude threshold over all layers). filters and nm are not implemented yet.
+    /// layer-std (Han et al.: per-layer threshold, or per-layer sparsity), global (one
+    /// magnitude threshold over all layers), filters (L1-norm filter pruning, Li et al. 2017:
+    /// removes filters and units physically, leaving a smaller dense model) or nm (N:M
+    /// semi-structured, see --nm).
     #[arg(long, default_value = "layer-std")]
     method: String,
     /// Quality parameter q of the per-layer threshold q * std(W) (layer-std).
     #[arg(long)]
     quality: Option<f64>,
-    /// Fraction of the weights to remove, in [0, 1].
+    /// Fraction of the weights to remove, in [0, 1] (filters: of the filters of every
+    /// prunable layer).
     #[arg(long)]
     sparsity: Option<f64>,
-    /// Compression ratio of the weights: sparsity = 1 - 1/R.
+    /// Compression ratio of the weights: sparsity = 1 - 1/R. For --method filters, R is the
+    /// MAC ratio instead: multiply-accumulates per image drop R-fold, the same fraction of
+    /// filters going from every conv and hidden fc layer (default 2).
     #[arg(long)]
     ratio: Option<f64>,
+    /// The N:M pattern of --method nm: N kept in every M consecutive weights of a row.
+    #[arg(long, default_value = "2:4")]
+    nm: String,
     /// oneshot, iterative or agp (Zhu and Gupta's polynomial schedule).
     #[arg(long, default_value = "oneshot")]
     schedule: String,
@@ -44,6 +57,9 @@ pub struct Args {
     /// Retraining learning rate (Adam; Han et al. retrain at about 1/10 of the original rate).
     #[arg(long, default_value_t = 1e-4)]
     lr: f32,
+    /// Random flips and 2-pixel shifts of the retraining images (as cnn-teacher's recipe).
+    #[arg(long)]
+    augment: bool,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -63,8 +79,7 @@ fn criterion(a: &Args) -> Result<Criterion> {
         ("layer-std", None, None) => Criterion::LayerQuality(1.0),
         ("global", Some(_), _) => bail!("--method global takes --sparsity or --ratio"),
         ("layer-std", Some(_), Some(_)) => bail!("give --quality or --sparsity/--ratio, not both"),
-        ("filters" | "nm", _, _) => bail!("--method {} is not implemented yet", a.method),
-        (m, _, _) => bail!("unknown --method {m:?} (layer-std or global)"),
+        (m, _, _) => bail!("unknown --method {m:?} (layer-std, global, filters or nm)"),
     })
 }
 
@@ -72,7 +87,15 @@ fn criterion(a: &Args) -> Result<Criterion> {
 struct Report {
     #[serde(flatten)]
     written: Written,
+    /// Multiply-accumulates per image of the input model (`macs` is the written one's).
+    macs_before: u64,
     layers: Vec<LayerRow>,
+    /// Filters (units) of each filter-pruned layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    filters: Vec<FilterRow>,
+    /// Dropout rates set for retraining (Han et al., 2015, section 3.2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dropout: Vec<DropoutRow>,
 }
 
 #[derive(serde::Serialize)]
@@ -81,9 +104,174 @@ struct LayerRow {
     density: f64,
 }
 
+#[derive(serde::Serialize)]
+struct FilterRow {
+    path: String,
+    before: usize,
+    after: usize,
+}
+
+#[derive(serde::Serialize)]
+struct DropoutRow {
+    path: String,
+    rate: f32,
+}
+
+fn train_config(args: &Args) -> TrainConfig {
+    TrainConfig {
+        epochs: args.retrain_epochs,
+        optimizer: OptimizerConfig::adam(args.lr),
+        batch_size: 64,
+        seed: args.common.seed,
+        augment: args.augment.then(nn::data::Augment::default),
+        ..TrainConfig::default()
+    }
+}
+
+/// Runs `f` with a progress callback drawing a bar over the retraining steps.
+fn with_progress<T>(
+    args: &Args,
+    config: &TrainConfig,
+    train_len: usize,
+    f: impl FnOnce(&mut dyn FnMut(&Progress)) -> Result<T>,
+) -> Result<T> {
+    let steps = config.steps_per_epoch(train_len) * args.retrain_epochs;
+    let pb = progress::bar(steps as u64, args.common.json);
+    let mut done = 0u64;
+    let out = f(&mut |p: &Progress| {
+        if !p.epoch_done {
+            done += 1;
+            pb.set_position(done);
+            pb.set_message(format!("loss {:.4}", p.loss));
+        }
+    });
+    pb.finish_and_clear();
+    out
+}
+
+/// `--method filters`: L1-norm filter pruning to a MAC ratio or a uniform fraction, retrained
+/// as a smaller dense model.
+fn run_filters(args: &Args) -> Result<Report> {
+    let mut model = args.model.load()?;
+    let (train, test) = args.common.load()?;
+    let baseline = Baseline::measure(&mut model, &args.model.model, &test)?;
+    let macs_before = model.macs_per_sample()?;
+    let dropout = DropoutAdjustment::capture(&model)?;
+    let candidates = filter_candidates(&model);
+    for (p, e) in &candidates.skipped {
+        eprintln!("filters: layer {p} keeps its filters: {e}");
+    }
+    let fraction = match (args.sparsity, args.ratio) {
+        (Some(_), Some(_)) => bail!("give --sparsity or --ratio, not both"),
+        (Some(s), None) => s,
+        (None, r) => uniform_fraction_for_macs(&model, &candidates.prunable, r.unwrap_or(2.0))?,
+    };
+    eprintln!(
+        "filters: removing {:.1}% of the filters of layers {}",
+        100.0 * fraction,
+        candidates
+            .prunable
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let report = prune_filters(&mut model, &uniform_plan(&candidates.prunable, fraction))?;
+    let config = train_config(args);
+    let retrained = with_progress(args, &config, train.len(), |cb| {
+        Ok(retrain(&mut model, &dropout, None, &config, &train, cb)?)
+    })?;
+    let nonzero = nonzero_params(&model);
+    let written = write_model(&mut model, &args.output, &test, baseline, nonzero)?;
+    Ok(Report {
+        written,
+        macs_before,
+        layers: report
+            .layers
+            .iter()
+            .map(|c| LayerRow {
+                path: c.path.to_string(),
+                density: c.after as f64 / c.before as f64,
+            })
+            .collect(),
+        filters: report
+            .layers
+            .iter()
+            .map(|c| FilterRow {
+                path: c.path.to_string(),
+                before: c.before,
+                after: c.after,
+            })
+            .collect(),
+        dropout: dropout_rows(&retrained.dropout_rates),
+    })
+}
+
+/// `--method nm`: N:M masks on every linear and conv2d weight, retrained with the mask held,
+/// written with sparse layers.
+fn run_nm(args: &Args) -> Result<Report> {
+    let pattern: NmPattern = args.nm.parse()?;
+    let mut model = args.model.load()?;
+    let (train, test) = args.common.load()?;
+    let baseline = Baseline::measure(&mut model, &args.model.model, &test)?;
+    let macs_before = model.macs_per_sample()?;
+    let dropout = DropoutAdjustment::capture(&model)?;
+    let mask = prune::nm_masks(&model, pattern)?;
+    let config = train_config(args);
+    let retrained = with_progress(args, &config, train.len(), |cb| {
+        Ok(retrain(
+            &mut model,
+            &dropout,
+            Some(mask.clone()),
+            &config,
+            &train,
+            cb,
+        )?)
+    })?;
+    mask.apply(&mut model)?;
+    let nonzero = nonzero_params(&model);
+    prune::sparsify(&mut model, 1.0)?;
+    let written = write_model(&mut model, &args.output, &test, baseline, nonzero)?;
+    Ok(Report {
+        written,
+        macs_before,
+        layers: density_rows(&mask.densities()),
+        filters: Vec::new(),
+        dropout: dropout_rows(&retrained.dropout_rates),
+    })
+}
+
+fn density_rows(d: &[(nn::LayerPath, f64)]) -> Vec<LayerRow> {
+    d.iter()
+        .map(|(p, d)| LayerRow {
+            path: p.to_string(),
+            density: *d,
+        })
+        .collect()
+}
+
+fn dropout_rows(d: &[(nn::LayerPath, f32)]) -> Vec<DropoutRow> {
+    d.iter()
+        .map(|(p, r)| DropoutRow {
+            path: p.to_string(),
+            rate: *r,
+        })
+        .collect()
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let criterion = criterion(&args)?;
+    let out = match args.method.as_str() {
+        "filters" => run_filters(&args)?,
+        "nm" => run_nm(&args)?,
+        _ => run_magnitude(&args)?,
+    };
+    print_report(&args, &out)
+}
+
+/// `--method layer-std|global`: magnitude pruning on a schedule, written with sparse layers.
+fn run_magnitude(args: &Args) -> Result<Report> {
+    let criterion = criterion(args)?;
     let schedule = match args.schedule.as_str() {
         "oneshot" => Schedule::OneShot,
         "iterative" => Schedule::Iterative {
@@ -95,64 +283,63 @@ pub fn run(args: Args) -> Result<()> {
     let mut model = args.model.load()?;
     let (train, test) = args.common.load()?;
     let baseline = Baseline::measure(&mut model, &args.model.model, &test)?;
-    let config = TrainConfig {
-        optimizer: OptimizerConfig::adam(args.lr),
-        batch_size: 64,
-        seed: args.common.seed,
-        ..TrainConfig::default()
-    };
-    let steps = config.steps_per_epoch(train.len()) * args.retrain_epochs;
-    let pb = progress::bar(steps as u64, args.common.json);
-    let mut done = 0u64;
-    let mut on_progress = |p: &Progress| {
-        if !p.epoch_done {
-            done += 1;
-            pb.set_position(done);
-            pb.set_message(format!("loss {:.4}", p.loss));
-        }
-    };
-    let report = prune::prune_model(
-        &mut model,
-        criterion,
-        schedule,
-        &config,
-        &train,
-        args.retrain_epochs,
-        &mut on_progress,
-    )?;
-    pb.finish_and_clear();
+    let macs_before = model.macs_per_sample()?;
+    let config = train_config(args);
+    let report = with_progress(args, &config, train.len(), |cb| {
+        Ok(prune::prune_model(
+            &mut model,
+            criterion,
+            schedule,
+            &config,
+            &train,
+            args.retrain_epochs,
+            cb,
+        )?)
+    })?;
     let nonzero_params = nonzero_params(&model);
     prune::sparsify(&mut model, 1.0)?;
     let written = write_model(&mut model, &args.output, &test, baseline, nonzero_params)?;
-    let out = Report {
+    Ok(Report {
         written,
-        layers: report
-            .densities
-            .iter()
-            .map(|(p, d)| LayerRow {
-                path: p.to_string(),
-                density: *d,
-            })
-            .collect(),
-    };
+        macs_before,
+        layers: density_rows(&report.densities),
+        filters: Vec::new(),
+        dropout: Vec::new(),
+    })
+}
+
+fn print_report(args: &Args, out: &Report) -> Result<()> {
     if args.common.json {
-        return print_json(&out);
+        return print_json(out);
     }
-    for l in &out.layers {
+    if out.filters.is_empty() {
+        for l in &out.layers {
+            println!(
+                "layer {:>6}: {:6.2}% of weights kept",
+                l.path,
+                100.0 * l.density
+            );
+        }
+    }
+    for f in &out.filters {
         println!(
-            "layer {:>6}: {:6.2}% of weights kept",
-            l.path,
-            100.0 * l.density
+            "layer {:>6}: {} of {} filters kept",
+            f.path, f.after, f.before
         );
     }
+    for d in &out.dropout {
+        println!("dropout {:>6}: rate {:.3} for retraining", d.path, d.rate);
+    }
     println!(
-        "pruned {}: accuracy {:.2}% (was {:.2}%), {} of {} parameters nonzero, {} bytes \
-         ({:.1}x smaller than {} bytes of f32), saved {}",
+        "pruned {}: accuracy {:.2}% (was {:.2}%), {} of {} parameters nonzero, {} MACs per \
+         image (was {}), {} bytes ({:.1}x smaller than {} bytes of f32), saved {}",
         args.model.model.display(),
         100.0 * out.written.accuracy,
         100.0 * out.written.baseline.accuracy,
         out.written.nonzero_params,
         out.written.params,
+        out.written.macs,
+        out.macs_before,
         out.written.file_bytes,
         out.written.ratio,
         out.written.baseline.dense_bytes,

@@ -36,6 +36,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// Share weights through per-layer k-means codebooks, fine-tune the centroids, write it.
     Share(commands::share::Args),
+    /// Accuracy against sparsity for each layer pruned alone, as a table and an SVG plot.
+    Sensitivity(commands::sensitivity::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,5 +61,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => commands::run::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
+        Command::Sensitivity(a) => commands::sensitivity::run(a),
     }
 }

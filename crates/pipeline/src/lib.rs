@@ -10,9 +10,14 @@
 //! assert!(registry.contains("linear") && registry.contains("parallel"));
 //! ```
 //!
+//! [`chart`] draws the line charts of reports (sensitivity curves, accuracy against
+//! compression) as SVG.
+//!
 //! **Not yet filled:** recipes that chain prune → share → Huffman and the other techniques;
 //! per-layer reports of sizes as actually written and multiply-accumulates.
 #![warn(missing_docs)]
+
+pub mod chart;
 
 use std::path::Path;
 

@@ -39,6 +39,7 @@ mod mask;
 mod model_mask;
 pub mod relative_index;
 pub mod schedule;
+pub mod sensitivity;
 pub mod sparse;
 
 pub use error::{PruneError, Result};
@@ -48,4 +49,5 @@ pub use mask::Mask;
 pub use model_mask::{ModelMask, is_prunable, prunable_layers};
 pub use relative_index::RelativeIndexed;
 pub use schedule::{Criterion, PruneReport, Schedule, global_magnitude, prune_model};
+pub use sensitivity::{Sensitivity, scan as sensitivity_scan};
 pub use sparse::{Csr, SellCs, SparseParams, sparse_conv2d, spmm, spmv, spmv_sell};

@@ -11,7 +11,7 @@ use crate::mask::Mask;
 use crate::model_mask::{ModelMask, prunable_layers, weight_of};
 
 /// Which weights a pruning step removes.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Criterion {
     /// Each layer by its own threshold `quality_param * std(W)` (Han et al., 2015).
     LayerQuality(f64),
@@ -20,29 +20,45 @@ pub enum Criterion {
     /// One magnitude threshold over all prunable layers, removing this fraction of all
     /// their weights (global magnitude pruning).
     GlobalSparsity(f64),
+    /// Each listed layer to its own sparsity (for example chosen by a sensitivity scan,
+    /// [`crate::sensitivity::Sensitivity::sparsities_for_ratio`]); unlisted layers are
+    /// not pruned.
+    PerLayerSparsity(Vec<(nn::LayerPath, f64)>),
 }
 
 impl Criterion {
     /// The same criterion at another sparsity (schedules step the sparsity; a quality
     /// parameter is scaled by `fraction` of its final value).
-    fn at(self, fraction: f64) -> Self {
+    fn at(&self, fraction: f64) -> Self {
         match self {
             Criterion::LayerQuality(q) => Criterion::LayerQuality(q * fraction),
             Criterion::LayerSparsity(s) => Criterion::LayerSparsity(s * fraction),
             Criterion::GlobalSparsity(s) => Criterion::GlobalSparsity(s * fraction),
+            Criterion::PerLayerSparsity(v) => Criterion::PerLayerSparsity(
+                v.iter().map(|(p, s)| (p.clone(), s * fraction)).collect(),
+            ),
         }
     }
 
     /// The masks this criterion gives on `model` now.
-    pub fn masks(self, model: &Model) -> Result<ModelMask> {
+    pub fn masks(&self, model: &Model) -> Result<ModelMask> {
         let n = prunable_layers(model).len();
-        match self {
+        match *self {
             Criterion::LayerQuality(q) => ModelMask::by_quality(model, &vec![q; n]),
             Criterion::LayerSparsity(s) => {
                 check_sparsity("LayerSparsity", s)?;
                 ModelMask::by_density(model, &vec![1.0 - s; n])
             }
             Criterion::GlobalSparsity(s) => global_magnitude(model, s),
+            Criterion::PerLayerSparsity(ref v) => {
+                let mut layers = std::collections::BTreeMap::new();
+                for (path, s) in v {
+                    check_sparsity("PerLayerSparsity", *s)?;
+                    let w = weight_of(model, path)?;
+                    layers.insert(path.clone(), crate::criteria::mask_by_density(w, 1.0 - s)?);
+                }
+                Ok(ModelMask { layers })
+            }
         }
     }
 }
@@ -166,9 +182,9 @@ pub fn prune_model(
         Schedule::Polynomial => {
             let ramp = (epochs * 2).div_ceil(3).max(1);
             let mut hook = Gradual {
-                criterion,
-                ramp,
                 mask: criterion.at(0.0).masks(model)?,
+                criterion: criterion.clone(),
+                ramp,
             };
             if epochs == 0 {
                 hook.mask = criterion.masks(model)?;

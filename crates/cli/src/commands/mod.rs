@@ -6,6 +6,7 @@ pub mod import;
 pub mod inspect;
 pub mod prune;
 pub mod run;
+pub mod sensitivity;
 pub mod share;
 pub mod train;
 

@@ -19,8 +19,11 @@ pub struct Args {
     /// Output model file (native format, sparse layers).
     #[arg(short, long)]
     output: PathBuf,
-    /// layer-std (Han et al.: per-layer threshold, or per-layer sparsity) or global (one
-    /// magnitude threshold over all layers). filters and nm are not implemented yet.
+    /// layer-std (Han et al.: per-layer threshold, or per-layer sparsity), global (one
+    /// magnitude threshold over all layers) or sensitivity (per-layer sparsities chosen from
+    /// a sensitivity scan on training images: every layer pruned as far as one shared
+    /// accuracy-drop budget allows, the budget set to reach --ratio/--sparsity).
+    /// filters and nm are not implemented yet.
     #[arg(long, default_value = "layer-std")]
     method: String,
     /// Quality parameter q of the per-layer threshold q * std(W) (layer-std).
@@ -44,6 +47,10 @@ pub struct Args {
     /// Retraining learning rate (Adam; Han et al. retrain at about 1/10 of the original rate).
     #[arg(long, default_value_t = 1e-4)]
     lr: f32,
+    /// Learning-rate schedule of the retraining: cosine (from --lr down to 0 over the whole
+    /// budget) or constant.
+    #[arg(long, default_value = "cosine")]
+    lr_schedule: String,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -61,10 +68,16 @@ fn criterion(a: &Args) -> Result<Criterion> {
         ("layer-std", None, Some(s)) => Criterion::LayerSparsity(s),
         ("global", None, Some(s)) => Criterion::GlobalSparsity(s),
         ("layer-std", None, None) => Criterion::LayerQuality(1.0),
-        ("global", Some(_), _) => bail!("--method global takes --sparsity or --ratio"),
+        ("sensitivity", None, Some(s)) => Criterion::GlobalSparsity(s),
+        ("global" | "sensitivity", Some(_), _) => {
+            bail!("--method {} takes --sparsity or --ratio", a.method)
+        }
+        ("global" | "sensitivity", None, None) => {
+            bail!("--method {} needs --sparsity or --ratio", a.method)
+        }
         ("layer-std", Some(_), Some(_)) => bail!("give --quality or --sparsity/--ratio, not both"),
         ("filters" | "nm", _, _) => bail!("--method {} is not implemented yet", a.method),
-        (m, _, _) => bail!("unknown --method {m:?} (layer-std or global)"),
+        (m, _, _) => bail!("unknown --method {m:?} (layer-std, global or sensitivity)"),
     })
 }
 
@@ -81,6 +94,38 @@ struct LayerRow {
     density: f64,
 }
 
+/// Training images the sensitivity scan measures accuracy on (the test set is never used
+/// to choose the per-layer targets).
+const SCAN_IMAGES: usize = 10_000;
+
+/// Per-layer sparsities from a sensitivity scan on training images, reaching sparsity `s`
+/// overall with one shared accuracy-drop budget.
+fn by_sensitivity(
+    model: &mut nn::Model,
+    train: &nn::Dataset,
+    s: f64,
+    quiet: bool,
+) -> Result<Criterion> {
+    let scan_set = train.take(SCAN_IMAGES.min(train.len()))?;
+    let table =
+        super::sensitivity::measure(model, &scan_set, &prune::sensitivity::DEFAULT_SPARSITIES)?;
+    let ratio = 1.0 / (1.0 - s).max(1e-9);
+    let (chosen, budget) = table.sparsities_for_ratio(ratio)?;
+    if !quiet {
+        let q = prune::Sensitivity::quality_params(model, &chosen)?;
+        for ((p, s), (_, q)) in chosen.iter().zip(&q) {
+            eprintln!(
+                "sensitivity: layer {p} to sparsity {:.2}% (quality parameter {q:.3}); \
+                 drop budget {:.2} points on {} training images",
+                100.0 * s,
+                100.0 * budget,
+                scan_set.len()
+            );
+        }
+    }
+    Ok(Criterion::PerLayerSparsity(chosen))
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let criterion = criterion(&args)?;
@@ -95,8 +140,23 @@ pub fn run(args: Args) -> Result<()> {
     let mut model = args.model.load()?;
     let (train, test) = args.common.load()?;
     let baseline = Baseline::measure(&mut model, &args.model.model, &test)?;
+    let criterion = match (args.method.as_str(), criterion) {
+        ("sensitivity", Criterion::GlobalSparsity(s)) => {
+            by_sensitivity(&mut model, &train, s, args.common.json)?
+        }
+        (_, c) => c,
+    };
+    let lr_schedule = match args.lr_schedule.as_str() {
+        "cosine" => nn::schedule::Schedule::Cosine {
+            warmup_steps: 0,
+            min_lr: 0.0,
+        },
+        "constant" => nn::schedule::Schedule::Constant,
+        other => bail!("unknown --lr-schedule {other:?} (cosine or constant)"),
+    };
     let config = TrainConfig {
         optimizer: OptimizerConfig::adam(args.lr),
+        schedule: lr_schedule,
         batch_size: 64,
         seed: args.common.seed,
         ..TrainConfig::default()

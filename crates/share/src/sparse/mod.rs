@@ -20,7 +20,10 @@
 //! that run independently (in parallel, without a running sum over the whole layer).
 //!
 //! Kernels: `y[o] = sum_{j in row o} c[codes[j]] * x[col_indices[j]]`; for a batch, `X` is
-//! transposed once so that each entry multiplies a contiguous column of the batch.
+//! transposed once so that each entry multiplies a contiguous column of the batch
+//! ([`SparseShared::matmul_rows_with`], which a convolution runs on its im2col patches).
+//! [`SparseShared::to_relative_index`] writes the stored form back (tensor-core's
+//! [`tensor_core::sparse::GapWriter`]: the same gaps and fillers as prune's layers).
 
 use std::ops::Range;
 

@@ -48,6 +48,8 @@ pub use layers::{SparseConv2d, SparseLinear, register, sparsify};
 pub use mask::Mask;
 pub use model_mask::{ModelMask, is_prunable, prunable_layers};
 pub use relative_index::RelativeIndexed;
-pub use schedule::{Criterion, PruneReport, Schedule, global_magnitude, prune_model};
+pub use schedule::{
+    Criterion, PruneReport, Schedule, global_magnitude, prune_model, prune_model_with,
+};
 pub use sensitivity::{Sensitivity, scan as sensitivity_scan};
 pub use sparse::{Csr, SellCs, SparseParams, sparse_conv2d, spmm, spmv, spmv_sell};

@@ -3,7 +3,7 @@
 //! (1 - t/n)^3`, TF-MOT's `PolynomialDecay`), each retraining through the Trainer with the
 //! mask held by a hook.
 
-use nn::trainer::{EpochContext, StepContext, TrainReport, Trainer};
+use nn::trainer::{EpochContext, Objective, StepContext, TrainReport, Trainer};
 use nn::{Dataset, Model, TrainConfig, TrainHook};
 
 use crate::error::{PruneError, Result};
@@ -143,11 +143,39 @@ pub fn prune_model(
     epochs: usize,
     on_progress: &mut dyn FnMut(&nn::trainer::Progress),
 ) -> Result<PruneReport> {
+    prune_model_with(
+        model,
+        criterion,
+        schedule,
+        config,
+        train,
+        epochs,
+        &mut || Ok(Box::new(nn::trainer::CrossEntropy)),
+        on_progress,
+    )
+}
+
+/// Builds the training objective of each retraining run (for example distillation from the
+/// unpruned model instead of the labels alone).
+pub type ObjectiveFactory<'a> = dyn FnMut() -> nn::Result<Box<dyn Objective>> + 'a;
+
+/// [`prune_model`] retraining with the objective `objective` builds for each run.
+#[allow(clippy::too_many_arguments)]
+pub fn prune_model_with(
+    model: &mut Model,
+    criterion: Criterion,
+    schedule: Schedule,
+    config: &TrainConfig,
+    train: &Dataset,
+    epochs: usize,
+    objective: &mut ObjectiveFactory<'_>,
+    on_progress: &mut dyn FnMut(&nn::trainer::Progress),
+) -> Result<PruneReport> {
     let mut retraining = Vec::new();
-    let retrain = |model: &mut Model,
-                   hook: Box<dyn TrainHook>,
-                   epochs: usize,
-                   progress: &mut dyn FnMut(&nn::trainer::Progress)|
+    let mut retrain = |model: &mut Model,
+                       hook: Box<dyn TrainHook>,
+                       epochs: usize,
+                       progress: &mut dyn FnMut(&nn::trainer::Progress)|
      -> Result<Option<TrainReport>> {
         if epochs == 0 {
             return Ok(None);
@@ -156,7 +184,9 @@ pub fn prune_model(
             epochs,
             ..config.clone()
         };
-        let mut trainer = Trainer::new(cfg).with_hook(hook);
+        let mut trainer = Trainer::new(cfg)
+            .with_hook(hook)
+            .with_objective(objective()?);
         Ok(Some(trainer.fit(model, train, None, progress)?))
     };
     let mask = match schedule {
@@ -195,7 +225,9 @@ pub fn prune_model(
                     epochs,
                     ..config.clone()
                 };
-                let mut trainer = Trainer::new(cfg).with_hook(Box::new(hook));
+                let mut trainer = Trainer::new(cfg)
+                    .with_hook(Box::new(hook))
+                    .with_objective(objective()?);
                 retraining.push(trainer.fit(model, train, None, on_progress)?);
                 let hook = trainer.hook::<Gradual>().ok_or_else(|| {
                     PruneError::Nn(nn::NnError::Config("gradual hook lost".into()))

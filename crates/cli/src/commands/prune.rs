@@ -51,6 +51,16 @@ pub struct Args {
     /// budget) or constant.
     #[arg(long, default_value = "cosine")]
     lr_schedule: String,
+    /// Retrain from a teacher's soft targets (Hinton et al. 2015) instead of the labels
+    /// alone: a model file, or `self` for the unpruned input model.
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Distillation temperature (with --teacher).
+    #[arg(long, default_value_t = 4.0)]
+    temperature: f32,
+    /// Weight of the soft targets against the labels (with --teacher).
+    #[arg(long, default_value_t = 0.9)]
+    alpha: f32,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -171,13 +181,34 @@ pub fn run(args: Args) -> Result<()> {
             pb.set_message(format!("loss {:.4}", p.loss));
         }
     };
-    let report = prune::prune_model(
+    let params = distill::DistillParams {
+        temperature: args.temperature,
+        alpha: args.alpha,
+    };
+    params.validate()?;
+    let teacher_path = match args.teacher.as_deref() {
+        Some("self") => Some(args.model.model.clone()),
+        Some(p) => Some(PathBuf::from(p)),
+        None => None,
+    };
+    let arch = args.model.arch.clone();
+    let mut objective = || -> nn::Result<Box<dyn nn::trainer::Objective>> {
+        Ok(match &teacher_path {
+            Some(p) => Box::new(distill::Distillation::new(
+                pipeline::load(p, arch.as_deref())?,
+                params,
+            )?),
+            None => Box::new(nn::trainer::CrossEntropy),
+        })
+    };
+    let report = prune::prune_model_with(
         &mut model,
         criterion,
         schedule,
         &config,
         &train,
         args.retrain_epochs,
+        &mut objective,
         &mut on_progress,
     )?;
     pb.finish_and_clear();

@@ -80,6 +80,13 @@ impl Model {
         }
         let mut x: Option<Tensor> = None;
         let mut i = 0;
+        if mode == Mode::Eval {
+            let prefix = spatial_prefix(&self.layers);
+            if prefix > 0 && input.dims()[0] > EVAL_CHUNK {
+                x = Some(forward_in_chunks(&mut self.layers[..prefix], input)?);
+                i = prefix;
+            }
+        }
         while i < self.layers.len() {
             let xin = x.as_ref().unwrap_or(input);
             let (y, used) = if mode == Mode::Eval {
@@ -344,6 +351,57 @@ impl Model {
     }
 }
 
+/// Images per chunk of the inference fast path over a model's convolutional prefix
+/// ([`forward_in_chunks`]): small enough that a chunk's activations stay in cache (8
+/// cnn-teacher images: 800 KB after conv1, against 25 MB for a batch of 256), large enough
+/// that both cores get images of their own.
+pub const EVAL_CHUNK: usize = 8;
+
+/// How many leading layers are per-image spatial layers (conv2d, ReLU, max pooling) that
+/// [`forward_in_chunks`] may run a few images at a time.
+fn spatial_prefix(layers: &[Box<dyn Layer>]) -> usize {
+    layers
+        .iter()
+        .take_while(|l| {
+            let a = l.as_any();
+            a.is::<Conv2d>() || a.is::<ReLU>() || a.is::<MaxPool2d>()
+        })
+        .count()
+}
+
+/// Runs `layers` (a spatial prefix) on `x` [`EVAL_CHUNK`] images at a time through
+/// [`fused_eval_step`], each chunk's output copied into the batch's: every layer of the
+/// prefix computes each image on its own, so the result is the same, while a chunk's
+/// intermediate tensors stay in cache instead of streaming the batch's through memory.
+fn forward_in_chunks(layers: &mut [Box<dyn Layer>], x: &Tensor) -> Result<Tensor> {
+    let n = x.dims()[0];
+    let mut out: Option<Tensor> = None;
+    for start in (0..n).step_by(EVAL_CHUNK) {
+        let end = (start + EVAL_CHUNK).min(n);
+        let mut y = x.slice_outer(start, end)?;
+        let mut i = 0;
+        while i < layers.len() {
+            let (next, used) = fused_eval_step(&mut layers[i..], &y)?;
+            y = next;
+            i += used;
+        }
+        let out = match &mut out {
+            Some(t) => t,
+            None => {
+                let mut dims = y.dims().to_vec();
+                dims[0] = n;
+                out.insert(Tensor::zeros_dims(&dims)?)
+            }
+        };
+        let per = y.numel() / (end - start);
+        out.data_mut()[start * per..end * per].copy_from_slice(y.data());
+    }
+    match out {
+        Some(t) => Ok(t),
+        None => Ok(x.clone()),
+    }
+}
+
 /// The inference fast path: runs `layers[0]` on `x`, fusing the layers after it into the same
 /// pass where a kernel can (conv2d + ReLU + 2x2 max pool, conv2d + 2x2 max pool, linear +
 /// ReLU), and returns the output with the number of layers consumed. The fused kernels
@@ -409,7 +467,7 @@ mod tests {
         for name in crate::zoo::NAMES {
             let mut m = crate::zoo::build(name, &mut rng).unwrap();
             crate::layers::fold_batchnorms(&mut m).unwrap();
-            for n in [1, 3] {
+            for n in [1, 3, EVAL_CHUNK + 3] {
                 let x = images(&mut rng, n);
                 let fused = m.forward(&x, Mode::Eval).unwrap();
                 let plain = unfused(&mut m, &x);

@@ -10,10 +10,12 @@
 //!
 //! computed for every `q < OH*Wp` (rounded up to a tile); the columns `ox >= OW` are computed
 //! and dropped by the epilogue (`Wp - OW = kw - 1` of `Wp`: 2 of 30 on cnn-teacher's 28x28
-//! layers). The micro-kernel keeps a tile of [`MR`] = 4 output channels by [`NQ`] = 24
-//! positions in 12 ymm registers: per tap, 3 unaligned loads of 8 consecutive positions and
-//! 4 weight broadcasts feed 12 FMAs (8 loads per 12 FMAs, within Zen 3's 3 loads and 2 FMAs
-//! per cycle). Weights are packed once per layer ([`PackedConvWeights`]) as `[O/MR][K][MR]`
+//! layers). The micro-kernel keeps a tile of [`MR`] = 6 output channels by [`NQ`] = 16
+//! positions in 12 ymm registers (the shape of BLIS's Haswell 6x16 kernel): per tap, 2
+//! unaligned loads of 8 consecutive positions and 6 weight broadcasts feed 12 FMAs (8 loads
+//! per 12 FMAs, within Zen 3's 3 loads and 2 FMAs per cycle). A 4 x 24 tile would waste no
+//! channel on 32- and 64-channel layers, but needs all 16 registers and LLVM spilled one
+//! accumulator to the stack in the inner loop. Weights are packed once per layer ([`PackedConvWeights`]) as `[O/MR][K][MR]`
 //! with the last tile zero-padded, so the tile loop reads them sequentially from L1.
 //!
 //! The epilogue reads the tile's `MR x q_len` accumulators once: adds the bias, applies ReLU
@@ -188,9 +190,10 @@ pub(super) unsafe fn tile_avx2(d: &Direct, offs: &[u32], xp: &[f32], wt: &[f32],
     let mut q0 = 0;
     while q0 < d.q_len {
         // SAFETY (whole block): the bounds of the function's contract. The twelve
-        // accumulators are named locals: as a `[[__m256; 3]; 4]` array LLVM spilled one to
-        // the stack and shuffled the others with a `vmovaps` per FMA (cnn-teacher at batch
-        // 256 ran at 404 images/s, one thread, under load 12).
+        // accumulators are named locals: as an array of arrays LLVM spilled one to the stack
+        // and shuffled the others with a `vmovaps` per FMA (cnn-teacher at batch 256, one
+        // thread, under load 11: 452 images/s that way, 726 with named locals, the flat tap
+        // loop and this 6 x 16 tile).
         unsafe {
             let z = _mm256_setzero_ps();
             let (mut a00, mut a01, mut a10, mut a11) = (z, z, z, z);

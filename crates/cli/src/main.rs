@@ -38,6 +38,8 @@ enum Command {
     Share(commands::share::Args),
     /// Accuracy against sparsity for each layer pruned alone, as a table and an SVG plot.
     Sensitivity(commands::sensitivity::Args),
+    /// Time inference: latency percentiles and images/s per batch size and thread count.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,5 +64,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     }
 }

@@ -8,19 +8,13 @@ epoch on Fashion-MNIST with Adam at batch 128, on N CPU threads, timed by wall c
 Reads the IDX files from --data (default: the Debian package path). Prints one line per
 epoch and the median epoch time. Not a test dependency.
 """
-import argparse, gzip, statistics, time
+import argparse, statistics, time
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from fmnist import read_idx
 
 
 def lenet5():

@@ -36,6 +36,10 @@ enum Command {
     Prune(commands::prune::Args),
     /// Share weights through per-layer k-means codebooks, fine-tune the centroids, write it.
     Share(commands::share::Args),
+    /// Accuracy against sparsity for each layer pruned alone, as a table and an SVG plot.
+    Sensitivity(commands::sensitivity::Args),
+    /// Time inference: latency percentiles and images/s per batch size and thread count.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,5 +63,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => commands::run::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
+        Command::Sensitivity(a) => commands::sensitivity::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     }
 }

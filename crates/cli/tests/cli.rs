@@ -1,33 +1,9 @@
 //! End-to-end tests of the `slimnet` binary on the committed Fashion-MNIST slice.
 
+mod common;
+
+use common::{fixtures, ok, scratch, slimnet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn slimnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slimnet"))
-        .args(args)
-        .output()
-        .expect("running slimnet")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("slimnet-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 #[test]
 fn train_inspect_eval_export_import_run() {

@@ -1,8 +1,31 @@
 //! Knowledge distillation: training a small student on a large teacher's soft targets
 //! (Hinton, Vinyals, Dean, 2015).
 //!
-//! **Not yet filled.** This crate will hold: the distillation loss
-//! `α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1-α)·CE(y, softmax(z_s))` with its gradient,
-//! logit matching (`½‖z_s - z_t‖²`, the high-temperature limit), and a teacher/student
-//! training loop built on `nn`'s Trainer.
+//! - [`distillation_loss`]: `alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) +
+//!   (1 - alpha) * CE(y, softmax(z_s))` and its gradient, tested against a float64 reference,
+//!   finite differences and the logit-matching limit.
+//! - [`Distillation`]: that loss as an [`nn::trainer::Objective`], so any training loop built
+//!   on nn's Trainer (retraining after pruning, sharing or quantization included) learns from
+//!   a teacher instead of labels alone.
+//!
+//! ```
+//! use distill::{DistillParams, Distillation};
+//! # fn main() -> nn::Result<()> {
+//! let mut rng = tensor_core::rng::Rng::seed_from_u64(1);
+//! let teacher = nn::zoo::build("lenet300", &mut rng)?;
+//! let objective = Distillation::new(teacher, DistillParams { temperature: 4.0, alpha: 0.9 })?;
+//! let trainer = nn::Trainer::new(nn::TrainConfig::default()).with_objective(Box::new(objective));
+//! # let _ = trainer;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Not yet filled:** teacher chains, cached teacher outputs, unlabeled transfer sets and
+//! `slimnet distill`.
 #![warn(missing_docs)]
+
+pub mod loss;
+mod objective;
+
+pub use loss::{DistillParams, distillation_loss};
+pub use objective::Distillation;

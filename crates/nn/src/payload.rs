@@ -229,6 +229,32 @@ impl Payload {
     pub fn byte_len(&self) -> usize {
         self.data.byte_len()
     }
+
+    /// The element type code (the `elem` of docs/FORMAT.md), the dimensions and the
+    /// elements as little-endian bytes: the stored form, for containers that code the bytes
+    /// further.
+    pub fn to_le_parts(&self) -> (u8, Vec<u64>, Vec<u8>) {
+        let raw = RawPayload::from(self.clone());
+        (raw.elem, raw.dims, raw.bytes)
+    }
+
+    /// The inverse of [`Payload::to_le_parts`]. Errors: an unknown element type, dimensions
+    /// past the limits, or a byte count other than elements × element size.
+    pub fn from_le_parts(elem: u8, dims: Vec<u64>, bytes: Vec<u8>) -> Result<Self> {
+        Self::try_from(RawPayload { elem, dims, bytes }).map_err(NnError::Config)
+    }
+
+    /// The byte count a payload of element type `elem` and dimensions `dims` must hold, or
+    /// `None` for an unknown type or dimensions past the limits (checked before anything is
+    /// allocated from them).
+    pub fn expected_byte_len(elem: u8, dims: &[u64]) -> Option<u64> {
+        let size = ElemType::from_code(elem)?.size() as u64;
+        let dims: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<_>>()?;
+        Some(checked_numel(&dims).ok()? as u64 * size)
+    }
 }
 
 /// The serialized form: element type code, dimensions, little-endian element bytes.

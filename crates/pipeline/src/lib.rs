@@ -10,9 +10,15 @@
 //! assert!(registry.contains("linear") && registry.contains("parallel"));
 //! ```
 //!
+//! [`chart`] draws the line charts of reports (sensitivity curves, accuracy against
+//! compression) as SVG.
+//!
 //! **Not yet filled:** recipes that chain prune → share → Huffman and the other techniques;
 //! per-layer reports of sizes as actually written and multiply-accumulates.
 #![warn(missing_docs)]
+
+pub mod chart;
+pub mod container;
 
 use std::path::Path;
 
@@ -35,10 +41,52 @@ pub fn try_registry() -> nn::Result<LayerRegistry> {
     Ok(registry)
 }
 
-/// Loads a model in any format slimnet reads (native, `.onnx`, `.safetensors` with `arch`),
-/// rebuilding its layers through [`registry`].
+/// Loads a model in any format slimnet reads (the `.slim` container, older native files,
+/// `.onnx`, `.safetensors` with `arch`), rebuilding its layers through [`registry`], so
+/// compressed layers run as they are stored.
 pub fn load(path: impl AsRef<Path>, arch: Option<&str>) -> nn::Result<Model> {
-    nn::io::load_any_with(path, arch, &registry())
+    let path = path.as_ref();
+    match load_container_record(path)? {
+        Some(record) => record.into_model_with(&registry()),
+        None => nn::io::load_any_with(path, arch, &registry()),
+    }
+}
+
+/// The record of a container file, or `None` when `path` is not a container.
+fn load_container_record(path: &Path) -> nn::Result<Option<nn::io::native::ModelRecord>> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| nn::NnError::io(path, e))?;
+    if !container::is_container(&head[..n]) {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).map_err(|e| nn::NnError::io(path, e))?;
+    container::decode(&bytes, &path.display().to_string()).map(Some)
+}
+
+/// The record (layers and metadata) of any native file: container or older version.
+pub fn load_record(path: impl AsRef<Path>) -> nn::Result<nn::io::native::ModelRecord> {
+    let path = path.as_ref();
+    match load_container_record(path)? {
+        Some(r) => Ok(r),
+        None => nn::io::native::load_record(path),
+    }
+}
+
+/// Writes `model` with `metadata` as a `.slim` container, atomically (a temporary file
+/// renamed into place: never a half-written output). Returns the bytes written.
+pub fn save(
+    model: &Model,
+    metadata: std::collections::BTreeMap<String, String>,
+    options: &container::WriteOptions,
+    path: impl AsRef<Path>,
+) -> nn::Result<u64> {
+    let record = nn::io::native::ModelRecord::from_model(model, metadata)?;
+    let bytes = container::encode(&record, options)?;
+    nn::io::atomic::write_atomic(path, &bytes)?;
+    Ok(bytes.len() as u64)
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ mod model_mask;
 pub mod nm;
 pub mod relative_index;
 pub mod schedule;
+pub mod sensitivity;
 pub mod sparse;
 pub mod structured;
 
@@ -69,6 +70,9 @@ pub use mask::Mask;
 pub use model_mask::{ModelMask, is_prunable, prunable_layers};
 pub use nm::{NmPattern, nm_mask, nm_masks};
 pub use relative_index::RelativeIndexed;
-pub use schedule::{Criterion, PruneReport, Schedule, global_magnitude, prune_model};
+pub use schedule::{
+    Criterion, PruneReport, Schedule, global_magnitude, prune_model, prune_model_with,
+};
+pub use sensitivity::{Sensitivity, scan as sensitivity_scan};
 pub use sparse::{Csr, SellCs, SparseParams, sparse_conv2d, spmm, spmv, spmv_sell};
 pub use structured::{FilterReport, StructuredError, filter_candidates, prune_filters};

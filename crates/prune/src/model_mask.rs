@@ -45,6 +45,24 @@ pub(crate) fn weight_of<'a>(model: &'a Model, path: &LayerPath) -> Result<&'a [f
         })
 }
 
+/// The weight values of the layer at `path`, mutable (flattened row-major).
+pub(crate) fn weight_mut<'a>(model: &'a mut Model, path: &LayerPath) -> Result<&'a mut [f32]> {
+    let layer = model.layer_mut(path).ok_or_else(|| {
+        PruneError::Nn(NnError::Config(format!("prune: no layer at path {path}")))
+    })?;
+    let kind = layer.kind();
+    layer
+        .params_mut()
+        .into_iter()
+        .find(|p| p.name == "weight")
+        .map(|p| p.value.data_mut())
+        .ok_or_else(|| {
+            PruneError::Nn(NnError::Unsupported(format!(
+                "prune: layer {path} ({kind}) has no `weight` parameter"
+            )))
+        })
+}
+
 /// The [`Mask`] of each pruned layer of a model, by layer path, each over that layer's
 /// `weight`.
 ///

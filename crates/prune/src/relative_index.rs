@@ -24,6 +24,8 @@
 //! "zero" of a filler is code 0, which the `share` crate reserves for the value 0.0). A
 //! value is *zero* when it equals `T::default()`.
 
+use tensor_core::sparse::{GapWriter, SparseError, check_gaps, check_index_bits, positions};
+
 use crate::error::{PruneError, Result};
 
 /// The relative-index form of one dense vector (see the module docs for the convention).
@@ -39,14 +41,67 @@ pub struct RelativeIndexed<T> {
     pub len: usize,
 }
 
-pub(crate) fn check_bits(op: &'static str, index_bits: u32) -> Result<u32> {
-    if (1..=16).contains(&index_bits) {
-        Ok(((1u32 << index_bits) - 1).min(u16::MAX as u32))
-    } else {
-        Err(PruneError::InvalidIndexBits {
-            op,
-            bits: index_bits,
-        })
+impl From<SparseError> for PruneError {
+    /// tensor-core's packing and gap errors as the prune variants of the same name.
+    fn from(e: SparseError) -> Self {
+        match e {
+            SparseError::InvalidIndexBits { op, bits } => PruneError::InvalidIndexBits { op, bits },
+            SparseError::ValueTooWide {
+                op,
+                index,
+                value,
+                bits,
+            } => PruneError::ValueTooWide {
+                op,
+                index,
+                value,
+                bits,
+            },
+            SparseError::PackedLength {
+                op,
+                count,
+                bits,
+                got,
+                expected,
+            } => PruneError::PackedLength {
+                op,
+                count,
+                bits,
+                got,
+                expected,
+            },
+            SparseError::NonzeroPadding { op, count, padding } => {
+                PruneError::NonzeroPadding { op, count, padding }
+            }
+            SparseError::GapTooWide {
+                op,
+                entry,
+                gap,
+                index_bits,
+                max,
+            } => PruneError::GapTooWide {
+                op,
+                entry,
+                gap,
+                index_bits,
+                max,
+            },
+            SparseError::PastEnd {
+                op,
+                entries,
+                last,
+                len,
+            } => PruneError::PastEnd {
+                op,
+                entries,
+                last,
+                len,
+            },
+            other @ SparseError::NotIncreasing { op, .. } => PruneError::Corrupt {
+                op,
+                reason: other.to_string(),
+            },
+        }
     }
 }
 
@@ -56,24 +111,18 @@ impl<T: Copy + Default + PartialEq> RelativeIndexed<T> {
     ///
     /// Errors: `index_bits` outside `1..=16`.
     pub fn encode(dense: &[T], index_bits: u32) -> Result<Self> {
-        let max = check_bits("RelativeIndexed::encode", index_bits)? as usize;
+        let mut writer = GapWriter::new("RelativeIndexed::encode", index_bits)?;
         let zero = T::default();
         let mut gaps = Vec::new();
         let mut values = Vec::new();
-        let mut next = 0usize; // first position after the previous stored entry
         for (i, &v) in dense.iter().enumerate() {
             if v == zero {
                 continue;
             }
-            let mut skip = i - next;
-            while skip > max {
-                gaps.push(max as u16);
-                values.push(zero);
-                skip -= max + 1;
-            }
-            gaps.push(skip as u16);
+            // Positions increase with i, so push cannot fail.
+            let fillers = writer.push(i as u64, &mut gaps)?;
+            values.extend(std::iter::repeat_n(zero, fillers));
             values.push(v);
-            next = i + 1;
         }
         Ok(Self {
             gaps,
@@ -91,11 +140,9 @@ impl<T: Copy + Default + PartialEq> RelativeIndexed<T> {
     pub fn decode(&self) -> Result<Vec<T>> {
         self.validate("RelativeIndexed::decode")?;
         let mut dense = vec![T::default(); self.len];
-        let mut pos = 0usize;
-        for (&g, &v) in self.gaps.iter().zip(&self.values) {
-            pos += g as usize;
-            dense[pos] = v;
-            pos += 1;
+        for (p, &v) in positions(&self.gaps).zip(&self.values) {
+            // Validated: every position is < len.
+            dense[p as usize] = v;
         }
         Ok(dense)
     }
@@ -104,7 +151,7 @@ impl<T: Copy + Default + PartialEq> RelativeIndexed<T> {
     /// `1..=16`, as many values as gaps, every gap within its field, and the last entry
     /// before `len`. `op` names the caller in the error.
     pub fn validate(&self, op: &'static str) -> Result<()> {
-        let max = check_bits(op, self.index_bits)?;
+        check_index_bits(op, self.index_bits)?;
         if self.gaps.len() != self.values.len() {
             return Err(PruneError::LengthMismatch {
                 op,
@@ -113,28 +160,7 @@ impl<T: Copy + Default + PartialEq> RelativeIndexed<T> {
                 expected: self.gaps.len(),
             });
         }
-        let mut end = 0u64; // one past the last stored position
-        for (entry, &gap) in self.gaps.iter().enumerate() {
-            if gap as u32 > max {
-                return Err(PruneError::GapTooWide {
-                    op,
-                    entry,
-                    gap,
-                    index_bits: self.index_bits,
-                    max,
-                });
-            }
-            end += gap as u64 + 1;
-        }
-        if end > self.len as u64 {
-            return Err(PruneError::PastEnd {
-                op,
-                entries: self.gaps.len(),
-                last: end - 1,
-                len: self.len,
-            });
-        }
-        Ok(())
+        Ok(check_gaps(op, &self.gaps, self.index_bits, self.len)?)
     }
 
     /// Stored entries, fillers included.

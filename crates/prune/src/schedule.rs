@@ -3,7 +3,7 @@
 //! (1 - t/n)^3`, TF-MOT's `PolynomialDecay`), each retraining through the Trainer with the
 //! mask held by a hook.
 
-use nn::trainer::{EpochContext, StepContext, TrainReport, Trainer};
+use nn::trainer::{EpochContext, Objective, StepContext, TrainReport, Trainer};
 use nn::{Dataset, Model, TrainConfig, TrainHook};
 
 use crate::error::{PruneError, Result};
@@ -11,7 +11,7 @@ use crate::mask::Mask;
 use crate::model_mask::{ModelMask, prunable_layers, weight_of};
 
 /// Which weights a pruning step removes.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Criterion {
     /// Each layer by its own threshold `quality_param * std(W)` (Han et al., 2015).
     LayerQuality(f64),
@@ -20,29 +20,45 @@ pub enum Criterion {
     /// One magnitude threshold over all prunable layers, removing this fraction of all
     /// their weights (global magnitude pruning).
     GlobalSparsity(f64),
+    /// Each listed layer to its own sparsity (for example chosen by a sensitivity scan,
+    /// [`crate::sensitivity::Sensitivity::sparsities_for_ratio`]); unlisted layers are
+    /// not pruned.
+    PerLayerSparsity(Vec<(nn::LayerPath, f64)>),
 }
 
 impl Criterion {
     /// The same criterion at another sparsity (schedules step the sparsity; a quality
     /// parameter is scaled by `fraction` of its final value).
-    fn at(self, fraction: f64) -> Self {
+    fn at(&self, fraction: f64) -> Self {
         match self {
             Criterion::LayerQuality(q) => Criterion::LayerQuality(q * fraction),
             Criterion::LayerSparsity(s) => Criterion::LayerSparsity(s * fraction),
             Criterion::GlobalSparsity(s) => Criterion::GlobalSparsity(s * fraction),
+            Criterion::PerLayerSparsity(v) => Criterion::PerLayerSparsity(
+                v.iter().map(|(p, s)| (p.clone(), s * fraction)).collect(),
+            ),
         }
     }
 
     /// The masks this criterion gives on `model` now.
-    pub fn masks(self, model: &Model) -> Result<ModelMask> {
+    pub fn masks(&self, model: &Model) -> Result<ModelMask> {
         let n = prunable_layers(model).len();
-        match self {
+        match *self {
             Criterion::LayerQuality(q) => ModelMask::by_quality(model, &vec![q; n]),
             Criterion::LayerSparsity(s) => {
                 check_sparsity("LayerSparsity", s)?;
                 ModelMask::by_density(model, &vec![1.0 - s; n])
             }
             Criterion::GlobalSparsity(s) => global_magnitude(model, s),
+            Criterion::PerLayerSparsity(ref v) => {
+                let mut layers = std::collections::BTreeMap::new();
+                for (path, s) in v {
+                    check_sparsity("PerLayerSparsity", *s)?;
+                    let w = weight_of(model, path)?;
+                    layers.insert(path.clone(), crate::criteria::mask_by_density(w, 1.0 - s)?);
+                }
+                Ok(ModelMask { layers })
+            }
         }
     }
 }
@@ -127,13 +143,41 @@ pub fn prune_model(
     epochs: usize,
     on_progress: &mut dyn FnMut(&nn::trainer::Progress),
 ) -> Result<PruneReport> {
+    prune_model_with(
+        model,
+        criterion,
+        schedule,
+        config,
+        train,
+        epochs,
+        &mut || Ok(Box::new(nn::trainer::CrossEntropy)),
+        on_progress,
+    )
+}
+
+/// Builds the training objective of each retraining run (for example distillation from the
+/// unpruned model instead of the labels alone).
+pub type ObjectiveFactory<'a> = dyn FnMut() -> nn::Result<Box<dyn Objective>> + 'a;
+
+/// [`prune_model`] retraining with the objective `objective` builds for each run.
+#[allow(clippy::too_many_arguments)]
+pub fn prune_model_with(
+    model: &mut Model,
+    criterion: Criterion,
+    schedule: Schedule,
+    config: &TrainConfig,
+    train: &Dataset,
+    epochs: usize,
+    objective: &mut ObjectiveFactory<'_>,
+    on_progress: &mut dyn FnMut(&nn::trainer::Progress),
+) -> Result<PruneReport> {
     let mut retraining = Vec::new();
     // Han et al. (2015), section 3.2: each retraining lowers dropout to D_o sqrt(C_ir / C_io).
     let dropout = crate::dropout::DropoutAdjustment::capture(model)?;
-    let retrain = |model: &mut Model,
-                   hook: Box<dyn TrainHook>,
-                   epochs: usize,
-                   progress: &mut dyn FnMut(&nn::trainer::Progress)|
+    let mut retrain = |model: &mut Model,
+                       hook: Box<dyn TrainHook>,
+                       epochs: usize,
+                       progress: &mut dyn FnMut(&nn::trainer::Progress)|
      -> Result<Option<TrainReport>> {
         if epochs == 0 {
             return Ok(None);
@@ -143,7 +187,9 @@ pub fn prune_model(
             epochs,
             ..config.clone()
         };
-        let mut trainer = Trainer::new(cfg).with_hook(hook);
+        let mut trainer = Trainer::new(cfg)
+            .with_hook(hook)
+            .with_objective(objective()?);
         Ok(Some(trainer.fit(model, train, None, progress)?))
     };
     let mask = match schedule {
@@ -169,10 +215,10 @@ pub fn prune_model(
         Schedule::Polynomial => {
             let ramp = (epochs * 2).div_ceil(3).max(1);
             let mut hook = Gradual {
-                criterion,
-                ramp,
                 mask: criterion.at(0.0).masks(model)?,
                 dropout: dropout.clone(),
+                criterion: criterion.clone(),
+                ramp,
             };
             if epochs == 0 {
                 hook.mask = criterion.masks(model)?;
@@ -183,7 +229,9 @@ pub fn prune_model(
                     epochs,
                     ..config.clone()
                 };
-                let mut trainer = Trainer::new(cfg).with_hook(Box::new(hook));
+                let mut trainer = Trainer::new(cfg)
+                    .with_hook(Box::new(hook))
+                    .with_objective(objective()?);
                 retraining.push(trainer.fit(model, train, None, on_progress)?);
                 let hook = trainer.hook::<Gradual>().ok_or_else(|| {
                     PruneError::Nn(nn::NnError::Config("gradual hook lost".into()))

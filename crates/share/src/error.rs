@@ -12,6 +12,9 @@ pub enum ShareError {
     /// A dense kernel (GEMM) failed.
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// Bit packing or a relative index (tensor-core's sparse storage) failed.
+    #[error(transparent)]
+    Sparse(#[from] tensor_core::sparse::SparseError),
     /// A kernel tier requested explicitly that this CPU cannot run.
     #[error("{op}: kernel tier {tier} is not supported by this CPU")]
     UnsupportedTier {

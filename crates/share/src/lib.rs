@@ -46,12 +46,22 @@
 //! - [`SharedMatrix`] (module [`lookup`]): the lookup GEMV and GEMM of a shared linear
 //!   layer, portable and AVX2 (a conv weight `[out, in, kh, kw]` is the `[out, in*kh*kw]`
 //!   matrix of its im2col GEMM); [`SparseShared`] (module [`sparse`]): compressed rows
-//!   whose values are codes, from dense codes or from Deep Compression's relative indices.
+//!   whose values are codes, from dense codes or from Deep Compression's relative indices
+//!   (tensor-core's [`tensor_core::sparse`] gaps, shared with `prune`).
+//! - [`shared_conv2d`] (module [`conv`]): im2col, then the lookup GEMM of dense or sparse
+//!   codes on the patches, never building the f32 weight.
+//! - Layers ([`register`]): [`SharedLinear`], [`SharedConv2d`] (packed `b`-bit codes and a
+//!   codebook), [`SparseSharedLinear`], [`SparseSharedConv2d`] (Deep Compression's storage:
+//!   relative-index gaps plus a code per entry); [`to_shared_layers`] converts a shared
+//!   model, choosing the sparse form below half density; [`LayerStorage`] counts index bits,
+//!   code bits and codebook next to the bytes written.
 //!
 //! What it is not for: pruning (the `prune` crate), entropy coding of the codes
-//! (`huffman-codec`), or the `nn::Layer`s and Trainer hook that wrap these functions.
+//! (`huffman-codec`), or training through the shared layers (fine-tune the dense model
+//! with [`ShareHook`], then convert).
 #![warn(missing_docs)]
 
+pub mod conv;
 mod error;
 pub mod finetune;
 pub mod kmeans;
@@ -63,13 +73,18 @@ mod shared;
 pub mod sparse;
 mod storage;
 
+pub use conv::{CodeGemm, shared_conv2d};
 pub use error::{Result, ShareError};
 pub use finetune::{centroid_grads, members_from_codebook, sgd_step};
 pub use kmeans::{Clustering, Codebook, Init, KMeansParams, kmeans};
-pub use layers::{SharedLinear, register};
+pub use layers::{
+    SharedConv2d, SharedLinear, SparseSharedConv2d, SparseSharedLinear, layer_storage, register,
+};
 pub use lookup::{SharedMatrix, gemv_packed};
-pub use model_share::{ModelShare, ShareHook, share_model, to_shared_layers};
+pub use model_share::{
+    ModelShare, ShareHook, SharedForms, share_model, to_shared_layers, to_shared_layers_with,
+};
 pub use packed::PackedCodes;
 pub use shared::{DEFAULT_CONV_BITS, DEFAULT_FC_BITS, SharedWeights, share_layer, share_nonzeros};
 pub use sparse::{ColIndices, SparseShared};
-pub use storage::{SharedStorage, compression_rate};
+pub use storage::{LayerStorage, SharedStorage, compression_rate};

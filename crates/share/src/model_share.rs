@@ -1,20 +1,21 @@
 //! Weight sharing of a whole model: every `linear` and `conv2d` weight (branches included)
 //! clustered into its own codebook ([`share_model`]), the centroids fine-tuned through the
-//! Trainer by [`ShareHook`] (Deep Compression, section 3.2), and the fully connected layers
-//! converted to [`SharedLinear`] ([`to_shared_layers`]).
+//! Trainer by [`ShareHook`] (Deep Compression, section 3.2), and the layers converted to
+//! their shared twins, dense or sparse + shared ([`to_shared_layers`]).
 
 use std::collections::BTreeMap;
 
-use nn::layers::Linear;
+use nn::layers::{Conv2d, Linear};
 use nn::trainer::StepContext;
 use nn::{Layer, LayerPath, Model, TrainHook};
 
 use crate::error::{Result, ShareError};
 use crate::finetune::{centroid_grads, members_from_codebook};
 use crate::kmeans::KMeansParams;
-use crate::layers::SharedLinear;
+use crate::layers::{SharedConv2d, SharedLinear, SparseSharedConv2d, SparseSharedLinear};
 use crate::lookup::SharedMatrix;
 use crate::shared::{SharedWeights, share_layer};
+use crate::sparse::SparseShared;
 
 /// The shared weights of every clustered layer, by path.
 #[derive(Clone, Debug, Default)]
@@ -116,19 +117,90 @@ impl TrainHook for ShareHook {
     }
 }
 
-/// Replaces every shared `linear` layer of `model` by a [`SharedLinear`] running from its
-/// codebook and codes (codes of at most 8 bits); returns how many were replaced. Shared
-/// convolutions stay dense layers holding the shared values until SharedConv2d exists.
+/// How [`to_shared_layers_with`] writes each shared layer (`Default`: the dense form above
+/// density 0.5, Deep Compression's 5-bit fc and 8-bit conv relative indices below it).
+///
+/// Design: the sparse form stores each entry's gap and code, `index_bits + bits` bits, the
+/// dense form `bits` per weight, so with `index_bits` near `bits` the sparse form is the
+/// smaller one below about half density; it also runs only the stored entries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedForms {
+    /// Layers whose fraction of nonzero codes is below this become sparse + shared.
+    pub sparse_below_density: f64,
+    /// Relative-index width of fully connected layers.
+    pub index_bits_fc: u32,
+    /// Relative-index width of convolutions.
+    pub index_bits_conv: u32,
+}
+
+impl Default for SharedForms {
+    fn default() -> Self {
+        Self {
+            sparse_below_density: 0.5,
+            index_bits_fc: 5,
+            index_bits_conv: 8,
+        }
+    }
+}
+
+/// [`to_shared_layers_with`] with the default [`SharedForms`].
 pub fn to_shared_layers(model: &mut Model, share: &ModelShare) -> Result<usize> {
+    to_shared_layers_with(model, share, &SharedForms::default())
+}
+
+/// Replaces every shared `linear` and `conv2d` layer of `model` by its twin running from
+/// the codebook and codes (codes of at most 8 bits): [`SharedLinear`] / [`SharedConv2d`],
+/// or [`SparseSharedLinear`] / [`SparseSharedConv2d`] when the layer's density is below
+/// `forms.sparse_below_density`; returns how many were replaced.
+///
+/// Errors: codes wider than 8 bits; a layer whose shape disagrees with its codes.
+pub fn to_shared_layers_with(
+    model: &mut Model,
+    share: &ModelShare,
+    forms: &SharedForms,
+) -> Result<usize> {
     Ok(model.rewrite(&mut |path, layer| {
-        let (Some(shared), Some(linear)) = (
-            share.layers.get(path),
-            layer.as_any().downcast_ref::<Linear>(),
-        ) else {
+        let Some(shared) = share.layers.get(path) else {
             return Ok(None);
         };
-        let m = SharedMatrix::from_shared(linear.out_features(), linear.in_features(), shared)?;
-        let sl = SharedLinear::new(m, shared.bits, linear.bias().cloned())?;
-        Ok(Some(Box::new(sl) as Box<dyn Layer>))
+        let any = layer.as_any();
+        let nonzero = shared.codes.iter().filter(|&&c| c != 0).count();
+        let sparse = (nonzero as f64) < forms.sparse_below_density * shared.codes.len() as f64;
+        let new: Box<dyn Layer> = if let Some(l) = any.downcast_ref::<Linear>() {
+            let (rows, cols) = (l.out_features(), l.in_features());
+            let bias = l.bias().cloned();
+            if sparse {
+                let m = SparseShared::from_shared(rows, cols, shared)?;
+                Box::new(SparseSharedLinear::new(
+                    m,
+                    shared.bits,
+                    forms.index_bits_fc,
+                    bias,
+                )?)
+            } else {
+                let m = SharedMatrix::from_shared(rows, cols, shared)?;
+                Box::new(SharedLinear::new(m, shared.bits, bias)?)
+            }
+        } else if let Some(c) = any.downcast_ref::<Conv2d>() {
+            let p = *c.params();
+            let (rows, cols) = (p.out_channels, p.patch_len());
+            let bias = c.bias().cloned();
+            if sparse {
+                let m = SparseShared::from_shared(rows, cols, shared)?;
+                Box::new(SparseSharedConv2d::new(
+                    p,
+                    m,
+                    shared.bits,
+                    forms.index_bits_conv,
+                    bias,
+                )?)
+            } else {
+                let m = SharedMatrix::from_shared(rows, cols, shared)?;
+                Box::new(SharedConv2d::new(p, m, shared.bits, bias)?)
+            }
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(new))
     })?)
 }

@@ -74,3 +74,122 @@ impl SharedStorage {
         self.dense_bytes() as f64 / self.bytes() as f64
     }
 }
+
+/// The stored form of one shared layer, item by item: what Deep Compression counts
+/// (index bits, code bits, codebook) next to the bytes actually written.
+///
+/// Dense codes store every weight (`entries = weights`, no relative index); pruned and
+/// shared layers store `entries` = nonzeros plus fillers, each with an `index_bits`-bit gap
+/// and a `bits`-bit code. Deep Compression's rate ([`LayerStorage::rate`]) is then
+/// `32 n / (e (index_bits + bits) + 32 k)`, which for dense codes is section 3.1's
+/// `32 n / (n bits + 32 k)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerStorage {
+    /// Record kind of the layer.
+    pub kind: &'static str,
+    /// Weights of the dense layer, `n`.
+    pub weights: usize,
+    /// Nonzero weights (entries that are not fillers).
+    pub nnz: usize,
+    /// Stored entries, fillers included (`n` for dense codes).
+    pub entries: usize,
+    /// Code width in bits.
+    pub bits: u32,
+    /// Centroids in the codebook.
+    pub k: usize,
+    /// Relative-index width in bits (0 for dense codes).
+    pub index_bits: u32,
+    /// Bytes of the packed gaps, `ceil(e * index_bits / 8)`.
+    pub index_bytes: usize,
+    /// Bytes of the packed codes, `ceil(e * bits / 8)`.
+    pub code_bytes: usize,
+    /// Bytes of the f32 codebook, `4 k`.
+    pub codebook_bytes: usize,
+    /// Bytes of the f32 bias.
+    pub bias_bytes: usize,
+}
+
+impl LayerStorage {
+    /// The storage of dense codes `m` of `bits` bits.
+    pub fn dense(
+        kind: &'static str,
+        m: &crate::SharedMatrix,
+        bits: u32,
+        bias: Option<&tensor_core::Tensor>,
+    ) -> Self {
+        let n = m.rows() * m.cols();
+        Self {
+            kind,
+            weights: n,
+            nnz: m
+                .codes()
+                .iter()
+                .filter(|&&c| m.centroids()[c as usize] != 0.0)
+                .count(),
+            entries: n,
+            bits,
+            k: m.centroids().len(),
+            index_bits: 0,
+            index_bytes: 0,
+            code_bytes: (n * bits as usize).div_ceil(8),
+            codebook_bytes: 4 * m.centroids().len(),
+            bias_bytes: bias.map_or(0, |b| 4 * b.numel()),
+        }
+    }
+
+    /// The storage of sparse codes `m` with `bits`-bit codes and `index_bits`-bit gaps.
+    ///
+    /// Errors: `index_bits` outside `1..=16`.
+    pub fn sparse(
+        kind: &'static str,
+        m: &crate::SparseShared,
+        bits: u32,
+        index_bits: u32,
+        bias: Option<&tensor_core::Tensor>,
+    ) -> Result<Self> {
+        let entries = m.relative_index_entries(index_bits)?;
+        Ok(Self {
+            kind,
+            weights: m.rows() * m.cols(),
+            nnz: m.nnz(),
+            entries,
+            bits,
+            k: m.centroids().len(),
+            index_bits,
+            index_bytes: (entries * index_bits as usize).div_ceil(8),
+            code_bytes: (entries * bits as usize).div_ceil(8),
+            codebook_bytes: 4 * m.centroids().len(),
+            bias_bytes: bias.map_or(0, |b| 4 * b.numel()),
+        })
+    }
+
+    /// Bits of the relative index, `e * index_bits`.
+    pub fn index_bits_total(&self) -> u64 {
+        self.entries as u64 * self.index_bits as u64
+    }
+
+    /// Bits of the codes, `e * bits`.
+    pub fn code_bits_total(&self) -> u64 {
+        self.entries as u64 * self.bits as u64
+    }
+
+    /// Bytes written for the layer: gaps, codes, codebook and bias.
+    pub fn bytes(&self) -> usize {
+        self.index_bytes + self.code_bytes + self.codebook_bytes + self.bias_bytes
+    }
+
+    /// Deep Compression's rate of the weights, `32 n / (e (index_bits + bits) + 32 k)`
+    /// (type docs).
+    pub fn rate(&self) -> f64 {
+        let stored =
+            (self.index_bits_total() + self.code_bits_total()) as f64 + 32.0 * self.k as f64;
+        32.0 * self.weights as f64 / stored
+    }
+
+    /// The rate of the bytes written for the weights (bias excluded): `4 n` over gaps,
+    /// codes and codebook.
+    pub fn actual_rate(&self) -> f64 {
+        (4 * self.weights) as f64
+            / (self.index_bytes + self.code_bytes + self.codebook_bytes) as f64
+    }
+}

@@ -218,8 +218,17 @@ fn corrupt_parts_name_the_field() {
     let e = SparseShared::from_relative_index(2, 4, &c, &[3, 4], &[1, 2]).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "SparseShared::from_relative_index: gaps: entry 1 lands at position 8, past the 8 weights"
+        "SparseShared::from_relative_index: 2 entries reach position 8, past the length 8"
     );
+    assert!(matches!(
+        e,
+        ShareError::Sparse(tensor_core::sparse::SparseError::PastEnd {
+            entries: 2,
+            last: 8,
+            len: 8,
+            ..
+        })
+    ));
     let e = SparseShared::from_relative_index(2, 4, &c, &[3, 0], &[1, 300]).unwrap_err();
     assert!(
         matches!(

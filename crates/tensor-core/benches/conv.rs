@@ -1,15 +1,23 @@
 //! conv2d forward and backward on LeNet-5's two convolutions (batch 64 and 256), plus the
-//! per-image-parallel forward that blocked im2col was measured against.
+//! per-image-parallel forward that blocked im2col was measured against (throughput in
+//! images, `Elements(batch)`); and the forward of every cnn-teacher, wide-teacher and lenet5
+//! convolution on each f32 path (direct AVX2 kernel, portable im2col + GEMM) at batch 1 and
+//! 256, with throughput in FLOP (`Elements(2 * MACs)`: criterion's "elem/s" reads as FLOP/s),
+//! to set against the peak this bench prints first (`peak`: 2 x 256-bit FMA per cycle per
+//! core on AVX2 = 32 f32 FLOP/cycle/core, 64 with AVX-512 F, at the clock /proc/cpuinfo
+//! reports).
 //!
-//! Throughput is images (`Elements(batch)`).
+//! `cargo bench -p tensor-core --bench conv -- layers` runs the per-layer group only.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tensor_core::Tensor;
 use tensor_core::conv::{
-    Conv2dGradOut, Conv2dParams, conv2d_backward, conv2d_forward, conv2d_forward_per_image,
+    Conv2dGradOut, Conv2dParams, ConvEpilogue, PackedConvWeights, Padding, conv2d_backward,
+    conv2d_forward, conv2d_forward_fused_with, conv2d_forward_per_image,
 };
+use tensor_core::dispatch::F32Path;
 use tensor_core::rng::Rng;
 
 fn rand_tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
@@ -64,5 +72,84 @@ fn lenet5(c: &mut Criterion) {
     bench_layer(c, "lenet5.conv2", Conv2dParams::new(20, 50, (5, 5)), 12);
 }
 
-criterion_group!(benches, lenet5);
+/// f32 FLOP per cycle per core of the widest FMA path this CPU runs (two FMA units).
+fn flop_per_cycle() -> f64 {
+    match F32Path::best() {
+        F32Path::Avx512F => 64.0,
+        F32Path::Avx2Fma => 32.0,
+        F32Path::Portable => 8.0,
+    }
+}
+
+/// The clock in GHz as /proc/cpuinfo reports it (first core), if readable.
+fn clock_ghz() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("cpu MHz"))?;
+    Some(line.split(':').nth(1)?.trim().parse::<f64>().ok()? / 1000.0)
+}
+
+/// Every convolution of the zoo's CNNs: (name, params, input side).
+fn zoo_layers() -> Vec<(&'static str, Conv2dParams, usize)> {
+    let same = |c, o| Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
+    vec![
+        ("lenet5.conv1", Conv2dParams::new(1, 20, (5, 5)), 28),
+        ("lenet5.conv2", Conv2dParams::new(20, 50, (5, 5)), 12),
+        ("cnn-teacher.conv1", same(1, 32), 28),
+        ("cnn-teacher.conv2", same(32, 32), 28),
+        ("cnn-teacher.conv3", same(32, 64), 14),
+        ("cnn-teacher.conv4", same(64, 64), 14),
+        ("wide-teacher.conv2", same(64, 64), 28),
+        ("wide-teacher.conv4", same(128, 128), 14),
+    ]
+}
+
+fn layers(c: &mut Criterion) {
+    let threads = rayon::current_num_threads();
+    if let Some(ghz) = clock_ghz() {
+        eprintln!(
+            "peak: {:.1} GFLOP/s per core ({} FLOP/cycle at {ghz:.3} GHz), {:.1} on {threads} threads",
+            flop_per_cycle() * ghz,
+            flop_per_cycle(),
+            flop_per_cycle() * ghz * threads as f64
+        );
+    }
+    for (name, p, hw) in zoo_layers() {
+        let mut g = c.benchmark_group(format!("layers {name} (elements=FLOP)"));
+        for batch in [1usize, 256] {
+            let mut rng = Rng::seed_from_u64(3);
+            let x = rand_tensor(&mut rng, &[batch, p.in_channels, hw, hw]);
+            let w = rand_tensor(&mut rng, &p.weight_dims());
+            let b: Vec<f32> = (0..p.out_channels).map(|_| rng.normal()).collect();
+            let packed = PackedConvWeights::pack(w.data(), &p).unwrap();
+            let flop = 2 * p.macs(x.shape()).unwrap();
+            g.throughput(Throughput::Elements(flop));
+            if batch > 1 {
+                g.sample_size(10);
+            }
+            for path in F32Path::supported() {
+                let id = BenchmarkId::new(path.name(), batch);
+                g.bench_function(id, |bench| {
+                    bench.iter(|| {
+                        let epi = ConvEpilogue::default();
+                        black_box(
+                            conv2d_forward_fused_with(
+                                path,
+                                &x,
+                                &w,
+                                Some(&packed),
+                                Some(&b),
+                                &p,
+                                epi,
+                            )
+                            .unwrap(),
+                        )
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, lenet5, layers);
 criterion_main!(benches);

@@ -166,8 +166,67 @@ pub fn gemm(
     let dst = MatMut::from_row_major_slice_mut(c, m, n);
     // Lengths were checked above, so faer's dimension preconditions hold.
     let flop = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
-    matmul(dst, accum, lhs, rhs, p.alpha, parallelism(p.threads, flop));
+    match parallelism(p.threads, flop) {
+        Par::Seq => matmul(dst, accum, lhs, rhs, p.alpha, Par::Seq),
+        par => matmul_split(
+            dst,
+            accum,
+            lhs,
+            rhs,
+            p.alpha,
+            TASKS_PER_THREAD * par.degree(),
+        ),
+    }
     Ok(())
+}
+
+/// Tasks per thread of a parallel product ([`matmul_split`]).
+const TASKS_PER_THREAD: usize = 4;
+
+/// Rows (or columns) of `C` below which a task is not split further.
+const SPLIT_MIN: usize = 16;
+
+/// A parallel product as `tasks` sequential faer products on blocks of `C`'s rows (or
+/// columns, when `C` is wider than tall), forked with `rayon::join`.
+///
+/// faer's own parallel kernel (`Par::rayon`) has its threads meet at spin barriers inside the
+/// product, so one descheduled thread stalls the other; here each block is independent and an
+/// idle worker steals the blocks a descheduled one has not started. Measured on the 2-core
+/// EPYC under load average 10 (`slimnet bench` lenet300, batch 256, 2 threads, median of 2 s):
+/// 13.6 ms with faer's barriers against 2.6 ms on one thread; see docs/BENCHMARKS.md, session
+/// 3, for the figures with this split. Each element's dot product is the same sequential faer
+/// kernel whichever the split, so results do not depend on the thread count.
+fn matmul_split(
+    dst: MatMut<'_, f32>,
+    accum: Accum,
+    lhs: MatRef<'_, f32>,
+    rhs: MatRef<'_, f32>,
+    alpha: f32,
+    tasks: usize,
+) {
+    let (m, n) = (dst.nrows(), dst.ncols());
+    if tasks <= 1 || m.max(n) < 2 * SPLIT_MIN {
+        matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
+        return;
+    }
+    let (t0, t1) = (tasks / 2, tasks - tasks / 2);
+    if m >= n {
+        let mid = m / 2;
+        let (d0, d1) = dst.split_at_row_mut(mid);
+        let (l0, l1) = lhs.split_at_row(mid);
+        rayon::join(
+            || matmul_split(d0, accum, l0, rhs, alpha, t0),
+            || matmul_split(d1, accum, l1, rhs, alpha, t1),
+        );
+    } else {
+        let mid = n / 2;
+        let (d0, d1) = dst.split_at_col_mut(mid);
+        let (r0, r1) = rhs.split_at_col(mid);
+        rayon::join(
+            || matmul_split(d0, accum, lhs, r0, alpha, t0),
+            || matmul_split(d1, accum, lhs, r1, alpha, t1),
+        );
+    }
 }
 
 /// `C = beta * C`, with `beta == 0` writing zeros without reading (BLAS semantics).

@@ -39,6 +39,7 @@ pub mod int8;
 pub mod pool;
 pub mod rng;
 pub mod shape;
+pub mod sparse;
 pub mod tensor;
 pub mod testing;
 

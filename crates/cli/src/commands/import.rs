@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::ModelArgs;
 
@@ -19,9 +19,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let model = args.model.load()?;
-    nn::io::native::save(&model, &args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    let bytes = std::fs::metadata(&args.output)?.len();
+    let bytes = super::save_model(&model, Default::default(), &args.output)?;
     println!(
         "imported {} ({} layers, {} parameters) -> {} ({} bytes)",
         args.model.model.display(),

@@ -1,4 +1,5 @@
-//! `slimnet inspect FILE`: layers, output shapes, parameters, bytes, multiply-accumulates.
+//! `slimnet inspect FILE`: layers, output shapes, parameters, bytes, multiply-accumulates,
+//! and the code width and codebook of every shared layer.
 
 use anyhow::Result;
 
@@ -23,6 +24,8 @@ struct Report {
     bytes: usize,
     macs: u64,
     file_bytes: u64,
+    /// Code width, codebook size and storage of every shared layer, by path.
+    shared: Vec<super::share::LayerRow>,
 }
 
 /// Runs the command.
@@ -36,6 +39,7 @@ pub fn run(args: Args) -> Result<()> {
         bytes: model.stored_bytes(),
         macs: layers.iter().map(|l| l.macs).sum(),
         file_bytes: std::fs::metadata(&args.model.model)?.len(),
+        shared: super::share::shared_rows(&model),
         layers,
     };
     if args.json {
@@ -58,6 +62,13 @@ pub fn run(args: Args) -> Result<()> {
             l.params,
             l.bytes,
             l.macs
+        );
+    }
+    for l in &report.shared {
+        println!(
+            "shared {:>6} {:<21} {} bits, codebook {:>3} ({} bytes), index {:>2} bits, {} bytes, \
+             rate {:.1}x",
+            l.path, l.kind, l.bits, l.k, l.codebook_bytes, l.index_bits, l.bytes, l.rate
         );
     }
     println!(

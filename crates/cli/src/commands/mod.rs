@@ -1,11 +1,13 @@
 //! One module per subcommand, plus the options they share.
 
+pub mod bench;
 pub mod eval;
 pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod prune;
 pub mod run;
+pub mod sensitivity;
 pub mod share;
 pub mod train;
 
@@ -124,8 +126,9 @@ pub fn write_model(
     nonzero_params: usize,
 ) -> Result<Written> {
     let accuracy = nn::metrics::evaluate(model, test, 256)?.accuracy;
-    nn::io::native::save(model, output).with_context(|| format!("writing {}", output.display()))?;
-    let file_bytes = std::fs::metadata(output)?.len();
+    let mut metadata = std::collections::BTreeMap::new();
+    metadata.insert("accuracy".to_string(), format!("{accuracy}"));
+    let file_bytes = save_model(model, metadata, output)?;
     Ok(Written {
         output: output.display().to_string(),
         file_bytes,
@@ -136,6 +139,22 @@ pub fn write_model(
         ratio: baseline.dense_bytes as f64 / file_bytes.max(1) as f64,
         baseline,
     })
+}
+
+/// Writes `model` as a `.slim` container (payloads Huffman-coded where smaller),
+/// atomically; returns the bytes written.
+pub fn save_model(
+    model: &nn::Model,
+    metadata: std::collections::BTreeMap<String, String>,
+    output: &Path,
+) -> Result<u64> {
+    pipeline::save(
+        model,
+        metadata,
+        &pipeline::container::WriteOptions::default(),
+        output,
+    )
+    .with_context(|| format!("writing {}", output.display()))
 }
 
 /// Nonzero parameters (weights and biases) over every layer of `model` that exposes them.

@@ -25,7 +25,10 @@ pub struct Args {
     #[arg(short, long)]
     output: PathBuf,
     /// layer-std (Han et al.: per-layer threshold, or per-layer sparsity), global (one
-    /// magnitude threshold over all layers), filters (L1-norm filter pruning, Li et al. 2017:
+    /// magnitude threshold over all layers), sensitivity (per-layer sparsities chosen from a
+    /// sensitivity scan on training images: every layer pruned as far as one shared
+    /// accuracy-drop budget allows, the budget set to reach --ratio/--sparsity), filters
+    /// (L1-norm filter pruning, Li et al. 2017:
     /// removes filters and units physically, leaving a smaller dense model) or nm (N:M
     /// semi-structured, see --nm).
     #[arg(long, default_value = "layer-std")]
@@ -60,6 +63,20 @@ pub struct Args {
     /// Random flips and 2-pixel shifts of the retraining images (as cnn-teacher's recipe).
     #[arg(long)]
     augment: bool,
+    /// Learning-rate schedule of the retraining: cosine (from --lr down to 0 over the whole
+    /// budget) or constant.
+    #[arg(long, default_value = "cosine")]
+    lr_schedule: String,
+    /// Retrain from a teacher's soft targets (Hinton et al. 2015) instead of the labels
+    /// alone: a model file, or `self` for the unpruned input model.
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Distillation temperature (with --teacher).
+    #[arg(long, default_value_t = 4.0)]
+    temperature: f32,
+    /// Weight of the soft targets against the labels (with --teacher).
+    #[arg(long, default_value_t = 0.9)]
+    alpha: f32,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -77,9 +94,17 @@ fn criterion(a: &Args) -> Result<Criterion> {
         ("layer-std", None, Some(s)) => Criterion::LayerSparsity(s),
         ("global", None, Some(s)) => Criterion::GlobalSparsity(s),
         ("layer-std", None, None) => Criterion::LayerQuality(1.0),
-        ("global", Some(_), _) => bail!("--method global takes --sparsity or --ratio"),
+        ("sensitivity", None, Some(s)) => Criterion::GlobalSparsity(s),
+        ("global" | "sensitivity", Some(_), _) => {
+            bail!("--method {} takes --sparsity or --ratio", a.method)
+        }
+        ("global" | "sensitivity", None, None) => {
+            bail!("--method {} needs --sparsity or --ratio", a.method)
+        }
         ("layer-std", Some(_), Some(_)) => bail!("give --quality or --sparsity/--ratio, not both"),
-        (m, _, _) => bail!("unknown --method {m:?} (layer-std, global, filters or nm)"),
+        (m, _, _) => {
+            bail!("unknown --method {m:?} (layer-std, global, sensitivity, filters or nm)")
+        }
     })
 }
 
@@ -117,15 +142,83 @@ struct DropoutRow {
     rate: f32,
 }
 
-fn train_config(args: &Args) -> TrainConfig {
-    TrainConfig {
+fn train_config(args: &Args) -> Result<TrainConfig> {
+    let schedule = match args.lr_schedule.as_str() {
+        "cosine" => nn::schedule::Schedule::Cosine {
+            warmup_steps: 0,
+            min_lr: 0.0,
+        },
+        "constant" => nn::schedule::Schedule::Constant,
+        other => bail!("unknown --lr-schedule {other:?} (cosine or constant)"),
+    };
+    Ok(TrainConfig {
         epochs: args.retrain_epochs,
         optimizer: OptimizerConfig::adam(args.lr),
+        schedule,
         batch_size: 64,
         seed: args.common.seed,
         augment: args.augment.then(nn::data::Augment::default),
         ..TrainConfig::default()
+    })
+}
+
+/// The retraining objective: distillation from `--teacher` (a file, or `self`), else the
+/// labels alone.
+fn objective_factory(
+    args: &Args,
+) -> Result<impl FnMut() -> nn::Result<Box<dyn nn::trainer::Objective>> + use<>> {
+    let params = distill::DistillParams {
+        temperature: args.temperature,
+        alpha: args.alpha,
+    };
+    params.validate()?;
+    let teacher = match args.teacher.as_deref() {
+        Some("self") => Some(args.model.model.clone()),
+        Some(p) => Some(PathBuf::from(p)),
+        None => None,
+    };
+    let arch = args.model.arch.clone();
+    Ok(move || -> nn::Result<Box<dyn nn::trainer::Objective>> {
+        Ok(match &teacher {
+            Some(p) => Box::new(distill::Distillation::new(
+                pipeline::load(p, arch.as_deref())?,
+                params,
+            )?),
+            None => Box::new(nn::trainer::CrossEntropy),
+        })
+    })
+}
+
+/// Training images the sensitivity scan measures accuracy on (the test set is never used
+/// to choose the per-layer targets).
+const SCAN_IMAGES: usize = 10_000;
+
+/// Per-layer sparsities from a sensitivity scan on training images, reaching sparsity `s`
+/// overall with one shared accuracy-drop budget.
+fn by_sensitivity(
+    model: &mut nn::Model,
+    train: &nn::Dataset,
+    s: f64,
+    quiet: bool,
+) -> Result<Criterion> {
+    let scan_set = train.take(SCAN_IMAGES.min(train.len()))?;
+    let table =
+        super::sensitivity::measure(model, &scan_set, &prune::sensitivity::DEFAULT_SPARSITIES)?;
+    let ratio = 1.0 / (1.0 - s).max(1e-9);
+    let (chosen, budget) = table.sparsities_for_ratio(ratio)?;
+    if !quiet {
+        let q = prune::Sensitivity::quality_params(model, &chosen)?;
+        for ((p, s), (_, q)) in chosen.iter().zip(&q) {
+            eprintln!(
+                "sensitivity: layer {p} to sparsity {:.2}% (quality parameter {q:.3}); \
+                 drop budget {:.2} points on {} training images",
+                100.0 * s,
+                100.0 * budget,
+                scan_set.len()
+            );
+        }
     }
+    Ok(Criterion::PerLayerSparsity(chosen))
 }
 
 /// Runs `f` with a progress callback drawing a bar over the retraining steps.
@@ -177,7 +270,7 @@ fn run_filters(args: &Args) -> Result<Report> {
             .join(", ")
     );
     let report = prune_filters(&mut model, &uniform_plan(&candidates.prunable, fraction))?;
-    let config = train_config(args);
+    let config = train_config(args)?;
     let retrained = with_progress(args, &config, train.len(), |cb| {
         Ok(retrain(&mut model, &dropout, None, &config, &train, cb)?)
     })?;
@@ -217,7 +310,7 @@ fn run_nm(args: &Args) -> Result<Report> {
     let macs_before = model.macs_per_sample()?;
     let dropout = DropoutAdjustment::capture(&model)?;
     let mask = prune::nm_masks(&model, pattern)?;
-    let config = train_config(args);
+    let config = train_config(args)?;
     let retrained = with_progress(args, &config, train.len(), |cb| {
         Ok(retrain(
             &mut model,
@@ -269,7 +362,7 @@ pub fn run(args: Args) -> Result<()> {
     print_report(&args, &out)
 }
 
-/// `--method layer-std|global`: magnitude pruning on a schedule, written with sparse layers.
+/// `--method layer-std|global|sensitivity`: magnitude pruning on a schedule, written with sparse layers.
 fn run_magnitude(args: &Args) -> Result<Report> {
     let criterion = criterion(args)?;
     let schedule = match args.schedule.as_str() {
@@ -284,15 +377,23 @@ fn run_magnitude(args: &Args) -> Result<Report> {
     let (train, test) = args.common.load()?;
     let baseline = Baseline::measure(&mut model, &args.model.model, &test)?;
     let macs_before = model.macs_per_sample()?;
-    let config = train_config(args);
+    let criterion = match (args.method.as_str(), criterion) {
+        ("sensitivity", Criterion::GlobalSparsity(s)) => {
+            by_sensitivity(&mut model, &train, s, args.common.json)?
+        }
+        (_, c) => c,
+    };
+    let config = train_config(args)?;
+    let mut objective = objective_factory(args)?;
     let report = with_progress(args, &config, train.len(), |cb| {
-        Ok(prune::prune_model(
+        Ok(prune::prune_model_with(
             &mut model,
             criterion,
             schedule,
             &config,
             &train,
             args.retrain_epochs,
+            &mut objective,
             cb,
         )?)
     })?;

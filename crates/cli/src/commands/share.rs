@@ -1,6 +1,8 @@
 //! `slimnet share MODEL -o OUT`: k-means weight sharing with centroid fine-tuning (Deep
-//! Compression, section 3); fully connected layers are written as `shared_linear` (packed
-//! codes and a codebook).
+//! Compression, section 3). Layers are written as `shared_linear` / `shared_conv2d` (packed
+//! codes and a codebook) or, when pruned below half density (a model written by `slimnet
+//! prune`), as `sparse_shared_linear` / `sparse_shared_conv2d` (relative-index gaps plus a
+//! code per entry, Deep Compression's storage).
 
 use std::path::PathBuf;
 
@@ -23,8 +25,7 @@ pub struct Args {
     /// Code width of fully connected layers (k = 2^bits codes, code 0 the pruned zero; 1..=8).
     #[arg(long, default_value_t = 5)]
     bits_fc: u32,
-    /// Code width of convolutions (1..=16; their weights stay dense f32 holding shared values
-    /// until a shared convolution layer exists).
+    /// Code width of convolutions (k = 2^bits codes, code 0 the pruned zero; 1..=8).
     #[arg(long, default_value_t = 8)]
     bits_conv: u32,
     /// Centroid initialisation: linear, density, random or kmeans++.
@@ -36,15 +37,65 @@ pub struct Args {
     /// Fine-tuning learning rate (Adam).
     #[arg(long, default_value_t = 1e-4)]
     lr: f32,
+    /// Layers with fewer nonzero weights than this fraction are written in the sparse form.
+    #[arg(long, default_value_t = 0.5)]
+    sparse_below: f64,
     #[command(flatten)]
     common: TrainDataArgs,
 }
 
+/// One written layer's storage (Deep Compression's accounting next to the bytes).
 #[derive(serde::Serialize)]
-struct LayerRow {
-    path: String,
-    bits: u32,
-    codebook: usize,
+pub(crate) struct LayerRow {
+    pub(crate) path: String,
+    pub(crate) kind: &'static str,
+    pub(crate) bits: u32,
+    /// Centroids in the codebook (`codebook` is the same figure, kept for older readers).
+    pub(crate) k: usize,
+    pub(crate) codebook: usize,
+    /// Relative-index width (0: dense codes).
+    pub(crate) index_bits: u32,
+    pub(crate) nnz: usize,
+    /// Stored entries, fillers included.
+    pub(crate) entries: usize,
+    pub(crate) index_bytes: usize,
+    pub(crate) code_bytes: usize,
+    pub(crate) codebook_bytes: usize,
+    /// Bytes written for the layer (gaps, codes, codebook, bias).
+    pub(crate) bytes: usize,
+    /// Deep Compression's rate `32 n / (e (index_bits + bits) + 32 k)`.
+    pub(crate) rate: f64,
+}
+
+impl LayerRow {
+    fn new(path: String, s: share::LayerStorage) -> Self {
+        Self {
+            path,
+            kind: s.kind,
+            bits: s.bits,
+            k: s.k,
+            codebook: s.k,
+            index_bits: s.index_bits,
+            nnz: s.nnz,
+            entries: s.entries,
+            index_bytes: s.index_bytes,
+            code_bytes: s.code_bytes,
+            codebook_bytes: s.codebook_bytes,
+            bytes: s.bytes(),
+            rate: s.rate(),
+        }
+    }
+}
+
+/// The storage rows of every shared layer of `model`, by path.
+pub(crate) fn shared_rows(model: &nn::Model) -> Vec<LayerRow> {
+    let mut rows = Vec::new();
+    model.visit(&mut |path, layer| {
+        if let Some(s) = share::layer_storage(layer) {
+            rows.push(LayerRow::new(path.to_string(), s));
+        }
+    });
+    rows
 }
 
 #[derive(serde::Serialize)]
@@ -70,6 +121,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     if !(1..=8).contains(&args.bits_fc) {
         bail!("--bits-fc {} must be in 1..=8", args.bits_fc);
+    }
+    if !(1..=8).contains(&args.bits_conv) {
+        bail!("--bits-conv {} must be in 1..=8", args.bits_conv);
+    }
+    if !(0.0..=1.0).contains(&args.sparse_below) {
+        bail!("--sparse-below {} must be in [0, 1]", args.sparse_below);
     }
     let mut model = args.model.load()?;
     densify_sparse(&mut model)?;
@@ -104,28 +161,25 @@ pub fn run(args: Args) -> Result<()> {
         shared
     };
     let nonzero_params = nonzero_params(&model);
-    share::to_shared_layers(&mut model, &shared)?;
+    let forms = share::SharedForms {
+        sparse_below_density: args.sparse_below,
+        ..share::SharedForms::default()
+    };
+    share::to_shared_layers_with(&mut model, &shared, &forms)?;
     let written = write_model(&mut model, &args.output, &test, baseline, nonzero_params)?;
     let out = Report {
         written,
         accuracy_before_finetune,
-        layers: shared
-            .layers
-            .iter()
-            .map(|(p, s)| LayerRow {
-                path: p.to_string(),
-                bits: s.bits,
-                codebook: s.codebook.len(),
-            })
-            .collect(),
+        layers: shared_rows(&model),
     };
     if args.common.json {
         return print_json(&out);
     }
     for l in &out.layers {
         println!(
-            "layer {:>6}: {} bits, {} centroids",
-            l.path, l.bits, l.codebook
+            "layer {:>6} {:<21} {} bits, k {:>3}, index {:>2} bits, {:>7} nonzero, {:>8} bytes, \
+             rate {:.1}x",
+            l.path, l.kind, l.bits, l.k, l.index_bits, l.nnz, l.bytes, l.rate
         );
     }
     println!(

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use nn::optim::OptimizerConfig;
 use nn::trainer::{Progress, TrainConfig};
 
@@ -195,9 +195,7 @@ pub fn run(args: Args) -> Result<()> {
     let (report, evaluation) =
         nn::recipes::train_for_inference(&mut model, &config, &train, &test, &mut on_progress)?;
     pb.finish_and_clear();
-    nn::io::native::save(&model, &args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    let file_bytes = std::fs::metadata(&args.output)?.len();
+    let file_bytes = super::save_model(&model, Default::default(), &args.output)?;
     let config_epochs = config.epochs;
     let out = Report {
         model: args.model.clone(),

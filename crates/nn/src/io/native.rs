@@ -52,6 +52,10 @@ pub const HEADER_LEN: usize = 20;
 /// Bytes after the payload: the CRC-32.
 pub const TRAILER_LEN: usize = 4;
 
+/// The version of the sectioned `.slim` container, which the `pipeline` crate writes and
+/// reads (same magic; docs/FORMAT.md).
+pub const CONTAINER_VERSION: u32 = 3;
+
 /// Largest payload accepted, 2^38 bytes (256 GiB): four times the largest tensor a
 /// [`tensor_core::Shape`] admits.
 pub const MAX_PAYLOAD: u64 = 1 << 38;
@@ -177,6 +181,42 @@ macro_rules! decode_with_limit {
     };
 }
 
+/// Encodes any serializable value as this format encodes its record (bincode 2, standard
+/// configuration; see docs/FORMAT.md): the one place besides [`encode`] that knows the
+/// serializer, so containers built on this format share it.
+pub fn encode_value<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| NnError::Unsupported(format!("{what}: encoding failed: {e}")))
+}
+
+/// Decodes one value encoded by [`encode_value`] from exactly `bytes` (trailing bytes are an
+/// error), with an allocation limit of the smallest power of two at least `bytes.len()`, so
+/// no length field can make it allocate more than twice the bytes present. `source` and
+/// `what` name the file and the part in errors.
+pub fn decode_value<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    source: &str,
+    what: &str,
+) -> Result<T> {
+    let bits = bytes
+        .len()
+        .max(1)
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(16, 38);
+    let (value, used) = decode_with_limit!(T, bytes, bits;
+        16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38)
+    .map_err(|e| NnError::corrupt(source, what, e.to_string()))?;
+    if used != bytes.len() {
+        return Err(NnError::corrupt(
+            source,
+            what,
+            format!("{} trailing bytes", bytes.len() - used),
+        ));
+    }
+    Ok(value)
+}
+
 /// Decodes a file image into a [`ModelRecord`], checking everything listed in the module
 /// docs. `source` names the file in errors.
 pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
@@ -203,6 +243,16 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
     }
     // The slices below have the exact lengths of the integers (checked length above).
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version == CONTAINER_VERSION {
+        return Err(corrupt(
+            "header",
+            format!(
+                "format version {version} is the sectioned .slim container (Huffman-coded \
+                 payloads): read it with pipeline::load (nn alone reads versions \
+                 {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
+            ),
+        ));
+    }
     if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(corrupt(
             "header",
@@ -271,7 +321,7 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
 
 /// Checks what bincode cannot: each tensor's data length against its shape, and a sane
 /// input shape.
-fn validate(record: &ModelRecord, source: &str) -> Result<()> {
+pub fn validate(record: &ModelRecord, source: &str) -> Result<()> {
     let mut dims = vec![1];
     dims.extend_from_slice(&record.input_shape);
     tensor_core::Shape::new(&dims).map_err(|e| {

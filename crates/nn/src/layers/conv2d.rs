@@ -2,7 +2,10 @@
 
 use std::any::Any;
 
-use tensor_core::conv::{Conv2dGradOut, Conv2dParams, conv2d_backward, conv2d_forward};
+use tensor_core::conv::{
+    Conv2dGradOut, Conv2dParams, ConvEpilogue, PackedConvWeights, conv2d_backward,
+    conv2d_forward_fused,
+};
 use tensor_core::rng::Rng;
 use tensor_core::{Shape, Tensor};
 
@@ -16,12 +19,19 @@ use crate::layer::{Layer, Mode, ParamMut, ParamRef};
 use crate::record::LayerRecord;
 
 /// A 2-D convolution with stride, four-sided zero padding, dilation and groups; the
-/// kernels (im2col + GEMM, forward and backward) are `tensor_core::conv`.
+/// kernels (the direct AVX2 kernel for stride 1 forward, im2col + GEMM otherwise and for
+/// backward) are `tensor_core::conv`.
+///
+/// Inference packs the weight for the direct kernel once and keeps the packing until the
+/// parameters are handed out for writing ([`Layer::params_mut`]: optimizers, hooks), which
+/// drops it; training forward passes pack per call, as the weights change every step.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     params: Conv2dParams,
     /// Weight and bias with their gradients.
     wb: WeightBias,
+    /// The weight packed for the direct kernel, made by the first inference call.
+    packed: Option<PackedConvWeights>,
     /// The input of the last training-mode forward pass.
     cache: Option<Tensor>,
     /// Whether `backward` computes the input gradient (see `Layer::set_input_grad_needed`).
@@ -63,6 +73,7 @@ impl Conv2d {
         Ok(Self {
             params,
             wb: WeightBias::new(weight, bias),
+            packed: None,
             cache: None,
             input_grad: true,
         })
@@ -92,6 +103,27 @@ impl Conv2d {
     /// The bias `[out]`, if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.wb.bias.as_ref()
+    }
+
+    /// Inference with the layers that follow fused into the same pass:
+    /// `pool(relu(conv(x) + b))` as [`ConvEpilogue`] says (what `Model::forward` calls for a
+    /// conv followed by ReLU and/or a 2x2 max pool in [`Mode::Eval`]). Caches nothing.
+    pub fn forward_fused(&mut self, input: &Tensor, epi: ConvEpilogue) -> Result<Tensor> {
+        self.output_shape(input.shape())?;
+        if self.packed.is_none() && tensor_core::conv::direct_applies(&self.params) {
+            self.packed = Some(PackedConvWeights::pack(
+                self.wb.weight.data(),
+                &self.params,
+            )?);
+        }
+        Ok(conv2d_forward_fused(
+            input,
+            &self.wb.weight,
+            self.packed.as_ref(),
+            self.wb.bias.as_ref().map(|b| b.data()),
+            &self.params,
+            epi,
+        )?)
     }
 }
 
@@ -141,16 +173,19 @@ impl Layer for Conv2d {
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Eval {
+            return self.forward_fused(input, ConvEpilogue::default());
+        }
         self.output_shape(input.shape())?;
-        let y = conv2d_forward(
+        let y = conv2d_forward_fused(
             input,
             &self.wb.weight,
+            None,
             self.wb.bias.as_ref().map(|b| b.data()),
             &self.params,
+            ConvEpilogue::default(),
         )?;
-        if mode == Mode::Train {
-            self.cache = Some(input.clone());
-        }
+        self.cache = Some(input.clone());
         Ok(y)
     }
 
@@ -178,6 +213,8 @@ impl Layer for Conv2d {
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        // The caller may write the weight: the packing would be stale.
+        self.packed = None;
         self.wb.muts()
     }
 

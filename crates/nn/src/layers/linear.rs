@@ -93,29 +93,15 @@ impl Linear {
         self.wb.bias.as_ref()
     }
 
-    fn check_input(&self, input: &Shape) -> Result<()> {
-        if input.rank() != 2 || input.dims()[1] != self.in_features() {
-            return Err(bad_input(
-                "linear",
-                input,
-                format!("expected [batch, {}]", self.in_features()),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Layer for Linear {
-    fn kind(&self) -> &'static str {
-        "linear"
+    /// Inference of this layer and a ReLU after it in one pass: `max(x W^T + b, 0)` (what
+    /// `Model::forward` calls for a linear layer followed by ReLU in [`Mode::Eval`]). Caches
+    /// nothing.
+    pub fn forward_relu(&self, input: &Tensor) -> Result<Tensor> {
+        self.affine(input, true)
     }
 
-    fn output_shape(&self, input: &Shape) -> Result<Shape> {
-        self.check_input(input)?;
-        Ok(Shape::new(&[input.dims()[0], self.out_features()])?)
-    }
-
-    fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// `x W^T + b`, then ReLU (`v < 0 -> 0`, NaN kept) when `relu`.
+    fn affine(&self, input: &Tensor, relu: bool) -> Result<Tensor> {
         self.check_input(input.shape())?;
         let (n, inf, outf) = (input.dims()[0], self.in_features(), self.out_features());
         let mut y = Tensor::zeros_dims(&[n, outf])?;
@@ -142,11 +128,42 @@ impl Layer for Linear {
                 &GemmParams::with_trans(false, true),
             )?;
         }
-        if let Some(b) = &self.wb.bias {
-            for row in y.data_mut().chunks_exact_mut(outf) {
-                row.iter_mut().zip(b.data()).for_each(|(v, &bv)| *v += bv);
+        let bias = self.wb.bias.as_ref().map(|b| b.data());
+        for row in y.data_mut().chunks_exact_mut(outf) {
+            if let Some(b) = bias {
+                row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+            }
+            if relu {
+                tensor_core::activation::relu_inplace(row);
             }
         }
+        Ok(y)
+    }
+
+    fn check_input(&self, input: &Shape) -> Result<()> {
+        if input.rank() != 2 || input.dims()[1] != self.in_features() {
+            return Err(bad_input(
+                "linear",
+                input,
+                format!("expected [batch, {}]", self.in_features()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Layer for Linear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn output_shape(&self, input: &Shape) -> Result<Shape> {
+        self.check_input(input)?;
+        Ok(Shape::new(&[input.dims()[0], self.out_features()])?)
+    }
+
+    fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = self.affine(input, false)?;
         if mode == Mode::Train {
             self.cache = Some(input.clone());
         }

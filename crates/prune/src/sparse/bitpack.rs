@@ -1,132 +1,41 @@
-//! Fixed-width bit packing of small unsigned fields (relative-index gaps, codebook indices).
+//! Fixed-width bit packing of small unsigned fields (relative-index gaps): tensor-core's
+//! [`tensor_core::sparse`] packing, shared with the `share` crate's codebook indices, under
+//! prune's names and error type.
 //!
 //! Deep Compression (Han et al., 2016, section 2) stores each relative index in `b` bits (5
-//! for fully connected layers, 8 for conv layers), so a 5-bit gap costs 5 bits on disk, not
-//! a byte. Convention: fields are packed LSB-first into bytes, field `i` occupying stream bits
-//! `i*b .. (i+1)*b` (bit `k` of the stream is bit `k % 8` of byte `k / 8`, and the low bit of a
-//! field comes first); the last byte's unused high bits are zero. A stream of `count` fields
-//! is exactly `ceil(count * b / 8)` bytes.
-//!
-//! This helper is not specific to pruning: `share`'s b-bit codebook indices need the same
-//! packing, so it should move down to tensor-core (DESIGN.md: what two technique crates need
-//! lives there).
+//! for fully connected layers, 8 for conv layers). Convention: fields are packed LSB-first
+//! into bytes, field `i` occupying stream bits `i*b .. (i+1)*b`; the last byte's unused high
+//! bits are zero; `count` fields take exactly `ceil(count * b / 8)` bytes.
 
-use crate::error::{PruneError, Result};
-use crate::relative_index::check_bits;
+use crate::error::Result;
 
-/// Bytes of `count` fields of `bits` bits, or `None` on overflow.
-pub fn packed_len(count: usize, bits: u32) -> Option<usize> {
-    Some(count.checked_mul(bits as usize)?.div_ceil(8))
-}
+pub use tensor_core::sparse::packed_len;
 
-/// Packs `values` into `bits`-bit fields, LSB-first (see the module docs).
+/// Packs `values` into `bits`-bit fields, LSB-first ([`tensor_core::sparse::pack_bits`]).
 ///
-/// Errors: `bits` outside `1..=16` ([`PruneError::InvalidIndexBits`]); a value of `bits` or
-/// more significant bits ([`PruneError::ValueTooWide`]), so no value is silently truncated.
+/// Errors: `bits` outside `1..=16` ([`crate::PruneError::InvalidIndexBits`]); a value of
+/// `bits` or more significant bits ([`crate::PruneError::ValueTooWide`]).
 pub fn pack_bits(values: &[u16], bits: u32) -> Result<Vec<u8>> {
-    const OP: &str = "pack_bits";
-    let max = check_bits(OP, bits)?;
-    let len = packed_len(values.len(), bits).ok_or(PruneError::PackedLength {
-        op: OP,
-        count: values.len(),
-        bits,
-        got: 0,
-        expected: usize::MAX,
-    })?;
-    let mut out = Vec::with_capacity(len);
-    let mut acc = 0u64; // pending bits, LSB first
-    let mut filled = 0u32;
-    for (index, &value) in values.iter().enumerate() {
-        if value as u32 > max {
-            return Err(PruneError::ValueTooWide {
-                op: OP,
-                index,
-                value,
-                bits,
-            });
-        }
-        acc |= (value as u64) << filled;
-        filled += bits;
-        while filled >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            filled -= 8;
-        }
-    }
-    if filled > 0 {
-        out.push(acc as u8);
-    }
-    debug_assert_eq!(out.len(), len);
-    Ok(out)
+    Ok(tensor_core::sparse::pack_bits(values, bits)?)
 }
 
 /// Unpacks `count` fields of `bits` bits from `bytes` (the inverse of [`pack_bits`]).
 ///
 /// Errors, all checked before the output is allocated: `bits` outside `1..=16`;
-/// `bytes.len()` other than `ceil(count * bits / 8)` ([`PruneError::PackedLength`], so
-/// `count` cannot request more than the stream holds); nonzero padding bits
-/// ([`PruneError::NonzeroPadding`], so every stream has one canonical form).
+/// `bytes.len()` other than `ceil(count * bits / 8)` ([`crate::PruneError::PackedLength`]);
+/// nonzero padding bits ([`crate::PruneError::NonzeroPadding`]).
 pub fn unpack_bits(bytes: &[u8], bits: u32, count: usize) -> Result<Vec<u16>> {
-    const OP: &str = "unpack_bits";
-    check_bits(OP, bits)?;
-    let expected = packed_len(count, bits);
-    if expected != Some(bytes.len()) {
-        return Err(PruneError::PackedLength {
-            op: OP,
-            count,
-            bits,
-            got: bytes.len(),
-            expected: expected.unwrap_or(usize::MAX),
-        });
-    }
-    let used = (count * bits as usize) % 8; // no overflow: packed_len succeeded
-    if used != 0 {
-        // Non-empty: used != 0 implies count > 0, so bytes has ceil(..) >= 1 bytes.
-        let padding = bytes[bytes.len() - 1] >> used;
-        if padding != 0 {
-            return Err(PruneError::NonzeroPadding {
-                op: OP,
-                count,
-                padding,
-            });
-        }
-    }
-    let mask = (1u64 << bits) - 1;
-    let mut out = Vec::with_capacity(count);
-    let mut acc = 0u64;
-    let mut filled = 0u32;
-    let mut src = bytes.iter();
-    for _ in 0..count {
-        while filled < bits {
-            // The length check above guarantees enough bytes for `count` fields.
-            let Some(&b) = src.next() else { break };
-            acc |= (b as u64) << filled;
-            filled += 8;
-        }
-        out.push((acc & mask) as u16);
-        acc >>= bits;
-        filled -= bits;
-    }
-    Ok(out)
+    Ok(tensor_core::sparse::unpack_bits(bytes, bits, count)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PruneError;
 
     #[test]
-    fn five_bit_layout_is_lsb_first() {
-        // 0b00011, 0b10101 -> stream bits 11000 10101 -> byte 0 = 0b101_00011, byte 1 = 0b10.
-        let bytes = pack_bits(&[3, 21], 5).unwrap();
-        assert_eq!(bytes, vec![0b1010_0011, 0b0000_0010]);
-        assert_eq!(unpack_bits(&bytes, 5, 2).unwrap(), vec![3, 21]);
-        assert_eq!(pack_bits(&[], 5).unwrap(), Vec::<u8>::new());
-        assert_eq!(unpack_bits(&[], 5, 0).unwrap(), Vec::<u16>::new());
-        assert_eq!(pack_bits(&[0xBEEF], 16).unwrap(), vec![0xEF, 0xBE]);
-    }
-
-    #[test]
-    fn rejects_bad_input() {
+    fn errors_keep_prune_variants() {
+        assert_eq!(pack_bits(&[3, 21], 5).unwrap(), vec![0b1010_0011, 0b10]);
         assert!(matches!(
             pack_bits(&[32], 5),
             Err(PruneError::ValueTooWide {
@@ -136,20 +45,9 @@ mod tests {
                 ..
             })
         ));
-        assert!(pack_bits(&[1], 0).is_err());
-        assert!(unpack_bits(&[0], 17, 0).is_err());
-        assert!(matches!(
-            unpack_bits(&[0, 0], 5, 1),
-            Err(PruneError::PackedLength {
-                got: 2,
-                expected: 1,
-                ..
-            })
-        ));
         assert!(matches!(
             unpack_bits(&[0b0010_0000], 5, 1),
             Err(PruneError::NonzeroPadding { padding: 1, .. })
         ));
-        assert!(unpack_bits(&[], 16, usize::MAX).is_err());
     }
 }

@@ -15,75 +15,11 @@ use crate::error::{PruneError, Result};
 /// far from overflow, whatever an untrusted header says.
 pub const MAX_SPARSE_DIM: usize = 1 << 24;
 
-/// Column indices of a CSR matrix, stored as narrow as the column count allows.
-///
-/// Design: an enum of two concrete widths rather than a type parameter on [`Csr`].
-/// [`Csr::from_dense`] picks `U16` whenever `cols <= 65536` (every real layer: lenet300's
-/// fc1 has 784 inputs, a 4096-wide fc layer 4096), which halves the index traffic of the
-/// kernels and the bytes written next to 32-bit indices; `U32` covers wider matrices. The
-/// kernels are generic over the width and dispatch once per call, so callers never see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ColIndices {
-    /// 16-bit indices (`cols <= 65536`).
-    U16(Vec<u16>),
-    /// 32-bit indices.
-    U32(Vec<u32>),
-}
-
-impl ColIndices {
-    /// Number of indices.
-    pub fn len(&self) -> usize {
-        match self {
-            ColIndices::U16(v) => v.len(),
-            ColIndices::U32(v) => v.len(),
-        }
-    }
-
-    /// Whether there are no indices.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Index `k`, widened.
-    pub fn get(&self, k: usize) -> Option<u32> {
-        match self {
-            ColIndices::U16(v) => v.get(k).map(|&c| c as u32),
-            ColIndices::U32(v) => v.get(k).copied(),
-        }
-    }
-
-    /// Bytes per stored index (2 or 4).
-    pub fn index_bytes(&self) -> usize {
-        match self {
-            ColIndices::U16(_) => 2,
-            ColIndices::U32(_) => 4,
-        }
-    }
-}
+/// Column indices of a CSR matrix (moved down to tensor-core, which `share` uses too).
+pub use tensor_core::sparse::ColIndices;
 
 /// A column index the kernels can widen to `usize` (`u16` or `u32`).
-pub(crate) trait ColIndex: Copy + Send + Sync + 'static {
-    /// Bytes per index (2 or 4), for SIMD loads.
-    const BYTES: usize;
-    /// The index as `usize`.
-    fn idx(self) -> usize;
-}
-
-impl ColIndex for u16 {
-    const BYTES: usize = 2;
-    #[inline(always)]
-    fn idx(self) -> usize {
-        self as usize
-    }
-}
-
-impl ColIndex for u32 {
-    const BYTES: usize = 4;
-    #[inline(always)]
-    fn idx(self) -> usize {
-        self as usize
-    }
-}
+pub(crate) use tensor_core::sparse::ColIndex;
 
 /// A sparse `rows x cols` f32 matrix in CSR form, nonzeros only.
 ///
@@ -159,11 +95,7 @@ impl Csr {
                 row_ptr.push(values.len() as u32); // <= nnz <= u32::MAX, checked above
             }
         }
-        let col_idx = if cols <= 1 << 16 {
-            ColIndices::U16(cols_of.into_iter().map(|c| c as u16).collect())
-        } else {
-            ColIndices::U32(cols_of)
-        };
+        let col_idx = ColIndices::narrowest(cols, cols_of);
         Ok(Self {
             rows,
             cols,

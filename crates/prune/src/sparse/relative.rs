@@ -9,10 +9,12 @@
 //! boundaries and a fully pruned layer stores only fillers. The written form is the gaps
 //! packed LSB-first in `b` bits each ([`super::pack_bits`]) followed by the values.
 
+use tensor_core::sparse::{GapWriter, positions};
+
 use super::bitpack::{pack_bits, packed_len, unpack_bits};
 use super::csr::{ColIndices, Csr, check_dims};
 use crate::error::{PruneError, Result};
-use crate::relative_index::{RelativeIndexed, check_bits};
+use crate::relative_index::RelativeIndexed;
 
 /// Deep Compression's relative-index width for fully connected layers (5 bits).
 pub const FC_INDEX_BITS: u32 = 5;
@@ -27,25 +29,17 @@ impl Csr {
     ///
     /// Errors: `index_bits` outside `1..=16`.
     pub fn to_relative_index(&self, index_bits: u32) -> Result<RelativeIndexed<f32>> {
-        let max = check_bits("Csr::to_relative_index", index_bits)? as u64;
+        let mut writer = GapWriter::new("Csr::to_relative_index", index_bits)?;
         let mut gaps = Vec::with_capacity(self.nnz());
         let mut values = Vec::with_capacity(self.nnz());
-        let mut next = 0u64; // first flat position after the previous stored entry
         for r in 0..self.rows() {
             let (start, end) = self.row_range(r);
             for k in start..end {
-                // Invariant of Csr: k < nnz.
+                // Invariant of Csr: k < nnz; columns increase, so positions do.
                 let c = self.col_idx().get(k).unwrap_or(0) as u64;
-                let pos = r as u64 * self.cols() as u64 + c;
-                let mut skip = pos - next; // columns increase, so pos >= next
-                while skip > max {
-                    gaps.push(max as u16);
-                    values.push(0.0);
-                    skip -= max + 1;
-                }
-                gaps.push(skip as u16);
+                let fillers = writer.push(r as u64 * self.cols() as u64 + c, &mut gaps)?;
+                values.extend(std::iter::repeat_n(0.0, fillers));
                 values.push(self.values()[k]);
-                next = pos + 1;
             }
         }
         Ok(RelativeIndexed {
@@ -88,26 +82,20 @@ impl Csr {
         let mut row_ptr = vec![0u32; rows + 1];
         let mut cols_of = Vec::with_capacity(nnz);
         let mut values = Vec::with_capacity(nnz);
-        let mut pos = 0usize;
-        for (&g, &v) in ri.gaps.iter().zip(&ri.values) {
-            pos += g as usize;
+        for (pos, &v) in positions(&ri.gaps).zip(&ri.values) {
             if v != 0.0 {
                 // Validated: pos < len = rows * cols, so cols > 0 and r < rows.
+                let pos = pos as usize;
                 let r = pos / cols;
                 row_ptr[r + 1] += 1;
                 cols_of.push((pos % cols) as u32);
                 values.push(v);
             }
-            pos += 1;
         }
         for r in 0..rows {
             row_ptr[r + 1] += row_ptr[r];
         }
-        let col_idx = if cols <= 1 << 16 {
-            ColIndices::U16(cols_of.into_iter().map(|c| c as u16).collect())
-        } else {
-            ColIndices::U32(cols_of)
-        };
+        let col_idx = ColIndices::narrowest(cols, cols_of);
         // Positions increase strictly, so columns increase within each row: the arrays
         // satisfy every invariant, and from_parts re-checks them in O(nnz).
         Csr::from_parts(rows, cols, row_ptr, col_idx, values)

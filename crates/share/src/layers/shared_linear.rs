@@ -4,14 +4,14 @@
 use std::any::Any;
 
 use nn::layers::Linear;
-use nn::payload::Payload;
 use nn::{Layer, LayerRecord, Mode, NnError};
 use tensor_core::{Shape, Tensor};
 
+use super::stored;
 use crate::kmeans::KMeansParams;
 use crate::lookup::SharedMatrix;
-use crate::packed::PackedCodes;
 use crate::shared::{SharedWeights, share_nonzeros};
+use crate::storage::LayerStorage;
 
 /// Largest feature count a record may declare (2^24).
 const MAX_FEATURES: usize = 1 << 24;
@@ -22,7 +22,7 @@ const MAX_FEATURES: usize = 1 << 24;
 /// Stored (record kind `shared_linear`): attributes `in_features`, `out_features`, `bits`
 /// (code width, 1..=8), `bias` in {0, 1}; tensor `codebook` `[k]` (`k <= 2^bits`); payload
 /// `codes`, the `in * out` codes packed LSB-first in `bits` bits
-/// ([`PackedCodes`]: `ceil(n * bits / 8)` bytes, zero padding, every code `< k`); tensor
+/// ([`crate::PackedCodes`]: `ceil(n * bits / 8)` bytes, zero padding, every code `< k`); tensor
 /// `bias` `[out]`. Bytes written: `ceil(n * bits / 8) + 4 k (+ 4 out)`, Deep Compression's
 /// `n log2(k) + k * 32` bits.
 ///
@@ -38,12 +38,7 @@ pub struct SharedLinear {
 impl SharedLinear {
     /// The layer of `matrix` (`[out, in]`), codes `bits` wide, and `bias`.
     pub fn new(matrix: SharedMatrix, bits: u32, bias: Option<Tensor>) -> nn::Result<Self> {
-        if !(1..=8).contains(&bits) || matrix.centroids().len() > 1 << bits {
-            return Err(NnError::Config(format!(
-                "shared_linear: {} centroids do not fit {bits}-bit codes (1..=8 bits)",
-                matrix.centroids().len()
-            )));
-        }
+        super::check_shared("shared_linear", &matrix, bits)?;
         if let Some(b) = &bias
             && b.dims() != [matrix.rows()]
         {
@@ -79,37 +74,18 @@ impl SharedLinear {
         rec.expect_kind("shared_linear")?;
         let cols = rec.usize_in("in_features", 1, MAX_FEATURES)?;
         let rows = rec.usize_in("out_features", 1, MAX_FEATURES)?;
-        let bits = rec.usize_in("bits", 1, 8)? as u32;
-        let has_bias = rec.usize_in("bias", 0, 1)? == 1;
-        let tensors: &[&str] = if has_bias {
-            &["codebook", "bias"]
-        } else {
-            &["codebook"]
-        };
-        rec.expect_fields(tensors, &["codes"])?;
-        let codebook = rec.tensor("codebook")?;
-        let k = codebook.numel();
-        if codebook.dims().len() != 1 || k == 0 || k > 1 << bits {
-            return Err(rec.corrupt(
-                "tensor `codebook`",
-                format!("shape {} for {bits}-bit codes", codebook.shape()),
-            ));
-        }
-        let n = rows
-            .checked_mul(cols)
-            .ok_or_else(|| rec.corrupt("attributes", format!("{rows} x {cols} overflows")))?;
-        let want = PackedCodes::byte_len(bits, n).map_err(NnError::from)?;
-        let bytes = rec.bytes("codes", want)?;
-        let packed = PackedCodes::from_parts(bits, n, bytes.to_vec(), k)
-            .map_err(|e| rec.corrupt("payload `codes`", e.to_string()))?;
-        let matrix = SharedMatrix::from_packed(rows, cols, codebook.data(), &packed)
-            .map_err(|e| rec.corrupt("payload `codes`", e.to_string()))?;
-        let bias = if has_bias {
-            Some(rec.tensor_with_dims("bias", &[rows])?)
-        } else {
-            None
-        };
+        let (matrix, bits, bias) = stored::read_dense(rec, rows, cols)?;
         Self::new(matrix, bits, bias).map_err(|e| rec.corrupt("attributes", e.to_string()))
+    }
+
+    /// The codes and codebook.
+    pub fn matrix(&self) -> &SharedMatrix {
+        &self.matrix
+    }
+
+    /// The bytes of its stored form, item by item.
+    pub fn storage(&self) -> LayerStorage {
+        LayerStorage::dense(self.kind(), &self.matrix, self.bits, self.bias.as_ref())
     }
 
     /// The codebook.
@@ -167,10 +143,7 @@ impl Layer for SharedLinear {
 
     /// Packed codes, f32 codebook and bias, as written.
     fn stored_bytes(&self) -> usize {
-        let n = self.matrix.rows() * self.matrix.cols();
-        (n * self.bits as usize).div_ceil(8)
-            + 4 * self.matrix.centroids().len()
-            + self.bias.as_ref().map_or(0, |b| 4 * b.numel())
+        self.storage().bytes()
     }
 
     fn macs(&self, input: &Shape) -> nn::Result<u64> {
@@ -179,22 +152,10 @@ impl Layer for SharedLinear {
     }
 
     fn record(&self) -> nn::Result<LayerRecord> {
-        let packed = PackedCodes::pack(self.matrix.codes(), self.bits).map_err(NnError::from)?;
-        let k = self.matrix.centroids().len();
-        let mut rec = LayerRecord::new("shared_linear")
+        let rec = LayerRecord::new("shared_linear")
             .with_int("in_features", self.matrix.cols() as i64)
-            .with_int("out_features", self.matrix.rows() as i64)
-            .with_int("bits", self.bits as i64)
-            .with_int("bias", self.bias.is_some() as i64)
-            .with_tensor(
-                "codebook",
-                Tensor::new(&[k], self.matrix.centroids().to_vec())?,
-            )
-            .with_payload("codes", Payload::bytes(packed.into_bytes()));
-        if let Some(b) = &self.bias {
-            rec = rec.with_tensor("bias", b.clone());
-        }
-        Ok(rec)
+            .with_int("out_features", self.matrix.rows() as i64);
+        stored::write_dense(rec, &self.matrix, self.bits, self.bias.as_ref())
     }
 
     fn as_any(&self) -> &dyn Any {

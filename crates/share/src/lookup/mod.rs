@@ -68,6 +68,7 @@ use crate::shared::SharedWeights;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod matmul;
 mod portable;
 pub mod reference;
 

@@ -25,6 +25,7 @@
 //! ```
 
 use tensor_core::dispatch::F32Path;
+use tensor_core::sparse::{SparseError, pack_bits};
 
 use crate::error::{Result, ShareError, checked_mul};
 
@@ -70,31 +71,17 @@ impl PackedCodes {
     pub fn pack<C: Copy + Into<u16>>(codes: &[C], bits: u32) -> Result<Self> {
         const OP: &str = "PackedCodes::pack";
         check_bits(OP, bits)?;
-        let mut bytes = Vec::with_capacity(Self::byte_len(bits, codes.len())?);
-        let limit = 1u32 << bits;
-        let mut acc = 0u32;
-        let mut held = 0u32;
-        for (index, &code) in codes.iter().enumerate() {
-            let code = code.into() as u32;
-            if code >= limit {
-                return Err(ShareError::CodeOutOfRange {
-                    op: OP,
-                    index,
-                    code,
-                    len: limit as usize,
-                });
-            }
-            acc |= code << held;
-            held += bits;
-            while held >= 8 {
-                bytes.push(acc as u8);
-                acc >>= 8;
-                held -= 8;
-            }
-        }
-        if held > 0 {
-            bytes.push(acc as u8);
-        }
+        let wide: Vec<u16> = codes.iter().map(|&c| c.into()).collect();
+        // The layout is tensor-core's fixed-width packing (shared with prune's gaps).
+        let bytes = pack_bits(&wide, bits).map_err(|e| match e {
+            SparseError::ValueTooWide { index, value, .. } => ShareError::CodeOutOfRange {
+                op: OP,
+                index,
+                code: value as u32,
+                len: 1usize << bits,
+            },
+            other => ShareError::Sparse(other),
+        })?;
         Ok(Self {
             bits,
             len: codes.len(),

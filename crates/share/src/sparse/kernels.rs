@@ -12,26 +12,11 @@ use std::ops::Range;
 
 use tensor_core::dispatch::F32Path;
 
+use tensor_core::sparse::ColIndex as Col;
+
 use super::ColIndices;
 use crate::error::{Result, ShareError};
 use crate::lookup::MAX_CENTROIDS;
-
-/// A column index type.
-trait Col: Copy {
-    fn at(self) -> usize;
-}
-
-impl Col for u16 {
-    fn at(self) -> usize {
-        self as usize
-    }
-}
-
-impl Col for u32 {
-    fn at(self) -> usize {
-        self as usize
-    }
-}
 
 /// The kernels of one tier.
 #[derive(Clone, Copy)]
@@ -109,11 +94,11 @@ fn dot_portable<C: Col>(table: &[f32; MAX_CENTROIDS], cols: &[C], codes: &[u8], 
     let (c_rest, k_rest) = (cq.remainder(), kq.remainder());
     for (c, k) in cq.zip(kq) {
         for l in 0..4 {
-            acc[l] += table[k[l] as usize] * x[c[l].at()];
+            acc[l] += table[k[l] as usize] * x[c[l].idx()];
         }
     }
     for (&c, &k) in c_rest.iter().zip(k_rest) {
-        acc[0] += table[k as usize] * x[c.at()];
+        acc[0] += table[k as usize] * x[c.idx()];
     }
     (acc[0] + acc[2]) + (acc[1] + acc[3])
 }
@@ -139,7 +124,7 @@ fn axpy_body<C: Col>(
         let mut a = [0.0f32; BATCH_BLOCK];
         for (&c, &k) in cols.iter().zip(codes) {
             let w = table[k as usize];
-            let xc = &xt[c.at() * batch + s0..][..BATCH_BLOCK];
+            let xc = &xt[c.idx() * batch + s0..][..BATCH_BLOCK];
             for l in 0..BATCH_BLOCK {
                 a[l] += w * xc[l];
             }
@@ -152,7 +137,7 @@ fn axpy_body<C: Col>(
     let rest = &mut acc[s0..];
     for (&c, &k) in cols.iter().zip(codes) {
         let w = table[k as usize];
-        let xc = &xt[c.at() * batch + s0..][..rest.len()];
+        let xc = &xt[c.idx() * batch + s0..][..rest.len()];
         for (a, &v) in rest.iter_mut().zip(xc) {
             *a += w * v;
         }

@@ -20,63 +20,25 @@
 //! that run independently (in parallel, without a running sum over the whole layer).
 //!
 //! Kernels: `y[o] = sum_{j in row o} c[codes[j]] * x[col_indices[j]]`; for a batch, `X` is
-//! transposed once so that each entry multiplies a contiguous column of the batch.
+//! transposed once so that each entry multiplies a contiguous column of the batch
+//! ([`SparseShared::matmul_rows_with`], which a convolution runs on its im2col patches).
+//! [`SparseShared::to_relative_index`] writes the stored form back (tensor-core's
+//! [`tensor_core::sparse::GapWriter`]: the same gaps and fillers as prune's layers).
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 use tensor_core::dispatch::F32Path;
+use tensor_core::sparse::{GapWriter, check_gaps, positions};
 
 use crate::error::{Result, ShareError, check_len, checked_mul};
 use crate::lookup::{MAX_CENTROIDS, codebook_table};
+use crate::shared::SharedWeights;
 
 mod kernels;
 
-/// Column indices of the entries, as narrow as the column count allows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ColIndices {
-    /// For `cols <= 65,536`.
-    U16(Vec<u16>),
-    /// For wider matrices.
-    U32(Vec<u32>),
-}
-
-impl ColIndices {
-    /// Number of indices.
-    pub fn len(&self) -> usize {
-        match self {
-            ColIndices::U16(v) => v.len(),
-            ColIndices::U32(v) => v.len(),
-        }
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Bytes per index.
-    pub fn width(&self) -> usize {
-        match self {
-            ColIndices::U16(_) => 2,
-            ColIndices::U32(_) => 4,
-        }
-    }
-
-    fn get(&self, j: usize) -> usize {
-        match self {
-            ColIndices::U16(v) => v[j] as usize,
-            ColIndices::U32(v) => v[j] as usize,
-        }
-    }
-
-    /// Indices of the width `cols` needs, from `usize` columns (each `< cols`).
-    fn narrowest(cols: usize, c: Vec<usize>) -> Self {
-        if cols <= 1 << 16 {
-            ColIndices::U16(c.into_iter().map(|c| c as u16).collect())
-        } else {
-            ColIndices::U32(c.into_iter().map(|c| c as u32).collect())
-        }
-    }
-}
+/// Column indices of the entries (tensor-core's, shared with the `prune` crate's CSR).
+pub use tensor_core::sparse::ColIndices;
 
 /// A pruned, shared `[rows, cols]` weight in compressed rows of codes (module docs).
 #[derive(Clone, Debug, PartialEq)]
@@ -148,7 +110,8 @@ impl SparseShared {
             let (s, e) = (row_starts[o] as usize, row_starts[o + 1] as usize);
             let mut prev: Option<usize> = None;
             for j in s..e {
-                let c = col_indices.get(j);
+                // j < nnz == col_indices.len() (offsets checked above).
+                let c = col_indices.get(j).map_or(usize::MAX, |c| c as usize);
                 if c >= cols || prev.is_some_and(|p| c <= p) {
                     return Err(corrupt(
                         "col_indices",
@@ -203,17 +166,42 @@ impl SparseShared {
         let mut b = Builder::new(rows);
         for (p, &c) in codes.iter().enumerate() {
             if c != 0 {
-                b.push(p / cols.max(1), p % cols.max(1), c);
+                b.push(p / cols.max(1), (p % cols.max(1)) as u32, c);
             }
         }
         b.finish(rows, cols, centroids)
     }
 
+    /// The entries of a shared layer's codes ([`crate::share_nonzeros`], row-major
+    /// `rows x cols`, code 0 the pruned zero, codes of at most 8 bits).
+    ///
+    /// Errors: a code that does not fit a byte; as [`SparseShared::from_dense_codes`].
+    pub fn from_shared(rows: usize, cols: usize, shared: &SharedWeights) -> Result<Self> {
+        const OP: &str = "SparseShared::from_shared";
+        let codes = shared
+            .codes
+            .iter()
+            .enumerate()
+            .map(|(index, &c)| {
+                u8::try_from(c).map_err(|_| ShareError::CodeOutOfRange {
+                    op: OP,
+                    index,
+                    code: c as u32,
+                    len: MAX_CENTROIDS,
+                })
+            })
+            .collect::<Result<Vec<u8>>>()?;
+        Self::from_dense_codes(rows, cols, &shared.codebook.centroids, &codes)
+    }
+
     /// The entries of Deep Compression's relative-index form: `gaps[j]` zeros skipped before
     /// entry `j`, `codes[j]` its centroid index, fillers of code 0 dropped (module docs).
+    /// Gaps are checked against the 16 bits a `u16` holds; a layer reading `index_bits`-bit
+    /// gaps checks their width first ([`tensor_core::sparse::check_gaps`]).
     ///
-    /// Errors: `gaps` and `codes` of different lengths; an entry past `rows * cols`
-    /// (field `gaps`); a code past the codebook; as [`SparseShared::from_parts`].
+    /// Errors: `gaps` and `codes` of different lengths; entries past `rows * cols`
+    /// ([`ShareError::Sparse`] with `PastEnd`); a code past the codebook; as
+    /// [`SparseShared::from_parts`].
     pub fn from_relative_index(
         rows: usize,
         cols: usize,
@@ -228,24 +216,69 @@ impl SparseShared {
         zero_code_table(OP, centroids)?;
         check_codes(OP, codes.iter().map(|&c| c as u32), centroids.len())?;
         check_entry_count(OP, codes.iter().filter(|&&c| c != 0).count())?;
+        check_gaps(OP, gaps, 16, n)?;
         let mut b = Builder::new(rows);
-        let mut next = 0usize; // p_{j-1} + 1
-        for (j, (&gap, &code)) in gaps.iter().zip(codes).enumerate() {
-            let p = next + gap as usize;
-            if p >= n {
-                return Err(ShareError::CorruptSparse {
-                    op: OP,
-                    field: "gaps",
-                    reason: format!("entry {j} lands at position {p}, past the {n} weights"),
-                });
-            }
+        for (p, &code) in positions(gaps).zip(codes) {
             if code != 0 {
-                // Invariant: codes were checked < k <= 256 above.
-                b.push(p / cols, p % cols, code as u8);
+                // Checked: p < rows * cols (so cols > 0), and codes < k <= 256.
+                let p = p as usize;
+                b.push(p / cols, (p % cols) as u32, code as u8);
             }
-            next = p + 1;
         }
         b.finish(rows, cols, centroids)
+    }
+
+    /// Deep Compression's stored form of this matrix: `index_bits`-bit gaps over the
+    /// row-major flattening and one code per gap, fillers (code 0) included (module docs).
+    /// The inverse of [`SparseShared::from_relative_index`].
+    ///
+    /// Errors: `index_bits` outside `1..=16`.
+    pub fn to_relative_index(&self, index_bits: u32) -> Result<(Vec<u16>, Vec<u16>)> {
+        let mut writer = GapWriter::new("SparseShared::to_relative_index", index_bits)?;
+        let mut gaps = Vec::with_capacity(self.nnz());
+        let mut codes = Vec::with_capacity(self.nnz());
+        for o in 0..self.rows {
+            for j in self.row_starts[o] as usize..self.row_starts[o + 1] as usize {
+                // Invariants: j < nnz; columns increase within a row, so positions do.
+                let c = self.col_indices.get(j).unwrap_or(0) as u64;
+                let fillers = writer.push(o as u64 * self.cols as u64 + c, &mut gaps)?;
+                codes.extend(std::iter::repeat_n(0u16, fillers));
+                codes.push(self.codes[j] as u16);
+            }
+        }
+        Ok((gaps, codes))
+    }
+
+    /// Stored entries of the relative-index form with `index_bits`-bit gaps: the nonzeros
+    /// plus the fillers, counted without building the form.
+    ///
+    /// Errors: `index_bits` outside `1..=16`.
+    pub fn relative_index_entries(&self, index_bits: u32) -> Result<usize> {
+        let span = tensor_core::sparse::check_index_bits(
+            "SparseShared::relative_index_entries",
+            index_bits,
+        )? as u64
+            + 1;
+        let mut next = 0u64;
+        let mut entries = 0usize;
+        for o in 0..self.rows {
+            for j in self.row_starts[o] as usize..self.row_starts[o + 1] as usize {
+                let p = o as u64 * self.cols as u64 + self.col_indices.get(j).unwrap_or(0) as u64;
+                entries += 1 + ((p - next) / span) as usize;
+                next = p + 1;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Fraction of the weights stored, `nnz / (rows * cols)` (0 for an empty matrix).
+    pub fn density(&self) -> f64 {
+        let n = self.rows * self.cols;
+        if n == 0 {
+            0.0
+        } else {
+            self.nnz() as f64 / n as f64
+        }
     }
 
     /// Output features.
@@ -285,7 +318,7 @@ impl SparseShared {
 
     /// Bytes of this form in memory: offsets, column indices, codes and the f32 codebook.
     pub fn bytes(&self) -> usize {
-        4 * self.row_starts.len() + (self.col_indices.width() + 1) * self.nnz() + 4 * self.k
+        4 * self.row_starts.len() + (self.col_indices.index_bytes() + 1) * self.nnz() + 4 * self.k
     }
 
     /// The dense `W` (for references; the kernels never build it).
@@ -293,7 +326,9 @@ impl SparseShared {
         let mut w = vec![0.0f32; self.rows * self.cols];
         for o in 0..self.rows {
             for j in self.row_starts[o] as usize..self.row_starts[o + 1] as usize {
-                w[o * self.cols + self.col_indices.get(j)] = self.table[self.codes[j] as usize];
+                // Invariants: j < nnz, column < cols.
+                let c = self.col_indices.get(j).unwrap_or(0) as usize;
+                w[o * self.cols + c] = self.table[self.codes[j] as usize];
             }
         }
         w
@@ -348,7 +383,7 @@ impl SparseShared {
         y: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "SparseShared::forward";
-        let kernel = kernels::Kernel::for_tier(OP, tier)?;
+        kernels::Kernel::for_tier(OP, tier)?;
         check_len(
             OP,
             "x",
@@ -375,15 +410,7 @@ impl SparseShared {
             }
         }
         let mut yt = vec![0.0f32; self.rows * batch];
-        let row = |(o, acc): (usize, &mut [f32])| {
-            let (s, e) = (self.row_starts[o] as usize, self.row_starts[o + 1] as usize);
-            kernel.row_axpy(&self.table, &self.col_indices, &self.codes, s..e, &xt, acc);
-        };
-        if self.nnz() * batch >= PAR_MIN_ENTRIES && rayon::current_num_threads() > 1 {
-            yt.par_chunks_mut(batch).enumerate().for_each(row);
-        } else {
-            yt.chunks_mut(batch).enumerate().for_each(row);
-        }
+        self.matmul_rows_with(tier, 0..self.rows, batch, &xt, &mut yt)?;
         for (o, col) in yt.chunks_exact(batch).enumerate() {
             for (s, &v) in col.iter().enumerate() {
                 y[s * self.rows + o] = v;
@@ -391,6 +418,62 @@ impl SparseShared {
         }
         Ok(())
     }
+
+    /// `out += W[rows, :] B` for `B` `[cols, n]` and `out` `[rows.len(), n]`, row-major: the
+    /// product a convolution runs on its im2col matrix (`B` = the patches, `n` = output
+    /// positions), each entry adding `c[code] * B[col, :]` to its row of `out`. Rows run
+    /// on both cores when the work is large.
+    ///
+    /// Errors: a tier this CPU lacks; `rows` past the matrix; `b` or `out` of the wrong
+    /// length.
+    pub fn matmul_rows_with(
+        &self,
+        tier: F32Path,
+        rows: Range<usize>,
+        n: usize,
+        b: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        const OP: &str = "SparseShared::matmul_rows";
+        let kernel = kernels::Kernel::for_tier(OP, tier)?;
+        check_row_range(OP, &rows, self.rows)?;
+        check_len(OP, "b", b.len(), checked_mul(OP, "cols * n", self.cols, n)?)?;
+        check_len(
+            OP,
+            "out",
+            out.len(),
+            checked_mul(OP, "rows * n", rows.len(), n)?,
+        )?;
+        if n == 0 || rows.is_empty() {
+            return Ok(());
+        }
+        let first = rows.start;
+        let row = |(i, acc): (usize, &mut [f32])| {
+            let o = first + i;
+            let (s, e) = (self.row_starts[o] as usize, self.row_starts[o + 1] as usize);
+            kernel.row_axpy(&self.table, &self.col_indices, &self.codes, s..e, b, acc);
+        };
+        let entries = (self.row_starts[rows.end] - self.row_starts[rows.start]) as usize;
+        if entries.saturating_mul(n) >= PAR_MIN_ENTRIES && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(n).enumerate().for_each(row);
+        } else {
+            out.chunks_mut(n).enumerate().for_each(row);
+        }
+        Ok(())
+    }
+}
+
+/// `Err(LengthMismatch)` unless `rows` lies within `0..len`.
+pub(crate) fn check_row_range(op: &'static str, rows: &Range<usize>, len: usize) -> Result<()> {
+    if rows.start > rows.end || rows.end > len {
+        return Err(ShareError::LengthMismatch {
+            op,
+            what: "row range end",
+            got: rows.end,
+            expected: len,
+        });
+    }
+    Ok(())
 }
 
 /// The codebook table of a sparse form: as the dense one, and `centroids[0]` must be the
@@ -454,7 +537,7 @@ fn check_entry_count(op: &'static str, nnz: usize) -> Result<()> {
 /// Collects entries in row-major order into the CSR arrays.
 struct Builder {
     row_starts: Vec<u32>,
-    cols: Vec<usize>,
+    cols: Vec<u32>,
     codes: Vec<u8>,
 }
 
@@ -469,7 +552,7 @@ impl Builder {
 
     /// Appends an entry at (`row`, `col`); rows arrive in order. The entry count was
     /// checked against `u32::MAX` before building.
-    fn push(&mut self, row: usize, col: usize, code: u8) {
+    fn push(&mut self, row: usize, col: u32, code: u8) {
         while self.row_starts.len() <= row {
             self.row_starts.push(self.codes.len() as u32);
         }

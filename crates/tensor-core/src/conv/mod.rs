@@ -22,17 +22,26 @@
 //! Files: this one holds the parameters ([`Padding`], [`Conv2dParams`]) and the output-size
 //! arithmetic; `geometry` the derived [`ConvGeometry`]; `im2col` im2col / col2im; `plan` the
 //! blocking plan and scratch; `forward`, `backward` the kernels; `reference` the direct loops
-//! they are tested against.
+//! they are tested against; `direct` the direct (im2col-free) AVX2 kernel for stride-1
+//! convolutions and `fused` its dispatching entry [`conv2d_forward_fused`], which also fuses
+//! bias, ReLU and a 2x2 max pool into the pass (the inference fast path).
 
 mod backward;
+mod direct;
 mod forward;
+mod fused;
 mod geometry;
 mod im2col;
 mod plan;
 mod reference;
 
 pub use backward::{Conv2dGradOut, Conv2dGrads, conv2d_backward, conv2d_grads};
+pub use direct::PackedConvWeights;
 pub use forward::{conv2d_forward, conv2d_forward_per_image};
+pub use fused::{
+    ConvEpilogue, DIRECT_PAR_MIN_MACS, conv2d_forward_fused, conv2d_forward_fused_with,
+    direct_applies,
+};
 pub use geometry::ConvGeometry;
 pub use im2col::{col2im_add, im2col};
 pub use plan::{COL_BLOCK_FLOATS, PER_IMAGE_MIN_PLANE, block_images};

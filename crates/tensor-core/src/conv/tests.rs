@@ -139,3 +139,211 @@ fn window_len_ceil_mode() {
     assert_eq!(window_out_len(2, 3, 1, 1, 0, 0, false), None);
     assert_eq!(window_out_len(usize::MAX, 3, 1, 1, 1, 0, false), None);
 }
+
+mod fused {
+    //! The fused forward (direct AVX2 kernel and the portable fallback) against the reference
+    //! loops followed by separate ReLU and max-pool passes, on every f32 path this CPU runs.
+
+    use super::super::*;
+    use crate::activation::relu_inplace;
+    use crate::dispatch::{F32Path, report};
+    use crate::pool::max_pool2d_forward;
+    use crate::rng::Rng;
+    use crate::tensor::Tensor;
+    use crate::testing::assert_close;
+    use proptest::prelude::*;
+
+    fn ints(rng: &mut Rng, dims: &[usize]) -> Tensor {
+        let n = dims.iter().product();
+        Tensor::new(dims, (0..n).map(|_| rng.below(7) as f32 - 3.0).collect()).unwrap()
+    }
+
+    fn reference(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&[f32]>,
+        p: &Conv2dParams,
+        epi: ConvEpilogue,
+    ) -> Result<Tensor, TensorError> {
+        let mut y = conv2d_forward_reference(x, w, b, p)?;
+        if epi.relu {
+            relu_inplace(y.data_mut());
+        }
+        if epi.max_pool_2x2 {
+            y = max_pool2d_forward(&y, &ConvEpilogue::pool_params())?.0;
+        }
+        Ok(y)
+    }
+
+    /// Every path, every epilogue, with and without bias and packing, on 1 and 2 threads:
+    /// small integers make every order of summation exact, so results must be equal.
+    fn check_exact(p: Conv2dParams, n: usize, h: usize, w: usize, seed: u64) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let x = ints(&mut rng, &[n, p.in_channels, h, w]);
+        let wt = ints(&mut rng, &p.weight_dims());
+        let b: Vec<f32> = (0..p.out_channels)
+            .map(|_| rng.below(5) as f32 - 2.0)
+            .collect();
+        let packed = PackedConvWeights::pack(wt.data(), &p).unwrap();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for path in F32Path::supported() {
+                for (relu, max_pool_2x2) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    let epi = ConvEpilogue { relu, max_pool_2x2 };
+                    for (bias, pk) in [(Some(&b[..]), Some(&packed)), (None, None)] {
+                        let got = pool.install(|| {
+                            conv2d_forward_fused_with(path, &x, &wt, pk, bias, &p, epi)
+                        });
+                        let Ok(want) = reference(&x, &wt, bias, &p, epi) else {
+                            // An output too small to pool: the fused call refuses it too.
+                            assert!(got.is_err(), "{p:?} {h}x{w} {epi:?}");
+                            continue;
+                        };
+                        let got = got.unwrap();
+                        assert_eq!(got.dims(), want.dims());
+                        assert_eq!(
+                            got.data(),
+                            want.data(),
+                            "path {} {p:?} n={n} {h}x{w} {epi:?} bias={} threads={threads} seed={seed}",
+                            path.name(),
+                            bias.is_some()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zoo_layer_shapes_match_exactly() {
+        eprintln!("{}", report());
+        for path in F32Path::skipped() {
+            eprintln!("skipped on this CPU: f32 path {}", path.name());
+        }
+        let same = Padding::symmetric(1);
+        // cnn-teacher conv1 and a narrow conv2; lenet5 conv1 and conv2 (batch 1 splits
+        // conv2's 1.6M MACs over both threads).
+        check_exact(
+            Conv2dParams::new(1, 32, (3, 3)).with_padding(same),
+            2,
+            28,
+            28,
+            1,
+        );
+        check_exact(
+            Conv2dParams::new(8, 12, (3, 3)).with_padding(same),
+            3,
+            14,
+            14,
+            2,
+        );
+        check_exact(Conv2dParams::new(1, 20, (5, 5)), 2, 28, 28, 3);
+        check_exact(Conv2dParams::new(20, 50, (5, 5)), 1, 12, 12, 4);
+    }
+
+    #[test]
+    fn odd_sizes_asymmetric_padding_and_fallbacks() {
+        let asym = Padding {
+            top: 2,
+            bottom: 0,
+            left: 1,
+            right: 3,
+        };
+        check_exact(
+            Conv2dParams::new(3, 5, (2, 3)).with_padding(asym),
+            3,
+            7,
+            5,
+            5,
+        );
+        check_exact(Conv2dParams::new(2, 1, (1, 1)), 1, 3, 3, 6);
+        // Stride, dilation and groups take the im2col fallback on every path.
+        check_exact(
+            Conv2dParams::new(4, 6, (3, 3)).with_stride((2, 1)),
+            2,
+            9,
+            9,
+            7,
+        );
+        check_exact(
+            Conv2dParams::new(4, 6, (3, 3)).with_dilation((1, 2)),
+            2,
+            9,
+            9,
+            8,
+        );
+        check_exact(Conv2dParams::new(4, 6, (3, 3)).with_groups(2), 2, 9, 9, 9);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn matches_reference_around_tile_edges(
+            c in 1usize..4, o in 1usize..10, kh in 1usize..4, kw in 1usize..4,
+            extra_h in 0usize..9, extra_w in 0usize..27, pad in 0usize..3,
+            n in 1usize..3, seed in any::<u64>(),
+        ) {
+            let p = Conv2dParams::new(c, o, (kh, kw)).with_padding(Padding::symmetric(pad));
+            check_exact(p, n, kh + extra_h, kw + extra_w, seed);
+        }
+    }
+
+    #[test]
+    fn float_data_within_tolerance() {
+        let p = Conv2dParams::new(32, 64, (3, 3)).with_padding(Padding::symmetric(1));
+        let mut rng = Rng::seed_from_u64(10);
+        let x = Tensor::new(
+            &[2, 32, 14, 14],
+            (0..2 * 32 * 196).map(|_| rng.normal()).collect(),
+        )
+        .unwrap();
+        let wt = Tensor::new(
+            &p.weight_dims(),
+            (0..64 * 288).map(|_| rng.normal()).collect(),
+        )
+        .unwrap();
+        let b: Vec<f32> = (0..64).map(|_| rng.normal()).collect();
+        let epi = ConvEpilogue {
+            relu: true,
+            max_pool_2x2: true,
+        };
+        let want = reference(&x, &wt, Some(&b), &p, epi).unwrap();
+        for path in F32Path::supported() {
+            let got = conv2d_forward_fused_with(path, &x, &wt, None, Some(&b), &p, epi).unwrap();
+            // Sums of 288 unit-normal products: error ~ sqrt(K) * eps * |terms|.
+            let tol = 1e-5 * (p.patch_len() as f32).sqrt();
+            assert_close(got.data(), want.data(), tol, tol);
+        }
+    }
+
+    #[test]
+    fn mismatched_packing_and_shapes_are_errors() {
+        let p = Conv2dParams::new(2, 3, (3, 3));
+        let other = Conv2dParams::new(2, 4, (3, 3));
+        let x = Tensor::zeros_dims(&[1, 2, 5, 5]).unwrap();
+        let w = Tensor::zeros_dims(&p.weight_dims()).unwrap();
+        let wrong = PackedConvWeights::pack(&[0.0; 72], &other).unwrap();
+        let epi = ConvEpilogue::default();
+        for path in F32Path::supported() {
+            if path != F32Path::Portable {
+                let e = conv2d_forward_fused_with(path, &x, &w, Some(&wrong), None, &p, epi);
+                assert!(matches!(e, Err(TensorError::ShapeMismatch { .. })), "{e:?}");
+            }
+            let e = conv2d_forward_fused_with(path, &x, &w, None, Some(&[0.0; 2]), &p, epi);
+            assert!(matches!(e, Err(TensorError::DataLength { .. })), "{e:?}");
+            // A 1x1 output cannot be pooled 2x2.
+            let tiny = Tensor::zeros_dims(&[1, 2, 3, 3]).unwrap();
+            let pool = ConvEpilogue {
+                max_pool_2x2: true,
+                ..epi
+            };
+            assert!(conv2d_forward_fused_with(path, &tiny, &w, None, None, &p, pool).is_err());
+        }
+        assert!(PackedConvWeights::pack(&[0.0; 5], &p).is_err());
+    }
+}

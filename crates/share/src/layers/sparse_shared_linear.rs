@@ -1,0 +1,176 @@
+//! SparseSharedLinear: a pruned and shared fully connected layer, stored as Deep
+//! Compression stores it (relative index + codebook indices) and run from its sparse codes.
+
+use std::any::Any;
+
+use nn::{Layer, LayerRecord, Mode, NnError};
+use tensor_core::{Shape, Tensor};
+
+use super::stored;
+use crate::sparse::SparseShared;
+use crate::storage::LayerStorage;
+
+/// Largest feature count a record may declare (2^24).
+const MAX_FEATURES: usize = 1 << 24;
+
+/// `y = x W^T + b` with the pruned `W [out, in]` held as [`SparseShared`] (compressed rows
+/// of codes) and run by its kernels: the sparse lookup GEMV at batch 1, the sparse lookup
+/// GEMM for a batch, on both cores for large layers.
+///
+/// Stored (record kind `sparse_shared_linear`): attributes `in_features`, `out_features`,
+/// then the sparse codes of the layers' stored form: `bits`, `index_bits`, `entries`,
+/// `bias`; payloads `gaps` (relative index, Deep Compression section 2) and `codes` (one
+/// `bits`-bit cluster index per entry, fillers code 0, section 3); tensors `codebook` and
+/// `bias`. Bytes written: `ceil(e * index_bits / 8) + ceil(e * bits / 8) + 4 k (+ 4 out)`
+/// for `e` entries.
+///
+/// Inference only: `backward` is an error.
+#[derive(Clone, Debug)]
+pub struct SparseSharedLinear {
+    matrix: SparseShared,
+    bits: u32,
+    index_bits: u32,
+    bias: Option<Tensor>,
+    storage: LayerStorage,
+}
+
+impl SparseSharedLinear {
+    /// The layer of `matrix` (`[out, in]`), codes `bits` wide (1..=8), gaps `index_bits`
+    /// wide (1..=16), and `bias`.
+    pub fn new(
+        matrix: SparseShared,
+        bits: u32,
+        index_bits: u32,
+        bias: Option<Tensor>,
+    ) -> nn::Result<Self> {
+        super::check_sparse("sparse_shared_linear", &matrix, bits)?;
+        if let Some(b) = &bias
+            && b.dims() != [matrix.rows()]
+        {
+            return Err(NnError::Config(format!(
+                "sparse_shared_linear: bias {} for {} outputs",
+                b.shape(),
+                matrix.rows()
+            )));
+        }
+        let storage = LayerStorage::sparse(
+            "sparse_shared_linear",
+            &matrix,
+            bits,
+            index_bits,
+            bias.as_ref(),
+        )
+        .map_err(NnError::from)?;
+        Ok(Self {
+            matrix,
+            bits,
+            index_bits,
+            bias,
+            storage,
+        })
+    }
+
+    /// Rebuilds the layer from its record (see the type docs), validating every field before
+    /// anything sized by it is allocated.
+    pub fn from_record(rec: &LayerRecord) -> nn::Result<Self> {
+        rec.expect_kind("sparse_shared_linear")?;
+        let cols = rec.usize_in("in_features", 1, MAX_FEATURES)?;
+        let rows = rec.usize_in("out_features", 1, MAX_FEATURES)?;
+        let (m, bits, index_bits, bias) = stored::read_sparse(rec, rows, cols)?;
+        Self::new(m, bits, index_bits, bias).map_err(|e| rec.corrupt("attributes", e.to_string()))
+    }
+
+    /// The sparse codes and codebook.
+    pub fn matrix(&self) -> &SparseShared {
+        &self.matrix
+    }
+
+    /// Code width in bits.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// The dense weight `[out, in]` the codes stand for, and the bias (for references).
+    pub fn to_dense(&self) -> (Vec<f32>, Option<&Tensor>) {
+        (self.matrix.to_dense(), self.bias.as_ref())
+    }
+
+    /// The bytes of its stored form, item by item.
+    pub fn storage(&self) -> LayerStorage {
+        self.storage
+    }
+}
+
+impl Layer for SparseSharedLinear {
+    fn kind(&self) -> &'static str {
+        "sparse_shared_linear"
+    }
+
+    fn output_shape(&self, input: &Shape) -> nn::Result<Shape> {
+        match input.dims() {
+            [n, c] if *c == self.matrix.cols() => Ok(Shape::new(&[*n, self.matrix.rows()])?),
+            _ => Err(NnError::BadInput {
+                layer: "sparse_shared_linear".into(),
+                input: input.clone(),
+                reason: format!("expected [batch, {}]", self.matrix.cols()),
+            }),
+        }
+    }
+
+    fn forward(&mut self, input: &Tensor, _mode: Mode) -> nn::Result<Tensor> {
+        let out = self.output_shape(input.shape())?;
+        let batch = out.dims()[0];
+        let mut y = Tensor::zeros(out);
+        self.matrix.forward(batch, input.data(), y.data_mut())?;
+        if let Some(b) = &self.bias {
+            for row in y.data_mut().chunks_exact_mut(b.numel().max(1)) {
+                row.iter_mut().zip(b.data()).for_each(|(v, &c)| *v += c);
+            }
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, _grad_output: &Tensor) -> nn::Result<Tensor> {
+        Err(NnError::Unsupported(
+            "sparse_shared_linear backward: fine-tune the centroids on the dense pruned model, \
+             then convert"
+                .into(),
+        ))
+    }
+
+    /// Stored weights plus the bias.
+    fn param_count(&self) -> usize {
+        self.matrix.nnz() + self.bias.as_ref().map_or(0, |b| b.numel())
+    }
+
+    /// Packed gaps, packed codes, f32 codebook and bias, as written.
+    fn stored_bytes(&self) -> usize {
+        self.storage.bytes()
+    }
+
+    fn macs(&self, input: &Shape) -> nn::Result<u64> {
+        let out = self.output_shape(input)?;
+        Ok(out.dims()[0] as u64 * self.matrix.nnz() as u64)
+    }
+
+    fn record(&self) -> nn::Result<LayerRecord> {
+        let rec = LayerRecord::new("sparse_shared_linear")
+            .with_int("in_features", self.matrix.cols() as i64)
+            .with_int("out_features", self.matrix.rows() as i64);
+        stored::write_sparse(
+            rec,
+            &self.matrix,
+            self.bits,
+            self.index_bits,
+            self.bias.as_ref(),
+        )
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

@@ -1,0 +1,211 @@
+//! The forward convolution with a fused epilogue (bias, ReLU, 2x2 max pool), dispatched:
+//! the direct AVX2 kernel (`direct`) where it applies, im2col + GEMM and separate passes
+//! otherwise.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::direct::{Direct, MR, PackedConvWeights, epilogue};
+use super::{Conv2dParams, check_bias, conv2d_forward};
+use crate::activation::relu_inplace;
+use crate::dispatch::{F32Path, KernelPath};
+use crate::error::TensorError;
+use crate::pool::{Pool2dParams, max_pool2d_forward};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+/// What follows the convolution inside the same pass: `y = pool(relu(conv(x) + b))`, each
+/// step optional. ReLU is `max(v, 0)` with NaN kept; the pool is PyTorch's `MaxPool2d(2)`
+/// (2x2 window, stride 2, no padding, floor mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConvEpilogue {
+    /// Apply ReLU after the bias.
+    pub relu: bool,
+    /// Then a 2x2 stride-2 max pool.
+    pub max_pool_2x2: bool,
+}
+
+impl ConvEpilogue {
+    /// The pool the epilogue applies, as [`Pool2dParams`].
+    pub fn pool_params() -> Pool2dParams {
+        Pool2dParams::new((2, 2))
+    }
+}
+
+/// Whether the direct kernel computes `p` (stride 1, no dilation, one group).
+pub fn direct_applies(p: &Conv2dParams) -> bool {
+    p.stride == (1, 1) && p.dilation == (1, 1) && p.groups == 1
+}
+
+/// Multiply-accumulates of one image below which a batch-1 call stays on the calling thread:
+/// a rayon fork/join costs more than the second core saves.
+pub const DIRECT_PAR_MIN_MACS: usize = 1 << 20;
+
+/// `pool(relu(conv(input) + bias))` on the selected f32 path ([`F32Path::selected`]): the
+/// direct kernel when [`direct_applies`] and the CPU has AVX2 + FMA, else im2col + GEMM and
+/// separate passes. `packed`, when given, must be `weight` packed ([`PackedConvWeights::pack`]);
+/// without it the direct kernel packs per call.
+pub fn conv2d_forward_fused(
+    input: &Tensor,
+    weight: &Tensor,
+    packed: Option<&PackedConvWeights>,
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+    epi: ConvEpilogue,
+) -> Result<Tensor, TensorError> {
+    conv2d_forward_fused_with(F32Path::selected(), input, weight, packed, bias, p, epi)
+}
+
+/// [`conv2d_forward_fused`] on an explicit path: `Portable` runs im2col + GEMM (faer) then
+/// the epilogue's passes; `Avx2Fma` and `Avx512F` run the direct AVX2 kernel where it applies
+/// (there is no 512-bit direct kernel yet; AVX-512 CPUs run the AVX2 one). Errors if the CPU
+/// lacks the path, as the convolution does on bad shapes, or if `packed` is not `weight`'s
+/// shape.
+pub fn conv2d_forward_fused_with(
+    path: F32Path,
+    input: &Tensor,
+    weight: &Tensor,
+    packed: Option<&PackedConvWeights>,
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+    epi: ConvEpilogue,
+) -> Result<Tensor, TensorError> {
+    path.require("conv2d_forward_fused")?;
+    let [n, o, oh, ow] = p.output_dims(input.shape())?;
+    let out_dims = if epi.max_pool_2x2 {
+        ConvEpilogue::pool_params().output_dims(&Shape::new(&[n, o, oh, ow])?)?
+    } else {
+        [n, o, oh, ow]
+    };
+    // The direct kernel is AVX2 + FMA code: an AVX-512 path runs it too when the CPU has them.
+    let direct = path != F32Path::Portable
+        && F32Path::Avx2Fma.is_supported()
+        && direct_applies(p)
+        && cfg!(target_arch = "x86_64");
+    if !direct {
+        let mut y = conv2d_forward(input, weight, bias, p)?;
+        if epi.relu {
+            relu_inplace(y.data_mut());
+        }
+        if epi.max_pool_2x2 {
+            y = max_pool2d_forward(&y, &ConvEpilogue::pool_params())?.0;
+        }
+        return Ok(y);
+    }
+    if weight.dims() != p.weight_dims() {
+        return Err(TensorError::ShapeMismatch {
+            op: "conv2d: weight",
+            lhs: weight.shape().clone(),
+            rhs: Shape::new(&p.weight_dims())?,
+        });
+    }
+    check_bias(bias, o, "conv2d: bias")?;
+    let owned;
+    let packed = match packed {
+        Some(pk) if pk.weight_dims() == p.weight_dims() => pk,
+        Some(pk) => {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d: packed weights",
+                lhs: Shape::new(&pk.weight_dims())?,
+                rhs: Shape::new(&p.weight_dims())?,
+            });
+        }
+        None => {
+            owned = PackedConvWeights::pack(weight.data(), p)?;
+            &owned
+        }
+    };
+    let d = input.dims();
+    let geo = Direct::new(p, (d[1], d[2], d[3]), (oh, ow));
+    let offs = geo
+        .tap_offsets()
+        .ok_or_else(|| TensorError::InvalidArgument {
+            op: "conv2d: direct",
+            reason: format!("padded image {:?} too large for u32 offsets", input.shape()),
+        })?;
+    let mut y = Tensor::zeros_dims(&out_dims)?;
+    let img_out = out_dims[1] * out_dims[2] * out_dims[3];
+    if n == 0 || img_out == 0 {
+        return Ok(y);
+    }
+    let img_in = d[1] * d[2] * d[3];
+    let x = input.data();
+    let threads = rayon::current_num_threads();
+    let per_image_macs = o * oh * ow * p.patch_len();
+    let run = |xi: &[f32], yi: &mut [f32], split: bool| {
+        direct_image(&geo, &offs, packed, bias, epi, xi, yi, split)
+    };
+    if threads > 1 && n > 1 {
+        y.data_mut()
+            .par_chunks_mut(img_out)
+            .zip(x.par_chunks(img_in))
+            .for_each(|(yi, xi)| run(xi, yi, false));
+    } else {
+        let split = threads > 1 && per_image_macs >= DIRECT_PAR_MIN_MACS;
+        for (yi, xi) in y.data_mut().chunks_mut(img_out).zip(x.chunks(img_in)) {
+            run(xi, yi, split);
+        }
+    }
+    Ok(y)
+}
+
+std::thread_local! {
+    /// Per-thread padded image and accumulator tiles, reused across calls (batch-1
+    /// inference then allocates only its output).
+    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static ACC: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` floats of `cell` (a fresh buffer if the cell is borrowed already).
+fn with_buf<R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    cell.with(|c| match c.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+            f(&mut v[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// One image: pad it, then every output-channel tile (in parallel when `split`).
+#[allow(clippy::too_many_arguments)]
+fn direct_image(
+    geo: &Direct,
+    offs: &[u32],
+    packed: &PackedConvWeights,
+    bias: Option<&[f32]>,
+    epi: ConvEpilogue,
+    x: &[f32],
+    y: &mut [f32],
+    split: bool,
+) {
+    let plane = y.len() / geo.o;
+    with_buf(&PADDED, geo.pad_len, |xp| {
+        geo.pad_image(x, xp);
+        let xp = &*xp;
+        let tile = |(t, yt): (usize, &mut [f32])| {
+            with_buf(&ACC, MR * geo.q_len, |acc| {
+                // SAFETY: the caller chose the direct path only on x86_64 with AVX2 + FMA
+                // (`F32Path::Avx2Fma.is_supported()`); the buffer lengths are those `Direct`
+                // derives.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    super::direct::tile_avx2(geo, offs, xp, packed.tile(t), acc)
+                };
+                epilogue(geo, acc, bias, t * MR, epi.relu, epi.max_pool_2x2, yt);
+            })
+        };
+        if split {
+            y.par_chunks_mut(MR * plane).enumerate().for_each(tile);
+        } else {
+            y.chunks_mut(MR * plane).enumerate().for_each(tile);
+        }
+    });
+}

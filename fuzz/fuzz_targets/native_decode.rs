@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nn::io::native;
 use nn::Mode;
+use nn::io::native;
 use tensor_core::Tensor;
 
 fn frame(version: u32, payload: &[u8]) -> Vec<u8> {
@@ -43,7 +43,9 @@ fuzz_target!(|data: &[u8]| {
     // Run only models whose input and every activation stay small (the fuzzer's memory
     // limit): a record may declare any input shape a `Shape` admits.
     let Ok(summary) = model.summary() else { return };
-    let Ok(shape) = model.batch_shape(1) else { return };
+    let Ok(shape) = model.batch_shape(1) else {
+        return;
+    };
     let small = shape.numel() <= 1 << 16
         && summary
             .iter()

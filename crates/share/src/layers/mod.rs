@@ -103,3 +103,37 @@ fn conv_output_shape(kind: &str, p: &Conv2dParams, input: &Shape) -> nn::Result<
     })?;
     Ok(Shape::new(&d)?)
 }
+
+/// The output shape of a linear layer of kind `kind` whose code matrix is `rows x cols`:
+/// `[batch, cols] -> [batch, rows]`.
+fn linear_output_shape(kind: &str, rows: usize, cols: usize, input: &Shape) -> nn::Result<Shape> {
+    match input.dims() {
+        [n, c] if *c == cols => Ok(Shape::new(&[*n, rows])?),
+        _ => Err(NnError::BadInput {
+            layer: kind.into(),
+            input: input.clone(),
+            reason: format!("expected [batch, {cols}]"),
+        }),
+    }
+}
+
+/// The forward pass of a linear layer executed from codes: `product(batch, x, y)` writes
+/// `y = x W^T` (W never built), then the bias is added to every row.
+fn linear_forward(
+    kind: &str,
+    (rows, cols): (usize, usize),
+    input: &Tensor,
+    bias: Option<&Tensor>,
+    product: impl FnOnce(usize, &[f32], &mut [f32]) -> nn::Result<()>,
+) -> nn::Result<Tensor> {
+    let out = linear_output_shape(kind, rows, cols, input.shape())?;
+    let batch = out.dims()[0];
+    let mut y = Tensor::zeros(out);
+    product(batch, input.data(), y.data_mut())?;
+    if let Some(b) = bias {
+        for row in y.data_mut().chunks_exact_mut(b.numel().max(1)) {
+            row.iter_mut().zip(b.data()).for_each(|(v, &c)| *v += c);
+        }
+    }
+    Ok(y)
+}

@@ -105,27 +105,23 @@ impl Layer for SharedLinear {
     }
 
     fn output_shape(&self, input: &Shape) -> nn::Result<Shape> {
-        match input.dims() {
-            [n, c] if *c == self.matrix.cols() => Ok(Shape::new(&[*n, self.matrix.rows()])?),
-            _ => Err(NnError::BadInput {
-                layer: "shared_linear".into(),
-                input: input.clone(),
-                reason: format!("expected [batch, {}]", self.matrix.cols()),
-            }),
-        }
+        super::linear_output_shape(
+            "shared_linear",
+            self.matrix.rows(),
+            self.matrix.cols(),
+            input,
+        )
     }
 
     fn forward(&mut self, input: &Tensor, _mode: Mode) -> nn::Result<Tensor> {
-        let out = self.output_shape(input.shape())?;
-        let batch = out.dims()[0];
-        let mut y = Tensor::zeros(out);
-        self.matrix.forward(batch, input.data(), y.data_mut())?;
-        if let Some(b) = &self.bias {
-            for row in y.data_mut().chunks_exact_mut(b.numel().max(1)) {
-                row.iter_mut().zip(b.data()).for_each(|(v, &c)| *v += c);
-            }
-        }
-        Ok(y)
+        let m = &self.matrix;
+        super::linear_forward(
+            "shared_linear",
+            (m.rows(), m.cols()),
+            input,
+            self.bias.as_ref(),
+            |batch, x, y| Ok(m.forward(batch, x, y)?),
+        )
     }
 
     fn backward(&mut self, _grad_output: &Tensor) -> nn::Result<Tensor> {

@@ -8,9 +8,14 @@
 //!   fixtures/streams]`: prunes and shares trained models as Deep Compression does and writes
 //!   the code-index and gap streams its Huffman stage codes (huffman-codec's real test data).
 //!
-//! `compress` and `bench` (the Deep Compression pipeline and the side-by-side benchmark of
-//! every representation) arrive with the pipeline crate.
+//! - `cargo xtask compress [--model lenet300|lenet5|cnn-teacher|FILE] [--recipe NAME|FILE]`:
+//!   Deep Compression end to end (trains and caches the zoo model when needed), with the
+//!   report under target/slimnet/compress/<model>/.
+//!
+//! `bench` (the side-by-side benchmark of every representation) is still to come.
 
+mod compress;
+mod machine;
 mod streams;
 mod zoo;
 
@@ -26,6 +31,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Task {
+    /// Run a compression recipe (default: Deep Compression on lenet300) end to end, with its
+    /// report (per-layer table, accuracy, ratio, energy) under target/slimnet/compress/.
+    Compress(compress::Args),
     /// Train and evaluate zoo models with their reference recipes (long: minutes to an hour).
     Zoo(zoo::Args),
     /// Prune, share and relative-index trained models; write their Deep Compression symbol
@@ -35,6 +43,7 @@ enum Task {
 
 fn main() -> Result<()> {
     match Cli::parse().task {
+        Task::Compress(a) => compress::run(a),
         Task::Zoo(a) => zoo::run(a),
         Task::Streams(a) => streams::run(a),
     }

@@ -35,8 +35,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let threads = rayon::current_num_threads();
-    let cpu = cpu_model();
+    let crate::machine::Machine { cpu, threads, .. } = crate::machine::Machine::here();
     let mut rows = Vec::new();
     for name in &args.models {
         let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
@@ -90,15 +89,4 @@ pub fn run(args: Args) -> Result<()> {
         println!("{r}");
     }
     Ok(())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

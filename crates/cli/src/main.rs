@@ -32,6 +32,8 @@ enum Command {
     Export(commands::export::Args),
     /// Run a model on a NumPy array (NCHW float32) and write its output as .npy.
     Run(commands::run::Args),
+    /// Run a compression recipe (deep-compression, or a TOML/JSON file) and write the .slim.
+    Compress(commands::compress::Args),
     /// Prune a model by weight magnitude, retrain, and write it with sparse layers.
     Prune(commands::prune::Args),
     /// Share weights through per-layer k-means codebooks, fine-tune the centroids, write it.
@@ -61,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => commands::import::run(a),
         Command::Export(a) => commands::export::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Compress(a) => commands::compress::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),

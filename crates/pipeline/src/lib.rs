@@ -13,12 +13,16 @@
 //! [`chart`] draws the line charts of reports (sensitivity curves, accuracy against
 //! compression) as SVG.
 //!
-//! **Not yet filled:** recipes that chain prune → share → Huffman and the other techniques;
-//! per-layer reports of sizes as actually written and multiply-accumulates.
+//! [`recipe`] describes a compression pipeline as data (JSON or TOML, with built-in
+//! presets such as `deep-compression`); [`compress`] runs one, stage by stage, and
+//! [`report`] measures the result: per-layer table, stages, energy estimate.
 #![warn(missing_docs)]
 
 pub mod chart;
+pub mod compress;
 pub mod container;
+pub mod recipe;
+pub mod report;
 
 use std::path::Path;
 

@@ -25,7 +25,7 @@ struct Report {
     macs: u64,
     file_bytes: u64,
     /// Code width, codebook size and storage of every shared layer, by path.
-    shared: Vec<super::share::LayerRow>,
+    shared: Vec<pipeline::report::SharedRow>,
 }
 
 /// Runs the command.
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
         bytes: model.stored_bytes(),
         macs: layers.iter().map(|l| l.macs).sum(),
         file_bytes: std::fs::metadata(&args.model.model)?.len(),
-        shared: super::share::shared_rows(&model),
+        shared: pipeline::report::shared_rows(&model),
         layers,
     };
     if args.json {

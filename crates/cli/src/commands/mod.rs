@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the options they share.
 
 pub mod bench;
+pub mod compress;
 pub mod eval;
 pub mod export;
 pub mod import;
@@ -84,17 +85,6 @@ pub struct Baseline {
     pub dense_bytes: u64,
 }
 
-impl Baseline {
-    /// Measures `model`, read from `path`, on `test`.
-    pub fn measure(model: &mut nn::Model, path: &Path, test: &nn::Dataset) -> Result<Self> {
-        Ok(Self {
-            accuracy: nn::metrics::evaluate(model, test, 256)?.accuracy,
-            file_bytes: std::fs::metadata(path)?.len(),
-            dense_bytes: 4 * model.param_count() as u64,
-        })
-    }
-}
-
 /// What every command that writes a model reports (DESIGN.md § Command line).
 #[derive(serde::Serialize, Debug)]
 pub struct Written {
@@ -116,31 +106,6 @@ pub struct Written {
     pub ratio: f64,
 }
 
-/// Evaluates `model` on `test`, writes it atomically to `output`, and reports it against
-/// `baseline`.
-pub fn write_model(
-    model: &mut nn::Model,
-    output: &Path,
-    test: &nn::Dataset,
-    baseline: Baseline,
-    nonzero_params: usize,
-) -> Result<Written> {
-    let accuracy = nn::metrics::evaluate(model, test, 256)?.accuracy;
-    let mut metadata = std::collections::BTreeMap::new();
-    metadata.insert("accuracy".to_string(), format!("{accuracy}"));
-    let file_bytes = save_model(model, metadata, output)?;
-    Ok(Written {
-        output: output.display().to_string(),
-        file_bytes,
-        params: (baseline.dense_bytes / 4) as usize,
-        nonzero_params,
-        macs: model.macs_per_sample()?,
-        accuracy,
-        ratio: baseline.dense_bytes as f64 / file_bytes.max(1) as f64,
-        baseline,
-    })
-}
-
 /// Writes `model` as a `.slim` container (payloads Huffman-coded where smaller),
 /// atomically; returns the bytes written.
 pub fn save_model(
@@ -155,13 +120,4 @@ pub fn save_model(
         output,
     )
     .with_context(|| format!("writing {}", output.display()))
-}
-
-/// Nonzero parameters (weights and biases) over every layer of `model` that exposes them.
-pub fn nonzero_params(model: &nn::Model) -> usize {
-    model
-        .named_params()
-        .iter()
-        .map(|(_, p)| p.value.data().iter().filter(|v| **v != 0.0).count())
-        .sum()
 }

@@ -6,13 +6,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use nn::optim::OptimizerConfig;
-use nn::trainer::{Progress, TrainConfig, Trainer};
-use share::{Init, KMeansParams, ShareHook};
+use anyhow::{Result, bail};
+use pipeline::compress::{ShareDetail, StageDetail};
+use pipeline::recipe::{LrSchedule, Recipe, Retrain, ShareInit, ShareStage, Stage};
 
-use super::{Baseline, ModelArgs, TrainDataArgs, Written, nonzero_params, print_json, write_model};
-use crate::progress;
+use super::compress::run_recipe;
+use super::{ModelArgs, TrainDataArgs, Written, print_json};
 
 /// Arguments of `slimnet share`.
 #[derive(clap::Args, Debug)]
@@ -44,138 +43,53 @@ pub struct Args {
     common: TrainDataArgs,
 }
 
-/// One written layer's storage (Deep Compression's accounting next to the bytes).
-#[derive(serde::Serialize)]
-pub(crate) struct LayerRow {
-    pub(crate) path: String,
-    pub(crate) kind: &'static str,
-    pub(crate) bits: u32,
-    /// Centroids in the codebook (`codebook` is the same figure, kept for older readers).
-    pub(crate) k: usize,
-    pub(crate) codebook: usize,
-    /// Relative-index width (0: dense codes).
-    pub(crate) index_bits: u32,
-    pub(crate) nnz: usize,
-    /// Stored entries, fillers included.
-    pub(crate) entries: usize,
-    pub(crate) index_bytes: usize,
-    pub(crate) code_bytes: usize,
-    pub(crate) codebook_bytes: usize,
-    /// Bytes written for the layer (gaps, codes, codebook, bias).
-    pub(crate) bytes: usize,
-    /// Deep Compression's rate `32 n / (e (index_bits + bits) + 32 k)`.
-    pub(crate) rate: f64,
-}
-
-impl LayerRow {
-    fn new(path: String, s: share::LayerStorage) -> Self {
-        Self {
-            path,
-            kind: s.kind,
-            bits: s.bits,
-            k: s.k,
-            codebook: s.k,
-            index_bits: s.index_bits,
-            nnz: s.nnz,
-            entries: s.entries,
-            index_bytes: s.index_bytes,
-            code_bytes: s.code_bytes,
-            codebook_bytes: s.codebook_bytes,
-            bytes: s.bytes(),
-            rate: s.rate(),
-        }
-    }
-}
-
-/// The storage rows of every shared layer of `model`, by path.
-pub(crate) fn shared_rows(model: &nn::Model) -> Vec<LayerRow> {
-    let mut rows = Vec::new();
-    model.visit(&mut |path, layer| {
-        if let Some(s) = share::layer_storage(layer) {
-            rows.push(LayerRow::new(path.to_string(), s));
-        }
-    });
-    rows
-}
-
 #[derive(serde::Serialize)]
 struct Report {
     #[serde(flatten)]
     written: Written,
-    accuracy_before_finetune: f64,
-    layers: Vec<LayerRow>,
+    #[serde(flatten)]
+    detail: ShareDetail,
 }
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let init = match args.init.as_str() {
-        "linear" => Init::Linear,
-        "density" => Init::Density,
-        "random" => Init::Random {
-            seed: args.common.seed,
-        },
-        "kmeans++" => Init::KMeansPlusPlus {
-            seed: args.common.seed,
-        },
+        "linear" => ShareInit::Linear,
+        "density" => ShareInit::Density,
+        "random" => ShareInit::Random,
+        "kmeans++" => ShareInit::KMeansPlusPlus,
         other => bail!("unknown --init {other:?} (linear, density, random or kmeans++)"),
     };
-    if !(1..=8).contains(&args.bits_fc) {
-        bail!("--bits-fc {} must be in 1..=8", args.bits_fc);
-    }
-    if !(1..=8).contains(&args.bits_conv) {
-        bail!("--bits-conv {} must be in 1..=8", args.bits_conv);
-    }
-    if !(0.0..=1.0).contains(&args.sparse_below) {
-        bail!("--sparse-below {} must be in [0, 1]", args.sparse_below);
-    }
-    let mut model = args.model.load()?;
-    densify_sparse(&mut model)?;
-    let (train, test) = args.common.load()?;
-    let baseline = Baseline::measure(&mut model, &args.model.model, &test)?;
-    let kp = KMeansParams {
-        init,
-        ..KMeansParams::default()
+    let recipe = Recipe {
+        name: "share".into(),
+        stages: vec![Stage::Share(ShareStage {
+            bits_fc: args.bits_fc,
+            bits_conv: args.bits_conv,
+            init,
+            finetune: Retrain {
+                epochs: args.finetune_epochs,
+                lr: args.lr,
+                lr_schedule: LrSchedule::Constant,
+                ..Retrain::default()
+            },
+            sparse_below: args.sparse_below,
+        })],
+        huffman: true,
     };
-    let shared = share::share_model(&mut model, args.bits_fc, args.bits_conv, &kp)?;
-    let accuracy_before_finetune = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
-    let shared = if args.finetune_epochs > 0 {
-        let config = TrainConfig {
-            epochs: args.finetune_epochs,
-            batch_size: 64,
-            optimizer: OptimizerConfig::adam(args.lr),
-            seed: args.common.seed,
-            ..TrainConfig::default()
-        };
-        let steps = config.steps_per_epoch(train.len()) * config.epochs;
-        let pb = progress::bar(steps as u64, args.common.json);
-        let mut on_progress = |p: &Progress| pb.set_position(p.global_step as u64);
-        let mut trainer = Trainer::new(config).with_hook(Box::new(ShareHook::new(shared)));
-        trainer.fit(&mut model, &train, None, &mut on_progress)?;
-        pb.finish_and_clear();
-        trainer
-            .hook::<ShareHook>()
-            .context("the sharing hook after training")?
-            .share
-            .clone()
-    } else {
-        shared
+    recipe.validate("from the command line")?;
+    let mut out = run_recipe(&args.model, recipe, &args.output, &args.common)?;
+    let detail = match out.report.stages.pop().map(|s| s.detail) {
+        Some(StageDetail::Share(d)) => d,
+        _ => bail!("the share stage left no report"),
     };
-    let nonzero_params = nonzero_params(&model);
-    let forms = share::SharedForms {
-        sparse_below_density: args.sparse_below,
-        ..share::SharedForms::default()
-    };
-    share::to_shared_layers_with(&mut model, &shared, &forms)?;
-    let written = write_model(&mut model, &args.output, &test, baseline, nonzero_params)?;
     let out = Report {
-        written,
-        accuracy_before_finetune,
-        layers: shared_rows(&model),
+        written: out.written,
+        detail,
     };
     if args.common.json {
         return print_json(&out);
     }
-    for l in &out.layers {
+    for l in &out.detail.layers {
         println!(
             "layer {:>6} {:<21} {} bits, k {:>3}, index {:>2} bits, {:>7} nonzero, {:>8} bytes, \
              rate {:.1}x",
@@ -188,27 +102,11 @@ pub fn run(args: Args) -> Result<()> {
         args.model.model.display(),
         100.0 * out.written.accuracy,
         100.0 * out.written.baseline.accuracy,
-        100.0 * out.accuracy_before_finetune,
+        100.0 * out.detail.accuracy_before_finetune,
         out.written.file_bytes,
         out.written.ratio,
         out.written.baseline.dense_bytes,
         out.written.output
     );
-    Ok(())
-}
-
-/// Sparse layers of a pruned model back to dense ones holding the zeros, so that sharing
-/// clusters their kept weights (code 0 stays the pruned zero).
-fn densify_sparse(model: &mut nn::Model) -> Result<()> {
-    model.rewrite(&mut |_, layer| {
-        let any = layer.as_any();
-        Ok(if let Some(s) = any.downcast_ref::<prune::SparseLinear>() {
-            Some(Box::new(s.to_linear()?))
-        } else if let Some(s) = any.downcast_ref::<prune::SparseConv2d>() {
-            Some(Box::new(s.to_conv2d()?))
-        } else {
-            None
-        })
-    })?;
     Ok(())
 }

@@ -321,6 +321,61 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
     Ok(record)
 }
 
+/// One payload of a layer section as stored: its name, the bytes of its raw form and the
+/// bytes it occupies (smaller when Huffman-coded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadInfo {
+    /// Payload name (`codes`, `gaps`, ...).
+    pub name: String,
+    /// Bytes of the little-endian elements.
+    pub raw_bytes: u64,
+    /// Bytes stored (the Huffman block, or the raw bytes).
+    pub stored_bytes: u64,
+    /// Symbol width of the Huffman coding, or `None` when stored raw.
+    pub symbol_bits: Option<u8>,
+}
+
+/// A layer section as stored: its kind, length and payloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Record kind.
+    pub kind: String,
+    /// Bytes of the section.
+    pub section_bytes: u64,
+    /// Its payloads, in record order.
+    pub payloads: Vec<PayloadInfo>,
+}
+
+/// What each layer section of a file image stores, without decoding any Huffman block: the
+/// sizes a per-layer compression table reports.
+pub fn layer_infos(bytes: &[u8], source: &str) -> Result<Vec<LayerInfo>> {
+    let infos = sections(bytes, source)?;
+    let mut out = Vec::with_capacity(infos.len().saturating_sub(1));
+    for (i, s) in infos.iter().enumerate().skip(1) {
+        let name = section_name(i, &s.tag);
+        let body = &bytes[s.offset as usize..(s.offset + s.len) as usize];
+        let stored: LayerSection = native::decode_value(body, source, &name)?;
+        out.push(LayerInfo {
+            kind: stored.kind,
+            section_bytes: s.len,
+            payloads: stored
+                .payloads
+                .iter()
+                .map(|(n, p)| PayloadInfo {
+                    name: n.clone(),
+                    raw_bytes: nn::Payload::expected_byte_len(p.elem, &p.dims).unwrap_or(0),
+                    stored_bytes: p.stored_len() as u64,
+                    symbol_bits: match &p.coding {
+                        coding::Coding::Raw(_) => None,
+                        coding::Coding::Huffman { symbol_bits, .. } => Some(*symbol_bits),
+                    },
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
 /// Reads any native file image: a container (version 3) or nn's single-record format
 /// (versions 1 and 2).
 pub fn decode_any(bytes: &[u8], source: &str) -> Result<ModelRecord> {

@@ -147,3 +147,11 @@ impl From<StructuredError> for PruneError {
         }
     }
 }
+
+impl From<StructuredError> for NnError {
+    /// Through [`PruneError`]: an `Nn` error passes unchanged, the rest travel whole as
+    /// [`NnError::External`].
+    fn from(e: StructuredError) -> Self {
+        PruneError::from(e).into()
+    }
+}

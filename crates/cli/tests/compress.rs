@@ -88,6 +88,29 @@ fn a_recipe_file_runs_every_stage_and_eval_reproduces_the_report() {
     assert_eq!(eval["evaluation"]["accuracy"], r["accuracy"]);
     let inspect = json(&slimnet(&["inspect", on, "--json"]));
     assert_eq!(inspect["layers"][1]["kind"], "sparse_shared_linear");
+    // inspect re-checks the per-layer bytes of the report and shows the recipe.
+    assert_eq!(inspect["sections"][1]["bytes"], layers[0]["bytes"]);
+    let names: Vec<&str> = inspect["sections"][1]["payloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gaps", "codes"]);
+    assert!(
+        inspect["metadata"]["recipe"]
+            .as_str()
+            .unwrap()
+            .contains("quick-deep-compression")
+    );
+    assert_eq!(
+        inspect["metadata"]["accuracy"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        r["accuracy"].as_f64().unwrap()
+    );
 
     // The same model through ONNX: the same recipe, the same file size class.
     let onnx = dir.join("dense.onnx");

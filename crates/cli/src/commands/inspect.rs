@@ -26,6 +26,63 @@ struct Report {
     file_bytes: u64,
     /// Code width, codebook size and storage of every shared layer, by path.
     shared: Vec<pipeline::report::SharedRow>,
+    /// Each top-level layer's section as stored in a `.slim` container: its bytes and each
+    /// payload's raw and stored (Huffman-coded) bytes. Empty for other formats.
+    sections: Vec<Section>,
+    /// The file's metadata (recipe, source hash, accuracy when written), when it has any.
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(serde::Serialize)]
+struct Section {
+    layer: usize,
+    kind: String,
+    bytes: u64,
+    payloads: Vec<Payload>,
+}
+
+#[derive(serde::Serialize)]
+struct Payload {
+    name: String,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    symbol_bits: Option<u8>,
+}
+
+/// The container's sections (empty when the file is not a container).
+fn sections(path: &std::path::Path) -> Result<Vec<Section>> {
+    let bytes = std::fs::read(path)?;
+    if !pipeline::container::is_container(&bytes) {
+        return Ok(Vec::new());
+    }
+    Ok(
+        pipeline::container::layer_infos(&bytes, &path.display().to_string())?
+            .into_iter()
+            .enumerate()
+            .map(|(layer, l)| Section {
+                layer,
+                kind: l.kind,
+                bytes: l.section_bytes,
+                payloads: l
+                    .payloads
+                    .into_iter()
+                    .map(|p| Payload {
+                        name: p.name,
+                        raw_bytes: p.raw_bytes,
+                        stored_bytes: p.stored_bytes,
+                        symbol_bits: p.symbol_bits,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    )
+}
+
+/// The metadata of a native file (container or older), empty for foreign formats.
+fn metadata(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    pipeline::load_record(path)
+        .map(|r| r.metadata)
+        .unwrap_or_default()
 }
 
 /// Runs the command.
@@ -40,6 +97,8 @@ pub fn run(args: Args) -> Result<()> {
         macs: layers.iter().map(|l| l.macs).sum(),
         file_bytes: std::fs::metadata(&args.model.model)?.len(),
         shared: pipeline::report::shared_rows(&model),
+        sections: sections(&args.model.model)?,
+        metadata: metadata(&args.model.model),
         layers,
     };
     if args.json {
@@ -70,6 +129,29 @@ pub fn run(args: Args) -> Result<()> {
              rate {:.1}x",
             l.path, l.kind, l.bits, l.k, l.codebook_bytes, l.index_bits, l.bytes, l.rate
         );
+    }
+    for sec in &report.sections {
+        let coded: Vec<String> = sec
+            .payloads
+            .iter()
+            .map(|p| match p.symbol_bits {
+                Some(w) => format!(
+                    "{} {} -> {} bytes (Huffman, {w}-bit symbols)",
+                    p.name, p.raw_bytes, p.stored_bytes
+                ),
+                None => format!("{} {} bytes raw", p.name, p.raw_bytes),
+            })
+            .collect();
+        println!(
+            "section {:>3} {:<22} {:>8} bytes  {}",
+            sec.layer,
+            sec.kind,
+            sec.bytes,
+            coded.join(", ")
+        );
+    }
+    for (k, v) in &report.metadata {
+        println!("metadata {k}: {v}");
     }
     println!(
         "total: {} parameters, {} bytes of parameters, {} MACs per image",

@@ -112,6 +112,27 @@ fn a_recipe_file_runs_every_stage_and_eval_reproduces_the_report() {
         r["accuracy"].as_f64().unwrap()
     );
 
+    // Exported only when asked to densify; the dense twin keeps the accuracy.
+    let dense_onnx = dir.join("densified.onnx");
+    let refused = slimnet(&["export", on, "-o", dense_onnx.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--densify"));
+    ok(&slimnet(&[
+        "export",
+        on,
+        "--densify",
+        "-o",
+        dense_onnx.to_str().unwrap(),
+    ]));
+    let eval = json(&slimnet(&[
+        "eval",
+        dense_onnx.to_str().unwrap(),
+        "--data",
+        d,
+        "--json",
+    ]));
+    assert_eq!(eval["evaluation"]["accuracy"], r["accuracy"]);
+
     // The same model through ONNX: the same recipe, the same file size class.
     let onnx = dir.join("dense.onnx");
     ok(&slimnet(&["export", dn, "-o", onnx.to_str().unwrap()]));

@@ -14,11 +14,19 @@ pub struct Args {
     /// Output file: `.onnx` (runs in onnxruntime) or `.safetensors` (PyTorch state_dict names).
     #[arg(short, long)]
     output: PathBuf,
+    /// Rebuild compressed layers (sparse, shared) as the dense layers their weights stand for,
+    /// so that ONNX and safetensors can hold them. Without it a compressed layer is refused.
+    #[arg(long)]
+    densify: bool,
 }
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let model = args.model.load()?;
+    let mut model = args.model.load()?;
+    if args.densify {
+        let n = pipeline::compress::densify(&mut model)?;
+        eprintln!("densified {n} compressed layers");
+    }
     let ext = args
         .output
         .extension()

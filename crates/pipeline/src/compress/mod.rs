@@ -361,20 +361,30 @@ pub fn to_stored_form(
     Ok(())
 }
 
-/// Sparse layers back to dense ones holding their zeros (so a pruned input can be pruned
-/// further or shared: code 0 stays the pruned zero).
-pub fn densify(model: &mut Model) -> Result<()> {
+/// Every compressed layer back to its dense twin: sparse layers to dense ones holding their
+/// zeros, shared layers to the weights their codes stand for. What a recipe starts from (so a
+/// pruned input can be pruned further or shared: code 0 stays the pruned zero), and what
+/// `slimnet export --densify` writes. Returns the layers rewritten.
+pub fn densify(model: &mut Model) -> Result<usize> {
     model.rewrite(&mut |_, layer| {
         let any = layer.as_any();
-        Ok(if let Some(s) = any.downcast_ref::<prune::SparseLinear>() {
-            Some(Box::new(s.to_linear()?))
+        let dense: Box<dyn nn::Layer> = if let Some(s) = any.downcast_ref::<prune::SparseLinear>() {
+            Box::new(s.to_linear()?)
         } else if let Some(s) = any.downcast_ref::<prune::SparseConv2d>() {
-            Some(Box::new(s.to_conv2d()?))
+            Box::new(s.to_conv2d()?)
+        } else if let Some(s) = any.downcast_ref::<share::SharedLinear>() {
+            Box::new(s.to_linear()?)
+        } else if let Some(s) = any.downcast_ref::<share::SharedConv2d>() {
+            Box::new(s.to_conv2d()?)
+        } else if let Some(s) = any.downcast_ref::<share::SparseSharedLinear>() {
+            Box::new(s.to_linear()?)
+        } else if let Some(s) = any.downcast_ref::<share::SparseSharedConv2d>() {
+            Box::new(s.to_conv2d()?)
         } else {
-            None
-        })
-    })?;
-    Ok(())
+            return Ok(None);
+        };
+        Ok(Some(dense))
+    })
 }
 
 /// Nonzero parameters (weights and biases) of `model`.

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 
+use nn::layers::Conv2d;
 use nn::layers::conv2d::{conv2d_params_from_record, conv2d_params_record};
 use nn::{Layer, LayerRecord, Mode, NnError};
 use tensor_core::conv::Conv2dParams;
@@ -78,6 +79,12 @@ impl SparseSharedConv2d {
             stored::read_sparse(rec, params.out_channels, params.patch_len())?;
         Self::new(params, m, bits, index_bits, bias)
             .map_err(|e| rec.corrupt("attributes", e.to_string()))
+    }
+
+    /// The dense `Conv2d` with the weights the codes stand for (zeros where pruned).
+    pub fn to_conv2d(&self) -> nn::Result<Conv2d> {
+        let w = Tensor::new(&self.params.weight_dims(), self.matrix.to_dense())?;
+        Conv2d::from_parts(self.params, w, self.bias.clone())
     }
 
     /// The geometry.

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 
+use nn::layers::Linear;
 use nn::{Layer, LayerRecord, Mode, NnError};
 use tensor_core::{Shape, Tensor};
 
@@ -93,6 +94,15 @@ impl SparseSharedLinear {
     /// The dense weight `[out, in]` the codes stand for, and the bias (for references).
     pub fn to_dense(&self) -> (Vec<f32>, Option<&Tensor>) {
         (self.matrix.to_dense(), self.bias.as_ref())
+    }
+
+    /// The dense `Linear` with the weights the codes stand for (zeros where pruned).
+    pub fn to_linear(&self) -> nn::Result<Linear> {
+        let w = Tensor::new(
+            &[self.matrix.rows(), self.matrix.cols()],
+            self.matrix.to_dense(),
+        )?;
+        Linear::from_parts(w, self.bias.clone())
     }
 
     /// The bytes of its stored form, item by item.

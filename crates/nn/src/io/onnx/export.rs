@@ -130,7 +130,8 @@ impl Builder {
         if let Some((payload, _)) = rec.payloads.first() {
             return Err(NnError::Unsupported(format!(
                 "ONNX export: layer {at} ({}) stores its weights as typed payloads (`{payload}`, \
-                 a compressed form) that plain ONNX cannot carry; keep the native format for it",
+                 a compressed form) that plain ONNX cannot carry; keep the native format for \
+                 it, or write its dense weights (`slimnet export --densify`)",
                 rec.kind
             )));
         }

@@ -188,4 +188,37 @@ fn a_bad_recipe_is_named_and_nothing_is_written() {
         assert!(err.contains(want), "{err}");
         assert!(!out.exists());
     }
+    // A bad output is found before any work: no data loaded, no stage run, input untouched.
+    let before = std::fs::read(&model).unwrap();
+    for (o, want) in [
+        (dir.join("missing/out.slim"), "does not exist"),
+        (dir.clone(), "is a directory"),
+        (model.clone(), "is an input"),
+    ] {
+        let r = slimnet(&[
+            "compress",
+            model.to_str().unwrap(),
+            "--recipe",
+            "deep-compression",
+            "-o",
+            o.to_str().unwrap(),
+        ]);
+        assert!(!r.status.success());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains(want) && !err.contains("data:"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+    let r = slimnet(&[
+        "train",
+        "--model",
+        "lenet300",
+        "-o",
+        dir.join("no/m.model").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("does not exist") && !err.contains("data:"),
+        "{err}"
+    );
 }

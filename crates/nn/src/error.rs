@@ -26,13 +26,14 @@ pub enum NnError {
         /// The layer.
         layer: String,
     },
-    /// An I/O failure, with the path involved.
-    #[error("{path}: {source}")]
+    /// An I/O failure, with the path involved. (The OS error is part of the message, not a
+    /// `source`, so that a report printing the error chain says it once.)
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file whose content is malformed: names the file, where, and what.
     #[error("{path}: corrupt {what}: {reason}")]
@@ -103,7 +104,7 @@ impl NnError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         NnError::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            error: source,
         }
     }
 

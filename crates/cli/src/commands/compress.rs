@@ -104,6 +104,7 @@ pub fn run_recipe(
     output: &Path,
     common: &TrainDataArgs,
 ) -> Result<Outcome> {
+    super::check_output(output, &[&model.model])?;
     let input = model.load()?;
     let (train, test) = common.load()?;
     let source = model.model.display().to_string();

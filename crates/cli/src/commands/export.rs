@@ -22,6 +22,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
+    super::check_output(&args.output, &[&args.model.model])?;
     let mut model = args.model.load()?;
     if args.densify {
         let n = pipeline::compress::densify(&mut model)?;

@@ -18,6 +18,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
+    super::check_output(&args.output, &[&args.model.model])?;
     let model = args.model.load()?;
     let bytes = super::save_model(&model, Default::default(), &args.output)?;
     println!(

@@ -38,6 +38,12 @@ pub fn load_model(path: &Path, arch: Option<&str>) -> Result<nn::Model> {
     pipeline::load(path, arch).with_context(|| format!("loading model {}", path.display()))
 }
 
+/// Checks before any work that `output` can be written and is none of `inputs`
+/// (`nn::io::atomic::check_writable`).
+pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
+    Ok(nn::io::atomic::check_writable(output, inputs)?)
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -21,6 +21,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
+    super::check_output(&args.output, &[&args.model.model, &args.input])?;
     let mut model = args.model.load()?;
     let x = nn::io::npy::read_npy(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;

@@ -2,7 +2,7 @@
 //! `slimnet train --model FILE ...`: fine-tune any model slimnet reads (native, ONNX,
 //! safetensors with `--arch`), residual ones included.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use nn::optim::OptimizerConfig;
@@ -159,6 +159,7 @@ struct Report {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
+    super::check_output(&args.output, &[Path::new(&args.model)])?;
     let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
     eprintln!("data: {source}");
     let train = match args.limit {

@@ -38,6 +38,43 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Checks, before any work, that `path` can be written by [`write_atomic`] and would not
+/// overwrite one of `inputs`: it names a file (not a directory) in an existing, writable
+/// directory. The probe creates and removes the temporary file `write_atomic` would use.
+pub fn check_writable(path: impl AsRef<Path>, inputs: &[&Path]) -> Result<()> {
+    let path = path.as_ref();
+    let bad = |reason: &str| NnError::Config(format!("output {}: {reason}", path.display()));
+    let file_name = path.file_name().ok_or_else(|| bad("not a file path"))?;
+    if path.is_dir() {
+        return Err(bad("is a directory; give a file name"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(bad(&format!(
+            "its directory {} does not exist",
+            dir.display()
+        )));
+    }
+    if let Ok(out) = std::fs::canonicalize(path) {
+        for input in inputs {
+            if std::fs::canonicalize(input).is_ok_and(|i| i == out) {
+                return Err(bad("is an input of this command; write to another file"));
+            }
+        }
+    }
+    let probe = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::File::create(&probe).map_err(|e| NnError::io(&dir, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +102,31 @@ mod tests {
             .join("out.bin");
         assert!(write_atomic(&missing, b"x").is_err());
         assert!(!missing.exists());
+    }
+
+    #[test]
+    fn outputs_are_checked_before_work() {
+        let dir = std::env::temp_dir().join(format!("slimnet-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("in.model");
+        std::fs::write(&input, b"x").unwrap();
+        check_writable(dir.join("out.slim"), &[&input]).unwrap();
+        assert!(!dir.join("out.slim").exists());
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "the probe is removed");
+        for (p, want) in [
+            (dir.join("nope/out.slim"), "does not exist"),
+            (dir.clone(), "is a directory"),
+            (input.clone(), "is an input"),
+        ] {
+            let e = check_writable(&p, &[&input]).unwrap_err().to_string();
+            assert!(e.contains(want), "{}: {e}", p.display());
+        }
+        // The same file through another spelling.
+        let e = check_writable(dir.join(".").join("in.model"), &[&input])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is an input"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,7 +7,9 @@
 //! with valid tags, lengths and CRCs (straight into the section decoders); `2 mod 3` splices
 //! the input into a layer section of a real pruned model (a sparse layer with relative-index
 //! gaps and Huffman-coded payloads) and fixes the checksums, so the payload decoder and the
-//! layer constructors see near-valid data.
+//! layer constructors see near-valid data. Every input also goes through
+//! `container::layer_infos`, the section-size listing of `slimnet inspect` and the compress
+//! report.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -99,9 +101,14 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => data,
     };
+    // The size listing `slimnet inspect` and the compress report read must not panic either,
+    // and agrees with the full decoder on what it accepts.
+    let infos = container::layer_infos(bytes, "fuzz");
     let Ok(record) = container::decode(bytes, "fuzz") else {
         return;
     };
+    let infos = infos.expect("a file that decodes lists its sections");
+    assert_eq!(infos.len(), record.layers.len());
     let Ok(model) = record.into_model_with(&pipeline::registry()) else {
         return;
     };

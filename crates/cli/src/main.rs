@@ -32,6 +32,8 @@ enum Command {
     Export(commands::export::Args),
     /// Run a model on a NumPy array (NCHW float32) and write its output as .npy.
     Run(commands::run::Args),
+    /// Train a student on a teacher's soft targets or logits (Hinton et al. 2015).
+    Distill(commands::distill::Args),
     /// Run a compression recipe (deep-compression, or a TOML/JSON file) and write the .slim.
     Compress(commands::compress::Args),
     /// Prune a model by weight magnitude, retrain, and write it with sparse layers.
@@ -64,6 +66,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => commands::export::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Compress(a) => commands::compress::run(a),
+        Command::Distill(a) => commands::distill::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),

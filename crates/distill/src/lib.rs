@@ -30,5 +30,5 @@
 pub mod loss;
 mod objective;
 
-pub use loss::{DistillParams, distillation_loss};
-pub use objective::Distillation;
+pub use loss::{DistillParams, distillation_loss, logit_matching_loss};
+pub use objective::{Distillation, Target};

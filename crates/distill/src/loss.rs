@@ -108,6 +108,56 @@ pub fn distillation_loss(
     ))
 }
 
+/// Logit matching (Bucilua et al. 2006; Hinton et al.'s high-temperature limit) mixed with the
+/// hard labels: `L = alpha * sum (z_s - z_t)^2 / (2 N B) + (1 - alpha) * CE(y, softmax(z_s))`,
+/// with gradient `alpha * (z_s - z_t) / (N B)` plus the labels' term. At high temperature and
+/// for zero-mean logits, [`distillation_loss`]'s gradient approaches this one.
+///
+/// Errors: `alpha` outside `[0, 1]`, shapes that differ, or labels that do not fit.
+pub fn logit_matching_loss(
+    student: &Tensor,
+    teacher: &Tensor,
+    labels: &[usize],
+    alpha: f32,
+) -> Result<(f32, Tensor)> {
+    DistillParams {
+        temperature: 1.0,
+        alpha,
+    }
+    .validate()?;
+    if student.dims() != teacher.dims() || student.dims().len() != 2 {
+        return Err(NnError::BadInput {
+            layer: "logit_matching_loss".into(),
+            input: student.shape().clone(),
+            reason: format!(
+                "student logits {:?} and teacher logits {:?} must both be [batch, classes]",
+                student.dims(),
+                teacher.dims()
+            ),
+        });
+    }
+    let (hard_loss, hard_grad) = softmax_cross_entropy(student, labels)?;
+    let (b, n) = (student.dims()[0], student.dims()[1]);
+    let scale = 1.0 / (n * b).max(1) as f64;
+    let alpha = alpha as f64;
+    let mut squared = 0.0f64;
+    let grad: Vec<f32> = hard_grad
+        .data()
+        .iter()
+        .zip(student.data().iter().zip(teacher.data()))
+        .map(|(&g, (&zs, &zt))| {
+            let d = zs as f64 - zt as f64;
+            squared += d * d;
+            (alpha * d * scale + (1.0 - alpha) * g as f64) as f32
+        })
+        .collect();
+    let loss = alpha * 0.5 * squared * scale + (1.0 - alpha) * hard_loss as f64;
+    Ok((
+        loss as f32,
+        Tensor::from_vec(student.shape().clone(), grad)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +273,55 @@ mod tests {
         ] {
             assert!(distillation_loss(&a, &a, &[0, 1], bad).is_err());
         }
+    }
+
+    #[test]
+    fn logit_matching_matches_finite_differences_and_the_high_temperature_limit() {
+        let mut rng = Rng::seed_from_u64(9);
+        let (b, n) = (4, 10);
+        let zs = logits(&mut rng, b, n, 4.0);
+        let zt = logits(&mut rng, b, n, 4.0);
+        let labels = [1, 3, 5, 7];
+        for alpha in [0.0f32, 0.5, 1.0] {
+            let (_, g) = logit_matching_loss(&zs, &zt, &labels, alpha).unwrap();
+            for i in [0, 7, 23, 39] {
+                let h = 1e-2f32;
+                let mut up = zs.data().to_vec();
+                up[i] += h;
+                let mut down = zs.data().to_vec();
+                down[i] -= h;
+                let at = |v: Vec<f32>| {
+                    let t = Tensor::from_vec(zs.shape().clone(), v).unwrap();
+                    logit_matching_loss(&t, &zt, &labels, alpha).unwrap().0 as f64
+                };
+                let fd = (at(up) - at(down)) / (2.0 * h as f64);
+                assert!(
+                    (fd - g.data()[i] as f64).abs() < 2e-3,
+                    "alpha {alpha} i {i}: {fd} vs {}",
+                    g.data()[i]
+                );
+            }
+        }
+        // Zero-mean logits at T = 200: the soft term's gradient (its T^2 factor included)
+        // approaches logit matching's.
+        let centre = |t: &Tensor| {
+            let mut v = t.data().to_vec();
+            for row in v.chunks_exact_mut(n) {
+                let m = row.iter().sum::<f32>() / n as f32;
+                row.iter_mut().for_each(|x| *x -= m);
+            }
+            Tensor::from_vec(t.shape().clone(), v).unwrap()
+        };
+        let (zs, zt) = (centre(&zs), centre(&zt));
+        let p = DistillParams {
+            temperature: 200.0,
+            alpha: 1.0,
+        };
+        let (_, soft) = distillation_loss(&zs, &zt, &labels, p).unwrap();
+        let (_, lm) = logit_matching_loss(&zs, &zt, &labels, 1.0).unwrap();
+        for (s, l) in soft.data().iter().zip(lm.data()) {
+            assert!((s - l).abs() < 1e-2 * l.abs().max(1e-2), "{s} vs {l}");
+        }
+        assert!(logit_matching_loss(&zs, &zt, &labels, 1.5).is_err());
     }
 }

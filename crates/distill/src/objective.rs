@@ -14,17 +14,31 @@ use nn::trainer::Objective;
 use nn::{Mode, Model, NnError, Result};
 use tensor_core::Tensor;
 
-use crate::loss::{DistillParams, distillation_loss};
+use crate::loss::{DistillParams, distillation_loss, logit_matching_loss};
 
 /// Most images whose teacher logits are cached (60,000 Fashion-MNIST images of 10 classes
 /// take 2.9 MB).
 pub const CACHE_IMAGES: usize = 1 << 20;
 
+/// What the student learns from the teacher's logits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// Soft targets at a temperature, mixed with the labels ([`distillation_loss`]).
+    Soft(DistillParams),
+    /// Squared error on the logits, weight `alpha` against the labels
+    /// ([`logit_matching_loss`]).
+    Logits {
+        /// Weight of the logit term.
+        alpha: f32,
+    },
+}
+
 /// The [`Objective`] that distills `teacher` into the model being trained.
 pub struct Distillation {
     teacher: Model,
-    params: DistillParams,
+    target: Target,
     cache: HashMap<u64, Box<[f32]>>,
+    caching: bool,
     teacher_passes: usize,
 }
 
@@ -33,13 +47,35 @@ impl Distillation {
     ///
     /// Errors: invalid parameters.
     pub fn new(teacher: Model, params: DistillParams) -> Result<Self> {
-        params.validate()?;
+        Self::with_target(teacher, Target::Soft(params))
+    }
+
+    /// Distills from `teacher` towards `target`.
+    ///
+    /// Errors: invalid parameters.
+    pub fn with_target(teacher: Model, target: Target) -> Result<Self> {
+        match target {
+            Target::Soft(p) => p.validate()?,
+            Target::Logits { alpha } => DistillParams {
+                temperature: 1.0,
+                alpha,
+            }
+            .validate()?,
+        }
         Ok(Self {
             teacher,
-            params,
+            target,
             cache: HashMap::new(),
+            caching: true,
             teacher_passes: 0,
         })
+    }
+
+    /// Keep the teacher's logits per image (the default), or compute them on every batch:
+    /// for augmented transfer sets, whose images are never seen twice.
+    pub fn caching(mut self, on: bool) -> Self {
+        self.caching = on;
+        self
     }
 
     /// Batches the teacher actually ran on (the others came from the cache).
@@ -52,8 +88,12 @@ impl Distillation {
     fn teacher_logits(&mut self, inputs: &Tensor) -> Result<Tensor> {
         let b = inputs.dims().first().copied().unwrap_or(0);
         let per = inputs.numel().checked_div(b).unwrap_or(0);
-        let keys: Vec<u64> = inputs.data().chunks(per.max(1)).map(image_hash).collect();
-        if b > 0 && keys.iter().all(|k| self.cache.contains_key(k)) {
+        let keys: Vec<u64> = if self.caching {
+            inputs.data().chunks(per.max(1)).map(image_hash).collect()
+        } else {
+            Vec::new()
+        };
+        if self.caching && b > 0 && keys.iter().all(|k| self.cache.contains_key(k)) {
             let classes = self.cache[&keys[0]].len();
             let mut out = Vec::with_capacity(b * classes);
             for k in &keys {
@@ -71,7 +111,7 @@ impl Distillation {
         self.teacher_passes += 1;
         let classes = logits.numel().checked_div(b).unwrap_or(0);
         for (k, row) in keys.iter().zip(logits.data().chunks(classes.max(1))) {
-            if self.cache.len() >= CACHE_IMAGES {
+            if !self.caching || self.cache.len() >= CACHE_IMAGES {
                 break;
             }
             self.cache.insert(*k, row.into());
@@ -106,7 +146,10 @@ impl Objective for Distillation {
         labels: &[usize],
     ) -> Result<(f32, Tensor)> {
         let teacher = self.teacher_logits(inputs)?;
-        distillation_loss(logits, &teacher, labels, self.params)
+        match self.target {
+            Target::Soft(p) => distillation_loss(logits, &teacher, labels, p),
+            Target::Logits { alpha } => logit_matching_loss(logits, &teacher, labels, alpha),
+        }
     }
 }
 
@@ -163,6 +206,27 @@ mod tests {
         .unwrap();
         d.loss(&student, &mixed, &labels).unwrap();
         assert_eq!(d.teacher_passes(), 3);
+    }
+
+    #[test]
+    fn without_the_cache_every_batch_runs_the_teacher() {
+        let teacher = nn::zoo::build("lenet300", &mut Rng::seed_from_u64(2)).unwrap();
+        let mut d = Distillation::with_target(teacher, Target::Logits { alpha: 1.0 })
+            .unwrap()
+            .caching(false);
+        let student = Tensor::new(&[2, 10], vec![0.5; 20]).unwrap();
+        let x = batch(1, 2);
+        let a = d.loss(&student, &x, &[0, 1]).unwrap();
+        let b = d.loss(&student, &x, &[0, 1]).unwrap();
+        assert_eq!(d.teacher_passes(), 2);
+        assert_eq!(a.0.to_bits(), b.0.to_bits());
+        assert!(
+            Distillation::with_target(
+                nn::zoo::build("lenet300", &mut Rng::seed_from_u64(2)).unwrap(),
+                Target::Logits { alpha: 2.0 }
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -41,6 +41,58 @@ pub fn build(name: &str, rng: &mut Rng) -> Result<Model> {
     Ok(Model::new(name, &INPUT_SHAPE, layers))
 }
 
+/// Builds a zoo model by name, or a small architecture from a spec: `mlp:784-30-10`
+/// (flatten, fully connected layers of those widths with ReLU between; the first width must
+/// be 784, one image) or `cnn:16-32` (per width a 3x3 conv with padding 1, ReLU and 2x2 max
+/// pooling, then flatten and a linear layer to 10 classes).
+pub fn build_spec(spec: &str, rng: &mut Rng) -> Result<Model> {
+    let bad = |reason: String| NnError::Config(format!("architecture {spec:?}: {reason}"));
+    let widths = |list: &str| -> Result<Vec<usize>> {
+        list.split('-')
+            .map(|w| match w.parse::<usize>() {
+                Ok(n) if (1..=65_536).contains(&n) => Ok(n),
+                _ => Err(bad(format!("width {w:?} is not in 1..=65536"))),
+            })
+            .collect()
+    };
+    let layers: Vec<Box<dyn Layer>> = if let Some(list) = spec.strip_prefix("mlp:") {
+        let w = widths(list)?;
+        if w.len() < 2 || w[0] != 784 {
+            return Err(bad("an mlp needs at least two widths, the first 784".into()));
+        }
+        let mut layers: Vec<Box<dyn Layer>> = vec![Box::new(Flatten::new())];
+        for (i, pair) in w.windows(2).enumerate() {
+            if i > 0 {
+                layers.push(Box::new(ReLU::new()));
+            }
+            layers.push(Box::new(Linear::new(pair[0], pair[1], rng)?));
+        }
+        layers
+    } else if let Some(list) = spec.strip_prefix("cnn:") {
+        let w = widths(list)?;
+        if w.is_empty() || w.len() > 4 {
+            return Err(bad(
+                "a cnn takes 1 to 4 conv widths (28 halves to 1 at most 4 times)".into(),
+            ));
+        }
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        let (mut c, mut side) = (1, 28);
+        for &o in &w {
+            let p = Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
+            layers.push(Box::new(Conv2d::new(p, rng)?));
+            layers.push(Box::new(ReLU::new()));
+            layers.push(Box::new(MaxPool2d::square(2)?));
+            (c, side) = (o, side / 2);
+        }
+        layers.push(Box::new(Flatten::new()));
+        layers.push(Box::new(Linear::new(c * side * side, 10, rng)?));
+        layers
+    } else {
+        return build(spec, rng);
+    };
+    Ok(Model::new(spec, &INPUT_SHAPE, layers))
+}
+
 fn lenet300(rng: &mut Rng) -> Result<Vec<Box<dyn Layer>>> {
     Ok(vec![
         Box::new(Flatten::new()),
@@ -91,6 +143,35 @@ fn cnn_teacher(rng: &mut Rng) -> Result<Vec<Box<dyn Layer>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specs_build_small_architectures_and_refuse_bad_ones() {
+        let mut rng = Rng::seed_from_u64(1);
+        let m = build_spec("mlp:784-30-10", &mut rng).unwrap();
+        assert_eq!(m.param_count(), 784 * 30 + 30 + 30 * 10 + 10);
+        let mut c = build_spec("cnn:16-32", &mut rng).unwrap();
+        assert_eq!(
+            c.param_count(),
+            (9 * 16 + 16) + (9 * 16 * 32 + 32) + (32 * 7 * 7 * 10 + 10)
+        );
+        let x = tensor_core::Tensor::zeros(tensor_core::Shape::new(&[2, 1, 28, 28]).unwrap());
+        let y = c.forward(&x, crate::layer::Mode::Eval).unwrap();
+        assert_eq!(y.dims(), &[2, 10]);
+        assert_eq!(
+            build_spec("lenet300", &mut rng).unwrap().param_count(),
+            266_610
+        );
+        for bad in [
+            "mlp:10-2",
+            "mlp:784",
+            "mlp:784-x",
+            "cnn:",
+            "cnn:1-1-1-1-1",
+            "vgg",
+        ] {
+            assert!(build_spec(bad, &mut rng).is_err(), "{bad}");
+        }
+    }
     use crate::layer::Mode;
     use crate::layers::fold_batchnorms;
     use tensor_core::Tensor;

@@ -16,8 +16,9 @@ use crate::progress;
 /// 1e-4, constant rate).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Zoo model to train from scratch (lenet300, lenet5, cnn-teacher), or a model file to
-    /// fine-tune (.model/.slim, .onnx, .safetensors with --arch).
+    /// Zoo model to train from scratch (lenet300, lenet5, cnn-teacher), an architecture spec
+    /// (mlp:784-300-10, cnn:16-32), or a model file to fine-tune (.model/.slim, .onnx,
+    /// .safetensors with --arch).
     #[arg(long, default_value = "lenet300")]
     model: String,
     /// Zoo architecture of a safetensors file given as --model.
@@ -61,9 +62,26 @@ pub struct Args {
     json: bool,
 }
 
-/// Where the model comes from: a zoo architecture trained from scratch, or a file.
+/// Where the model comes from: a zoo architecture or a spec (`mlp:784-300-10`,
+/// `cnn:16-32`) trained from scratch, or a file.
 fn is_zoo_name(model: &str) -> bool {
-    nn::zoo::NAMES.contains(&model)
+    nn::zoo::NAMES.contains(&model) || is_spec(model)
+}
+
+/// An architecture spec of `nn::zoo::build_spec`.
+pub fn is_spec(model: &str) -> bool {
+    model.starts_with("mlp:") || model.starts_with("cnn:")
+}
+
+/// The reference recipe a zoo name or spec trains with: its own, lenet300's for an mlp spec,
+/// lenet5's for a cnn spec.
+pub fn recipe_for(model: &str) -> Result<TrainConfig> {
+    let name = match model {
+        m if m.starts_with("mlp:") => "lenet300",
+        m if m.starts_with("cnn:") => "lenet5",
+        m => m,
+    };
+    Ok(nn::recipes::reference_config(name)?)
 }
 
 /// Fine-tuning defaults for a model read from a file: 1 epoch of batch 64, Adam at 1e-4,
@@ -81,7 +99,7 @@ fn fine_tune_config() -> TrainConfig {
 /// overrides applied.
 fn config(args: &Args) -> Result<TrainConfig> {
     let mut config = if is_zoo_name(&args.model) {
-        nn::recipes::reference_config(&args.model)?
+        recipe_for(&args.model)?
     } else {
         fine_tune_config()
     };
@@ -168,7 +186,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut model = if is_zoo_name(&args.model) {
         let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
-        nn::zoo::build(&args.model, &mut rng)?
+        nn::zoo::build_spec(&args.model, &mut rng)?
     } else {
         super::load_model(std::path::Path::new(&args.model), args.arch.as_deref())?
     };

@@ -201,7 +201,7 @@ impl Compressor {
                 observer.stage_started(index, &stage, steps);
                 let teacher = p.teacher.clone();
                 let input = &self.input;
-                let mut objective = objective_factory(teacher, input);
+                let mut objective = objective_factory(teacher, input, p.retrain.augment);
                 StageDetail::Prune(prune_stage::run(
                     &mut self.model,
                     p,
@@ -323,10 +323,12 @@ impl Compressor {
 }
 
 /// The retraining objective of a stage: distillation from its teacher (built afresh for each
-/// retraining run), else the labels alone.
+/// retraining run; its logits cached per image unless the images are augmented), else the
+/// labels alone.
 fn objective_factory<'a>(
     teacher: Option<Teacher>,
     input: &'a ModelRecord,
+    augment: bool,
 ) -> impl FnMut() -> Result<Box<dyn nn::trainer::Objective>> + 'a {
     move || -> Result<Box<dyn nn::trainer::Objective>> {
         Ok(match &teacher {
@@ -336,7 +338,7 @@ fn objective_factory<'a>(
                 } else {
                     crate::load(&t.model, None)?
                 };
-                Box::new(distill::Distillation::new(model, t.params())?)
+                Box::new(distill::Distillation::new(model, t.params())?.caching(!augment))
             }
             None => Box::new(nn::trainer::CrossEntropy),
         })

@@ -409,7 +409,7 @@ pub const PRESETS: &[&str] = &["deep-compression", "deep-compression-labels", "p
 ///
 /// - `deep-compression`: global magnitude pruning to 14x on Zhu and Gupta's schedule, 30
 ///   epochs retrained from the input model's soft targets (Adam 1e-3, cosine), then k-means
-///   sharing at 5 bits for fc and 8 for conv layers with one epoch of centroid fine-tuning,
+///   sharing at 5 bits for fc and 6 for conv layers with one epoch of centroid fine-tuning,
 ///   then Huffman coding (docs/BENCHMARKS.md measures why each choice).
 /// - `deep-compression-labels`: the same retrained from the labels alone (Han et al.'s
 ///   recipe without distillation).
@@ -427,7 +427,13 @@ pub fn preset(name: &str) -> Option<Recipe> {
         teacher: Some(Teacher::input()),
         ..PruneStage::default()
     };
-    let share = Stage::Share(ShareStage::default());
+    // 6-bit conv codebooks: lenet5's conv-bits table (docs/BENCHMARKS.md) loses nothing at 6
+    // bits, and an 8-bit codebook (256 f32 centroids) outweighs the codes of a small pruned
+    // conv layer (conv1 keeps about 200 weights).
+    let share = Stage::Share(ShareStage {
+        bits_conv: 6,
+        ..ShareStage::default()
+    });
     let stages = match name {
         "deep-compression" => vec![Stage::Prune(prune), share],
         "deep-compression-labels" => vec![

@@ -181,6 +181,17 @@ macro_rules! decode_with_limit {
     };
 }
 
+/// bincode's allocation limit for `len` encoded bytes, as a power of two: the smallest power
+/// of two at least `len`, times 8. bincode counts against its limit what a container will
+/// occupy in memory, not the bytes it reads: a `Vec<u64>` of small values takes one byte per
+/// element on disk and claims eight, and a section whose f32 values nearly filled its
+/// power of two once failed on the few bytes its dimension vectors claim beyond their
+/// encoding (lenet300 pruned 20x). So no length field can make the reader allocate more
+/// than 16 times the bytes present.
+fn limit_bits(len: usize) -> u32 {
+    (len.max(1).next_power_of_two().trailing_zeros() + 3).clamp(16, 41)
+}
+
 /// Encodes any serializable value as this format encodes its record (bincode 2, standard
 /// configuration; see docs/FORMAT.md): the one place besides [`encode`] that knows the
 /// serializer, so containers built on this format share it.
@@ -190,22 +201,17 @@ pub fn encode_value<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
 }
 
 /// Decodes one value encoded by [`encode_value`] from exactly `bytes` (trailing bytes are an
-/// error), with an allocation limit of the smallest power of two at least `bytes.len()`, so
-/// no length field can make it allocate more than twice the bytes present. `source` and
+/// error), with an allocation limit of 8 times the smallest power of two at least
+/// `bytes.len()` (see `limit_bits`). `source` and
 /// `what` name the file and the part in errors.
 pub fn decode_value<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     source: &str,
     what: &str,
 ) -> Result<T> {
-    let bits = bytes
-        .len()
-        .max(1)
-        .next_power_of_two()
-        .trailing_zeros()
-        .clamp(16, 38);
+    let bits = limit_bits(bytes.len());
     let (value, used) = decode_with_limit!(T, bytes, bits;
-        16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38)
+        16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41)
     .map_err(|e| NnError::corrupt(source, what, e.to_string()))?;
     if used != bytes.len() {
         return Err(NnError::corrupt(
@@ -293,20 +299,15 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
             format!("stored CRC-32 {stored:#010x}, payload has {computed:#010x}"),
         ));
     }
-    let bits = payload
-        .len()
-        .max(1)
-        .next_power_of_two()
-        .trailing_zeros()
-        .clamp(16, 38);
+    let bits = limit_bits(payload.len());
     let (record, used) = if version == 1 {
         let decoded = decode_with_limit!(v1::ModelRecord, payload, bits;
-            16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38);
+            16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41);
         let (r, used) = decoded.map_err(|e| corrupt("model record (version 1)", e.to_string()))?;
         (r.into(), used)
     } else {
         let decoded = decode_with_limit!(ModelRecord, payload, bits;
-            16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38);
+            16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41);
         decoded.map_err(|e| corrupt("model record", e.to_string()))?
     };
     if used != payload.len() {
@@ -446,6 +447,22 @@ pub fn load_with(path: impl AsRef<Path>, registry: &LayerRegistry) -> Result<Mod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_that_claim_more_memory_than_bytes_decode() {
+        // One byte per element on disk, eight claimed in memory.
+        for n in [10, 8_000, 10_000, 65_000, 70_000] {
+            let v = vec![1u64; n];
+            let bytes = encode_value(&v, "v").unwrap();
+            let back: Vec<u64> = decode_value(&bytes, "t", "v").unwrap();
+            assert_eq!(back, v, "n = {n}");
+        }
+        // A length field far beyond the bytes present is still refused.
+        let mut bytes = encode_value(&vec![1u8; 16], "v").unwrap();
+        bytes[0] = 0xfd; // u64 length follows
+        bytes.splice(1..1, (1u64 << 40).to_le_bytes());
+        assert!(decode_value::<Vec<u8>>(&bytes, "t", "v").is_err());
+    }
     use crate::layer::{Layer, Mode, ParamMut, ParamRef};
     use crate::record::AttrValue;
     use std::any::Any;

@@ -186,3 +186,25 @@ fn well_checksummed_nonsense_is_refused_with_the_section_named() {
         "{e}"
     );
 }
+
+#[test]
+fn sparse_layers_at_every_density_decode() {
+    // Sections of every size class round trip (nn's decode limit once refused a section just
+    // under a power of two: `nn::io::native::limit_bits`).
+    for sparsity in [0.5, 0.8, 0.9, 0.917, 0.93, 0.95, 0.96, 0.97, 0.98] {
+        let mut model =
+            nn::zoo::build("lenet300", &mut tensor_core::rng::Rng::seed_from_u64(3)).unwrap();
+        prune::global_magnitude(&model, sparsity)
+            .unwrap()
+            .apply(&mut model)
+            .unwrap();
+        prune::sparsify(&mut model, 1.0).unwrap();
+        let record = nn::io::native::ModelRecord::from_model(&model, Default::default()).unwrap();
+        for huffman in [false, true] {
+            let bytes = super::encode(&record, &super::WriteOptions { huffman }).unwrap();
+            let back = super::decode(&bytes, "t")
+                .unwrap_or_else(|e| panic!("sparsity {sparsity}, huffman {huffman}: {e}"));
+            assert_eq!(back, record);
+        }
+    }
+}

@@ -49,6 +49,22 @@ impl DistillParams {
     }
 }
 
+/// Errors unless `student` and `teacher` are both `[batch, classes]` of one shape.
+fn same_logits(op: &str, student: &Tensor, teacher: &Tensor) -> Result<()> {
+    if student.dims() != teacher.dims() || student.dims().len() != 2 {
+        return Err(NnError::BadInput {
+            layer: op.into(),
+            input: student.shape().clone(),
+            reason: format!(
+                "student logits {:?} and teacher logits {:?} must both be [batch, classes]",
+                student.dims(),
+                teacher.dims()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Softmax of `row / t` in f64 (max-subtracted).
 fn soft(row: &[f32], t: f64) -> Vec<f64> {
     let m = row
@@ -70,17 +86,7 @@ pub fn distillation_loss(
     params: DistillParams,
 ) -> Result<(f32, Tensor)> {
     params.validate()?;
-    if student.dims() != teacher.dims() || student.dims().len() != 2 {
-        return Err(NnError::BadInput {
-            layer: "distillation_loss".into(),
-            input: student.shape().clone(),
-            reason: format!(
-                "student logits {:?} and teacher logits {:?} must both be [batch, classes]",
-                student.dims(),
-                teacher.dims()
-            ),
-        });
-    }
+    same_logits("distillation_loss", student, teacher)?;
     let (hard_loss, hard_grad) = softmax_cross_entropy(student, labels)?;
     let (b, n) = (student.dims()[0], student.dims()[1]);
     let (t, alpha) = (params.temperature as f64, params.alpha as f64);
@@ -125,17 +131,7 @@ pub fn logit_matching_loss(
         alpha,
     }
     .validate()?;
-    if student.dims() != teacher.dims() || student.dims().len() != 2 {
-        return Err(NnError::BadInput {
-            layer: "logit_matching_loss".into(),
-            input: student.shape().clone(),
-            reason: format!(
-                "student logits {:?} and teacher logits {:?} must both be [batch, classes]",
-                student.dims(),
-                teacher.dims()
-            ),
-        });
-    }
+    same_logits("logit_matching_loss", student, teacher)?;
     let (hard_loss, hard_grad) = softmax_cross_entropy(student, labels)?;
     let (b, n) = (student.dims()[0], student.dims()[1]);
     let scale = 1.0 / (n * b).max(1) as f64;

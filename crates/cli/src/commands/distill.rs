@@ -184,11 +184,7 @@ pub fn run(args: Args) -> Result<()> {
             output: args.output.display().to_string(),
             file_bytes,
             params: model.param_count(),
-            nonzero_params: model
-                .named_params()
-                .iter()
-                .map(|(_, p)| p.value.data().iter().filter(|v| **v != 0.0).count())
-                .sum(),
+            nonzero_params: pipeline::compress::nonzero_params(&model),
             macs: model.macs_per_sample()?,
             accuracy,
             baseline: Baseline {

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use nn::io::native::ModelRecord;
 use nn::trainer::Progress;
-use nn::{Dataset, Model, NnError, Result};
+use nn::{Dataset, Model, Result};
 use serde::Serialize;
 
 use crate::recipe::{INPUT_TEACHER, Recipe, Stage, Teacher};
@@ -182,23 +182,12 @@ impl Compressor {
     }
 
     fn run_stage(&mut self, index: usize, data: &Data, observer: &mut dyn Observer) -> Result<()> {
+        // `new` validated the recipe: a share stage, if any, is the last.
         let stage = self.recipe.stages[index].clone();
-        if self.share.is_some() {
-            return Err(NnError::Config(format!(
-                "recipe {}: stage {index} ({}) follows a share stage; sharing must come last",
-                self.recipe.name,
-                stage.describe()
-            )));
-        }
         let t0 = Instant::now();
         let detail = match &stage {
             Stage::Prune(p) => {
-                let steps = (p
-                    .retrain
-                    .config(self.seed)
-                    .steps_per_epoch(data.train.len())
-                    * p.retrain.epochs) as u64;
-                observer.stage_started(index, &stage, steps);
+                observer.stage_started(index, &stage, self.steps(&p.retrain, data));
                 let teacher = p.teacher.clone();
                 let input = &self.input;
                 let mut objective = objective_factory(teacher, input, p.retrain.augment);
@@ -212,12 +201,7 @@ impl Compressor {
                 )?)
             }
             Stage::Share(s) => {
-                let steps = (s
-                    .finetune
-                    .config(self.seed)
-                    .steps_per_epoch(data.train.len())
-                    * s.finetune.epochs) as u64;
-                observer.stage_started(index, &stage, steps);
+                observer.stage_started(index, &stage, self.steps(&s.finetune, data));
                 let (detail, shared) =
                     share_stage::run(&mut self.model, s, self.seed, data, observer)?;
                 self.share = Some(shared);
@@ -243,6 +227,11 @@ impl Compressor {
         Ok(())
     }
 
+    /// Training steps `retrain` takes over `data.train`.
+    fn steps(&self, retrain: &crate::recipe::Retrain, data: &Data) -> u64 {
+        (retrain.config(self.seed).steps_per_epoch(data.train.len()) * retrain.epochs) as u64
+    }
+
     /// 4 bytes per parameter of the input model.
     pub fn dense_bytes(&self) -> u64 {
         4 * self
@@ -255,8 +244,7 @@ impl Compressor {
 
     /// The working model in its stored form, leaving the working model as it is.
     fn stored_copy(&self) -> Result<Model> {
-        let mut m = ModelRecord::from_model(&self.model, BTreeMap::new())?
-            .into_model_with(&crate::registry())?;
+        let mut m = copy(&self.model)?;
         to_stored_form(&mut m, self.share.as_ref())?;
         Ok(m)
     }
@@ -387,6 +375,11 @@ pub fn densify(model: &mut Model) -> Result<usize> {
         };
         Ok(Some(dense))
     })
+}
+
+/// A copy of `model` (through its record: layers are not `Clone`).
+pub fn copy(model: &Model) -> Result<Model> {
+    ModelRecord::from_model(model, BTreeMap::new())?.into_model_with(&crate::registry())
 }
 
 /// Nonzero parameters (weights and biases) of `model`.

@@ -51,8 +51,7 @@ pub fn run(
         sparse_below_density: stage.sparse_below,
         ..share::SharedForms::default()
     };
-    let mut stored = nn::io::native::ModelRecord::from_model(model, Default::default())?
-        .into_model_with(&crate::registry())?;
+    let mut stored = super::copy(model)?;
     share::to_shared_layers_with(&mut stored, &shared, &forms)?;
     Ok((
         ShareDetail {

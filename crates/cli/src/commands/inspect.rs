@@ -1,7 +1,9 @@
 //! `slimnet inspect FILE`: layers, output shapes, parameters, bytes, multiply-accumulates,
 //! and the code width and codebook of every shared layer.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
 
 use super::{ModelArgs, print_json};
 
@@ -30,7 +32,7 @@ struct Report {
     /// payload's raw and stored (Huffman-coded) bytes. Empty for other formats.
     sections: Vec<Section>,
     /// The file's metadata (recipe, source hash, accuracy when written), when it has any.
-    metadata: std::collections::BTreeMap<String, String>,
+    metadata: BTreeMap<String, String>,
 }
 
 #[derive(serde::Serialize)]
@@ -49,45 +51,56 @@ struct Payload {
     symbol_bits: Option<u8>,
 }
 
-/// The container's sections (empty when the file is not a container).
-fn sections(path: &std::path::Path) -> Result<Vec<Section>> {
-    let bytes = std::fs::read(path)?;
-    if !pipeline::container::is_container(&bytes) {
-        return Ok(Vec::new());
-    }
-    Ok(
-        pipeline::container::layer_infos(&bytes, &path.display().to_string())?
-            .into_iter()
-            .enumerate()
-            .map(|(layer, l)| Section {
-                layer,
-                kind: l.kind,
-                bytes: l.section_bytes,
-                payloads: l
-                    .payloads
-                    .into_iter()
-                    .map(|p| Payload {
-                        name: p.name,
-                        raw_bytes: p.raw_bytes,
-                        stored_bytes: p.stored_bytes,
-                        symbol_bits: p.symbol_bits,
-                    })
-                    .collect(),
-            })
-            .collect(),
-    )
+/// The sections of a container's bytes.
+fn sections(bytes: &[u8], source: &str) -> Result<Vec<Section>> {
+    Ok(pipeline::container::layer_infos(bytes, source)?
+        .into_iter()
+        .enumerate()
+        .map(|(layer, l)| Section {
+            layer,
+            kind: l.kind,
+            bytes: l.section_bytes,
+            payloads: l
+                .payloads
+                .into_iter()
+                .map(|p| Payload {
+                    name: p.name,
+                    raw_bytes: p.raw_bytes,
+                    stored_bytes: p.stored_bytes,
+                    symbol_bits: p.symbol_bits,
+                })
+                .collect(),
+        })
+        .collect())
 }
 
-/// The metadata of a native file (container or older), empty for foreign formats.
-fn metadata(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    pipeline::load_record(path)
-        .map(|r| r.metadata)
-        .unwrap_or_default()
+/// The model, its sections and its metadata, the file read and decoded once: a container
+/// directly, anything else through the loader (metadata only from older native files).
+fn read(args: &Args) -> Result<(nn::Model, Vec<Section>, BTreeMap<String, String>)> {
+    let path = &args.model.model;
+    let source = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) if pipeline::container::is_container(&bytes) => {
+            let record = pipeline::container::decode(&bytes, &source)
+                .and_then(|r| {
+                    let metadata = r.metadata.clone();
+                    Ok((r.into_model_with(&pipeline::registry())?, metadata))
+                })
+                .with_context(|| format!("loading model {source}"))?;
+            Ok((record.0, sections(&bytes, &source)?, record.1))
+        }
+        _ => {
+            let metadata = pipeline::load_record(path)
+                .map(|r| r.metadata)
+                .unwrap_or_default();
+            Ok((args.model.load()?, Vec::new(), metadata))
+        }
+    }
 }
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let model = args.model.load()?;
+    let (model, sections, metadata) = read(&args)?;
     let layers = model.summary()?;
     let report = Report {
         name: model.name.clone(),
@@ -97,8 +110,8 @@ pub fn run(args: Args) -> Result<()> {
         macs: layers.iter().map(|l| l.macs).sum(),
         file_bytes: std::fs::metadata(&args.model.model)?.len(),
         shared: pipeline::report::shared_rows(&model),
-        sections: sections(&args.model.model)?,
-        metadata: metadata(&args.model.model),
+        sections,
+        metadata,
         layers,
     };
     if args.json {

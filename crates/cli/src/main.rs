@@ -7,7 +7,7 @@
 mod commands;
 mod progress;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 /// slimnet: make trained neural networks cheap to run.
@@ -16,6 +16,17 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Worker threads of every kernel (default: one per CPU). `bench` takes a list (`1,2`)
+    /// and times each count.
+    #[arg(long, global = true, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// No progress bars or progress lines on stderr (errors and warnings still print).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Go on with a warning when a model's weights or an input hold NaN or infinity
+    /// (default: refuse, naming the tensor and element).
+    #[arg(long, global = true)]
+    allow_nonfinite: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -47,6 +58,13 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Ctrl-C or SIGTERM: let a file write in progress finish (its target is then whole), start
+    // no other, and exit with the shell's code for SIGINT: no partial file, no temporary left.
+    let _ = ctrlc::set_handler(|| {
+        nn::io::atomic::stop_writes();
+        eprintln!("interrupted");
+        std::process::exit(130);
+    });
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -58,6 +76,20 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    progress::set_quiet(cli.quiet);
+    commands::set_allow_nonfinite(cli.allow_nonfinite);
+    let bench_threads = match (&cli.command, cli.threads.as_slice()) {
+        (Command::Bench(_), counts) => counts.to_vec(),
+        (_, []) => Vec::new(),
+        (_, &[n]) if n > 0 => {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .context("setting the thread count")?;
+            Vec::new()
+        }
+        (_, counts) => bail!("--threads takes one positive count here, got {counts:?}"),
+    };
     match cli.command {
         Command::Train(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
@@ -70,6 +102,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),
-        Command::Bench(a) => commands::bench::run(a),
+        Command::Bench(a) => commands::bench::run(a, bench_threads),
     }
 }

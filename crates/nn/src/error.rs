@@ -73,6 +73,20 @@ pub enum NnError {
         /// Learning rate of the step.
         lr: f32,
     },
+    /// A NaN or an infinity where only finite values make sense: a weight of a model, a value
+    /// of an input array. Names the tensor and the first offending element.
+    #[error(
+        "{what}: element {index} is {value} (non-finite); fix the file, or pass \
+         --allow-nonfinite to go on with a warning"
+    )]
+    NonFinite {
+        /// The tensor: a layer path and parameter name, or an input file.
+        what: String,
+        /// Flat index of the first non-finite element.
+        index: usize,
+        /// Its value (NaN, inf or -inf).
+        value: f32,
+    },
     /// Per-parameter optimizer state whose shape no longer matches its parameter (a layer was
     /// replaced under a running optimizer), or a gradient of the wrong shape.
     #[error("{0}")]

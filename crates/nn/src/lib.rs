@@ -12,6 +12,7 @@
 
 pub mod data;
 pub mod error;
+pub mod finite;
 pub mod io;
 pub mod layer;
 pub mod layers;

@@ -123,6 +123,16 @@ pub fn to_model_input(model: &Model, images: Tensor) -> Result<Tensor> {
 /// Errors: `batch_size == 0`, an empty dataset, samples that do not fit the model's input,
 /// or a model whose output is not `[B, data.classes]`.
 pub fn evaluate(model: &mut Model, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
+    evaluate_observed(model, data, batch_size, &mut |_| {})
+}
+
+/// [`evaluate`], calling `on_batch(images done so far)` after each batch (a progress bar).
+pub fn evaluate_observed(
+    model: &mut Model,
+    data: &Dataset,
+    batch_size: usize,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<Evaluation> {
     if batch_size == 0 {
         return Err(NnError::Config("evaluate: batch size must be >= 1".into()));
     }
@@ -151,6 +161,7 @@ pub fn evaluate(model: &mut Model, data: &Dataset, batch_size: usize) -> Result<
             confusion[t][p] += 1;
             correct += u64::from(p == t);
         }
+        on_batch(chunk.last().map_or(0, |&i| i + 1));
     }
     let n = data.len();
     Ok(Evaluation {

@@ -28,9 +28,6 @@ pub struct Args {
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 256])]
     batch: Vec<usize>,
-    /// Thread counts, comma-separated (each runs in a rayon pool of that size).
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
-    threads: Vec<usize>,
     /// Seconds of timed runs per batch size and thread count (after the warm-up).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -68,13 +65,22 @@ struct Run {
     iterations: usize,
 }
 
-/// Runs the command.
-pub fn run(args: Args) -> Result<()> {
+/// Thread counts timed when the global `--threads` gives none.
+pub const DEFAULT_THREADS: [usize; 2] = [1, 2];
+
+/// Runs the command; `threads` is the global `--threads` list (each count runs in a rayon
+/// pool of that size; empty: [`DEFAULT_THREADS`]).
+pub fn run(args: Args, threads: Vec<usize>) -> Result<()> {
+    let threads = if threads.is_empty() {
+        DEFAULT_THREADS.to_vec()
+    } else {
+        threads
+    };
     if args.batch.is_empty() || args.batch.contains(&0) {
         bail!("--batch needs positive sizes, got {:?}", args.batch);
     }
-    if args.threads.is_empty() || args.threads.contains(&0) {
-        bail!("--threads needs positive counts, got {:?}", args.threads);
+    if threads.contains(&0) {
+        bail!("--threads needs positive counts, got {threads:?}");
     }
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 3600.0) {
         bail!("--seconds must be in (0, 3600], got {}", args.seconds);
@@ -85,7 +91,7 @@ pub fn run(args: Args) -> Result<()> {
         .len();
     let macs = model.macs_per_sample()?;
     let mut runs = Vec::new();
-    for &threads in &args.threads {
+    for &threads in &threads {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -95,10 +101,14 @@ pub fn run(args: Args) -> Result<()> {
             let times = pool.install(|| time_forward(&mut model, &input, args.seconds))?;
             let run = summarize(batch, threads, times);
             if !args.json {
-                eprintln!(
+                crate::note!(
                     "batch {batch:>4}, {threads} thread(s): median {:.1} us, p90 {:.1} us, \
                      p99 {:.1} us, {:.0} images/s ({} runs)",
-                    run.median_us, run.p90_us, run.p99_us, run.images_per_s, run.iterations
+                    run.median_us,
+                    run.p90_us,
+                    run.p99_us,
+                    run.images_per_s,
+                    run.iterations
                 );
             }
             runs.push(run);

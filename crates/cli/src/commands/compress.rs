@@ -50,7 +50,7 @@ impl Bars {
 
 impl Observer for Bars {
     fn stage_started(&mut self, index: usize, stage: &Stage, steps: u64) {
-        eprintln!("stage {index}: {}", stage.describe());
+        crate::note!("stage {index}: {}", stage.describe());
         let pb = progress::bar(steps, self.quiet);
         pb.set_prefix(format!("stage {index}"));
         self.bar = Some(pb);
@@ -69,7 +69,7 @@ impl Observer for Bars {
         if let Some(pb) = self.bar.take() {
             pb.finish_and_clear();
         }
-        eprintln!(
+        crate::note!(
             "stage {}: accuracy {:.2}%, {} bytes ({:.1}x), {} nonzero parameters, {:.0} s",
             r.index,
             100.0 * r.accuracy,
@@ -82,8 +82,8 @@ impl Observer for Bars {
 
     fn note(&mut self, message: &str) {
         match &self.bar {
-            Some(pb) => pb.println(message),
-            None => eprintln!("{message}"),
+            Some(pb) => progress::line(pb, false, message),
+            None => crate::note!("{message}"),
         }
     }
 }
@@ -114,7 +114,7 @@ pub fn run_recipe(
         test: &test,
     };
     let accuracy = c.accuracy_before(&data)?;
-    eprintln!("input {source}: accuracy {:.2}%", 100.0 * accuracy);
+    crate::note!("input {source}: accuracy {:.2}%", 100.0 * accuracy);
     c.run_stages(&data, &mut Bars::new(common.json))?;
     let out = c.finish(&data)?;
     nn::io::atomic::write_atomic(output, &out.bytes)

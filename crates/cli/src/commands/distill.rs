@@ -103,6 +103,10 @@ fn fit(
     let mut on_progress = |p: &Progress| {
         pb.set_position(p.global_step as u64);
         pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
+        if p.epoch_done {
+            let line = format!("{label} epoch {:>3}: loss {:.4}", p.epoch + 1, p.loss);
+            progress::line(&pb, quiet, line);
+        }
     };
     let mut trainer = Trainer::new(config.clone()).with_objective(objective);
     trainer.fit(model, data.0, None, &mut on_progress)?;

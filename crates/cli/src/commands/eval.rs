@@ -38,14 +38,20 @@ struct Report {
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let mut model = args.model.load()?;
-    let (source, _train, test) = nn::data::source::load(args.data.as_deref())?;
-    eprintln!("data: {source}");
+    let (source, test) = nn::data::source::load_test(args.data.as_deref())?;
+    crate::note!("data: {source}");
     let test = match args.limit {
         Some(n) => test.take(n)?,
         None => test,
     };
     let start = std::time::Instant::now();
-    let evaluation = nn::metrics::evaluate(&mut model, &test, args.batch_size)?;
+    let pb = crate::progress::bar(test.len() as u64, args.json);
+    pb.set_prefix("eval");
+    let evaluation =
+        nn::metrics::evaluate_observed(&mut model, &test, args.batch_size, &mut |n| {
+            pb.set_position(n as u64)
+        })?;
+    pb.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let report = Report {
         model: args.model.model.display().to_string(),

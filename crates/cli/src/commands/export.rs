@@ -26,7 +26,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut model = args.model.load()?;
     if args.densify {
         let n = pipeline::compress::densify(&mut model)?;
-        eprintln!("densified {n} compressed layers");
+        crate::note!("densified {n} compressed layers");
     }
     let ext = args
         .output

@@ -14,6 +14,7 @@ pub mod share;
 pub mod train;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 
@@ -34,9 +35,33 @@ impl ModelArgs {
     }
 }
 
-/// Loads a model in any supported format.
+/// The global `--allow-nonfinite`.
+static ALLOW_NONFINITE: AtomicBool = AtomicBool::new(false);
+
+/// Sets the global `--allow-nonfinite`.
+pub fn set_allow_nonfinite(allow: bool) {
+    ALLOW_NONFINITE.store(allow, Ordering::Relaxed);
+}
+
+/// A non-finite value found by `check`: an error, or with `--allow-nonfinite` a warning.
+pub fn refuse_nonfinite(check: nn::Result<()>) -> Result<()> {
+    match check {
+        Err(e @ nn::NnError::NonFinite { .. }) if ALLOW_NONFINITE.load(Ordering::Relaxed) => {
+            eprintln!("warning: {e}");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Loads a model in any supported format, refusing NaN or infinite weights (see
+/// [`refuse_nonfinite`]).
 pub fn load_model(path: &Path, arch: Option<&str>) -> Result<nn::Model> {
-    pipeline::load(path, arch).with_context(|| format!("loading model {}", path.display()))
+    let model =
+        pipeline::load(path, arch).with_context(|| format!("loading model {}", path.display()))?;
+    refuse_nonfinite(nn::finite::check_model(&model))
+        .with_context(|| format!("loading model {}", path.display()))?;
+    Ok(model)
 }
 
 /// Checks before any work that `output` can be written and is none of `inputs`
@@ -72,7 +97,7 @@ impl TrainDataArgs {
     /// The training set (first `limit` images) and the test set, saying which data was used.
     pub fn load(&self) -> Result<(nn::Dataset, nn::Dataset)> {
         let (source, train, test) = nn::data::source::load(self.data.as_deref())?;
-        eprintln!("data: {source}");
+        crate::note!("data: {source}");
         let train = match self.limit {
             Some(n) => train.take(n)?,
             None => train,

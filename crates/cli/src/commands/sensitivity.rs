@@ -102,7 +102,7 @@ pub fn chart(table: &Sensitivity, kinds: &[String], title: &str) -> LineChart {
 pub fn run(args: Args) -> Result<()> {
     let mut model = args.model.load()?;
     let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
-    eprintln!("data: {source}");
+    crate::note!("data: {source}");
     let data = match args.split.as_str() {
         "test" => test,
         "train" => train,

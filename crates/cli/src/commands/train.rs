@@ -179,7 +179,7 @@ struct Report {
 pub fn run(args: Args) -> Result<()> {
     super::check_output(&args.output, &[Path::new(&args.model)])?;
     let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
-    eprintln!("data: {source}");
+    crate::note!("data: {source}");
     let train = match args.limit {
         Some(n) => train.take(n)?,
         None => train,
@@ -203,12 +203,16 @@ pub fn run(args: Args) -> Result<()> {
             p.lr
         ));
         if let (true, Some(acc)) = (p.epoch_done, p.test_accuracy) {
-            pb.println(format!(
-                "epoch {:>3}: loss {:.4}, test accuracy {:.2}%",
-                p.epoch + 1,
-                p.loss,
-                100.0 * acc
-            ));
+            progress::line(
+                &pb,
+                args.json,
+                format!(
+                    "epoch {:>3}: loss {:.4}, test accuracy {:.2}%",
+                    p.epoch + 1,
+                    p.loss,
+                    100.0 * acc
+                ),
+            );
         }
     };
     let (report, evaluation) =

@@ -43,10 +43,6 @@ const TYPE_U8: u8 = 0x08;
 /// The two bytes every gzip stream starts with (RFC 1952, ID1 ID2).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Deflate cannot expand data by more than about 1032:1; used to bound the initial
-/// capacity of a decompression buffer taken from the (unchecked) gzip ISIZE trailer.
-const MAX_DEFLATE_RATIO: usize = 1032;
-
 /// Number of Fashion-MNIST classes.
 pub const FASHION_MNIST_CLASSES: usize = 10;
 
@@ -115,29 +111,50 @@ pub fn decompress_limited<'a>(bytes: &'a [u8], name: &str, limit: usize) -> Resu
     if !is_gzip(bytes) {
         return Ok(Cow::Borrowed(bytes));
     }
-    // ISIZE (last 4 bytes, little-endian) is the uncompressed size mod 2^32 of the last
-    // member: unchecked, so it only seeds the capacity, capped by the limit and by the most
-    // deflate can expand this many bytes.
-    let isize_hint = bytes
-        .len()
-        .checked_sub(4)
-        .and_then(|at| bytes.get(at..))
-        .and_then(|t| <[u8; 4]>::try_from(t).ok())
-        .map_or(0, |t| u32::from_le_bytes(t) as usize);
-    let cap = isize_hint
-        .min(limit)
-        .min(bytes.len().saturating_mul(MAX_DEFLATE_RATIO));
-    let mut out = Vec::with_capacity(cap);
-    let budget = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    MultiGzDecoder::new(bytes)
-        .take(budget)
+    // Memory follows what the IDX header inside the stream declares, not the (unchecked)
+    // gzip trailer: the header is decompressed first, its payload size computed (checked
+    // product, capped by `limit`), and the rest is read through `take(declared + 1)`, so a
+    // gzip bomb that claims 47 MB and expands to gigabytes stops after 47 MB.
+    let mut dec = MultiGzDecoder::new(bytes);
+    let corrupt_gzip = |e: std::io::Error| NnError::corrupt(name, "gzip stream", e.to_string());
+    let mut out = Vec::new();
+    (&mut dec)
+        .take(4)
         .read_to_end(&mut out)
-        .map_err(|e| NnError::corrupt(name, "gzip stream", e.to_string()))?;
-    if out.len() > limit {
+        .map_err(corrupt_gzip)?;
+    let rank = out.get(3).map_or(0, |&r| usize::from(r));
+    (&mut dec)
+        .take(4 * rank as u64)
+        .read_to_end(&mut out)
+        .map_err(corrupt_gzip)?;
+    let declared = out
+        .get(4..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .try_fold(1usize, |acc, d| {
+            acc.checked_mul(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        })
+        .and_then(|payload| payload.checked_add(out.len()))
+        .map_or(limit, |n| n.min(limit));
+    // Grows as data arrives; the first reservation is bounded by what was declared and by a
+    // fixed 64 MiB, never by a header field alone.
+    out.reserve(declared.saturating_sub(out.len()).min(1 << 26));
+    let budget = (declared.saturating_sub(out.len()) as u64).saturating_add(1);
+    dec.take(budget)
+        .read_to_end(&mut out)
+        .map_err(corrupt_gzip)?;
+    if out.len() > declared {
         return Err(NnError::corrupt(
             name,
             "gzip stream",
-            format!("decompresses to more than the limit of {limit} bytes"),
+            if declared < limit {
+                format!(
+                    "trailing data: decompresses to more than the {declared} bytes its IDX \
+                     header declares"
+                )
+            } else {
+                format!("decompresses to more than the limit of {limit} bytes")
+            },
         ));
     }
     Ok(Cow::Owned(out))
@@ -558,5 +575,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("more than the limit"), "{e}");
+    }
+
+    #[test]
+    fn gzip_stream_longer_than_its_header_declares_stops_there() {
+        // The header declares 100 images of 28 x 28 (78,400 bytes); the stream holds 8 MiB.
+        let mut raw = Vec::new();
+        raw.extend_from_slice(&IDX_IMAGES_MAGIC.to_be_bytes());
+        for d in [100u32, 28, 28] {
+            raw.extend_from_slice(&d.to_be_bytes());
+        }
+        raw.resize(raw.len() + (8 << 20), 0);
+        let e = images_from_bytes(&gzip(&raw), "bomb")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("78416 bytes its IDX header declares"), "{e}");
+        // Exactly the declared length decodes.
+        raw.truncate(16 + 100 * 28 * 28);
+        assert_eq!(
+            images_from_bytes(&gzip(&raw), "ok").unwrap().dims(),
+            &[100, 1, 28, 28]
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::Dataset;
-use super::idx::{Split, has_fashion_mnist, load_fashion_mnist, split_files};
+use super::idx::{Split, has_fashion_mnist, load_fashion_mnist, load_split, split_files};
 use crate::error::{NnError, Result};
 
 /// The environment variable naming a Fashion-MNIST directory.
@@ -160,6 +160,14 @@ pub fn load(explicit: Option<&Path>) -> Result<(DataSource, Dataset, Dataset)> {
     let source = locate(explicit)?;
     let (train, test) = load_fashion_mnist(&source.dir)?;
     Ok((source, train, test))
+}
+
+/// Finds Fashion-MNIST as [`load`] does and loads only the test split (what evaluation
+/// needs: the training split is six times larger).
+pub fn load_test(explicit: Option<&Path>) -> Result<(DataSource, Dataset)> {
+    let source = locate(explicit)?;
+    let test = load_split(&source.dir, Split::Test)?;
+    Ok((source, test))
 }
 
 #[cfg(test)]

@@ -1,9 +1,32 @@
 //! Atomic file writes: every file slimnet writes appears whole or not at all.
+//!
+//! A write goes to a temporary file beside the target, is synced, and is renamed over the
+//! target. Interruption: every write (and the probe of [`check_writable`]) runs under one
+//! process-wide gate, from creating its temporary file until the rename or its removal, so no
+//! temporary file exists while the gate is free. A tool's Ctrl-C / SIGTERM handler calls
+//! [`stop_writes`] before exiting: it waits for a write in progress to finish (its target is
+//! then whole) and keeps every later write from starting, so an interrupted process leaves
+//! neither a partial target nor a temporary file behind.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{NnError, Result};
+
+/// Held from a temporary file's creation to its rename or removal.
+static WRITE_GATE: Mutex<()> = Mutex::new(());
+
+fn gate() -> MutexGuard<'static, ()> {
+    // A write that panicked removed nothing; the gate itself guards no data.
+    WRITE_GATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits for a write in progress to finish and blocks every later one for the life of the
+/// process: call it from an interrupt handler just before `std::process::exit`.
+pub fn stop_writes() {
+    std::mem::forget(gate());
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, synced and then
 /// renamed over `path`. On failure the temporary file is removed and `path` is untouched, so
@@ -25,6 +48,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
+    let _gate = gate();
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -70,6 +94,7 @@ pub fn check_writable(path: impl AsRef<Path>, inputs: &[&Path]) -> Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
+    let _gate = gate();
     std::fs::File::create(&probe).map_err(|e| NnError::io(&dir, e))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())

@@ -208,7 +208,19 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 
 /// The `.npy` (version 1.0, `<f4`, C order) encoding of a tensor.
 pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
-    let dims = t.dims();
+    let data: Vec<u8> = t.data().iter().flat_map(|v| v.to_le_bytes()).collect();
+    encode("<f4", t.dims(), &data)
+}
+
+/// The `.npy` (version 1.0, `<i8`: little-endian int64, C order) encoding of `values` with
+/// shape `dims` (class indices, for example).
+pub fn npy_bytes_i64(dims: &[usize], values: &[i64]) -> Vec<u8> {
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    encode("<i8", dims, &data)
+}
+
+/// Header (`descr`, C order, `dims`) and little-endian element bytes `data`.
+fn encode(descr: &str, dims: &[usize], data: &[u8]) -> Vec<u8> {
     let shape = match dims.len() {
         0 => "()".to_string(),
         1 => format!("({},)", dims[0]),
@@ -220,20 +232,18 @@ pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
                 .join(", ")
         ),
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // Pad with spaces so that magic + version + length + header + '\n' is a multiple of 64.
     let unpadded = MAGIC.len() + 2 + 2 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + 4 * t.numel());
+    let mut out = Vec::with_capacity(10 + header.len() + data.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     // The header is at most a few hundred bytes (ranks are small), so it fits in u16.
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in t.data() {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    out.extend_from_slice(data);
     out
 }
 

@@ -51,10 +51,12 @@ pub enum Selection {
 }
 
 /// Options of [`decompose`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DecomposeParams {
     /// Which layers, and how.
     pub method: Method,
+    /// Only the layers at these paths (of those `method` factors); all when `None`.
+    pub layers: Option<Vec<LayerPath>>,
     /// How ranks are chosen.
     pub selection: Selection,
     /// Refit options for the data-driven step (used when calibration data is given).
@@ -66,6 +68,7 @@ impl Default for DecomposeParams {
     fn default() -> Self {
         Self {
             method: Method::Svd,
+            layers: None,
             selection: Selection::PerLayer(RankRule::Energy(0.95)),
             refit: RefitParams::default(),
         }
@@ -218,7 +221,20 @@ pub fn decompose(
     params: &DecomposeParams,
     calibration: Option<&Tensor>,
 ) -> Result<DecomposeReport> {
-    let cands = candidates(model, params.method)?;
+    let mut cands = candidates(model, params.method)?;
+    if let Some(only) = &params.layers {
+        if let Some(p) = only.iter().find(|p| !cands.iter().any(|c| &c.path == *p)) {
+            return Err(DecomposeError::Unsupported {
+                op: "decompose",
+                path: p.to_string(),
+                kind: model
+                    .layer(p)
+                    .map_or("missing".into(), |l| l.kind().to_string()),
+                reason: format!("not a layer the {:?} method factors", params.method),
+            });
+        }
+        cands.retain(|c| only.contains(&c.path));
+    }
     let ranks = choose_ranks(model, &cands, params.selection)?;
     apply(model, &cands, &ranks, calibration, &params.refit)
 }

@@ -346,3 +346,27 @@ fn the_greedy_choice_cuts_the_layer_that_loses_least_energy() {
     assert!(report.layers[0].kept_energy > 0.74);
     assert!((report.layers[1].kept_energy - 9.0 / 20.0).abs() < 1e-9);
 }
+
+#[test]
+fn only_the_layers_asked_for_are_factored() {
+    let mut m = nn::zoo::build("lenet300", &mut Rng::seed_from_u64(9)).unwrap();
+    let params = DecomposeParams {
+        layers: Some(vec![LayerPath::top(1)]),
+        selection: Selection::PerLayer(RankRule::Given(10)),
+        ..DecomposeParams::default()
+    };
+    let report = decompose(&mut m, &params, None).unwrap();
+    assert_eq!(report.layers.len(), 1);
+    assert_eq!(report.layers[0].path, "1");
+    assert_eq!(
+        m.layers.len(),
+        7,
+        "fc1 became two layers, the rest unchanged"
+    );
+    let params = DecomposeParams {
+        layers: Some(vec![LayerPath::top(0)]),
+        ..DecomposeParams::default()
+    };
+    let e = decompose(&mut m, &params, None).unwrap_err();
+    assert!(e.to_string().contains("at 0"), "{e}");
+}

@@ -40,6 +40,10 @@ pub struct Args {
     /// convolutions as a convolution into fewer channels then 1x1).
     #[arg(long, default_value = "svd")]
     method: String,
+    /// Only these layers (comma-separated paths such as `1,3` or `5/0/1`); default: every
+    /// layer the method factors.
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<String>>,
     /// Training images the second factors are refit on (0: the SVD factors as they are).
     #[arg(long, default_value_t = 256)]
     calibration: usize,
@@ -114,8 +118,17 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         None
     };
+    let layers = match &args.layers {
+        Some(ps) => Some(
+            ps.iter()
+                .map(|p| nn::LayerPath::parse(p))
+                .collect::<nn::Result<Vec<_>>>()?,
+        ),
+        None => None,
+    };
     let params = DecomposeParams {
         method,
+        layers,
         selection,
         refit: RefitParams {
             seed: args.common.seed,

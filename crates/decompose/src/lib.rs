@@ -34,11 +34,13 @@
 //!
 //! Modules: `svd` (faer's thin SVD, the energy arithmetic), `rank` (rank rules), `factor`
 //! (one layer's factorization and its pair of layers), `refit` (data-driven least squares),
+//! `alternate` (alternating first-factor descent and second-factor refits),
 //! `capture` (a layer's inputs on a batch, through the model walk), `select` (greedy ranks
 //! for a whole-model MAC target), `shapes` (per-layer input shapes and MACs), and
 //! `model_decompose` (the whole-model rewrite with its report).
 #![warn(missing_docs)]
 
+mod alternate;
 mod capture;
 mod error;
 mod factor;
@@ -49,6 +51,7 @@ mod select;
 mod shapes;
 mod svd;
 
+pub use alternate::{AlternateParams, AlternateReport, alternate, output_error};
 pub use capture::capture_inputs;
 pub use error::{DecomposeError, Result};
 pub use factor::{FactoredPair, Factorization, Scheme};

@@ -7,6 +7,7 @@ use nn::{LayerPath, Model};
 use serde::Serialize;
 use tensor_core::Tensor;
 
+use crate::alternate::{AlternateParams, AlternateReport, alternate};
 use crate::capture::capture_inputs;
 use crate::error::{DecomposeError, Result};
 use crate::factor::{Factorization, Scheme};
@@ -61,6 +62,8 @@ pub struct DecomposeParams {
     pub selection: Selection,
     /// Refit options for the data-driven step (used when calibration data is given).
     pub refit: RefitParams,
+    /// Alternating rounds after the refit (used when calibration data is given).
+    pub alternate: AlternateParams,
 }
 
 impl Default for DecomposeParams {
@@ -71,6 +74,7 @@ impl Default for DecomposeParams {
             layers: None,
             selection: Selection::PerLayer(RankRule::Energy(0.95)),
             refit: RefitParams::default(),
+            alternate: AlternateParams::default(),
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct LayerReport {
     pub params_after: usize,
     /// The data-driven refit, when calibration data was given.
     pub refit: Option<RefitReport>,
+    /// The alternating rounds after it, when asked for.
+    pub alternate: Option<AlternateReport>,
 }
 
 /// The outcome of [`decompose`].
@@ -236,7 +242,14 @@ pub fn decompose(
         cands.retain(|c| only.contains(&c.path));
     }
     let ranks = choose_ranks(model, &cands, params.selection)?;
-    apply(model, &cands, &ranks, calibration, &params.refit)
+    apply(
+        model,
+        &cands,
+        &ranks,
+        calibration,
+        &params.refit,
+        &params.alternate,
+    )
 }
 
 /// Replaces each candidate whose rank is `Some` by its pair (refit on `calibration` when
@@ -247,6 +260,7 @@ pub fn apply(
     ranks: &[Option<usize>],
     calibration: Option<&Tensor>,
     refit: &RefitParams,
+    alternating: &AlternateParams,
 ) -> Result<DecomposeReport> {
     let macs_before = model.macs_per_sample()?;
     let params_before = model.param_count();
@@ -272,7 +286,13 @@ pub fn apply(
             Some(xs) => {
                 let layer = model.layer_mut(&c.path).ok_or_else(|| missing(&c.path))?;
                 let target = layer.forward(&xs[i], nn::Mode::Eval)?;
-                Some(refit_second(&mut pair, &xs[i], &target, refit)?)
+                let r = refit_second(&mut pair, &xs[i], &target, refit)?;
+                let a = if alternating.rounds > 0 {
+                    Some(alternate(&mut pair, &xs[i], &target, refit, alternating)?)
+                } else {
+                    None
+                };
+                Some((r, a))
             }
             None => None,
         };
@@ -289,7 +309,7 @@ pub fn apply(
         .zip(ranks)
         .map(|(c, r)| {
             let f = &c.factorization;
-            let (kept_energy, weight_error, macs_after, params_after, refit) = match *r {
+            let (kept_energy, weight_error, macs_after, params_after, data) = match *r {
                 Some(r) => {
                     let svd = f.svd();
                     let total = svd.total_energy();
@@ -324,7 +344,8 @@ pub fn apply(
                 macs_after,
                 params_before: f.params_before(),
                 params_after,
-                refit,
+                refit: data.map(|d| d.0),
+                alternate: data.and_then(|d| d.1),
             }
         })
         .collect();

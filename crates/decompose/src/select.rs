@@ -23,11 +23,12 @@ pub fn ranks_for_macs(
 ) -> Result<Vec<Option<usize>>> {
     let mut ranks: Vec<Option<usize>> = vec![None; candidates.len()];
     let macs_of = |f: &Factorization, r: Option<usize>| r.map_or(f.macs_before(), |r| f.macs_at(r));
-    let reachable: u64 = model_macs
-        - candidates
+    let reachable: u64 = model_macs.saturating_sub(
+        candidates
             .iter()
-            .map(|f| f.macs_before() - f.macs_before().min(f.macs_at(1)))
-            .sum::<u64>();
+            .map(|f| f.macs_before().saturating_sub(f.macs_at(1)))
+            .sum::<u64>(),
+    );
     if reachable > target {
         return Err(DecomposeError::TargetUnreachable {
             op: "ranks for a MAC target",
@@ -63,7 +64,8 @@ pub fn ranks_for_macs(
         let Some((_, i, next)) = best else {
             break;
         };
-        total -= macs_of(candidates[i], ranks[i]) - candidates[i].macs_at(next);
+        total =
+            total.saturating_sub(macs_of(candidates[i], ranks[i]) - candidates[i].macs_at(next));
         ranks[i] = Some(next);
     }
     Ok(ranks)

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compress;
+pub mod decompose;
 pub mod distill;
 pub mod eval;
 pub mod export;

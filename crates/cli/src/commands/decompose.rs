@@ -1,0 +1,277 @@
+//! `slimnet decompose MODEL -o OUT`: factors weight matrices and convolution filters so the
+//! model needs fewer multiply-accumulates (Denton et al. 2014; Jaderberg et al. 2014;
+//! Zhang et al. 2016): linear layers by truncated SVD, convolutions as separable `k x 1`
+//! then `1 x k` pairs or as a convolution into fewer channels then a 1x1 convolution; the
+//! second factor of each pair refit by least squares on real activations; then optional
+//! fine-tuning with the ordinary Trainer. The written model holds the factors as plain
+//! layers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use decompose::{
+    AlternateParams, DecomposeParams, DecomposeReport, Method, RankRule, RefitParams, Selection,
+};
+use nn::trainer::{Progress, TrainConfig, Trainer};
+
+use super::{Baseline, ModelArgs, TrainDataArgs, Written, print_json};
+use crate::progress;
+
+/// Arguments of `slimnet decompose`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("ranks").args(["rank", "energy", "mac_target"])))]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output model file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The same rank for every factored layer (layers it would not make cheaper are kept).
+    #[arg(long)]
+    rank: Option<usize>,
+    /// Per layer, the smallest rank keeping this fraction of the weight's energy (default
+    /// 0.95 when no rank option is given).
+    #[arg(long)]
+    energy: Option<f64>,
+    /// The whole model at most this fraction of its multiply-accumulates; per-layer ranks
+    /// chosen greedily by kept energy.
+    #[arg(long)]
+    mac_target: Option<f64>,
+    /// svd (linear layers), separable (and convolutions as k x 1 then 1 x k), channel (and
+    /// convolutions as a convolution into fewer channels then 1x1).
+    #[arg(long, default_value = "svd")]
+    method: String,
+    /// Only these layers (comma-separated paths such as `1,3` or `5/0/1`); default: every
+    /// layer the method factors.
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<String>>,
+    /// Training images the second factors are refit on (0: the SVD factors as they are).
+    #[arg(long, default_value_t = 256)]
+    calibration: usize,
+    /// Rounds of alternating minimisation of each pair's output error on the calibration
+    /// images after the refit (10 Adam steps on the first factor, then the second refit).
+    #[arg(long, default_value_t = 0)]
+    alternate: usize,
+    /// Epochs of fine-tuning after the decomposition (0: none).
+    #[arg(long, default_value_t = 0)]
+    finetune_epochs: usize,
+    /// Fine-tuning learning rate (Adam, cosine to 0).
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f32,
+    /// Fine-tuning mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[command(flatten)]
+    common: TrainDataArgs,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    #[serde(flatten)]
+    written: Written,
+    method: Method,
+    selection: Selection,
+    /// Test accuracy right after the decomposition (and refit), before fine-tuning.
+    accuracy_before_finetune: f64,
+    finetune_epochs: usize,
+    /// Convolution multiply-accumulates per image, before and after.
+    conv_macs_before: u64,
+    conv_macs_after: u64,
+    /// Linear-layer multiply-accumulates per image, before and after.
+    linear_macs_before: u64,
+    linear_macs_after: u64,
+    /// Whole-model multiply-accumulates per image before / after.
+    mac_ratio: f64,
+    #[serde(flatten)]
+    decomposition: DecomposeReport,
+}
+
+fn selection(args: &Args) -> Selection {
+    match (args.rank, args.energy, args.mac_target) {
+        (Some(r), _, _) => Selection::PerLayer(RankRule::Given(r)),
+        (_, _, Some(m)) => Selection::ModelMacs(m),
+        (_, e, _) => Selection::PerLayer(RankRule::Energy(e.unwrap_or(0.95))),
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    super::check_output(&args.output, &[&args.model.model])?;
+    let Some(method) = Method::parse(&args.method) else {
+        bail!(
+            "unknown --method {:?} (svd, separable or channel)",
+            args.method
+        );
+    };
+    let selection = selection(&args);
+    if let Selection::PerLayer(rule) = selection {
+        rule.validate()?;
+    }
+    let mut model = args.model.load()?;
+    nn::layers::fold_batchnorms(&mut model)?;
+    let (train, test) = args.common.load()?;
+    let baseline_accuracy = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
+    let baseline_params = model.param_count();
+    let kinds_before = decompose::macs_by_kind(&model)?;
+
+    let calibration = if args.calibration > 0 {
+        let mut idx: Vec<usize> = (0..train.len()).collect();
+        tensor_core::rng::Rng::seed_from_u64(args.common.seed).shuffle(&mut idx);
+        idx.truncate(args.calibration);
+        let (images, _) = train.batch(&idx)?;
+        Some(nn::metrics::to_model_input(&model, images)?)
+    } else {
+        None
+    };
+    let layers = match &args.layers {
+        Some(ps) => Some(
+            ps.iter()
+                .map(|p| nn::LayerPath::parse(p))
+                .collect::<nn::Result<Vec<_>>>()?,
+        ),
+        None => None,
+    };
+    let params = DecomposeParams {
+        method,
+        layers,
+        selection,
+        refit: RefitParams {
+            seed: args.common.seed,
+            ..RefitParams::default()
+        },
+        alternate: AlternateParams {
+            rounds: args.alternate,
+            ..AlternateParams::default()
+        },
+    };
+    eprintln!("decomposing ({method:?}, {selection:?})");
+    let decomposition = decompose::decompose(&mut model, &params, calibration.as_ref())?;
+    let accuracy_before_finetune = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
+    let accuracy = if args.finetune_epochs > 0 {
+        finetune(&mut model, &args, &train, &test)?
+    } else {
+        accuracy_before_finetune
+    };
+    let kinds_after = decompose::macs_by_kind(&model)?;
+    let kind = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+
+    let mut metadata = BTreeMap::new();
+    metadata.insert("accuracy".to_string(), format!("{accuracy}"));
+    metadata.insert(
+        "decomposed_from".to_string(),
+        args.model.model.display().to_string(),
+    );
+    let file_bytes = super::save_model(&model, metadata, &args.output)?;
+    let dense_bytes = 4 * baseline_params as u64;
+    let report = Report {
+        written: Written {
+            output: args.output.display().to_string(),
+            file_bytes,
+            params: model.param_count(),
+            nonzero_params: pipeline::compress::nonzero_params(&model),
+            macs: model.macs_per_sample()?,
+            accuracy,
+            baseline: Baseline {
+                accuracy: baseline_accuracy,
+                file_bytes: std::fs::metadata(&args.model.model)?.len(),
+                dense_bytes,
+            },
+            ratio: dense_bytes as f64 / file_bytes.max(1) as f64,
+        },
+        method,
+        selection,
+        accuracy_before_finetune,
+        finetune_epochs: args.finetune_epochs,
+        conv_macs_before: kind(&kinds_before, "conv2d"),
+        conv_macs_after: kind(&kinds_after, "conv2d"),
+        linear_macs_before: kind(&kinds_before, "linear"),
+        linear_macs_after: kind(&kinds_after, "linear"),
+        mac_ratio: decomposition.macs_before as f64 / decomposition.macs_after.max(1) as f64,
+        decomposition,
+    };
+    if args.common.json {
+        return print_json(&report);
+    }
+    for l in &report.decomposition.layers {
+        let rank = l.rank.map_or("kept".to_string(), |r| {
+            format!("rank {r:>3}/{}", l.max_rank)
+        });
+        println!(
+            "layer {:>6} {:<7} {:<9} {:<13} energy {:>6.2}%  MACs {:>9} -> {:>9}  params {:>7} -> {:>7}{}",
+            l.path,
+            l.kind,
+            l.scheme.name(),
+            rank,
+            100.0 * l.kept_energy,
+            l.macs_before,
+            l.macs_after,
+            l.params_before,
+            l.params_after,
+            l.refit
+                .map(|r| format!(
+                    "  output error {:.4} -> {:.4} (refit)",
+                    r.error_before, r.error_after
+                ))
+                .unwrap_or_default()
+                + &l.alternate
+                    .map(|a| format!(" -> {:.4} (alternating)", a.error_after))
+                    .unwrap_or_default()
+        );
+    }
+    println!(
+        "decomposed {}: {} -> {} MACs per image ({:.2}x{}), accuracy {:.2}% (was {:.2}%; \
+         {:.2}% before fine-tuning), saved {}",
+        args.model.model.display(),
+        report.decomposition.macs_before,
+        report.decomposition.macs_after,
+        report.mac_ratio,
+        if report.conv_macs_after > 0 {
+            format!(
+                "; convolutions {:.2}x",
+                report.conv_macs_before as f64 / report.conv_macs_after as f64
+            )
+        } else {
+            String::new()
+        },
+        100.0 * accuracy,
+        100.0 * baseline_accuracy,
+        100.0 * accuracy_before_finetune,
+        report.written.output
+    );
+    Ok(())
+}
+
+/// Fine-tunes every parameter (the factors included) with Adam and a cosine schedule;
+/// returns the test accuracy after.
+fn finetune(
+    model: &mut nn::Model,
+    args: &Args,
+    train: &nn::Dataset,
+    test: &nn::Dataset,
+) -> Result<f64> {
+    let config = TrainConfig {
+        epochs: args.finetune_epochs,
+        batch_size: args.batch_size,
+        optimizer: nn::optim::OptimizerConfig::adam(args.lr),
+        schedule: nn::schedule::Schedule::Cosine {
+            warmup_steps: 0,
+            min_lr: 0.0,
+        },
+        seed: args.common.seed,
+        eval_every_epoch: false,
+        ..TrainConfig::default()
+    };
+    let steps = config.steps_per_epoch(train.len()) * config.epochs;
+    let pb = progress::bar(steps as u64, args.common.json);
+    pb.set_prefix("fine-tune");
+    let mut on_progress = |p: &Progress| {
+        pb.set_position(p.global_step as u64);
+        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
+    };
+    let mut trainer = Trainer::new(config);
+    trainer.fit(model, train, None, &mut on_progress)?;
+    pb.finish_and_clear();
+    model.clear_cache();
+    Ok(trainer.evaluate(model, test)?.accuracy)
+}

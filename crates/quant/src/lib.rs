@@ -24,7 +24,12 @@
 //!   asymmetric ([`Symmetry`]), from ranges or data; tested against golden vectors that
 //!   ONNX's reference implementation and onnxruntime produced (`scripts/quant_golden.py`).
 //!
-//! **Not yet filled:** calibration, integer GEMM and layers, quantization-aware training.
+//! - [`gemm`]: the integer GEMM `C = A W^T` (7-bit u8 activations x i8 weights -> exact i32):
+//!   packed weight panels, a 4 x 16 register tile, row blocking, rayon over row blocks and
+//!   panels; portable, AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI and AVX-512 VNNI paths
+//!   chosen by [`tensor_core::dispatch::Int8Path`], equal bit for bit.
+//!
+//! **Not yet filled:** calibration, quantized layers, quantization-aware training.
 //!
 //! What it is not for: weight sharing (non-uniform codebooks; the `share` crate) and binary
 //! networks (`xnor-kernels`).
@@ -32,6 +37,7 @@
 
 pub mod affine;
 mod error;
+pub mod gemm;
 mod params;
 mod qtype;
 

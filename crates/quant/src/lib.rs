@@ -29,18 +29,32 @@
 //!   panels; portable, AVX2 (`vpmaddubsw` + `vpmaddwd`), AVX-VNNI and AVX-512 VNNI paths
 //!   chosen by [`tensor_core::dispatch::Int8Path`], equal bit for bit.
 //!
-//! **Not yet filled:** calibration, quantized layers, quantization-aware training.
+//! - [`calibrate`]: activation ranges from a calibration set: min-max, percentile, MSE and
+//!   KL divergence (entropy) over a 2048-bin histogram.
+//! - [`layers`]: `quant_linear` and `quant_conv2d` (i8 weights per output channel, i32 bias,
+//!   7-bit input codes, requantization into the next layer's codes with ReLU fused, or real
+//!   values for the last layer), `quantize` and `dequantize`; [`register`] adds their kinds.
+//! - [`quantize_model`]: post-training quantization of a model ([`QuantConfig`]), with one
+//!   [`LayerReport`] per quantized layer.
+//!
+//! **Not yet filled:** quantization-aware training, power-of-two weights, mixed precision,
+//! ONNX QDQ export.
 //!
 //! What it is not for: weight sharing (non-uniform codebooks; the `share` crate) and binary
 //! networks (`xnor-kernels`).
 #![warn(missing_docs)]
 
 pub mod affine;
+pub mod calibrate;
+mod convert;
 mod error;
 pub mod gemm;
+pub mod layers;
 mod params;
 mod qtype;
 
+pub use convert::{LayerReport, QuantConfig, quantize_model};
 pub use error::{QuantError, Result};
+pub use layers::register;
 pub use params::{QuantParams, Symmetry, min_max, scale_zero_point};
 pub use qtype::QuantType;

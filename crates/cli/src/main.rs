@@ -40,6 +40,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// Share weights through per-layer k-means codebooks, fine-tune the centroids, write it.
     Share(commands::share::Args),
+    /// Quantize weights and activations to integers (post-training, calibrated), run by int8 kernels.
+    Quantize(commands::quantize::Args),
     /// Accuracy against sparsity for each layer pruned alone, as a table and an SVG plot.
     Sensitivity(commands::sensitivity::Args),
     /// Time inference: latency percentiles and images/s per batch size and thread count.
@@ -69,6 +71,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Distill(a) => commands::distill::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
+        Command::Quantize(a) => commands::quantize::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),
         Command::Bench(a) => commands::bench::run(a),
     }

@@ -11,13 +11,27 @@
 
 use crate::qtype::QuantType;
 
+/// Bound on a rounded quotient before the zero point is added: wider than any code range,
+/// small enough for [`round_half_even`]'s trick and for the i32 add.
+const QUOTIENT_BOUND: f32 = 65_536.0;
+
+/// `clamp(v, -65536, 65536)` rounded half to even, as an integer; NaN gives 0.
+///
+/// Adding and subtracting `1.5 * 2^23` rounds any `|v| <= 2^22` to an integer in the FPU's
+/// default mode (round to nearest, ties to even), exactly as `f32::round_ties_even`, which on
+/// x86-64 without SSE4.1 is a call to `rintf` (18% of a quantized lenet5's time before).
+#[inline(always)]
+pub fn round_half_even(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let c = v.clamp(-QUOTIENT_BOUND, QUOTIENT_BOUND);
+    ((c + MAGIC) - MAGIC) as i32
+}
+
 /// The code of `x`: `clamp(round_half_even(x / scale) + zero_point, qmin, qmax)`.
 #[inline]
 pub fn quantize_value(x: f32, scale: f32, zero_point: i32, qtype: QuantType) -> i32 {
-    // `as i32` saturates (and sends NaN to 0) so the integer add below cannot overflow
-    // once the rounded quotient is clamped to a range wider than any code.
-    let r = (x / scale).round_ties_even().clamp(-65_536.0, 65_536.0) as i32;
-    (r + zero_point).clamp(qtype.qmin(), qtype.qmax())
+    // The quotient is clamped (NaN to 0) before the integer add, so it cannot overflow.
+    (round_half_even(x / scale) + zero_point).clamp(qtype.qmin(), qtype.qmax())
 }
 
 /// The real value of code `q`: `(f32(q) - f32(zero_point)) * scale`.
@@ -40,6 +54,19 @@ pub fn fake_quantize_value(x: f32, scale: f32, zero_point: i32, qtype: QuantType
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_rounding_equals_round_ties_even() {
+        let mut rng = tensor_core::rng::Rng::seed_from_u64(3);
+        let mut xs: Vec<f32> = (-600..600).map(|i| i as f32 * 0.25).collect();
+        xs.extend((0..100_000).map(|_| rng.normal() * 1000.0));
+        xs.extend([65_535.5, -65_535.5, 65_536.0, 1e9, -1e9, 0.49999997, -0.0]);
+        for x in xs {
+            let want = x.round_ties_even().clamp(-65_536.0, 65_536.0) as i32;
+            assert_eq!(round_half_even(x), want, "{x}");
+        }
+        assert_eq!(round_half_even(f32::NAN), 0);
+    }
 
     #[test]
     fn ties_round_to_even() {

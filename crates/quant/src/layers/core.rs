@@ -4,6 +4,7 @@
 use nn::{LayerRecord, NnError, Payload};
 use tensor_core::Tensor;
 
+use crate::affine::round_half_even;
 use crate::error::{QuantError, Result};
 use crate::gemm::PackedWeights;
 use crate::params::{QuantParams, Symmetry};
@@ -35,6 +36,9 @@ pub struct IntegerCore {
     output: QuantOutput,
     relu: bool,
     multipliers: Vec<f32>,
+    /// `b_j - z_in sum_k w_jk`, added to each raw sum (in i32: checked at construction so
+    /// that `raw + offset` cannot overflow).
+    offsets: Vec<i32>,
 }
 
 /// The largest per-tensor activation type the GEMM takes: 7 bits, unsigned.
@@ -151,6 +155,25 @@ impl IntegerCore {
             QuantOutput::Float => 1.0,
         };
         let multipliers = weight_scales.iter().map(|&s| s_in * s / s_out).collect();
+        let zp_in = i64::from(input.zero_points()[0]);
+        let max_raw = k as i64 * 127 * 128;
+        let offsets = bias
+            .iter()
+            .zip(packed.col_sums())
+            .map(|(&b, &s)| {
+                let off = i64::from(b) - zp_in * i64::from(s);
+                if off.abs() + max_raw > i64::from(i32::MAX) {
+                    return Err(QuantError::InvalidArgument {
+                        op: OP,
+                        reason: format!(
+                            "bias code {b} with zero-point correction {off} could overflow i32 \
+                             sums of depth {k}"
+                        ),
+                    });
+                }
+                Ok(off as i32)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             packed,
             weight_scales,
@@ -160,6 +183,7 @@ impl IntegerCore {
             output,
             relu,
             multipliers,
+            offsets,
         })
     }
 
@@ -219,36 +243,77 @@ impl IntegerCore {
             .collect()
     }
 
-    /// Output value of channel `j` from the GEMM's raw sum `raw = sum_k a_k w_jk`.
-    #[inline]
-    pub fn finish(&self, raw: i32, j: usize) -> f32 {
-        let zp_in = i64::from(self.input.zero_points()[0]);
-        let acc =
-            i64::from(raw) - zp_in * i64::from(self.packed.col_sums()[j]) + i64::from(self.bias[j]);
-        let v = acc as f32 * self.multipliers[j];
+    /// Output values of channels `0..raw.len()` from the GEMM's raw sums
+    /// `raw_j = sum_k a_k w_jk`: requantized codes (ReLU fused as the lower clamp) or real
+    /// values. One branch per row, a loop the compiler vectorises.
+    pub fn finish_row(&self, raw: &[i32], out: &mut [f32]) {
+        let n = raw.len();
+        let lanes = out
+            .iter_mut()
+            .zip(raw)
+            .zip(&self.offsets[..n])
+            .zip(&self.multipliers[..n]);
         match &self.output {
             QuantOutput::Codes(p) => {
                 let (t, zp) = (p.qtype(), p.zero_points()[0]);
-                let lo = if self.relu { zp } else { t.qmin() };
-                let q = v.round_ties_even().clamp(-65_536.0, 65_536.0) as i32 + zp;
-                q.clamp(lo, t.qmax()) as f32
+                let (lo, hi) = (if self.relu { zp } else { t.qmin() }, t.qmax());
+                for (((o, &r), &a), &m) in lanes {
+                    let v = (r + a) as f32 * m;
+                    *o = (round_half_even(v) + zp).clamp(lo, hi) as f32;
+                }
             }
-            QuantOutput::Float if self.relu => v.max(0.0),
-            QuantOutput::Float => v,
+            QuantOutput::Float => {
+                let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
+                for (((o, &r), &a), &m) in lanes {
+                    *o = ((r + a) as f32 * m).max(floor);
+                }
+            }
+        }
+    }
+
+    /// Output values of channel `j` at `out.len()` positions whose raw sums are
+    /// `raw[0], raw[stride], raw[2 * stride], ...` (a column of a `[positions, O]` GEMM result).
+    pub fn finish_channel(&self, j: usize, raw: &[i32], stride: usize, out: &mut [f32]) {
+        let (a, m) = (self.offsets[j], self.multipliers[j]);
+        let raw = raw.iter().step_by(stride.max(1));
+        match &self.output {
+            QuantOutput::Codes(p) => {
+                let (t, zp) = (p.qtype(), p.zero_points()[0]);
+                let (lo, hi) = (if self.relu { zp } else { t.qmin() }, t.qmax());
+                for (o, &r) in out.iter_mut().zip(raw) {
+                    *o = (round_half_even((r + a) as f32 * m) + zp).clamp(lo, hi) as f32;
+                }
+            }
+            QuantOutput::Float => {
+                let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
+                for (o, &r) in out.iter_mut().zip(raw) {
+                    *o = ((r + a) as f32 * m).max(floor);
+                }
+            }
         }
     }
 
     /// Input codes (f32 values that must be integers in the input type's range) as u8.
     pub fn codes_to_u8(&self, op: &str, x: &[f32], dst: &mut [u8]) -> nn::Result<()> {
-        let qmax = self.input.qtype().qmax() as f32;
+        let qmax = self.input.qtype().qmax() as u8;
+        // `as u8` saturates; a fraction or an out-of-range value does not survive the round
+        // trip. No early exit, so the loop vectorises; the offender is found afterwards.
+        let mut bad = false;
         for (d, &v) in dst.iter_mut().zip(x) {
-            if !(0.0..=qmax).contains(&v) || v.fract() != 0.0 {
-                return Err(NnError::Config(format!(
-                    "{op}: input {v} is not a code in [0, {qmax}]: a quantized layer takes the \
-                     codes of a `quantize` layer or of the quantized layer before it"
-                )));
-            }
-            *d = v as u8;
+            let c = v as u8;
+            bad |= (f32::from(c) != v) | (c > qmax);
+            *d = c;
+        }
+        if bad {
+            let v = x
+                .iter()
+                .copied()
+                .find(|&v| f32::from(v as u8) != v || v as u8 > qmax)
+                .unwrap_or(f32::NAN);
+            return Err(NnError::Config(format!(
+                "{op}: input {v} is not a code in [0, {qmax}]: a quantized layer takes the \
+                 codes of a `quantize` layer or of the quantized layer before it"
+            )));
         }
         Ok(())
     }

@@ -131,12 +131,12 @@ impl QuantConv2d {
                 let m = images * positions;
                 let mut acc = vec![0i32; m * o];
                 gemm_u7i8_with(path, &rows, kp, m, self.core.packed(), &mut acc)?;
+                // Requantize channel by channel, reading the GEMM's [positions, O] result
+                // down a column and writing NCHW planes.
                 for (img, ys) in y.chunks_exact_mut(image_out).enumerate() {
                     let acc = &acc[img * positions * o..(img + 1) * positions * o];
-                    for (pos, lanes) in acc.chunks_exact(o).enumerate() {
-                        for (j, &raw) in lanes.iter().enumerate() {
-                            ys[j * positions + pos] = self.core.finish(raw, j);
-                        }
+                    for (j, plane) in ys.chunks_exact_mut(positions).enumerate() {
+                        self.core.finish_channel(j, &acc[j..], o, plane);
                     }
                 }
                 Ok(())
@@ -171,6 +171,19 @@ fn patch_rows(
                     }
                     let src = &plane[iy * w..(iy + 1) * w];
                     let taps = &mut row[(ci * kh + ki) * kw..][..kw];
+                    let ix0 = (ox * sw).wrapping_sub(pl);
+                    if dw == 1 && ix0 < w && ix0 + kw <= w {
+                        // The whole window row lies inside the image: one copy, of a constant
+                        // size for the common kernels (a `memmove` call per 3 or 5 bytes cost
+                        // 9% of a quantized lenet5's time).
+                        let run = &src[ix0..ix0 + kw];
+                        match kw {
+                            3 => copy_fixed::<3>(taps, run),
+                            5 => copy_fixed::<5>(taps, run),
+                            _ => taps.copy_from_slice(run),
+                        }
+                        continue;
+                    }
                     for (kj, t) in taps.iter_mut().enumerate() {
                         let ix = (ox * sw + kj * dw).wrapping_sub(pl);
                         if ix < w {
@@ -180,6 +193,14 @@ fn patch_rows(
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for slices of length `N`, inlined as fixed-size moves.
+#[inline(always)]
+fn copy_fixed<const N: usize>(dst: &mut [u8], src: &[u8]) {
+    if let (Ok(d), Ok(s)) = (<&mut [u8; N]>::try_from(dst), <&[u8; N]>::try_from(src)) {
+        *d = *s;
     }
 }
 

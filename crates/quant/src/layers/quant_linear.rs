@@ -83,11 +83,10 @@ impl QuantLinear {
         }
         let mut c = vec![0i32; b * n];
         gemm_u7i8_with(path, &a, kp, b, self.core.packed(), &mut c)?;
-        let y = c
-            .iter()
-            .enumerate()
-            .map(|(i, &raw)| self.core.finish(raw, i % n))
-            .collect();
+        let mut y = vec![0f32; b * n];
+        for (out, raw) in y.chunks_exact_mut(n).zip(c.chunks_exact(n)) {
+            self.core.finish_row(raw, out);
+        }
         Ok(Tensor::new(shape.dims(), y)?)
     }
 }

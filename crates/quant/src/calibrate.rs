@@ -222,7 +222,15 @@ pub fn choose_range(
             } else {
                 qtype.levels() as usize
             };
-            let t = kl_threshold(&h.counts, levels.max(2));
+            // The first bin holds every exact zero a ReLU produced; left as is, that spike
+            // dominates P and the divergence favours thresholds far too small (lenet300's
+            // second layer: 1.23 of 9.95, -1.6 points). As NVIDIA's pytorch-quantization
+            // entropy calibrator does, the first bin is given the second's count.
+            let mut counts = h.counts.clone();
+            if counts.len() > 1 {
+                counts[0] = counts[1];
+            }
+            let t = kl_threshold(&counts, levels.max(2));
             let threshold = h.lo + t as f32 * h.bin_width();
             if lo < 0.0 {
                 (lo.max(-threshold), hi.min(threshold))

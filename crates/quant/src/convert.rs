@@ -68,6 +68,8 @@ pub struct LayerReport {
     pub input_zero_point: i32,
     /// Whether a ReLU was fused.
     pub relu_fused: bool,
+    /// Whether a 2x2 max pooling was fused.
+    pub pool_fused: bool,
     /// Whether the layer emits real values (else the next layer's codes).
     pub float_output: bool,
     /// Bytes as stored.
@@ -90,6 +92,19 @@ fn is_passthrough(l: &dyn Layer) -> bool {
 
 fn is_relu(l: Option<&dyn Layer>) -> bool {
     l.is_some_and(|l| l.as_any().is::<ReLU>())
+}
+
+/// Whether `l` is the 2x2, stride-2, unpadded max pooling a quantized convolution fuses.
+fn is_fusable_pool(l: Option<&dyn Layer>) -> bool {
+    l.and_then(|l| l.as_any().downcast_ref::<MaxPool2d>())
+        .is_some_and(|m| {
+            let p = m.params();
+            p.kernel == (2, 2)
+                && p.stride == (2, 2)
+                && p.dilation == (1, 1)
+                && !p.ceil_mode
+                && p.padding == Default::default()
+        })
 }
 
 /// Quantizes `model` after calibrating on `calib` (`[S, ...]`, the model's input shape);
@@ -181,6 +196,9 @@ pub fn quantize_model(
             out.push(Box::new(Quantize::new(input.clone())?));
         }
         let relu = is_relu(old.get(i + 1).and_then(|l| l.as_deref()));
+        let after = i + 1 + usize::from(relu);
+        let is_conv = old[i].as_deref().is_some_and(|l| l.as_any().is::<Conv2d>());
+        let pool = is_conv && is_fusable_pool(old.get(after).and_then(|l| l.as_deref()));
         let output = match targets[ci].and_then(|j| input_params[j].clone()) {
             Some(p) => QuantOutput::Codes(p),
             None => QuantOutput::Float,
@@ -202,6 +220,7 @@ pub fn quantize_model(
                 relu,
             )?)
         } else if let Some(c) = layer.as_any().downcast_ref::<Conv2d>() {
+            let window = if pool { 2 } else { 1 };
             Box::new(QuantConv2d::from_conv2d(
                 c,
                 b,
@@ -209,6 +228,7 @@ pub fn quantize_model(
                 input.clone(),
                 output,
                 relu,
+                window,
             )?)
         } else {
             unreachable!("candidates are linear or conv2d layers")
@@ -221,13 +241,14 @@ pub fn quantize_model(
             input_scale: input.scales()[0],
             input_zero_point: input.zero_points()[0],
             relu_fused: relu,
+            pool_fused: pool,
             float_output,
             stored_bytes: q.stored_bytes(),
             float_bytes,
         });
         out.push(q);
         in_codes = !float_output;
-        i += 1 + usize::from(relu);
+        i = after + usize::from(pool);
     }
     model.layers = out;
     Ok((model, reports))

@@ -124,6 +124,7 @@ fn quant_conv2d_equals_fake_quant_on_every_path() {
         input.clone(),
         QuantOutput::Codes(output.clone()),
         true,
+        1,
     )
     .unwrap();
     let x = codes(&mut rng, &[3, 3, 7, 6], &input);
@@ -146,6 +147,44 @@ fn quant_conv2d_equals_fake_quant_on_every_path() {
     assert_eq!(fy.dims(), y.dims());
     let fq: Vec<f64> = fy.data().iter().map(|&v| v as f64).collect();
     assert_near_fake_quant("quant_conv2d", &y, &fq, &output, true);
+}
+
+#[test]
+fn fused_pooling_equals_pooling_the_codes() {
+    let mut rng = Rng::seed_from_u64(25);
+    let p = Conv2dParams::new(2, 7, (3, 3)).with_padding(Padding::symmetric(1));
+    let conv = Conv2d::new(p, &mut rng).unwrap();
+    let (input, output) = (act(0.0, 1.0), act(0.0, 0.5));
+    let make = |pool| {
+        QuantConv2d::from_conv2d(
+            &conv,
+            8,
+            true,
+            input.clone(),
+            QuantOutput::Codes(output.clone()),
+            true,
+            pool,
+        )
+        .unwrap()
+    };
+    let (plain, fused) = (make(1), make(2));
+    // 9 x 8 input: an odd height, so the last row is dropped as by MaxPool2d(2).
+    let x = codes(&mut rng, &[2, 2, 9, 8], &input);
+    let mut pool = nn::layers::MaxPool2d::square(2).unwrap();
+    let want = pool
+        .forward(
+            &plain.forward_with(Int8Path::selected(), &x).unwrap(),
+            Mode::Eval,
+        )
+        .unwrap();
+    let got = check_paths("quant_conv2d+pool", &|path| {
+        fused.forward_with(path, &x).unwrap()
+    });
+    assert_eq!(got.dims(), want.dims());
+    assert_eq!(got.data(), want.data());
+    let rec = fused.record().unwrap();
+    let mut back = registry().build(&rec).unwrap();
+    assert_eq!(back.forward(&x, Mode::Eval).unwrap().data(), got.data());
 }
 
 #[test]

@@ -61,6 +61,7 @@ struct LayerJson {
     input_scale: f32,
     input_zero_point: i32,
     relu_fused: bool,
+    pool_fused: bool,
     float_output: bool,
     stored_bytes: usize,
     float_bytes: usize,
@@ -76,6 +77,7 @@ impl From<&LayerReport> for LayerJson {
             input_scale: r.input_scale,
             input_zero_point: r.input_zero_point,
             relu_fused: r.relu_fused,
+            pool_fused: r.pool_fused,
             float_output: r.float_output,
             stored_bytes: r.stored_bytes,
             float_bytes: r.float_bytes,
@@ -213,7 +215,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     for l in &report.layers {
         println!(
-            "layer {:>3} {:<13} w{} input [{:.3}, {:.3}] scale {:.5} zp {:>3}{}{} {:>8} bytes (f32 {})",
+            "layer {:>3} {:<13} w{} input [{:.3}, {:.3}] scale {:.5} zp {:>3}{}{}{} {:>8} bytes (f32 {})",
             l.index,
             l.kind,
             l.weight_bits,
@@ -222,6 +224,7 @@ pub fn run(args: Args) -> Result<()> {
             l.input_scale,
             l.input_zero_point,
             if l.relu_fused { " +relu" } else { "" },
+            if l.pool_fused { " +pool" } else { "" },
             if l.float_output {
                 " -> f32"
             } else {

@@ -23,12 +23,18 @@ const IMAGES_PER_TASK: usize = 2;
 /// (`(c, ki, kj)` order, the order of a weight row), padding taps take the input zero point
 /// (the code of 0.0), and the GEMM's `[positions, O]` result is requantized into `[N, O, OH, OW]`.
 ///
-/// Stored (record kind `quant_conv2d`): the geometry attributes of `conv2d`, then the
-/// [`IntegerCore`] fields with `weight` as `[O, C * kh * kw]`. Inference only.
+/// With `pool = 2`, a following 2x2 max pooling (stride 2, no padding, output size rounded
+/// down) is fused: the maximum is taken over the raw i32 sums before requantization, which
+/// gives the same codes as pooling afterwards (requantization is monotonic: the multiplier is
+/// positive, rounding and clamping do not decrease) and requantizes a quarter as many values.
+///
+/// Stored (record kind `quant_conv2d`): the geometry attributes of `conv2d`, `pool` (1 or 2),
+/// then the [`IntegerCore`] fields with `weight` as `[O, C * kh * kw]`. Inference only.
 #[derive(Clone, Debug)]
 pub struct QuantConv2d {
     params: Conv2dParams,
     core: IntegerCore,
+    pool: usize,
 }
 
 impl QuantConv2d {
@@ -40,6 +46,7 @@ impl QuantConv2d {
         input: QuantParams,
         output: QuantOutput,
         relu: bool,
+        pool: usize,
     ) -> crate::Result<Self> {
         let p = *conv.params();
         let core = IntegerCore::from_float(
@@ -53,12 +60,19 @@ impl QuantConv2d {
             output,
             relu,
         )?;
-        Self::new(p, core)
+        Self::new(p, core, pool)
     }
 
-    /// The layer of geometry `params` and integer part `core` (`[O, C * kh * kw]`).
-    pub fn new(params: Conv2dParams, core: IntegerCore) -> crate::Result<Self> {
+    /// The layer of geometry `params`, integer part `core` (`[O, C * kh * kw]`) and fused
+    /// max pooling `pool` (1: none, 2: 2x2 with stride 2).
+    pub fn new(params: Conv2dParams, core: IntegerCore, pool: usize) -> crate::Result<Self> {
         params.validate()?;
+        if !(1..=2).contains(&pool) {
+            return Err(QuantError::InvalidArgument {
+                op: "QuantConv2d::new",
+                reason: format!("pool {pool}: 1 (none) or 2 (2x2, stride 2)"),
+            });
+        }
         if params.groups != 1 {
             return Err(QuantError::InvalidArgument {
                 op: "QuantConv2d::new",
@@ -74,7 +88,12 @@ impl QuantConv2d {
                 expected: params.out_channels * params.patch_len(),
             });
         }
-        Ok(Self { params, core })
+        Ok(Self { params, core, pool })
+    }
+
+    /// The fused max pooling window (1: none).
+    pub fn pool(&self) -> usize {
+        self.pool
     }
 
     /// The geometry.
@@ -91,23 +110,25 @@ impl QuantConv2d {
     pub fn from_record(rec: &LayerRecord) -> nn::Result<Self> {
         rec.expect_kind("quant_conv2d")?;
         let params = conv2d_params_from_record(rec)?;
+        let pool = rec.usize_in("pool", 1, 2)?;
         let core = IntegerCore::read_record(rec, params.out_channels, params.patch_len())?;
-        Self::new(params, core).map_err(|e| rec.corrupt("geometry", e.to_string()))
+        Self::new(params, core, pool).map_err(|e| rec.corrupt("geometry", e.to_string()))
     }
 
     /// The forward pass on a given kernel path.
     pub fn forward_with(&self, path: Int8Path, input: &Tensor) -> nn::Result<Tensor> {
         let shape = self.output_shape(input.shape())?;
-        let [n, o, oh, ow] = [
+        let (n, o, ph, pw) = (
             shape.dims()[0],
             shape.dims()[1],
             shape.dims()[2],
             shape.dims()[3],
-        ];
+        );
+        let [_, _, oh, ow] = self.params.output_dims(input.shape())?;
         let d = input.dims();
         let (c, h, w) = (d[1], d[2], d[3]);
         let image_in = c * h * w;
-        let image_out = o * oh * ow;
+        let image_out = o * ph * pw;
         let mut out = vec![0f32; n * image_out];
         if n == 0 || image_out == 0 {
             return Ok(Tensor::new(shape.dims(), out)?);
@@ -132,11 +153,24 @@ impl QuantConv2d {
                 let mut acc = vec![0i32; m * o];
                 gemm_u7i8_with(path, &rows, kp, m, self.core.packed(), &mut acc)?;
                 // Requantize channel by channel, reading the GEMM's [positions, O] result
-                // down a column and writing NCHW planes.
+                // down a column (after the fused pooling's maximum) and writing NCHW planes.
+                let mut pooled = vec![0i32; ph * pw];
                 for (img, ys) in y.chunks_exact_mut(image_out).enumerate() {
                     let acc = &acc[img * positions * o..(img + 1) * positions * o];
-                    for (j, plane) in ys.chunks_exact_mut(positions).enumerate() {
-                        self.core.finish_channel(j, &acc[j..], o, plane);
+                    for (j, plane) in ys.chunks_exact_mut(ph * pw).enumerate() {
+                        if self.pool == 1 {
+                            self.core.finish_channel(j, &acc[j..], o, plane);
+                            continue;
+                        }
+                        for (py, row) in pooled.chunks_exact_mut(pw).enumerate() {
+                            for (px, v) in row.iter_mut().enumerate() {
+                                let at = |dy: usize, dx: usize| {
+                                    acc[((2 * py + dy) * ow + 2 * px + dx) * o + j]
+                                };
+                                *v = at(0, 0).max(at(0, 1)).max(at(1, 0).max(at(1, 1)));
+                            }
+                        }
+                        self.core.finish_channel(j, &pooled, 1, plane);
                     }
                 }
                 Ok(())
@@ -210,7 +244,7 @@ impl Layer for QuantConv2d {
     }
 
     fn output_shape(&self, input: &Shape) -> nn::Result<Shape> {
-        let d = self
+        let [n, o, oh, ow] = self
             .params
             .output_dims(input)
             .map_err(|e| NnError::BadInput {
@@ -218,19 +252,19 @@ impl Layer for QuantConv2d {
                 input: input.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Shape::new(&d)?)
+        Ok(Shape::new(&[n, o, oh / self.pool, ow / self.pool])?)
     }
 
     integer_layer_common!("quant_conv2d");
 
     fn macs(&self, input: &Shape) -> nn::Result<u64> {
-        let d = self.output_shape(input)?;
-        let d = d.dims();
-        Ok((d[0] * d[2] * d[3]) as u64 * (d[1] * self.params.patch_len()) as u64)
+        let [n, o, oh, ow] = self.params.output_dims(input)?;
+        Ok((n * oh * ow) as u64 * (o * self.params.patch_len()) as u64)
     }
 
     fn record(&self) -> nn::Result<LayerRecord> {
+        let rec = conv2d_params_record("quant_conv2d", &self.params);
         self.core
-            .write_record(conv2d_params_record("quant_conv2d", &self.params))
+            .write_record(rec.with_int("pool", self.pool as i64))
     }
 }

@@ -234,7 +234,13 @@ fn block(
                 // (length m * n), and no other task writes this (row, panel) region.
                 unsafe {
                     let dst = out.0.add((r0 + r) * n + p * NR);
-                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, cols);
+                    if cols == NR {
+                        // A whole row of the tile: a fixed-size store, not a `memmove` call
+                        // (15% of a quantized lenet5, whose first layer has 7 depth groups).
+                        dst.cast::<[i32; NR]>().write_unaligned(*lanes);
+                    } else {
+                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, cols);
+                    }
                 }
             }
             r0 += mr;

@@ -53,6 +53,8 @@ enum Command {
     Share(commands::share::Args),
     /// Factor weights (SVD, separable or channel-decomposed convolutions) to cut MACs.
     Decompose(commands::decompose::Args),
+    /// Quantize weights and activations to integers (post-training, calibrated), run by int8 kernels.
+    Quantize(commands::quantize::Args),
     /// Accuracy against sparsity for each layer pruned alone, as a table and an SVG plot.
     Sensitivity(commands::sensitivity::Args),
     /// Time inference: latency percentiles and images/s per batch size and thread count.
@@ -104,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
         Command::Decompose(a) => commands::decompose::run(a),
+        Command::Quantize(a) => commands::quantize::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),
         Command::Bench(a) => commands::bench::run(a, bench_threads),
     }

@@ -42,6 +42,7 @@ pub fn try_registry() -> nn::Result<LayerRegistry> {
     let mut registry = LayerRegistry::nn();
     prune::register(&mut registry)?;
     share::register(&mut registry)?;
+    quant::register(&mut registry)?;
     Ok(registry)
 }
 

@@ -9,6 +9,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod prune;
+pub mod quantize;
 pub mod run;
 pub mod sensitivity;
 pub mod share;

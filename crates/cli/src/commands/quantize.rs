@@ -1,0 +1,250 @@
+//! `slimnet quantize MODEL -o OUT`: post-training quantization. Activation ranges are
+//! calibrated on training images, then every linear and convolution layer (with the ReLU
+//! after it) becomes an integer layer (`quant_linear`, `quant_conv2d`: i8 weights, i32 bias,
+//! 7-bit activation codes, requantization fused), run by the int8 GEMM.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use quant::calibrate::Calibration;
+use quant::layers::{QuantConv2d, QuantLinear};
+use quant::{LayerReport, QuantConfig, quantize_model};
+use tensor_core::Tensor;
+use tensor_core::rng::Rng;
+
+use super::{Baseline, ModelArgs, TrainDataArgs, Written, check_output, print_json, save_model};
+
+/// Arguments of `slimnet quantize`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output model file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Bits of activations and (unless --weight-bits) weights, 2..=8. Activations use at
+    /// most 7 (the reduced range the AVX2 kernel needs).
+    #[arg(long, default_value_t = 8)]
+    bits: u32,
+    /// Bits of weights, 2..=8 (default: --bits).
+    #[arg(long)]
+    weight_bits: Option<u32>,
+    /// One weight scale per output channel (default: one per layer).
+    #[arg(long)]
+    per_channel: bool,
+    /// Activation zero points at the middle code instead of fitted to the range.
+    #[arg(long)]
+    symmetric: bool,
+    /// Activation calibration: minmax, percentile[:P], mse or kl.
+    #[arg(long, default_value = "minmax")]
+    calibration: String,
+    /// Training images used for calibration (a seeded random choice).
+    #[arg(long, default_value_t = 512)]
+    calib_samples: usize,
+    /// Epochs of quantization-aware training (not available yet: must be 0).
+    #[arg(long, default_value_t = 0)]
+    qat_epochs: usize,
+    /// Power-of-two weights (not available yet).
+    #[arg(long)]
+    pow2: bool,
+    #[command(flatten)]
+    common: TrainDataArgs,
+}
+
+#[derive(serde::Serialize)]
+struct LayerJson {
+    index: usize,
+    kind: &'static str,
+    weight_bits: u32,
+    input_range: [f32; 2],
+    input_scale: f32,
+    input_zero_point: i32,
+    relu_fused: bool,
+    pool_fused: bool,
+    float_output: bool,
+    stored_bytes: usize,
+    float_bytes: usize,
+}
+
+impl From<&LayerReport> for LayerJson {
+    fn from(r: &LayerReport) -> Self {
+        Self {
+            index: r.index,
+            kind: r.kind,
+            weight_bits: r.weight_bits,
+            input_range: [r.input_range.0, r.input_range.1],
+            input_scale: r.input_scale,
+            input_zero_point: r.input_zero_point,
+            relu_fused: r.relu_fused,
+            pool_fused: r.pool_fused,
+            float_output: r.float_output,
+            stored_bytes: r.stored_bytes,
+            float_bytes: r.float_bytes,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    #[serde(flatten)]
+    written: Written,
+    weight_bits: u32,
+    activation_bits: u32,
+    per_channel: bool,
+    symmetric: bool,
+    calibration: String,
+    calib_samples: usize,
+    layers: Vec<LayerJson>,
+}
+
+/// Nonzero parameters: float parameters, plus the weight and bias codes of quantized layers.
+fn nonzero_params(model: &nn::Model) -> usize {
+    let mut n = pipeline::compress::nonzero_params(model);
+    model.visit(&mut |_, l| {
+        let core = if let Some(q) = l.as_any().downcast_ref::<QuantLinear>() {
+            q.core()
+        } else if let Some(q) = l.as_any().downcast_ref::<QuantConv2d>() {
+            q.core()
+        } else {
+            return;
+        };
+        n += core.packed().unpack().iter().filter(|&&w| w != 0).count();
+        n += core.bias().iter().filter(|&&b| b != 0).count();
+    });
+    n
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    if args.qat_epochs > 0 {
+        bail!("--qat-epochs: quantization-aware training is not implemented yet (use 0)");
+    }
+    if args.pow2 {
+        bail!("--pow2: power-of-two weights are not implemented yet");
+    }
+    if !(2..=8).contains(&args.bits) {
+        bail!("--bits {} is outside 2..=8", args.bits);
+    }
+    let config = QuantConfig {
+        weight_bits: args.weight_bits.unwrap_or(args.bits),
+        activation_bits: args.bits.min(7),
+        per_channel: args.per_channel,
+        symmetric: args.symmetric,
+        calibration: Calibration::parse(&args.calibration)?,
+        ..QuantConfig::default()
+    };
+    check_output(&args.output, &[&args.model.model])?;
+    let model = args.model.load()?;
+    let (train, test) = args.common.load()?;
+    let mut float = pipeline::compress::copy(&model)?;
+    let before = nn::metrics::evaluate(&mut float, &test, 256)?.accuracy;
+    eprintln!(
+        "input {}: accuracy {:.2}%",
+        args.model.model.display(),
+        100.0 * before
+    );
+
+    // Calibration images: a seeded random choice from the training set.
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    Rng::seed_from_u64(args.common.seed).shuffle(&mut order);
+    order.truncate(args.calib_samples.max(1));
+    let (images, _) = train.batch(&order)?;
+    let mut dims = vec![order.len()];
+    dims.extend_from_slice(&model.input_shape);
+    let calib = Tensor::new(&dims, images.data().to_vec())?;
+    eprintln!(
+        "calibrating on {} training images ({})",
+        order.len(),
+        config.calibration.name()
+    );
+
+    let params = model.param_count();
+    let dense_bytes = 4 * params as u64;
+    let (mut quantized, layers) = quantize_model(model, &calib, &config)?;
+    let evaluation = nn::metrics::evaluate(&mut quantized, &test, 256)?;
+    let mut metadata = BTreeMap::new();
+    metadata.insert("source".to_string(), args.model.model.display().to_string());
+    metadata.insert(
+        "quantize".to_string(),
+        format!(
+            "weights {} bits{}, activations {} bits {}, calibration {} on {} images",
+            config.weight_bits,
+            if config.per_channel {
+                " per channel"
+            } else {
+                ""
+            },
+            config.activation_bits.min(7),
+            if config.symmetric {
+                "symmetric"
+            } else {
+                "asymmetric"
+            },
+            config.calibration.name(),
+            order.len()
+        ),
+    );
+    metadata.insert("accuracy".to_string(), format!("{}", evaluation.accuracy));
+    let file_bytes = save_model(&quantized, metadata, &args.output)?;
+    let report = Report {
+        written: Written {
+            output: args.output.display().to_string(),
+            file_bytes,
+            params,
+            nonzero_params: nonzero_params(&quantized),
+            macs: quantized.macs_per_sample()?,
+            accuracy: evaluation.accuracy,
+            baseline: Baseline {
+                accuracy: before,
+                file_bytes: std::fs::metadata(&args.model.model)?.len(),
+                dense_bytes,
+            },
+            ratio: dense_bytes as f64 / file_bytes.max(1) as f64,
+        },
+        weight_bits: config.weight_bits,
+        activation_bits: config.activation_bits.min(7),
+        per_channel: config.per_channel,
+        symmetric: config.symmetric,
+        calibration: config.calibration.name(),
+        calib_samples: order.len(),
+        layers: layers.iter().map(LayerJson::from).collect(),
+    };
+    if args.common.json {
+        return print_json(&report);
+    }
+    for l in &report.layers {
+        println!(
+            "layer {:>3} {:<13} w{} input [{:.3}, {:.3}] scale {:.5} zp {:>3}{}{}{} {:>8} bytes (f32 {})",
+            l.index,
+            l.kind,
+            l.weight_bits,
+            l.input_range[0],
+            l.input_range[1],
+            l.input_scale,
+            l.input_zero_point,
+            if l.relu_fused { " +relu" } else { "" },
+            if l.pool_fused { " +pool" } else { "" },
+            if l.float_output {
+                " -> f32"
+            } else {
+                " -> codes"
+            },
+            l.stored_bytes,
+            l.float_bytes
+        );
+    }
+    let w = &report.written;
+    println!(
+        "quantized {}: accuracy {:.2}% (was {:.2}%), {} bytes ({:.1}x smaller than {} bytes of \
+         f32), saved {}",
+        args.model.model.display(),
+        100.0 * w.accuracy,
+        100.0 * w.baseline.accuracy,
+        w.file_bytes,
+        w.ratio,
+        w.baseline.dense_bytes,
+        w.output
+    );
+    Ok(())
+}

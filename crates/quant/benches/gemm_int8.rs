@@ -1,0 +1,85 @@
+//! The int8 GEMM (reduced-range u8 x i8 -> i32, `quant::gemm`) against faer's f32 GEMM on the
+//! same shapes: a 1024-cube and the layers of lenet5 and cnn-teacher at batch 64 (convs as
+//! their im2col GEMM, one row per output position: `m = batch * positions`, `n = filters`,
+//! `k = in_channels * kh * kw`).
+//!
+//! Throughput is `Elements(m*n*k)`: criterion's "elem/s" is multiply-accumulates per second
+//! for both, so the ratio of the two lines of a shape is the speed-up. Threads: rayon's pool
+//! (`RAYON_NUM_THREADS`); f32 uses the same pool through faer.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use quant::gemm::{PackedWeights, gemm_u7i8_with, padded_depth};
+use tensor_core::dispatch::Int8Path;
+use tensor_core::gemm::{GemmParams, gemm};
+use tensor_core::rng::Rng;
+
+const BATCH: usize = 64;
+
+/// `(name, m, n, k)`.
+fn shapes() -> Vec<(&'static str, usize, usize, usize)> {
+    let b = BATCH;
+    vec![
+        ("1024^3", 1024, 1024, 1024),
+        ("lenet5.conv1", b * 24 * 24, 20, 25),
+        ("lenet5.conv2", b * 8 * 8, 50, 500),
+        ("lenet5.fc1", b, 500, 800),
+        ("lenet5.fc2", b, 10, 500),
+        ("cnn-teacher.conv1", b * 28 * 28, 32, 9),
+        ("cnn-teacher.conv2", b * 28 * 28, 32, 288),
+        ("cnn-teacher.conv3", b * 14 * 14, 64, 288),
+        ("cnn-teacher.conv4", b * 14 * 14, 64, 576),
+        ("cnn-teacher.fc1", b, 256, 3136),
+        ("cnn-teacher.fc2", b, 10, 256),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let path = Int8Path::selected();
+    let filter = std::env::var("QUANT_BENCH_SHAPES").ok();
+    for (name, m, n, k) in shapes() {
+        if let Some(f) = &filter
+            && !f.split(',').any(|s| name.contains(s))
+        {
+            continue;
+        }
+        let mut rng = Rng::seed_from_u64(15);
+        let af: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+        // Activation rows padded to a multiple of 4 bytes, as a quantized layer's im2col
+        // writes them.
+        let kp = padded_depth(k);
+        let a8: Vec<u8> = (0..m * kp).map(|_| (rng.next_u64() % 128) as u8).collect();
+        let w8: Vec<i8> = (0..n * k).map(|_| rng.next_u64() as u8 as i8).collect();
+        let packed = PackedWeights::pack(&w8, n, k).unwrap();
+        let mut cf = vec![0f32; m * n];
+        let mut c8 = vec![0i32; m * n];
+        let mut g = c.benchmark_group("gemm int8 vs f32 (elements=MAC)");
+        g.throughput(Throughput::Elements((m * n * k) as u64));
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(2));
+        let p = GemmParams::with_trans(false, true);
+        g.bench_function(BenchmarkId::new("f32-faer", name), |bench| {
+            bench.iter(|| {
+                gemm(m, n, k, black_box(&af), black_box(&wf), &mut cf, &p).unwrap();
+                black_box(&cf);
+            })
+        });
+        g.bench_function(
+            BenchmarkId::new(format!("int8-{}", path.name()), name),
+            |bench| {
+                bench.iter(|| {
+                    gemm_u7i8_with(path, black_box(&a8), kp, m, &packed, &mut c8).unwrap();
+                    black_box(&c8);
+                })
+            },
+        );
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,151 @@
+//! The GEMM microkernels: one `MR x 16` tile of `C = A W^T` over the whole depth, per path.
+//!
+//! Every kernel reads `MR` activation rows (`a_rows[r]` points at row `r`'s first byte, rows
+//! readable for `4 * groups` bytes) and one weight panel (`groups * 64` bytes, see
+//! [`PackedWeights`](super::PackedWeights)), and writes the `MR x 16` i32 sums to `tile`.
+//! All sums are exact (the driver bounds the depth), so every path returns the same integers.
+
+use super::pack::{GROUP_BYTES, KG, NR};
+
+/// Rows per tile: four rows x two 8-lane accumulators on AVX2 (8 of 16 ymm registers), with
+/// room for the two weight vectors, the broadcast row and the temporaries.
+pub const MR: usize = 4;
+
+/// One tile's accumulators.
+pub type Tile = [[i32; NR]; MR];
+
+/// The portable reference: plain i32 multiply-adds in the packed order.
+pub fn portable(a_rows: &[&[u8]; MR], rows: usize, panel: &[i8], groups: usize, tile: &mut Tile) {
+    for r in 0..rows {
+        let a = a_rows[r];
+        let acc = &mut tile[r];
+        *acc = [0; NR];
+        for g in 0..groups {
+            let w = &panel[g * GROUP_BYTES..(g + 1) * GROUP_BYTES];
+            let x = &a[g * KG..(g + 1) * KG];
+            for (j, lane) in acc.iter_mut().enumerate() {
+                let wj = &w[j * KG..(j + 1) * KG];
+                *lane += x
+                    .iter()
+                    .zip(wj)
+                    .map(|(&x, &w)| i32::from(x) * i32::from(w))
+                    .sum::<i32>();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub mod x86 {
+    //! x86 tiles. Each `#[target_feature]` function is called only after the dispatch checked
+    //! the features (`KernelPath::require`) and the driver checked every slice length.
+    use std::arch::x86_64::*;
+
+    use super::{GROUP_BYTES, KG, MR, NR, Tile};
+
+    /// The four activation bytes `a[4g .. 4g + 4]` as one i32 (unaligned read).
+    ///
+    /// # Safety
+    /// `a` must be readable for `4g + 4` bytes.
+    #[inline(always)]
+    unsafe fn group_of(a: *const u8, g: usize) -> i32 {
+        // SAFETY: the caller guarantees the four bytes are readable.
+        unsafe { a.add(g * KG).cast::<i32>().read_unaligned() }
+    }
+
+    /// The body of a 256-bit tile: two weight vectors per group, one broadcast per row,
+    /// `$step(acc, x, w)` adding four u8 x i8 products into each i32 lane of `acc`.
+    macro_rules! ymm_tile {
+        ($a_rows:ident, $panel:ident, $groups:ident, $tile:ident, $step:expr) => {{
+            let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
+            for g in 0..$groups {
+                // SAFETY: the panel holds `groups` groups of 64 bytes; rows hold 4 * groups
+                // bytes (the caller's contract).
+                unsafe {
+                    let w = $panel.add(g * GROUP_BYTES);
+                    let w0 = _mm256_loadu_si256(w.cast());
+                    let w1 = _mm256_loadu_si256(w.add(32).cast());
+                    for r in 0..ROWS {
+                        let x = _mm256_set1_epi32(group_of($a_rows[r], g));
+                        acc[r][0] = $step(acc[r][0], x, w0);
+                        acc[r][1] = $step(acc[r][1], x, w1);
+                    }
+                }
+            }
+            for r in 0..ROWS {
+                // SAFETY: each tile row is 16 i32 = two 32-byte stores.
+                unsafe {
+                    _mm256_storeu_si256($tile[r].as_mut_ptr().cast(), acc[r][0]);
+                    _mm256_storeu_si256($tile[r].as_mut_ptr().add(8).cast(), acc[r][1]);
+                }
+            }
+        }};
+    }
+
+    /// AVX2 with reduced-range activations: `vpmaddubsw` adds two u8 x i8 products into an
+    /// i16 lane, which cannot saturate because activations are at most 127
+    /// (`2 * 127 * 128 = 32_512 < 32_767`; the driver checks), then `vpmaddwd` with ones
+    /// widens pairs to i32: 32 multiply-adds per pair of instructions.
+    ///
+    /// # Safety
+    /// AVX2 present; rows readable for `4 * groups` bytes; `panel` for `64 * groups`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2<const ROWS: usize>(
+        a_rows: &[*const u8; MR],
+        panel: *const i8,
+        groups: usize,
+        tile: &mut Tile,
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        ymm_tile!(a_rows, panel, groups, tile, |acc, x, w| {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones))
+        });
+    }
+
+    /// AVX-VNNI: VEX `vpdpbusd` adds four u8 x i8 products into each i32 lane.
+    ///
+    /// # Safety
+    /// AVX2 and AVX-VNNI present; rows readable for `4 * groups` bytes; `panel` for
+    /// `64 * groups`.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn avx_vnni<const ROWS: usize>(
+        a_rows: &[*const u8; MR],
+        panel: *const i8,
+        groups: usize,
+        tile: &mut Tile,
+    ) {
+        ymm_tile!(a_rows, panel, groups, tile, |acc, x, w| {
+            _mm256_dpbusd_avx_epi32(acc, x, w)
+        });
+    }
+
+    /// AVX-512 VNNI: EVEX `vpdpbusd` on zmm, one register per row for all sixteen columns.
+    ///
+    /// # Safety
+    /// AVX-512 F, BW and VNNI present; rows readable for `4 * groups` bytes; `panel` for
+    /// `64 * groups`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn avx512_vnni<const ROWS: usize>(
+        a_rows: &[*const u8; MR],
+        panel: *const i8,
+        groups: usize,
+        tile: &mut Tile,
+    ) {
+        let mut acc = [_mm512_setzero_si512(); ROWS];
+        for g in 0..groups {
+            // SAFETY: as in `avx2`.
+            unsafe {
+                let w = _mm512_loadu_si512(panel.add(g * GROUP_BYTES).cast());
+                for r in 0..ROWS {
+                    let x = _mm512_set1_epi32(group_of(a_rows[r], g));
+                    acc[r] = _mm512_dpbusd_epi32(acc[r], x, w);
+                }
+            }
+        }
+        for r in 0..ROWS {
+            // SAFETY: each tile row is 16 i32 = one 64-byte store.
+            unsafe { _mm512_storeu_si512(tile[r].as_mut_ptr().cast(), acc[r]) };
+        }
+        let _ = NR;
+    }
+}

@@ -1,0 +1,322 @@
+//! The integer GEMM of quantized layers: `C[m, n] = A[m, k] W[n, k]^T`, reduced-range u8
+//! activations (`0..=127`, [`QuantType::U7`](crate::QuantType::U7)) times i8 weights, exact i32
+//! sums.
+//!
+//! Structure (Goto and van de Geijn's, as in FBGEMM and oneDNN): the weights are packed once
+//! into 16-column panels ([`PackedWeights`]); a register-blocked microkernel computes a
+//! `4 x 16` tile over the whole depth (one panel of `16 * k` bytes stays in L1 while it meets
+//! every row of a block); rows are blocked by [`MC`] so a block of activations stays in L2
+//! while it meets every panel; blocks x panel ranges are spread over rayon's threads. The
+//! depth is not blocked: the widest layer of the zoo (`k = 3136`) keeps a panel at 49 KiB,
+//! within L2.
+//!
+//! Paths ([`Int8Path`], chosen at run time; [`gemm_u7i8_with`] runs a given one):
+//! - `portable`: i32 multiply-adds, the reference;
+//! - `avx2`: `vpmaddubsw` (u8 x i8 pairs into i16, saturating) + `vpmaddwd` by ones. With
+//!   activations below 128 the i16 sums cannot saturate, so the path is exact; this is why
+//!   the activations of slimnet's quantized layers are 7-bit (FBGEMM's `reduce_range`);
+//! - `avx-vnni`, `avx512-vnni`: `vpdpbusd`, four u8 x i8 products into each i32 lane.
+//!
+//! All paths compute the same exact integers ([`gemm_reference`] is the naive triple loop
+//! they are tested against). An activation above 127 is refused on every path, so a result
+//! never depends on the CPU.
+
+mod kernels;
+mod pack;
+
+pub use kernels::MR;
+pub use pack::{KG, NR, PackedWeights, padded_depth};
+
+use rayon::prelude::*;
+use tensor_core::dispatch::{Int8Path, KernelPath};
+
+use crate::error::{QuantError, Result};
+use kernels::Tile;
+
+/// Largest activation code the kernels take (7-bit, reduced range).
+pub const MAX_ACTIVATION: u8 = 127;
+
+/// Deepest product whose sums always fit in i32: `|a w| <= 127 * 128` per term.
+pub const MAX_DEPTH: usize = (i32::MAX / (127 * 128)) as usize;
+
+/// Rows per cache block (a multiple of [`MR`]): 64 rows of the deepest zoo layer are 200 KiB
+/// of activations, within Zen 3's 512 KiB L2.
+pub const MC: usize = 64;
+
+/// Products below this many multiply-adds run on the calling thread: a fork/join costs a few
+/// microseconds, more than the second core saves on a small layer.
+pub const PAR_MIN_MACS: usize = 1 << 20;
+
+/// `C = A W^T` on the selected [`Int8Path`] (see [`gemm_u7i8_with`]).
+pub fn gemm_u7i8(a: &[u8], lda: usize, m: usize, w: &PackedWeights, c: &mut [i32]) -> Result<()> {
+    gemm_u7i8_with(Int8Path::selected(), a, lda, m, w, c)
+}
+
+/// `C[m, n] = A W^T` on `path`: `a` holds `m` rows of `lda` bytes, `lda >= padded_depth(k)`
+/// (bytes past `k` in a row are read and multiplied by zero weights; the last row needs only
+/// `padded_depth(k)` bytes); `c` is row-major `m x n`.
+///
+/// Errors: a path this CPU lacks, slice lengths that disagree, `k > MAX_DEPTH`, or an
+/// activation above [`MAX_ACTIVATION`] (named with its row and column).
+pub fn gemm_u7i8_with(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [i32],
+) -> Result<()> {
+    const OP: &str = "gemm_u7i8";
+    path.require(OP)?;
+    let (n, k) = (w.n(), w.k());
+    let kp = padded_depth(k);
+    if k > MAX_DEPTH {
+        return Err(QuantError::InvalidArgument {
+            op: OP,
+            reason: format!("depth {k} exceeds {MAX_DEPTH}, the deepest whose sums fit in i32"),
+        });
+    }
+    if c.len() != m * n {
+        return Err(QuantError::LengthMismatch {
+            op: OP,
+            what: "C",
+            got: c.len(),
+            expected: m * n,
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if lda < kp {
+        return Err(QuantError::InvalidArgument {
+            op: OP,
+            reason: format!("row stride {lda} is below the padded depth {kp} (k = {k})"),
+        });
+    }
+    let need = (m - 1) * lda + kp;
+    if a.len() < need {
+        return Err(QuantError::LengthMismatch {
+            op: OP,
+            what: "A",
+            got: a.len(),
+            expected: need,
+        });
+    }
+    check_reduced_range(OP, a, lda, m, k)?;
+    run(path, a, lda, m, w, c);
+    Ok(())
+}
+
+/// `C = A W^T` for `a` holding exactly `m` rows of `k` bytes (copied to padded rows when `k`
+/// is not a multiple of 4).
+pub fn gemm_u7i8_dense(
+    path: Int8Path,
+    a: &[u8],
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [i32],
+) -> Result<()> {
+    let k = w.k();
+    if a.len() != m * k {
+        return Err(QuantError::LengthMismatch {
+            op: "gemm_u7i8_dense",
+            what: "A",
+            got: a.len(),
+            expected: m * k,
+        });
+    }
+    let kp = padded_depth(k);
+    if kp == k {
+        return gemm_u7i8_with(path, a, k, m, w, c);
+    }
+    let mut padded = vec![0u8; m * kp];
+    for (dst, src) in padded.chunks_exact_mut(kp).zip(a.chunks_exact(k.max(1))) {
+        dst[..k].copy_from_slice(src);
+    }
+    gemm_u7i8_with(path, &padded, kp, m, w, c)
+}
+
+/// The naive triple loop every path must equal: `C[i][j] = sum_k A[i][k] W[j][k]`, with `a`
+/// `m x k` and `w` `n x k`, both row-major.
+pub fn gemm_reference(a: &[u8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
+    let mut c = vec![0i32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k)
+                .map(|t| i32::from(a[i * k + t]) * i32::from(w[j * k + t]))
+                .sum();
+        }
+    }
+    c
+}
+
+/// Refuses any activation above 127 in the first `k` bytes of each row.
+fn check_reduced_range(op: &'static str, a: &[u8], lda: usize, m: usize, k: usize) -> Result<()> {
+    for r in 0..m {
+        let row = &a[r * lda..r * lda + k];
+        if row.iter().fold(0u8, |acc, &x| acc | x) > MAX_ACTIVATION {
+            // Only on the error path: find the offender.
+            let (col, &v) = row
+                .iter()
+                .enumerate()
+                .find(|(_, x)| **x > MAX_ACTIVATION)
+                .unwrap_or((0, &0));
+            return Err(QuantError::InvalidArgument {
+                op,
+                reason: format!(
+                    "activation A[{r}][{col}] = {v} exceeds {MAX_ACTIVATION}: the int8 GEMM takes \
+                     reduced-range (7-bit) activations"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A pointer to `C` shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut i32);
+// SAFETY: tasks write disjoint (row range x column range) regions of C, and `run` returns
+// only after every task finished.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// The blocked, parallel driver (arguments already checked).
+fn run(path: Int8Path, a: &[u8], lda: usize, m: usize, w: &PackedWeights, c: &mut [i32]) {
+    let n_panels = w.n_panels();
+    let row_blocks = m.div_ceil(MC);
+    let macs = m * w.n() * w.k();
+    let threads = rayon::current_num_threads();
+    // Split panels only when there are too few row blocks to keep every thread busy.
+    let panel_splits = if macs < PAR_MIN_MACS || threads <= 1 {
+        1
+    } else {
+        (2 * threads).div_ceil(row_blocks).clamp(1, n_panels)
+    };
+    let panels_per_task = n_panels.div_ceil(panel_splits);
+    let tasks = row_blocks * panel_splits;
+    let out = OutPtr(c.as_mut_ptr());
+    let task = |t: usize| {
+        let (rb, ps) = (t / panel_splits, t % panel_splits);
+        let rows = rb * MC..((rb + 1) * MC).min(m);
+        let panels = ps * panels_per_task..((ps + 1) * panels_per_task).min(n_panels);
+        block(path, a, lda, rows, panels, w, out);
+    };
+    if macs < PAR_MIN_MACS || threads <= 1 {
+        (0..tasks).for_each(task);
+    } else {
+        (0..tasks).into_par_iter().for_each(task);
+    }
+}
+
+/// One task: rows `rows` x panels `panels` of C.
+fn block(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    w: &PackedWeights,
+    out: OutPtr,
+) {
+    let (n, groups) = (w.n(), w.groups());
+    let mut tile: Tile = [[0; NR]; MR];
+    for p in panels {
+        let panel = w.panel(p);
+        let cols = NR.min(n - p * NR);
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let mr = MR.min(rows.end - r0);
+            microkernel(path, a, lda, r0, mr, panel, groups, &mut tile);
+            for (r, lanes) in tile.iter().enumerate().take(mr) {
+                // SAFETY: row r0 + r < m and columns p*NR .. p*NR + cols < n lie in C
+                // (length m * n), and no other task writes this (row, panel) region.
+                unsafe {
+                    let dst = out.0.add((r0 + r) * n + p * NR);
+                    if cols == NR {
+                        // A whole row of the tile: a fixed-size store, not a `memmove` call
+                        // (15% of a quantized lenet5, whose first layer has 7 depth groups).
+                        dst.cast::<[i32; NR]>().write_unaligned(*lanes);
+                    } else {
+                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, cols);
+                    }
+                }
+            }
+            r0 += mr;
+        }
+    }
+}
+
+/// One `mr x 16` tile (`mr <= MR`) on `path`.
+#[allow(clippy::too_many_arguments)]
+fn microkernel(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    r0: usize,
+    mr: usize,
+    panel: &[i8],
+    groups: usize,
+    tile: &mut Tile,
+) {
+    let kp = groups * KG;
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Int8Path::Avx2 | Int8Path::AvxVnni | Int8Path::Avx512Vnni => {
+            let base = a.as_ptr();
+            // Rows past `mr` repeat the last valid row (read, never stored).
+            let rows: [*const u8; MR] =
+                std::array::from_fn(|r| base.wrapping_add((r0 + r.min(mr - 1)) * lda));
+            debug_assert!((r0 + mr - 1) * lda + kp <= a.len() && panel.len() >= kp * NR);
+            // SAFETY: the caller checked the path's features (`require`), that every row
+            // r0 .. r0 + mr has `padded_depth(k)` readable bytes, and the panel is
+            // `groups * 64` bytes.
+            unsafe { x86_tile(path, mr, &rows, panel.as_ptr(), groups, tile) }
+        }
+        _ => {
+            let rows: [&[u8]; MR] = std::array::from_fn(|r| {
+                let s = (r0 + r.min(mr - 1)) * lda;
+                &a[s..s + kp]
+            });
+            kernels::portable(&rows, mr, panel, groups, tile);
+        }
+    }
+}
+
+/// Dispatches one tile to the x86 kernel for `path` with `mr` rows.
+///
+/// # Safety
+/// As [`kernels::x86::avx2`], with the features of `path` present.
+#[cfg(target_arch = "x86_64")]
+unsafe fn x86_tile(
+    path: Int8Path,
+    mr: usize,
+    rows: &[*const u8; MR],
+    panel: *const i8,
+    groups: usize,
+    tile: &mut Tile,
+) {
+    use kernels::x86;
+    macro_rules! by_rows {
+        ($f:ident) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match mr {
+                    1 => x86::$f::<1>(rows, panel, groups, tile),
+                    2 => x86::$f::<2>(rows, panel, groups, tile),
+                    3 => x86::$f::<3>(rows, panel, groups, tile),
+                    _ => x86::$f::<4>(rows, panel, groups, tile),
+                }
+            }
+        };
+    }
+    match path {
+        Int8Path::AvxVnni => by_rows!(avx_vnni),
+        Int8Path::Avx512Vnni => by_rows!(avx512_vnni),
+        _ => by_rows!(avx2),
+    }
+}
+
+#[cfg(test)]
+mod tests;

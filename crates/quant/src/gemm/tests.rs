@@ -1,0 +1,119 @@
+use proptest::prelude::*;
+use tensor_core::dispatch::{Int8Path, KernelPath, report};
+use tensor_core::rng::Rng;
+
+use super::*;
+
+fn random_case(seed: u64, m: usize, n: usize, k: usize, amax: u8) -> (Vec<u8>, Vec<i8>) {
+    let mut rng = Rng::seed_from_u64(seed);
+    let a = (0..m * k)
+        .map(|_| (rng.next_u64() % (u64::from(amax) + 1)) as u8)
+        .collect();
+    let w = (0..n * k).map(|_| rng.next_u64() as u8 as i8).collect();
+    (a, w)
+}
+
+/// Every path this CPU runs equals the reference on `(m, n, k)`; names each path.
+fn check_all_paths(a: &[u8], w: &[i8], m: usize, n: usize, k: usize) {
+    let want = gemm_reference(a, m, k, w, n);
+    let packed = PackedWeights::pack(w, n, k).unwrap();
+    for path in Int8Path::supported() {
+        let mut c = vec![i32::MIN; m * n];
+        gemm_u7i8_dense(path, a, m, &packed, &mut c).unwrap();
+        assert_eq!(c, want, "path {} on m={m} n={n} k={k}", path.name());
+    }
+}
+
+#[test]
+fn every_path_matches_the_reference_around_tile_edges() {
+    eprintln!("{}", report());
+    for path in Int8Path::ALL {
+        if !Int8Path::supported().contains(path) {
+            eprintln!("skipped: {} (CPU lacks {})", path.name(), path.needs());
+        }
+    }
+    let mut seed = 0;
+    for m in [1, 2, 3, 4, 5, 7, 8, 9, 63, 64, 65, 130] {
+        for n in [1, 15, 16, 17, 33] {
+            for k in [0, 1, 3, 4, 5, 31, 64, 67] {
+                seed += 1;
+                let (a, w) = random_case(seed, m, n, k, MAX_ACTIVATION);
+                check_all_paths(&a, &w, m, n, k);
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_values_do_not_saturate() {
+    // 127 x -128 everywhere: the most negative pair sum vpmaddubsw can see, and 127 x 127.
+    for (av, wv) in [(127u8, -128i8), (127, 127), (0, -128)] {
+        let (m, n, k) = (5, 17, 259);
+        let a = vec![av; m * k];
+        let w = vec![wv; n * k];
+        check_all_paths(&a, &w, m, n, k);
+    }
+}
+
+#[test]
+fn parallel_split_over_panels_and_rows_matches() {
+    // Large enough to run in parallel: few row blocks, many panels; then many rows.
+    for (m, n, k, seed) in [(3, 300, 1200, 1), (700, 40, 100, 2)] {
+        let (a, w) = random_case(seed, m, n, k, MAX_ACTIVATION);
+        assert!(m * n * k >= PAR_MIN_MACS);
+        check_all_paths(&a, &w, m, n, k);
+    }
+}
+
+#[test]
+fn strided_rows_are_read_at_their_stride() {
+    let (m, n, k, lda) = (6, 20, 10, 16);
+    let (dense, w) = random_case(9, m, n, k, MAX_ACTIVATION);
+    let mut strided = vec![255u8; (m - 1) * lda + padded_depth(k)];
+    for r in 0..m {
+        strided[r * lda..r * lda + k].copy_from_slice(&dense[r * k..(r + 1) * k]);
+    }
+    let packed = PackedWeights::pack(&w, n, k).unwrap();
+    let want = gemm_reference(&dense, m, k, &w, n);
+    for path in Int8Path::supported() {
+        let mut c = vec![0; m * n];
+        gemm_u7i8_with(path, &strided, lda, m, &packed, &mut c).unwrap();
+        assert_eq!(c, want, "path {}", path.name());
+    }
+}
+
+#[test]
+fn activations_above_127_and_bad_shapes_are_refused() {
+    let packed = PackedWeights::pack(&[1i8; 8], 2, 4).unwrap();
+    let mut c = vec![0; 4];
+    let e = gemm_u7i8(&[1, 2, 3, 4, 5, 6, 200, 8], 4, 2, &packed, &mut c).unwrap_err();
+    assert!(e.to_string().contains("A[1][2] = 200"), "{e}");
+    let e = gemm_u7i8(&[0; 7], 4, 2, &packed, &mut c).unwrap_err();
+    assert!(e.to_string().contains("A has length 7, expected 8"), "{e}");
+    let e = gemm_u7i8(&[0; 8], 3, 2, &packed, &mut c).unwrap_err();
+    assert!(e.to_string().contains("row stride 3"), "{e}");
+    let e = gemm_u7i8(&[0; 8], 4, 2, &packed, &mut [0; 3]).unwrap_err();
+    assert!(e.to_string().contains("C has length 3"), "{e}");
+}
+
+#[test]
+fn pack_round_trips_and_sums_columns() {
+    let (_, w) = random_case(3, 0, 19, 13, 0);
+    let p = PackedWeights::pack(&w, 19, 13).unwrap();
+    assert_eq!(p.unpack(), w);
+    let sums: Vec<i32> = w
+        .chunks(13)
+        .map(|r| r.iter().map(|&v| i32::from(v)).sum())
+        .collect();
+    assert_eq!(p.col_sums(), &sums[..]);
+    assert!(PackedWeights::pack(&w, 19, 12).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn prop_paths_equal_reference(m in 1usize..13, n in 1usize..49, k in 0usize..41, seed in any::<u64>()) {
+        let (a, w) = random_case(seed, m, n, k, MAX_ACTIVATION);
+        check_all_paths(&a, &w, m, n, k);
+    }
+}

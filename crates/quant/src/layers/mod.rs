@@ -1,0 +1,64 @@
+//! Quantized layers: [`QuantLinear`] and [`QuantConv2d`] compute in integers from 7-bit
+//! activation codes ([`IntegerCore`]); [`Quantize`] and [`Dequantize`] mark the edges of a
+//! quantized region. Between them, tensors hold integer codes (exact in f32), so max pooling
+//! and flattening pass codes through unchanged.
+
+/// The `Layer` methods a quantized layer with a `core: IntegerCore` field and a
+/// `forward_with(path, input)` method shares: forward on the selected path, no backward,
+/// counts from the core, `as_any`.
+macro_rules! integer_layer_common {
+    ($kind:literal) => {
+        fn forward(&mut self, input: &Tensor, _mode: nn::Mode) -> nn::Result<Tensor> {
+            self.forward_with(Int8Path::selected(), input)
+        }
+
+        fn backward(&mut self, _grad_output: &Tensor) -> nn::Result<Tensor> {
+            Err(NnError::Unsupported(
+                concat!(
+                    $kind,
+                    " backward: train the float model with fake quantization, then convert"
+                )
+                .into(),
+            ))
+        }
+
+        fn param_count(&self) -> usize {
+            self.core.param_count()
+        }
+
+        fn stored_bytes(&self) -> usize {
+            self.core.stored_bytes()
+        }
+
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
+        }
+    };
+}
+
+mod boundary;
+mod core;
+mod quant_conv2d;
+mod quant_linear;
+
+pub use boundary::{Dequantize, Quantize};
+pub use core::{IntegerCore, QuantOutput};
+pub use quant_conv2d::QuantConv2d;
+pub use quant_linear::QuantLinear;
+
+use nn::LayerRegistry;
+
+/// Registers `quant_linear`, `quant_conv2d`, `quantize` and `dequantize`.
+pub fn register(registry: &mut LayerRegistry) -> nn::Result<()> {
+    nn::register_kinds! { registry;
+        "quant_linear" => QuantLinear,
+        "quant_conv2d" => QuantConv2d,
+        "quantize" => Quantize,
+        "dequantize" => Dequantize,
+    }
+    Ok(())
+}

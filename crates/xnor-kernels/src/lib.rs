@@ -29,14 +29,22 @@
 //!   cache panels and rayon over both cores; paths `portable`, `avx2` (nibble-table
 //!   `vpshufb` popcount) and `avx512-vpopcntdq`, chosen at run time through
 //!   [`tensor_core::dispatch::PopcountPath`] and bit-exact with [`binary_gemm_reference`].
+//! - [`binary_conv2d`] (module [`conv`]): channels-last sign packing, binary im2col into
+//!   packed rows (`(ki, kj, c)` bit order), the binary GEMM, and an exact zero-padding
+//!   correction, so the result equals the f32 conv of `sign(x)` and `sign(w)`.
 //!
 //! What it is not for: multi-bit quantization (the `quant` crate).
 #![warn(missing_docs)]
 
+pub mod conv;
 mod error;
 pub mod gemm;
 pub mod pack;
 
+pub use conv::{
+    BinaryConvGeometry, BinaryConvWeights, binary_conv2d, binary_im2col, pack_channels_last,
+    padding_correction,
+};
 pub use error::{Result, XnorError};
 pub use gemm::{BinaryGemmParams, binary_gemm, binary_gemm_reference, binary_gemm_with};
 pub use pack::{PackedRows, pack_signs, words_for};

@@ -42,6 +42,7 @@ pub fn try_registry() -> nn::Result<LayerRegistry> {
     let mut registry = LayerRegistry::nn();
     prune::register(&mut registry)?;
     share::register(&mut registry)?;
+    xnor_kernels::register(&mut registry)?;
     Ok(registry)
 }
 
@@ -101,5 +102,6 @@ mod tests {
         assert!(r.kinds().len() > nn::LayerRegistry::nn().kinds().len());
         assert!(r.contains("sparse_linear") && r.contains("sparse_conv2d"));
         assert!(r.contains("shared_linear"));
+        assert!(r.contains("binary_linear") && r.contains("binary_conv2d"));
     }
 }

@@ -32,19 +32,35 @@
 //! - [`binary_conv2d`] (module [`conv`]): channels-last sign packing, binary im2col into
 //!   packed rows (`(ki, kj, c)` bit order), the binary GEMM, and an exact zero-padding
 //!   correction, so the result equals the f32 conv of `sign(x)` and `sign(w)`.
+//! - Layers ([`register`]): [`BinaryLinear`] and [`BinaryConv2d`] in three [`BinaryMode`]s:
+//!   BWN (binary weights `alpha_o sign(W_o)`, `alpha_o = mean |W_o|` per output filter, real
+//!   inputs), XNOR-Net (binary weights with `alpha_o` and binary inputs, XNOR-popcount
+//!   kernels) and BNN (binary weights and inputs, no scale); stored as packed `u64` words and
+//!   f32 scales.
+//! - Training ([`BinarizeHook`], a Trainer hook): latent f32 weights, `alpha sign(W)` in the
+//!   forward and backward passes, gradients straight through where `|W| <= 1`, latent weights
+//!   clipped to `[-1, 1]`; [`binarize_model`] chooses the layers (first and last kept in full
+//!   precision by default) and, for binary inputs, places nn's `sign` layer with XNOR-Net's
+//!   block order; [`to_binary_layers`] converts to the packed layers.
 //!
-//! What it is not for: multi-bit quantization (the `quant` crate).
+//! What it is not for: multi-bit quantization (the `quant` crate). Not done yet: XNOR-Net's
+//! input scale `K` (the mean `|x|` over channels and the receptive field): the layers scale by
+//! `alpha` only, the same as the hook trains them.
 #![warn(missing_docs)]
 
+mod binarize;
 pub mod conv;
 mod error;
 pub mod gemm;
+pub mod layers;
 pub mod pack;
 
+pub use binarize::{BinarizeHook, binarize_model, binary_targets, to_binary_layers};
 pub use conv::{
     BinaryConvGeometry, BinaryConvWeights, binary_conv2d, binary_im2col, pack_channels_last,
     padding_correction,
 };
 pub use error::{Result, XnorError};
 pub use gemm::{BinaryGemmParams, binary_gemm, binary_gemm_reference, binary_gemm_with};
+pub use layers::{BinaryConv2d, BinaryLinear, BinaryMode, register};
 pub use pack::{PackedRows, pack_signs, words_for};

@@ -40,6 +40,9 @@ enum Command {
     Prune(commands::prune::Args),
     /// Share weights through per-layer k-means codebooks, fine-tune the centroids, write it.
     Share(commands::share::Args),
+    /// Binary weights (BWN) or weights and activations (XNOR-Net, BNN), trained with the
+    /// straight-through estimator, written packed for the XNOR-popcount kernels.
+    Binarize(commands::binarize::Args),
     /// Accuracy against sparsity for each layer pruned alone, as a table and an SVG plot.
     Sensitivity(commands::sensitivity::Args),
     /// Time inference: latency percentiles and images/s per batch size and thread count.
@@ -69,6 +72,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Distill(a) => commands::distill::run(a),
         Command::Prune(a) => commands::prune::run(a),
         Command::Share(a) => commands::share::run(a),
+        Command::Binarize(a) => commands::binarize::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),
         Command::Bench(a) => commands::bench::run(a),
     }

@@ -189,11 +189,22 @@ impl Stored {
     /// `y[.., o, ..] = alpha_o * dot + bias_o` for integer dot products laid out with `inner`
     /// values per filter per sample (1 for linear, `OH*OW` for conv).
     pub(crate) fn scale_dots(&self, dots: &[i32], inner: usize, y: &mut [f32]) {
-        let o = self.alpha.len();
         let bias = self.bias.as_ref().map(|b| b.data());
-        for (idx, (v, &d)) in y.iter_mut().zip(dots).enumerate() {
-            let f = (idx / inner.max(1)) % o.max(1);
-            *v = self.alpha[f] * d as f32 + bias.map_or(0.0, |b| b[f]);
+        let per_sample = inner * self.alpha.len();
+        for (ys, ds) in y
+            .chunks_exact_mut(per_sample.max(1))
+            .zip(dots.chunks_exact(per_sample.max(1)))
+        {
+            for (f, (yf, df)) in ys
+                .chunks_exact_mut(inner.max(1))
+                .zip(ds.chunks_exact(inner.max(1)))
+                .enumerate()
+            {
+                let (a, b) = (self.alpha[f], bias.map_or(0.0, |b| b[f]));
+                yf.iter_mut()
+                    .zip(df)
+                    .for_each(|(v, &d)| *v = a * d as f32 + b);
+            }
         }
     }
 }

@@ -164,6 +164,46 @@ fn corrupt_records_are_errors_naming_the_field() {
     let mut r = rec.clone();
     r.attrs.insert("in_features".into(), nn::AttrValue::Int(-1));
     assert!(reg.build(&r).is_err());
+    // Every flipped word gives a layer or a padding error, never a panic; every shorter
+    // payload is an error.
+    let words = match rec.payloads[0].1.data() {
+        PayloadData::U64(v) => v.clone(),
+        _ => unreachable!(),
+    };
+    for i in 0..words.len() {
+        let mut w = words.clone();
+        w[i] ^= 0xA5A5_A5A5_A5A5_A5A5;
+        match reg.build(&with_words(w, &[3, 2])) {
+            Ok(_) => assert_eq!(i % 2, 0, "word {i} holds padding bits"),
+            Err(e) => assert!(e.to_string().contains("padding"), "{e}"),
+        }
+    }
+    for len in 0..words.len() {
+        let r = with_words(words[..len].to_vec(), &[len]);
+        assert!(reg.build(&r).is_err(), "{len} words");
+    }
+}
+
+#[test]
+fn binary_conv_records_refuse_groups_and_wrong_depths() {
+    let mut rng = Rng::seed_from_u64(4);
+    let p = tensor_core::conv::Conv2dParams::new(3, 4, (3, 3));
+    let c = nn::layers::Conv2d::new(p, &mut rng).unwrap();
+    let b = xnor_kernels::BinaryConv2d::from_conv2d(&c, BinaryMode::Xnor).unwrap();
+    let rec = b.record().unwrap();
+    let reg = registry();
+    let again = reg.build(&rec).unwrap();
+    assert_eq!(again.record().unwrap(), rec);
+    for (name, v) in [("groups", 3), ("in_channels", 70), ("out_channels", 5)] {
+        let mut r = rec.clone();
+        r.attrs.insert(name.into(), nn::AttrValue::Int(v));
+        assert!(reg.build(&r).is_err(), "{name} = {v}");
+    }
+    // The dense twin holds alpha_o sign(W_o).
+    let dense = b.to_conv2d().unwrap();
+    let w = c.weight().data();
+    let (a0, s0) = (b.alpha()[0], if w[0] < 0.0 { -1.0 } else { 1.0 });
+    assert_eq!(dense.weight().data()[0], a0 * s0);
 }
 
 #[test]

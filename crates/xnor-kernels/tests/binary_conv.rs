@@ -104,3 +104,19 @@ fn refuses_groups_and_wrong_inputs() {
     let x = Tensor::zeros(Shape::new(&[1, 2, 2, 2]).unwrap());
     assert!(binary_conv2d(&x, &bw, &BinaryGemmParams::default()).is_err());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    #[test]
+    fn random_geometries_match_on_every_path(
+        c in 1usize..70, o in 1usize..6, k in 1usize..4, s in 1usize..3, pad in 0usize..3,
+        side in 4usize..9, seed: u64,
+    ) {
+        let p = Conv2dParams::new(c, o, (k, k))
+            .with_stride((s, s))
+            .with_padding(Padding::symmetric(pad));
+        for path in PopcountPath::supported() {
+            check(path, 2, (side, side + 1), p, 1, seed);
+        }
+    }
+}

@@ -55,6 +55,9 @@ enum Command {
     Decompose(commands::decompose::Args),
     /// Quantize weights and activations to integers (post-training, calibrated), run by int8 kernels.
     Quantize(commands::quantize::Args),
+    /// Binary weights (BWN) or weights and activations (XNOR-Net, BNN), trained with the
+    /// straight-through estimator, written packed for the XNOR-popcount kernels.
+    Binarize(commands::binarize::Args),
     /// Accuracy against sparsity for each layer pruned alone, as a table and an SVG plot.
     Sensitivity(commands::sensitivity::Args),
     /// Time inference: latency percentiles and images/s per batch size and thread count.
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Share(a) => commands::share::run(a),
         Command::Decompose(a) => commands::decompose::run(a),
         Command::Quantize(a) => commands::quantize::run(a),
+        Command::Binarize(a) => commands::binarize::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),
         Command::Bench(a) => commands::bench::run(a, bench_threads),
     }

@@ -43,6 +43,7 @@ pub fn try_registry() -> nn::Result<LayerRegistry> {
     prune::register(&mut registry)?;
     share::register(&mut registry)?;
     quant::register(&mut registry)?;
+    xnor_kernels::register(&mut registry)?;
     Ok(registry)
 }
 
@@ -102,5 +103,6 @@ mod tests {
         assert!(r.kinds().len() > nn::LayerRegistry::nn().kinds().len());
         assert!(r.contains("sparse_linear") && r.contains("sparse_conv2d"));
         assert!(r.contains("shared_linear"));
+        assert!(r.contains("binary_linear") && r.contains("binary_conv2d"));
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the options they share.
 
 pub mod bench;
+pub mod binarize;
 pub mod compress;
 pub mod decompose;
 pub mod distill;

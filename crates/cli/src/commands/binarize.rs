@@ -1,0 +1,171 @@
+//! `slimnet binarize MODEL -o OUT [--mode bwn|xnor|bnn]`: binary weights (BWN), binary
+//! weights and activations (XNOR-Net, BNN), trained with the straight-through estimator from a
+//! trained model (or from scratch with `--model NAME`), written as packed binary layers
+//! (xnor-kernels: `binary_linear`, `binary_conv2d`) that run on XNOR-popcount kernels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nn::optim::OptimizerConfig;
+use nn::schedule::Schedule;
+use nn::trainer::{Progress, TrainConfig, Trainer};
+use xnor_kernels::{BinarizeHook, BinaryMode, binarize_model, to_binary_layers};
+
+use super::{Baseline, TrainDataArgs, Written, print_json};
+use crate::progress;
+
+/// Arguments of `slimnet binarize`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A trained model to start from (.slim/.model, .onnx, .safetensors with --arch).
+    model_file: Option<PathBuf>,
+    /// Instead of MODEL: a zoo model or spec to train binary from scratch (lenet5, cnn-teacher).
+    #[arg(long)]
+    model: Option<String>,
+    /// Zoo architecture of a safetensors MODEL.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Output model file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// bwn: binary weights, real inputs; xnor: binary weights and inputs with scales;
+    /// bnn: binary weights and inputs, no scales.
+    #[arg(long, default_value = "bwn")]
+    mode: String,
+    /// Epochs of binary training (straight-through estimator).
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Keep the first and the last parametric layers in full precision.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    keep_first_last: bool,
+    /// Adam learning rate (cosine schedule to 0).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Random flips and shifts of training images.
+    #[arg(long)]
+    augment: bool,
+    #[command(flatten)]
+    common: TrainDataArgs,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    #[serde(flatten)]
+    written: Written,
+    mode: &'static str,
+    /// Paths of the binarized layers (in the written model).
+    binary_layers: Vec<String>,
+    /// Test accuracy after each epoch, evaluated through the training hook.
+    epoch_accuracy: Vec<Option<f64>>,
+    train_seconds: f64,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    let mode = BinaryMode::parse(&args.mode)
+        .with_context(|| format!("unknown --mode {:?} (bwn, xnor or bnn)", args.mode))?;
+    let inputs: Vec<&Path> = args.model_file.iter().map(PathBuf::as_path).collect();
+    super::check_output(&args.output, &inputs)?;
+    let (train, test) = args.common.load()?;
+    let (mut model, input_bytes) = match (&args.model_file, &args.model) {
+        (Some(f), None) => (
+            super::load_model(f, args.arch.as_deref())?,
+            std::fs::metadata(f)?.len(),
+        ),
+        (None, Some(name)) => {
+            let mut rng = tensor_core::rng::Rng::seed_from_u64(args.common.seed);
+            (nn::zoo::build_spec(name, &mut rng)?, 0)
+        }
+        _ => bail!("give either MODEL (a trained model file) or --model NAME (from scratch)"),
+    };
+    let params = model.param_count();
+    let baseline = Baseline {
+        accuracy: nn::metrics::evaluate(&mut model, &test, 256)?.accuracy,
+        file_bytes: input_bytes,
+        dense_bytes: 4 * params as u64,
+    };
+    let paths = binarize_model(&mut model, mode, args.keep_first_last)?;
+    if paths.is_empty() {
+        bail!("no layer to binarize (the model has at most the first and last parametric layers)");
+    }
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer: OptimizerConfig::adam(args.lr),
+        schedule: Schedule::Cosine {
+            warmup_steps: 0,
+            min_lr: 0.0,
+        },
+        seed: args.common.seed,
+        augment: args.augment.then(nn::data::augment::Augment::default),
+        ..TrainConfig::default()
+    };
+    config.validate()?;
+    let steps = config.steps_per_epoch(train.len()) * config.epochs;
+    let pb = progress::bar(steps as u64, args.common.json);
+    pb.set_prefix(format!("binarize {}", mode.name()));
+    let mut on_progress = |p: &Progress| {
+        pb.set_position(p.global_step as u64);
+        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
+        if let (true, Some(acc)) = (p.epoch_done, p.test_accuracy) {
+            pb.println(format!(
+                "epoch {:>3}: test accuracy {:.2}%",
+                p.epoch + 1,
+                100.0 * acc
+            ));
+        }
+    };
+    let hook = BinarizeHook::new(mode, paths.clone());
+    let mut trainer = Trainer::new(config).with_hook(Box::new(hook));
+    let report = trainer.fit(&mut model, &train, Some(&test), &mut on_progress)?;
+    pb.finish_and_clear();
+    model.clear_cache();
+    // Convert first: BatchNorm then folds only into the full-precision convolutions.
+    to_binary_layers(&mut model, mode, &paths)?;
+    nn::layers::fold_batchnorms(&mut model)?;
+    let accuracy = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("binarize.mode".to_string(), mode.name().to_string());
+    let file_bytes = super::save_model(&model, meta, &args.output)?;
+    let mut binary_layers = Vec::new();
+    model.visit(&mut |path, layer| {
+        if layer.kind().starts_with("binary_") {
+            binary_layers.push(path.to_string());
+        }
+    });
+    let out = Report {
+        written: Written {
+            output: args.output.display().to_string(),
+            file_bytes,
+            params,
+            nonzero_params: pipeline::compress::nonzero_params(&model),
+            macs: model.macs_per_sample()?,
+            accuracy,
+            ratio: baseline.dense_bytes as f64 / file_bytes.max(1) as f64,
+            baseline,
+        },
+        mode: mode.name(),
+        binary_layers,
+        epoch_accuracy: report.epochs.iter().map(|e| e.test_accuracy).collect(),
+        train_seconds: report.total_seconds,
+    };
+    if args.common.json {
+        return print_json(&out);
+    }
+    println!(
+        "binarized ({}) {} layers: accuracy {:.2}% (was {:.2}%), {} bytes ({:.1}x smaller than \
+         {} bytes of f32), saved {}",
+        out.mode,
+        out.binary_layers.len(),
+        100.0 * out.written.accuracy,
+        100.0 * out.written.baseline.accuracy,
+        out.written.file_bytes,
+        out.written.ratio,
+        out.written.baseline.dense_bytes,
+        out.written.output
+    );
+    Ok(())
+}

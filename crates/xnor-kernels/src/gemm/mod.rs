@@ -1,0 +1,335 @@
+//! Binary GEMM on XNOR + popcount: `C[m][n] = K - 2 * popcount(A_m ^ B_n)` over packed rows.
+//!
+//! Both operands are [`PackedRows`] of the same true depth `K`: `A` is `[M, K]`, `B` is
+//! `[N, K]` (a weight matrix `[out, in]` as stored, or the rows of a binary im2col), and `C`
+//! is row-major `[M, N]` i32, the dot products of ±1 vectors (XNOR-Net, Rastegari et al.,
+//! 2016, section 3.2: `x^T w = K - 2 popcount(x xor w)` with bit 1 = -1).
+//!
+//! Structure (as a BLIS-style GEMM, with popcount for multiply-add):
+//! - a register-blocked tile computes `MR x NR` popcounts per call, loading each vector of
+//!   `A` once per tile column and each vector of `B` once per tile row, and reduces them to
+//!   scalars once per tile; edge tiles run the same code with `MR` or `NR` = 1;
+//! - cache blocking: `B` is walked in panels of [`panel_rows`] rows (about
+//!   [`L2_PANEL_BYTES`]), so a panel stays in L2 while every row tile of the task's `A`
+//!   streams past it;
+//! - threads: rows of `C` split into tasks (several per thread, so an idle worker steals from
+//!   a descheduled one on a shared machine); when `C` has fewer rows than a split needs
+//!   (batch-1 inference) the product is computed as `C^T = B A^T` and transposed.
+//!
+//! Paths ([`PopcountPath`]): `portable` (`u64::count_ones`), `avx2` (nibble-table
+//! `vpshufb` + `vpsadbw`, 2 x 4 tiles), `avx512-vpopcntdq` (`vpopcntq`, 4 x 4 tiles). Every
+//! path returns the same integers as [`binary_gemm_reference`].
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use rayon::prelude::*;
+use tensor_core::dispatch::{KernelPath, PopcountPath};
+
+use crate::error::{Result, XnorError};
+use crate::pack::PackedRows;
+
+/// Target bytes of one panel of `B` (a quarter of Zen 3's 512 KiB L2, leaving room for the
+/// `A` tiles and `C`).
+pub const L2_PANEL_BYTES: usize = 128 * 1024;
+
+/// Products of fewer word pairs (`M * N * words`) than this run on one thread: below it
+/// (about 0.1 ms of popcounts) a fork/join costs more than the second core saves.
+pub const PAR_MIN_WORD_PAIRS: usize = 1 << 18;
+
+/// Rows of `B` per cache panel for rows of `words` words (a multiple of 4, at least 4).
+pub fn panel_rows(words: usize) -> usize {
+    let rows = L2_PANEL_BYTES / (8 * words.max(1));
+    (rows / 4 * 4).max(4)
+}
+
+/// Options of a binary GEMM (`Default`: the selected path, rayon's pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BinaryGemmParams {
+    /// The kernel path.
+    pub path: PopcountPath,
+    /// Threads: 0 = the current rayon pool, 1 = sequential (callers already running in
+    /// parallel), `n > 1` = the pool too (the split adapts to it).
+    pub threads: usize,
+}
+
+impl Default for BinaryGemmParams {
+    fn default() -> Self {
+        Self {
+            path: PopcountPath::selected(),
+            threads: 0,
+        }
+    }
+}
+
+impl BinaryGemmParams {
+    /// Defaults on `path`.
+    pub fn on(path: PopcountPath) -> Self {
+        Self {
+            path,
+            ..Self::default()
+        }
+    }
+
+    /// Same options with `threads` replaced.
+    pub fn threads(self, threads: usize) -> Self {
+        Self { threads, ..self }
+    }
+}
+
+/// `C = A B^T` on ±1 rows on the selected path: `c[m * N + n] = K - 2 popcount(A_m ^ B_n)`.
+///
+/// Errors: the depths differ, or `c.len() != M * N`.
+pub fn binary_gemm(a: &PackedRows, b: &PackedRows, c: &mut [i32]) -> Result<()> {
+    binary_gemm_with(a, b, c, &BinaryGemmParams::default())
+}
+
+/// [`binary_gemm`] with explicit options; also an error if this CPU cannot run `p.path`.
+pub fn binary_gemm_with(
+    a: &PackedRows,
+    b: &PackedRows,
+    c: &mut [i32],
+    p: &BinaryGemmParams,
+) -> Result<()> {
+    const OP: &str = "binary_gemm";
+    check(OP, a, b, c.len())?;
+    require(p.path, OP)?;
+    let (m, n, w) = (a.rows(), b.rows(), a.words_per_row());
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let depth = a.depth() as i32;
+    if w == 0 {
+        c.fill(depth);
+        return Ok(());
+    }
+    let threads = if p.threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        p.threads
+    };
+    let parallel = threads > 1 && m.saturating_mul(n).saturating_mul(w) >= PAR_MIN_WORD_PAIRS;
+    let run = Run {
+        path: p.path,
+        w,
+        depth,
+    };
+    if !parallel {
+        run.rows(a.words(), b.words(), n, c);
+        return Ok(());
+    }
+    let tasks = 4 * threads;
+    if m >= tasks * 4 || m >= n {
+        run.rows_parallel(a.words(), b.words(), m, n, c, tasks);
+    } else {
+        // Few rows of C (batch-1 inference): split the other dimension through C^T = B A^T.
+        let mut ct = vec![0i32; m * n];
+        run.rows_parallel(b.words(), a.words(), n, m, &mut ct, tasks);
+        for (i, row) in c.chunks_exact_mut(n).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = ct[j * m + i];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The naive reference: one `count_ones` loop per dot product, no blocking.
+pub fn binary_gemm_reference(a: &PackedRows, b: &PackedRows) -> Result<Vec<i32>> {
+    check("binary_gemm_reference", a, b, a.rows() * b.rows())?;
+    let mut c = Vec::with_capacity(a.rows() * b.rows());
+    for i in 0..a.rows() {
+        for j in 0..b.rows() {
+            let p: u32 = a
+                .row(i)
+                .iter()
+                .zip(b.row(j))
+                .map(|(x, y)| (x ^ y).count_ones())
+                .sum();
+            c.push(a.depth() as i32 - 2 * p as i32);
+        }
+    }
+    Ok(c)
+}
+
+/// Same depth on both sides and a `C` of `M * N`.
+fn check(op: &'static str, a: &PackedRows, b: &PackedRows, c_len: usize) -> Result<()> {
+    if a.depth() != b.depth() {
+        return Err(XnorError::DepthMismatch {
+            op,
+            lhs: a.depth(),
+            rhs: b.depth(),
+        });
+    }
+    let want = a.rows().checked_mul(b.rows()).ok_or(XnorError::TooLarge {
+        op,
+        what: "M * N",
+        value: a.rows() as u128 * b.rows() as u128,
+        max: usize::MAX as u128,
+    })?;
+    if c_len != want {
+        return Err(XnorError::LengthMismatch {
+            op,
+            what: "C",
+            got: c_len,
+            expected: want,
+        });
+    }
+    Ok(())
+}
+
+/// `Ok` when this CPU runs `path` (its own features, and POPCNT for the SIMD paths' scalar
+/// tails, which every CPU with AVX2 has).
+pub(crate) fn require(path: PopcountPath, op: &'static str) -> Result<()> {
+    path.require(op)?;
+    #[cfg(target_arch = "x86_64")]
+    if path != PopcountPath::Portable && !std::arch::is_x86_feature_detected!("popcnt") {
+        return Err(XnorError::InvalidArgument {
+            op,
+            reason: format!("path {} needs popcnt, which this CPU lacks", path.name()),
+        });
+    }
+    Ok(())
+}
+
+/// One product's fixed parts: the path, words per row and the true depth.
+#[derive(Clone, Copy)]
+struct Run {
+    path: PopcountPath,
+    w: usize,
+    depth: i32,
+}
+
+impl Run {
+    /// Splits the `m` rows of `C` into about `tasks` blocks of whole tiles, run in parallel.
+    fn rows_parallel(&self, a: &[u64], b: &[u64], m: usize, n: usize, c: &mut [i32], tasks: usize) {
+        let rows_per_task = m.div_ceil(tasks).next_multiple_of(4).max(4);
+        c.par_chunks_mut(rows_per_task * n)
+            .zip(a.par_chunks(rows_per_task * self.w))
+            .for_each(|(c, a)| self.rows(a, b, n, c));
+    }
+
+    /// `C` rows for the rows of `a` (all of `b`), sequentially.
+    fn rows(&self, a: &[u64], b: &[u64], n: usize, c: &mut [i32]) {
+        match self.path {
+            #[cfg(target_arch = "x86_64")]
+            PopcountPath::Avx2 => self.panels::<Avx2, 2, 4>(a, b, n, c),
+            #[cfg(target_arch = "x86_64")]
+            PopcountPath::Avx512Vpopcntdq => self.panels::<Avx512, 4, 4>(a, b, n, c),
+            _ => self.panels::<Portable, 2, 4>(a, b, n, c),
+        }
+    }
+
+    /// Panel by panel of `b`: every `MR x NR` tile of the rows of `a` against the panel, then
+    /// the edges with `MR` or `NR` = 1.
+    fn panels<T: Tiles, const MR: usize, const NR: usize>(
+        &self,
+        a: &[u64],
+        b: &[u64],
+        n: usize,
+        c: &mut [i32],
+    ) {
+        let w = self.w;
+        let m = a.len() / w;
+        let panel = panel_rows(w).next_multiple_of(NR);
+        for j0 in (0..n).step_by(panel) {
+            let j1 = (j0 + panel).min(n);
+            let jt = j0 + (j1 - j0) / NR * NR;
+            let mt = m / MR * MR;
+            for i in (0..mt).step_by(MR) {
+                for j in (j0..jt).step_by(NR) {
+                    self.tile::<T, MR, NR>(a, b, i, j, n, c);
+                }
+                for j in jt..j1 {
+                    self.tile::<T, MR, 1>(a, b, i, j, n, c);
+                }
+            }
+            for i in mt..m {
+                for j in (j0..jt).step_by(NR) {
+                    self.tile::<T, 1, NR>(a, b, i, j, n, c);
+                }
+                for j in jt..j1 {
+                    self.tile::<T, 1, 1>(a, b, i, j, n, c);
+                }
+            }
+        }
+    }
+
+    /// The tile at rows `i..i+MR` of `a`, rows `j..j+NR` of `b`, written into `c` (row
+    /// length `n`) as `K - 2p`.
+    #[inline(always)]
+    fn tile<T: Tiles, const MR: usize, const NR: usize>(
+        &self,
+        a: &[u64],
+        b: &[u64],
+        i: usize,
+        j: usize,
+        n: usize,
+        c: &mut [i32],
+    ) {
+        let w = self.w;
+        let mut out = [[0u32; NR]; MR];
+        T::tile::<MR, NR>(
+            &a[i * w..(i + MR) * w],
+            &b[j * w..(j + NR) * w],
+            w,
+            &mut out,
+        );
+        for (r, counts) in out.iter().enumerate() {
+            let row = &mut c[(i + r) * n + j..(i + r) * n + j + NR];
+            for (v, &p) in row.iter_mut().zip(counts) {
+                *v = self.depth - 2 * p as i32;
+            }
+        }
+    }
+}
+
+/// A path's tile: the popcounts of `a_i ^ b_j` for `MR` rows of `a` and `NR` rows of `b`.
+trait Tiles {
+    fn tile<const MR: usize, const NR: usize>(
+        a: &[u64],
+        b: &[u64],
+        w: usize,
+        out: &mut [[u32; NR]; MR],
+    );
+}
+
+/// A zero-sized path type whose tile calls `$tile`; `$safety` says why the call is sound.
+macro_rules! tiles {
+    ($(#[$cfg:meta])* $name:ident, $tile:path, $safety:literal) => {
+        $(#[$cfg])*
+        struct $name;
+
+        $(#[$cfg])*
+        impl Tiles for $name {
+            #[inline(always)]
+            fn tile<const MR: usize, const NR: usize>(
+                a: &[u64],
+                b: &[u64],
+                w: usize,
+                out: &mut [[u32; NR]; MR],
+            ) {
+                #[allow(unused_unsafe)]
+                // SAFETY: as the invocation of `tiles!` states (its third argument).
+                unsafe {
+                    $tile(a, b, w, out)
+                }
+            }
+        }
+    };
+}
+
+tiles!(Portable, portable::tile, "plain Rust");
+tiles!(
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    x86::tile_avx2,
+    "a Run on this path exists only after `require` checked AVX2 and POPCNT"
+);
+tiles!(
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    x86::tile_avx512,
+    "a Run on this path exists only after `require` checked AVX-512 F, VPOPCNTDQ, POPCNT"
+);

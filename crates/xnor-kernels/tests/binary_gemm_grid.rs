@@ -1,0 +1,139 @@
+//! The binary GEMM on every kernel path this CPU runs, over depths straddling word
+//! boundaries and row counts straddling tile edges, bit-exact against a float GEMM on ±1 data.
+
+use proptest::prelude::*;
+use tensor_core::dispatch::{KernelPath, PopcountPath, report};
+use tensor_core::rng::Rng;
+use xnor_kernels::{BinaryGemmParams, PackedRows, binary_gemm_reference, binary_gemm_with};
+
+/// The depths of the grid: each side of 1, 64, 128 and 512 bits.
+const DEPTHS: [usize; 10] = [1, 63, 64, 65, 127, 128, 129, 511, 512, 513];
+
+/// Random ±1 (and some zeros, which pack as +1) values.
+fn signs(n: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..n)
+        .map(|_| match rng.below(5) {
+            0 => 0.0,
+            1 | 2 => -1.0,
+            _ => 1.0,
+        })
+        .collect()
+}
+
+/// The float reference: `sum_k sign(a[m,k]) * sign(b[n,k])`, exact in f32 for these sizes.
+fn float_gemm(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<i32> {
+    let s = |x: f32| if x < 0.0 { -1.0f32 } else { 1.0 };
+    let mut c = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let d: f32 = (0..k).map(|l| s(a[i * k + l]) * s(b[j * k + l])).sum();
+            c.push(d as i32);
+        }
+    }
+    c
+}
+
+/// Prints the dispatch report and a one-line note for every path this CPU lacks.
+fn announce_paths() -> Vec<PopcountPath> {
+    eprintln!("{}", report());
+    for p in PopcountPath::skipped() {
+        eprintln!("skipped: {} (CPU lacks {})", p.name(), p.needs());
+    }
+    PopcountPath::supported()
+}
+
+fn check(path: PopcountPath, m: usize, n: usize, k: usize, threads: usize, seed: u64) {
+    let mut rng = Rng::seed_from_u64(seed);
+    let (a, b) = (signs(m * k, &mut rng), signs(n * k, &mut rng));
+    let (pa, pb) = (
+        PackedRows::pack(&a, m, k).unwrap(),
+        PackedRows::pack(&b, n, k).unwrap(),
+    );
+    let mut c = vec![i32::MIN; m * n];
+    let p = BinaryGemmParams::on(path).threads(threads);
+    binary_gemm_with(&pa, &pb, &mut c, &p).unwrap();
+    let want = float_gemm(&a, &b, m, n, k);
+    assert_eq!(
+        c,
+        want,
+        "path {} m {m} n {n} k {k} threads {threads} seed {seed}",
+        path.name()
+    );
+    assert_eq!(binary_gemm_reference(&pa, &pb).unwrap(), want);
+}
+
+#[test]
+fn grid_over_word_boundaries_on_every_path() {
+    for path in announce_paths() {
+        let mut cases = 0;
+        for (di, &k) in DEPTHS.iter().enumerate() {
+            // Rows and columns around the tiles (2 x 4 and 4 x 4) and the edges.
+            for (m, n) in [(1, 1), (2, 4), (3, 5), (4, 4), (5, 9), (8, 3), (9, 13)] {
+                check(path, m, n, k, 1, (di * 100 + m * 10 + n) as u64);
+                cases += 1;
+            }
+        }
+        eprintln!("path {}: {cases} grid cases bit-exact", path.name());
+    }
+}
+
+#[test]
+fn parallel_panels_and_the_transposed_split_agree() {
+    for path in announce_paths() {
+        // Rows split across tasks; several B panels (K = 4096: 64 words, 256 rows a panel).
+        check(path, 67, 530, 4096, 0, 1);
+        // Few rows, many columns: computed as C^T = B A^T, then transposed.
+        check(path, 1, 4000, 1100, 0, 2);
+        check(path, 3, 2049, 513, 0, 3);
+        eprintln!("path {}: parallel cases bit-exact", path.name());
+    }
+}
+
+#[test]
+fn zero_depth_and_empty_operands() {
+    for path in announce_paths() {
+        let p = BinaryGemmParams::on(path);
+        let (a, b) = (
+            PackedRows::pack(&[], 2, 0).unwrap(),
+            PackedRows::pack(&[], 3, 0).unwrap(),
+        );
+        let mut c = vec![7; 6];
+        binary_gemm_with(&a, &b, &mut c, &p).unwrap();
+        assert_eq!(c, vec![0; 6]);
+        let e = PackedRows::pack(&[], 0, 5).unwrap();
+        binary_gemm_with(&e, &PackedRows::pack(&[1.0; 5], 1, 5).unwrap(), &mut [], &p).unwrap();
+    }
+}
+
+#[test]
+fn mismatches_are_errors() {
+    let a = PackedRows::pack(&[1.0; 63], 1, 63).unwrap();
+    let b = PackedRows::pack(&[1.0; 64], 1, 64).unwrap();
+    let e = binary_gemm_with(&a, &b, &mut [0], &BinaryGemmParams::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("K = 63") && e.to_string().contains("K = 64"),
+        "{e}"
+    );
+    let e = binary_gemm_with(&a, &a, &mut [0, 0], &BinaryGemmParams::default()).unwrap_err();
+    assert!(e.to_string().contains("C has length 2, expected 1"), "{e}");
+    for path in PopcountPath::skipped() {
+        let e = binary_gemm_with(&a, &a, &mut [0], &BinaryGemmParams::on(path)).unwrap_err();
+        assert!(e.to_string().contains(path.needs()), "{e}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn every_path_matches_the_reference(m in 1usize..12, n in 1usize..14, k in 0usize..300, seed: u64) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let (a, b) = (signs(m * k, &mut rng), signs(n * k, &mut rng));
+        let (pa, pb) = (PackedRows::pack(&a, m, k).unwrap(), PackedRows::pack(&b, n, k).unwrap());
+        let want = binary_gemm_reference(&pa, &pb).unwrap();
+        for path in PopcountPath::supported() {
+            let mut c = vec![0; m * n];
+            binary_gemm_with(&pa, &pb, &mut c, &BinaryGemmParams::on(path).threads(1)).unwrap();
+            prop_assert_eq!(&c, &want, "path {}", path.name());
+        }
+    }
+}

@@ -12,7 +12,13 @@ use clap::{Parser, Subcommand};
 
 /// slimnet: make trained neural networks cheap to run.
 #[derive(Parser, Debug)]
-#[command(name = "slimnet", version, about, long_about = None)]
+#[command(
+    name = "slimnet",
+    version,
+    about = "slimnet: make trained neural networks cheap to run (prune, quantize, binarize, share, \
+             decompose, distill; Huffman-coded .slim files executed as stored)",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

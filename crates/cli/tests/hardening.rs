@@ -277,3 +277,19 @@ fn training_prints_a_line_per_epoch_when_stderr_is_a_file() {
     assert!(e.contains("epoch   1:") && e.contains("epoch   2:"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn help_says_what_the_tool_does() {
+    let help = ok(&slimnet(&["--help"]));
+    assert!(help.contains("cheap to run"), "{help}");
+    for verb in [
+        "compress",
+        "prune",
+        "quantize",
+        "binarize",
+        "decompose",
+        "distill",
+    ] {
+        assert!(help.contains(verb), "{verb} missing from --help");
+    }
+}

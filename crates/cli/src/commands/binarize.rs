@@ -111,11 +111,12 @@ pub fn run(args: Args) -> Result<()> {
         pb.set_position(p.global_step as u64);
         pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
         if let (true, Some(acc)) = (p.epoch_done, p.test_accuracy) {
-            pb.println(format!(
+            let line = format!(
                 "epoch {:>3}: test accuracy {:.2}%",
                 p.epoch + 1,
                 100.0 * acc
-            ));
+            );
+            progress::line(&pb, args.common.json, line);
         }
     };
     let hook = BinarizeHook::new(mode, paths.clone());

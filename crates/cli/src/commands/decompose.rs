@@ -145,7 +145,7 @@ pub fn run(args: Args) -> Result<()> {
             ..AlternateParams::default()
         },
     };
-    eprintln!("decomposing ({method:?}, {selection:?})");
+    crate::note!("decomposing ({method:?}, {selection:?})");
     let decomposition = decompose::decompose(&mut model, &params, calibration.as_ref())?;
     let accuracy_before_finetune = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
     let accuracy = if args.finetune_epochs > 0 {

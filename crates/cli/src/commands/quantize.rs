@@ -139,7 +139,7 @@ pub fn run(args: Args) -> Result<()> {
     let (train, test) = args.common.load()?;
     let mut float = pipeline::compress::copy(&model)?;
     let before = nn::metrics::evaluate(&mut float, &test, 256)?.accuracy;
-    eprintln!(
+    crate::note!(
         "input {}: accuracy {:.2}%",
         args.model.model.display(),
         100.0 * before
@@ -153,7 +153,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut dims = vec![order.len()];
     dims.extend_from_slice(&model.input_shape);
     let calib = Tensor::new(&dims, images.data().to_vec())?;
-    eprintln!(
+    crate::note!(
         "calibrating on {} training images ({})",
         order.len(),
         config.calibration.name()

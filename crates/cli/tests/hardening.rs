@@ -293,3 +293,67 @@ fn help_says_what_the_tool_does() {
         assert!(help.contains(verb), "{verb} missing from --help");
     }
 }
+
+#[test]
+fn a_validation_split_keeps_model_selection_off_the_test_set() {
+    let dir = scratch("val-split");
+    let m = dir.join("m.model");
+    let out = slimnet(&[
+        "train",
+        "--model",
+        "mlp:784-30-10",
+        "--epochs",
+        "1",
+        "--limit",
+        "1000",
+        "--val-split",
+        "0.1",
+        "--data",
+        fixtures().to_str().unwrap(),
+        "--json",
+        "-o",
+        m.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report["train_images"], 900);
+    assert_eq!(report["validation_images"], 100);
+    let lines = slimnet(&[
+        "train",
+        "--model",
+        "mlp:784-30-10",
+        "--epochs",
+        "1",
+        "--limit",
+        "200",
+        "--val-split",
+        "0.1",
+        "--data",
+        fixtures().to_str().unwrap(),
+        "-o",
+        m.to_str().unwrap(),
+    ]);
+    ok(&lines);
+    assert!(
+        stderr(&lines).contains("validation accuracy"),
+        "{}",
+        stderr(&lines)
+    );
+    // The test set is still evaluated whole, once.
+    assert_eq!(report["test"]["samples"], 10_000);
+    let out = slimnet(&[
+        "train",
+        "--model",
+        "mlp:784-30-10",
+        "--epochs",
+        "1",
+        "--limit",
+        "10",
+        "--val-split",
+        "1.5",
+        "-o",
+        m.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not in (0, 1)"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

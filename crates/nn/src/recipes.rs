@@ -65,8 +65,22 @@ pub fn train_for_inference(
     test: &Dataset,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<(TrainReport, Evaluation)> {
+    train_for_inference_monitored(model, config, train, test, test, on_progress)
+}
+
+/// [`train_for_inference`] with the per-epoch accuracy measured on `monitor` (a validation
+/// split, so that model selection never looks at the test set) and the final evaluation on
+/// `test`.
+pub fn train_for_inference_monitored(
+    model: &mut Model,
+    config: &TrainConfig,
+    train: &Dataset,
+    monitor: &Dataset,
+    test: &Dataset,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<(TrainReport, Evaluation)> {
     let mut trainer = Trainer::new(config.clone());
-    let report = trainer.fit(model, train, Some(test), on_progress)?;
+    let report = trainer.fit(model, train, Some(monitor), on_progress)?;
     model.clear_cache();
     crate::layers::fold_batchnorms(model)?;
     let evaluation = trainer.evaluate(model, test)?;

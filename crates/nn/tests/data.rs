@@ -592,3 +592,39 @@ fn augment_default_is_flip_and_shift_2() {
     assert!(a.flip);
     assert_eq!(a.max_shift, 2);
 }
+
+#[test]
+fn validation_split_partitions_the_samples_deterministically() {
+    // tiny(n): sample i's pixels encode i, so the split can be traced back to indices.
+    let set = tiny(50);
+    let (train, val) = set.split_validation(0.2, 3).unwrap();
+    assert_eq!((train.len(), val.len()), (40, 10));
+    let ids = |d: &Dataset| -> Vec<u32> {
+        (0..d.len())
+            .map(|i| {
+                let (x, _) = d.batch(&[i]).unwrap();
+                x.data()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .fold(0u32, |h, b| h.rotate_left(5) ^ b)
+            })
+            .collect()
+    };
+    let (mut all, whole) = (ids(&train), ids(&set));
+    all.extend(ids(&val));
+    let mut sorted_all = all.clone();
+    sorted_all.sort_unstable();
+    let mut sorted_whole = whole.clone();
+    sorted_whole.sort_unstable();
+    assert_eq!(
+        sorted_all, sorted_whole,
+        "train + validation = every sample once"
+    );
+    let (_, again) = set.split_validation(0.2, 3).unwrap();
+    assert_eq!(ids(&again), ids(&val), "same seed, same split");
+    let (_, other) = set.split_validation(0.2, 4).unwrap();
+    assert_ne!(ids(&other), ids(&val));
+    for bad in [0.0, 1.0, -0.1, f64::NAN, 0.001] {
+        assert!(set.split_validation(bad, 1).is_err(), "{bad}");
+    }
+}

@@ -48,6 +48,11 @@ pub struct Args {
     /// Train on only the first N training images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Hold out this fraction of the training images (drawn with --seed) for the per-epoch
+    /// accuracy, so that model selection never looks at the test set; the test set is
+    /// evaluated once, at the end.
+    #[arg(long)]
+    val_split: Option<f64>,
     /// Seed for initialisation, shuffling, dropout and augmentation.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -171,6 +176,10 @@ struct Report {
     params: usize,
     file_bytes: u64,
     config: TrainConfig,
+    /// Training images used (after --limit and --val-split).
+    train_images: usize,
+    /// Held-out validation images (--val-split), on which the per-epoch accuracy was measured.
+    validation_images: Option<usize>,
     train: nn::trainer::TrainReport,
     test: nn::metrics::Evaluation,
 }
@@ -183,6 +192,18 @@ pub fn run(args: Args) -> Result<()> {
     let train = match args.limit {
         Some(n) => train.take(n)?,
         None => train,
+    };
+    let (train, validation) = match args.val_split {
+        Some(f) => {
+            let (train, val) = train.split_validation(f, args.seed)?;
+            (train, Some(val))
+        }
+        None => (train, None),
+    };
+    let monitor_name = if validation.is_some() {
+        "validation"
+    } else {
+        "test"
     };
     let mut model = if is_zoo_name(&args.model) {
         let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
@@ -207,7 +228,7 @@ pub fn run(args: Args) -> Result<()> {
                 &pb,
                 args.json,
                 format!(
-                    "epoch {:>3}: loss {:.4}, test accuracy {:.2}%",
+                    "epoch {:>3}: loss {:.4}, {monitor_name} accuracy {:.2}%",
                     p.epoch + 1,
                     p.loss,
                     100.0 * acc
@@ -215,8 +236,14 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     };
-    let (report, evaluation) =
-        nn::recipes::train_for_inference(&mut model, &config, &train, &test, &mut on_progress)?;
+    let (report, evaluation) = nn::recipes::train_for_inference_monitored(
+        &mut model,
+        &config,
+        &train,
+        validation.as_ref().unwrap_or(&test),
+        &test,
+        &mut on_progress,
+    )?;
     pb.finish_and_clear();
     let file_bytes = super::save_model(&model, Default::default(), &args.output)?;
     let config_epochs = config.epochs;
@@ -227,6 +254,8 @@ pub fn run(args: Args) -> Result<()> {
         params: model.param_count(),
         file_bytes,
         config,
+        train_images: train.len(),
+        validation_images: validation.as_ref().map(|v| v.len()),
         train: report,
         test: evaluation,
     };

@@ -98,6 +98,40 @@ impl Dataset {
         counts
     }
 
+    /// The samples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        let (images, labels) = self.batch(indices)?;
+        Ok(Self {
+            images,
+            labels: labels.into_iter().map(|l| l as u8).collect(),
+            classes: self.classes,
+        })
+    }
+
+    /// A held-out validation set for model selection that never looks at the test set:
+    /// `(train, validation)`, the validation set being `round(fraction * len)` samples drawn
+    /// without replacement by a permutation seeded with `seed` (both keep the drawn order).
+    ///
+    /// Errors: `fraction` outside (0, 1), or a split that leaves either side empty.
+    pub fn split_validation(&self, fraction: f64, seed: u64) -> Result<(Self, Self)> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(NnError::Config(format!(
+                "validation split: fraction {fraction} is not in (0, 1)"
+            )));
+        }
+        let n_val = (fraction * self.len() as f64).round() as usize;
+        if n_val == 0 || n_val == self.len() {
+            return Err(NnError::Config(format!(
+                "validation split: {fraction} of {} samples leaves an empty side",
+                self.len()
+            )));
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        tensor_core::rng::Rng::seed_from_u64(seed).shuffle(&mut order);
+        let (val, train) = order.split_at(n_val);
+        Ok((self.subset(train)?, self.subset(val)?))
+    }
+
     /// The first `n` samples (or all, if fewer).
     pub fn take(&self, n: usize) -> Result<Self> {
         let n = n.min(self.len());

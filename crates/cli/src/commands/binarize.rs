@@ -138,16 +138,14 @@ pub fn run(args: Args) -> Result<()> {
         }
     });
     let out = Report {
-        written: Written {
-            output: args.output.display().to_string(),
+        written: Written::new(
+            &args.output,
             file_bytes,
-            params,
-            nonzero_params: pipeline::compress::nonzero_params(&model),
-            macs: model.macs_per_sample()?,
+            &model,
+            (params, pipeline::compress::nonzero_params(&model)),
             accuracy,
-            ratio: baseline.dense_bytes as f64 / file_bytes.max(1) as f64,
             baseline,
-        },
+        )?,
         mode: mode.name(),
         binary_layers,
         epoch_accuracy: report.epochs.iter().map(|e| e.test_accuracy).collect(),

@@ -163,22 +163,18 @@ pub fn run(args: Args) -> Result<()> {
         args.model.model.display().to_string(),
     );
     let file_bytes = super::save_model(&model, metadata, &args.output)?;
-    let dense_bytes = 4 * baseline_params as u64;
     let report = Report {
-        written: Written {
-            output: args.output.display().to_string(),
+        written: Written::new(
+            &args.output,
             file_bytes,
-            params: model.param_count(),
-            nonzero_params: pipeline::compress::nonzero_params(&model),
-            macs: model.macs_per_sample()?,
+            &model,
+            (
+                model.param_count(),
+                pipeline::compress::nonzero_params(&model),
+            ),
             accuracy,
-            baseline: Baseline {
-                accuracy: baseline_accuracy,
-                file_bytes: std::fs::metadata(&args.model.model)?.len(),
-                dense_bytes,
-            },
-            ratio: dense_bytes as f64 / file_bytes.max(1) as f64,
-        },
+            Baseline::of(&args.model.model, baseline_accuracy, baseline_params)?,
+        )?,
         method,
         selection,
         accuracy_before_finetune,

@@ -120,6 +120,21 @@ pub struct Baseline {
     pub dense_bytes: u64,
 }
 
+impl Baseline {
+    /// The input file `input` with `params` parameters (4 bytes each when dense), measured at
+    /// `accuracy`.
+    pub fn of(input: &Path, accuracy: f64, params: usize) -> Result<Self> {
+        let file_bytes = std::fs::metadata(input)
+            .with_context(|| format!("reading {}", input.display()))?
+            .len();
+        Ok(Self {
+            accuracy,
+            file_bytes,
+            dense_bytes: 4 * params as u64,
+        })
+    }
+}
+
 /// What every command that writes a model reports (DESIGN.md § Command line).
 #[derive(serde::Serialize, Debug)]
 pub struct Written {
@@ -139,6 +154,30 @@ pub struct Written {
     pub baseline: Baseline,
     /// `baseline.dense_bytes / file_bytes`.
     pub ratio: f64,
+}
+
+impl Written {
+    /// The report of `model` written to `output` in `file_bytes` bytes at `accuracy`, with
+    /// `params` and `nonzero_params` as the command counts them; `ratio` derived from `baseline`.
+    pub fn new(
+        output: &Path,
+        file_bytes: u64,
+        model: &nn::Model,
+        (params, nonzero_params): (usize, usize),
+        accuracy: f64,
+        baseline: Baseline,
+    ) -> Result<Self> {
+        Ok(Self {
+            output: output.display().to_string(),
+            file_bytes,
+            params,
+            nonzero_params,
+            macs: model.macs_per_sample()?,
+            accuracy,
+            ratio: baseline.dense_bytes as f64 / file_bytes.max(1) as f64,
+            baseline,
+        })
+    }
 }
 
 /// Writes `model` as a `.slim` container (payloads Huffman-coded where smaller),

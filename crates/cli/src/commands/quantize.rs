@@ -160,7 +160,6 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let params = model.param_count();
-    let dense_bytes = 4 * params as u64;
     let (mut quantized, layers) = quantize_model(model, &calib, &config)?;
     let evaluation = nn::metrics::evaluate(&mut quantized, &test, 256)?;
     let mut metadata = BTreeMap::new();
@@ -188,20 +187,14 @@ pub fn run(args: Args) -> Result<()> {
     metadata.insert("accuracy".to_string(), format!("{}", evaluation.accuracy));
     let file_bytes = save_model(&quantized, metadata, &args.output)?;
     let report = Report {
-        written: Written {
-            output: args.output.display().to_string(),
+        written: Written::new(
+            &args.output,
             file_bytes,
-            params,
-            nonzero_params: nonzero_params(&quantized),
-            macs: quantized.macs_per_sample()?,
-            accuracy: evaluation.accuracy,
-            baseline: Baseline {
-                accuracy: before,
-                file_bytes: std::fs::metadata(&args.model.model)?.len(),
-                dense_bytes,
-            },
-            ratio: dense_bytes as f64 / file_bytes.max(1) as f64,
-        },
+            &quantized,
+            (params, nonzero_params(&quantized)),
+            evaluation.accuracy,
+            Baseline::of(&args.model.model, before, params)?,
+        )?,
         weight_bits: config.weight_bits,
         activation_bits: config.activation_bits.min(7),
         per_channel: config.per_channel,

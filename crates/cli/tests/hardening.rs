@@ -3,27 +3,26 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{fixtures, ok, scratch, slimnet};
 
+/// `slimnet train --model SPEC ARGS --data fixtures -o dir/NAME`: the output path and the run.
+fn train(dir: &Path, spec: &str, args: &[&str], name: &str) -> (PathBuf, Output) {
+    let m = dir.join(name);
+    let d = fixtures();
+    let mut all = vec!["train", "--model", spec];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--data", d.to_str().unwrap(), "-o", m.to_str().unwrap()]);
+    let out = slimnet(&all);
+    (m, out)
+}
+
 /// An MLP of `spec` trained for one epoch on the first `limit` images, written as `name`.
 fn train_mlp(dir: &Path, spec: &str, limit: &str, name: &str) -> PathBuf {
-    let m = dir.join(name);
-    ok(&slimnet(&[
-        "train",
-        "--model",
-        spec,
-        "--epochs",
-        "1",
-        "--limit",
-        limit,
-        "--data",
-        fixtures().to_str().unwrap(),
-        "-o",
-        m.to_str().unwrap(),
-    ]));
+    let (m, out) = train(dir, spec, &["--epochs", "1", "--limit", limit], name);
+    ok(&out);
     m
 }
 
@@ -258,20 +257,12 @@ fn global_quiet_and_threads_options() {
 #[test]
 fn training_prints_a_line_per_epoch_when_stderr_is_a_file() {
     let dir = scratch("epoch-lines");
-    let m = dir.join("m.model");
-    let out = slimnet(&[
-        "train",
-        "--model",
+    let (_, out) = train(
+        &dir,
         "mlp:784-30-10",
-        "--epochs",
-        "2",
-        "--limit",
-        "500",
-        "--data",
-        fixtures().to_str().unwrap(),
-        "-o",
-        m.to_str().unwrap(),
-    ]);
+        &["--epochs", "2", "--limit", "500"],
+        "m.model",
+    );
     ok(&out);
     let e = stderr(&out);
     assert!(e.contains("epoch   1:") && e.contains("epoch   2:"), "{e}");
@@ -297,41 +288,22 @@ fn help_says_what_the_tool_does() {
 #[test]
 fn a_validation_split_keeps_model_selection_off_the_test_set() {
     let dir = scratch("val-split");
-    let m = dir.join("m.model");
-    let out = slimnet(&[
-        "train",
-        "--model",
+    let split = ["--epochs", "1", "--val-split", "0.1"];
+    let (_, out) = train(
+        &dir,
         "mlp:784-30-10",
-        "--epochs",
-        "1",
-        "--limit",
-        "1000",
-        "--val-split",
-        "0.1",
-        "--data",
-        fixtures().to_str().unwrap(),
-        "--json",
-        "-o",
-        m.to_str().unwrap(),
-    ]);
+        &[&split[..], &["--limit", "1000", "--json"]].concat(),
+        "m.model",
+    );
     let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(report["train_images"], 900);
     assert_eq!(report["validation_images"], 100);
-    let lines = slimnet(&[
-        "train",
-        "--model",
+    let (_, lines) = train(
+        &dir,
         "mlp:784-30-10",
-        "--epochs",
-        "1",
-        "--limit",
-        "200",
-        "--val-split",
-        "0.1",
-        "--data",
-        fixtures().to_str().unwrap(),
-        "-o",
-        m.to_str().unwrap(),
-    ]);
+        &[&split[..], &["--limit", "200"]].concat(),
+        "m.model",
+    );
     ok(&lines);
     assert!(
         stderr(&lines).contains("validation accuracy"),
@@ -340,19 +312,8 @@ fn a_validation_split_keeps_model_selection_off_the_test_set() {
     );
     // The test set is still evaluated whole, once.
     assert_eq!(report["test"]["samples"], 10_000);
-    let out = slimnet(&[
-        "train",
-        "--model",
-        "mlp:784-30-10",
-        "--epochs",
-        "1",
-        "--limit",
-        "10",
-        "--val-split",
-        "1.5",
-        "-o",
-        m.to_str().unwrap(),
-    ]);
+    let bad = ["--epochs", "1", "--limit", "10", "--val-split", "1.5"];
+    let (_, out) = train(&dir, "mlp:784-30-10", &bad, "m.model");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not in (0, 1)"), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();

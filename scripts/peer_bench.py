@@ -18,6 +18,11 @@ median / p90 / p99 of the per-pass times; images_per_s = batch / median.
   mode under `torch.inference_mode()`, `torch.set_num_threads(t)`. Its outputs are checked
   against onnxruntime's before timing.
 
+- onnxruntime-int8 (with --int8-model PATH): onnxruntime's own static int8 of the same
+  model (`quantize_static`, QDQ, u8 activations / s8 per-channel weights, reduce_range on CPUs
+  without VNNI as its documentation advises, min-max calibration on the first 512 training
+  images of --data), written to PATH and timed like the f32 session.
+
 --json prints {"model", "runs": [{"runtime", "version", "batch", "threads", "median_us",
 "p90_us", "p99_us", "mean_us", "min_us", "images_per_s", "iterations"}, ...]}.
 Needs: pip install onnx onnxruntime torch numpy.
@@ -82,6 +87,34 @@ def time_runs(fn, batch, seconds):
 
 
 # ---------------------------------------------------------------- ONNX -> torch.nn.Sequential
+
+def ort_int8(model_path, out_path, data_dir, samples=512):
+    """onnxruntime's static int8 of `model_path` written to `out_path` (see the module doc)."""
+    import os
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from eval_onnxruntime import find, read_idx
+
+    model = onnx.load(model_path)
+    name, dims = input_shape(model)
+    images = read_idx(find(data_dir, "train-images-idx3-ubyte"))[:samples]
+    x = (images.astype(np.float32) / 255.0).reshape(-1, *dims)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(x[i:i + 32] for i in range(0, len(x), 32))
+
+        def get_next(self):
+            batch = next(self.it, None)
+            return None if batch is None else {name: batch}
+
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    quantize_static(model_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, reduce_range=not vnni)
+
 
 def attrs(node):
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -177,6 +210,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--peers", default="onnxruntime,torch",
                     help="comma-separated subset of onnxruntime,torch")
+    ap.add_argument("--int8-model", metavar="PATH",
+                    help="also build onnxruntime's static int8 of the model at PATH and time it")
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
+                    help="Fashion-MNIST directory (calibration images of --int8-model)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not (0 < a.seconds <= 3600):
@@ -190,13 +227,13 @@ def main():
     inputs = {b: rng.random((b, *dims), dtype=np.float32) for b in a.batch}
     runs = []
 
-    def session(threads):
+    def session(threads, path=a.model):
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
     if "torch" in peers:
         import torch
@@ -209,7 +246,16 @@ def main():
         if not np.allclose(got, want, rtol=1e-4, atol=1e-4):
             sys.exit(f"torch and onnxruntime disagree: max |diff| {np.abs(got - want).max()}")
 
+    if a.int8_model:
+        ort_int8(a.model, a.int8_model, a.data)
+
     for t in a.threads:
+        if a.int8_model:
+            sess = session(t, a.int8_model)
+            for b in a.batch:
+                feed = {name: inputs[b]}
+                r = time_runs(lambda: sess.run(None, feed), b, a.seconds)
+                runs.append({"runtime": "onnxruntime-int8", "version": ort.__version__, "batch": b, "threads": t, **r})
         if "onnxruntime" in peers:
             sess = session(t)
             for b in a.batch:

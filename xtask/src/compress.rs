@@ -25,25 +25,11 @@ pub struct Args {
     /// A built-in recipe or a .toml/.json recipe file.
     #[arg(long, default_value = "deep-compression")]
     recipe: String,
-    /// Fashion-MNIST directory (default lookup order otherwise).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Seed of training, pruning and sharing.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Where trained zoo models are cached.
-    #[arg(long)]
-    zoo: Option<PathBuf>,
+    #[command(flatten)]
+    source: crate::zoo::Source,
     /// Output directory (default target/slimnet/compress/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Progress as lines: a stage header, every tenth of the steps, the stage's outcome.
@@ -116,57 +102,15 @@ fn input_model(
         return Ok((pipeline::load(path, None)?, path.to_path_buf(), name));
     }
     let name = args.model.clone();
-    let zoo = args
-        .zoo
-        .clone()
-        .unwrap_or_else(|| workspace_root().join("target/slimnet/zoo"));
-    let cached = zoo.join(format!("{name}.model"));
-    if cached.exists() {
-        eprintln!("{name}: cached at {}", cached.display());
-        return Ok((pipeline::load(&cached, None)?, cached, name));
-    }
-    let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
-    let mut model = nn::zoo::build(&name, &mut rng)
-        .with_context(|| format!("--model {name:?} is neither a file nor a zoo model"))?;
-    let mut config = nn::recipes::reference_config(&name)?;
-    config.seed = args.seed;
-    eprintln!(
-        "{name}: no cached model at {}; training it with its zoo recipe ({} epochs)",
-        cached.display(),
-        config.epochs
-    );
-    let t0 = Instant::now();
-    let mut on_progress = |p: &Progress| {
-        if p.epoch_done {
-            eprintln!(
-                "  {name} epoch {:>3}/{}: loss {:.4}, {:.0} s",
-                p.epoch + 1,
-                config.epochs,
-                p.loss,
-                t0.elapsed().as_secs_f64()
-            );
-        }
-    };
-    let train_config = nn::trainer::TrainConfig {
-        eval_every_epoch: false,
-        ..config.clone()
-    };
-    let (_, eval) =
-        nn::recipes::train_for_inference(&mut model, &train_config, train, test, &mut on_progress)?;
-    eprintln!(
-        "{name}: trained to {:.2}% in {:.0} s",
-        100.0 * eval.accuracy,
-        t0.elapsed().as_secs_f64()
-    );
-    std::fs::create_dir_all(&zoo).with_context(|| format!("creating {}", zoo.display()))?;
-    nn::io::native::save(&model, &cached)?;
-    Ok((model, cached, name))
+    let zoo = args.source.zoo_dir();
+    let cached = crate::zoo::cached_or_trained(&name, &zoo, args.source.seed, train, test)?;
+    Ok((pipeline::load(&cached, None)?, cached, name))
 }
 
 /// Runs the task.
 pub fn run(args: Args) -> Result<()> {
     let t0 = Instant::now();
-    let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
+    let (source, train, test) = nn::data::source::load(args.source.data.as_deref())?;
     eprintln!(
         "data: {source} ({} train, {} test)",
         train.len(),
@@ -174,16 +118,17 @@ pub fn run(args: Args) -> Result<()> {
     );
     let recipe = Recipe::resolve(&args.recipe)?;
     let (model, path, name) = input_model(&args, &train, &test)?;
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| workspace_root().join("target/slimnet/compress").join(&name));
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        crate::workspace_root()
+            .join("target/slimnet/compress")
+            .join(&name)
+    });
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let data = Data {
         train: &train,
         test: &test,
     };
-    let mut c = Compressor::new(model, recipe, args.seed, &path.display().to_string())?;
+    let mut c = Compressor::new(model, recipe, args.source.seed, &path.display().to_string())?;
     eprintln!(
         "{name}: accuracy {:.2}% before compression; recipe {}",
         100.0 * c.accuracy_before(&data)?,
@@ -205,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
     let m = machine::Machine::here();
     let command = format!(
         "cargo xtask compress --model {} --recipe {} --seed {}",
-        args.model, args.recipe, args.seed
+        args.model, args.recipe, args.source.seed
     );
     let context = format!(
         "`{command}` on {} ({} threads), {}; data: {source}; written to `{}`; {:.0} s in all, \

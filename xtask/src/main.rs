@@ -12,8 +12,12 @@
 //!   Deep Compression end to end (trains and caches the zoo model when needed), with the
 //!   report under target/slimnet/compress/<model>/.
 //!
-//! `bench` (the side-by-side benchmark of every representation) is still to come.
+//! - `cargo xtask bench [--quick] [--models ...] [--reps ...]`: every representation of each
+//!   zoo model (dense, pruned, Deep Compression, int8, binary, decomposed, distilled) with its
+//!   bytes, accuracy, energy estimate and speed, beside onnxruntime (f32 and static int8) and
+//!   PyTorch, with report.md, report.json and plots under target/slimnet/bench/.
 
+mod bench;
 mod compress;
 mod machine;
 mod streams;
@@ -31,6 +35,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Task {
+    /// Every representation of each zoo model beside its peers: bytes, accuracy, energy,
+    /// batch-1 latency and batch-256 throughput (report under target/slimnet/bench/).
+    Bench(bench::Args),
     /// Run a compression recipe (default: Deep Compression on lenet300) end to end, with its
     /// report (per-layer table, accuracy, ratio, energy) under target/slimnet/compress/.
     Compress(compress::Args),
@@ -41,8 +48,15 @@ enum Task {
     Streams(streams::Args),
 }
 
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
 fn main() -> Result<()> {
     match Cli::parse().task {
+        Task::Bench(a) => bench::run(a),
         Task::Compress(a) => compress::run(a),
         Task::Zoo(a) => zoo::run(a),
         Task::Streams(a) => streams::run(a),

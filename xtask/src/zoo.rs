@@ -1,9 +1,90 @@
 //! `cargo xtask zoo`: reference training runs of the zoo models, with their accuracy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use nn::trainer::Progress;
+
+/// Where the data and the trained zoo models of `cargo xtask compress` and `cargo xtask
+/// bench` come from.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Source {
+    /// Fashion-MNIST directory (default lookup order otherwise).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Seed of zoo training and of every technique's randomness.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where trained zoo models are cached [default: target/slimnet/zoo].
+    #[arg(long)]
+    pub zoo: Option<PathBuf>,
+}
+
+impl Source {
+    /// The zoo cache directory.
+    pub fn zoo_dir(&self) -> PathBuf {
+        self.zoo.clone().unwrap_or_else(default_cache)
+    }
+}
+
+/// Where `cargo xtask compress` and `cargo xtask bench` cache trained zoo models.
+pub fn default_cache() -> PathBuf {
+    crate::workspace_root().join("target/slimnet/zoo")
+}
+
+/// The path of zoo model `name` in the cache `zoo` (`<zoo>/<name>.model`); when absent, the
+/// model is trained first with its reference recipe on `train`, evaluated on `test` and saved
+/// there.
+pub fn cached_or_trained(
+    name: &str,
+    zoo: &Path,
+    seed: u64,
+    train: &nn::Dataset,
+    test: &nn::Dataset,
+) -> Result<PathBuf> {
+    let cached = zoo.join(format!("{name}.model"));
+    if cached.exists() {
+        eprintln!("{name}: cached at {}", cached.display());
+        return Ok(cached);
+    }
+    let mut rng = tensor_core::rng::Rng::seed_from_u64(seed);
+    let mut model = nn::zoo::build(name, &mut rng)
+        .with_context(|| format!("{name:?} is neither a file nor a zoo model"))?;
+    let mut config = nn::recipes::reference_config(name)?;
+    config.seed = seed;
+    eprintln!(
+        "{name}: no cached model at {}; training it with its zoo recipe ({} epochs)",
+        cached.display(),
+        config.epochs
+    );
+    let t0 = Instant::now();
+    let mut on_progress = |p: &Progress| {
+        if p.epoch_done {
+            eprintln!(
+                "  {name} epoch {:>3}/{}: loss {:.4}, {:.0} s",
+                p.epoch + 1,
+                config.epochs,
+                p.loss,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let train_config = nn::trainer::TrainConfig {
+        eval_every_epoch: false,
+        ..config.clone()
+    };
+    let (_, eval) =
+        nn::recipes::train_for_inference(&mut model, &train_config, train, test, &mut on_progress)?;
+    eprintln!(
+        "{name}: trained to {:.2}% in {:.0} s",
+        100.0 * eval.accuracy,
+        t0.elapsed().as_secs_f64()
+    );
+    std::fs::create_dir_all(zoo).with_context(|| format!("creating {}", zoo.display()))?;
+    nn::io::native::save(&model, &cached)?;
+    Ok(cached)
+}
 
 /// Arguments of `cargo xtask zoo`.
 #[derive(clap::Args, Debug)]

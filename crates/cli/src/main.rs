@@ -73,6 +73,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // Ctrl-C or SIGTERM: let a file write in progress finish (its target is then whole), start
     // no other, and exit with the shell's code for SIGINT: no partial file, no temporary left.
+    // Rust ignores SIGPIPE, so a closed pipe (`slimnet inspect M --json | head`) made the next
+    // print panic; the default action ends the process quietly, as for any Unix filter.
+    #[cfg(unix)]
+    // SAFETY: called once at start, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let _ = ctrlc::set_handler(|| {
         nn::io::atomic::stop_writes();
         eprintln!("interrupted");

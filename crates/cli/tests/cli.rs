@@ -504,3 +504,28 @@ fn share_writes_codebook_layers_that_eval_reproduces() {
     ]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let model = fixtures().join("onnx/lenet_ts_op13.onnx");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slimnet"))
+        .args(["inspect", model.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running slimnet");
+    // The reader goes away before the first byte is read, as `| head -0` does.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(status.code(), Some(101), "{stderr}");
+}

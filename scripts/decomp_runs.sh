@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The decomposition measurements of docs/BENCHMARKS.md (issue 12): runs `slimnet decompose`
 # over all 10,000 test images and prints one markdown row per run.
-# Usage: scripts/decomp_runs.sh SLIMNET_BINARY OUT_DIR {lenet300|lenet5-fc|lenet5-conv|MODEL ARGS...}
+# Usage: scripts/decomp_runs.sh SLIMNET_BINARY OUT_DIR
+#   {lenet300|lenet5-fc|lenet5-conv|energy-default|lenet5-schemes|MODEL ARGS...}
 set -euo pipefail
 bin=$1; out=$2; what=$3; shift 3
 mkdir -p "$out"
@@ -43,6 +44,17 @@ lenet5-conv)
         row /work/zoo/lenet5.model l5-$m-svd --method $m --layers 0,2 --mac-target 0.4 --calibration 0
         row /work/zoo/lenet5.model l5-$m --method $m --layers 0,2 --mac-target 0.4
         row /work/zoo/lenet5.model l5-$m-ft2 --method $m --layers 0,2 --mac-target 0.4 --finetune-epochs 2
+    done ;;
+energy-default)
+    # Session 6: the classifier is kept by default; every other linear layer by energy.
+    for e in 0.9 0.95; do
+        row /work/zoo/lenet300.model l300-default-e$e-ft1 --energy $e --finetune-epochs 1
+        row /work/zoo/lenet5.model l5fc-default-e$e-ft1 --method svd --energy $e --finetune-epochs 1
+    done ;;
+lenet5-schemes)
+    # Session 6: Jaderberg's scheme 2 (separable) against scheme 1 (separable1), convolutions only.
+    for m in separable separable1; do
+        row /work/zoo/lenet5.model l5-$m-ft1 --method $m --layers 0,2 --mac-target 0.4 --finetune-epochs 1
     done ;;
 *)
     row "$what" custom "$@" ;;

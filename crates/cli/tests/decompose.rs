@@ -1,6 +1,7 @@
 //! `slimnet decompose`: a lenet5 decomposed to a MAC target (separable convolutions, SVD
 //! linear layers), fine-tuned, written; `slimnet eval` and `inspect` reproduce its accuracy
-//! and MACs; the rank options are exclusive.
+//! and MACs; the rank options are exclusive; scheme 1 (`--method separable1`) and
+//! `--include-last`.
 
 mod common;
 
@@ -69,7 +70,11 @@ fn lenet5_to_half_its_macs_with_fine_tuning() {
     assert!(after * 2 <= before, "{r}");
     assert_eq!(r["macs"], r["macs_after"]);
     let layers = r["layers"].as_array().unwrap();
-    assert_eq!(layers.len(), 4, "two convolutions, two linear layers");
+    assert_eq!(
+        layers.len(),
+        3,
+        "two convolutions, one linear layer (the classifier is kept)"
+    );
     let saved: u64 = layers
         .iter()
         .map(|l| l["macs_before"].as_u64().unwrap() - l["macs_after"].as_u64().unwrap())
@@ -92,5 +97,58 @@ fn lenet5_to_half_its_macs_with_fine_tuning() {
     assert!(!e.status.success());
     let e = slimnet(&["decompose", mn, "-o", on, "--method", "tucker", "--data", d]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("unknown --method"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn scheme1_replaces_convolutions_by_three_layers_and_include_last_adds_the_classifier() {
+    let dir = scratch("decompose-scheme1");
+    let data = fixtures();
+    let d = data.to_str().unwrap();
+    let model = dir.join("lenet5.model");
+    let mn = model.to_str().unwrap();
+    ok(&slimnet(&[
+        "train", "--model", "lenet5", "--epochs", "1", "--limit", "200", "--data", d, "-o", mn,
+    ]));
+    let out = dir.join("lenet5-s1.slim");
+    let on = out.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let base = [
+            "decompose",
+            mn,
+            "-o",
+            on,
+            "--method",
+            "separable1",
+            "--rank",
+            "2",
+            "--calibration",
+            "16",
+            "--limit",
+            "200",
+            "--data",
+            d,
+            "--json",
+        ];
+        json(&slimnet(&[&base[..], extra].concat()))
+    };
+    let r = run(&[]);
+    let layers = r["layers"].as_array().unwrap();
+    let schemes: Vec<&str> = layers
+        .iter()
+        .map(|l| l["scheme"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        schemes,
+        ["separable_basis", "separable_basis", "low_rank"],
+        "{r}"
+    );
+    assert_eq!(r["method"], "separable_basis");
+    let inspect = json(&slimnet(&["inspect", on, "--json"]));
+    assert_eq!(inspect["macs"], r["macs"], "{inspect}");
+    assert!(r["conv_macs_after"].as_u64() < r["conv_macs_before"].as_u64());
+    std::fs::remove_file(&out).ok();
+    let r = run(&["--include-last"]);
+    assert_eq!(r["layers"].as_array().unwrap().len(), 4, "{r}");
     std::fs::remove_dir_all(&dir).ok();
 }

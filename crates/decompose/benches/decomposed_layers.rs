@@ -2,8 +2,9 @@
 //! runs them (nn's Linear and Conv2d on the dense kernels), at batch 1 and a larger batch:
 //! lenet300.fc1 (784 -> 300) by SVD at rank 91 (what 90% energy keeps of the trained
 //! model); lenet5.conv2 (20 -> 50, 5x5 on 12x12) and cnn-teacher.conv2 (32 -> 32, 3x3 pad 1
-//! on 28x28) as separable (Jaderberg scheme 2) and channel-decomposed pairs at the largest
-//! rank within 40% of the layer's MACs. Each benchmark's name carries its MAC ratio, so the
+//! on 28x28) as separable (Jaderberg scheme 2), separable-basis (scheme 1: three layers, two
+//! of them depthwise) and channel-decomposed replacements at the largest rank within 40% of
+//! the layer's MACs. Each benchmark's name carries its MAC ratio, so the
 //! time ratio reads beside it.
 //!
 //! Throughput is `Elements(batch * original MACs)`: criterion's "elem/s" is the original
@@ -50,8 +51,7 @@ fn bench_chain(
 }
 
 fn pair_layers(f: &Factorization, r: usize) -> Vec<Box<dyn Layer>> {
-    let p = f.pair(r).unwrap();
-    vec![p.first, p.second]
+    f.pair(r).unwrap().into_layers()
 }
 
 fn linear(c: &mut Criterion) {
@@ -101,9 +101,9 @@ fn convs(c: &mut Criterion) {
             let x = rand_tensor(&mut rng, &[batch, p.in_channels, hw, hw]);
             let macs = p.macs(&one).unwrap();
             bench_chain(c, group, "dense", macs, &mut [Box::new(conv.clone())], &x);
-            for scheme in [Scheme::Separable, Scheme::Channel] {
+            for scheme in [Scheme::Separable, Scheme::SeparableBasis, Scheme::Channel] {
                 let f = Factorization::conv(&conv, scheme, &one).unwrap();
-                let s = f.svd().singular_values();
+                let s = f.spectrum();
                 let r = RankRule::Macs(0.4).rank(s, f.macs_before(), &|r| f.macs_at(r));
                 let ratio = f.macs_before() as f64 / f.macs_at(r) as f64;
                 let name = format!("{} rank {r} ({ratio:.2}x fewer MACs)", scheme.name());

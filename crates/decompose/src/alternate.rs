@@ -1,6 +1,6 @@
 //! Alternating minimisation of a factored pair's output reconstruction error on real
 //! activations: the second layer by exact least squares ([`refit_second`]), then the first
-//! by a few Adam steps on `||pair(x) - t||^2 / ||t||^2` through the layers' own backward
+//! factor's weights (every one of its layers) by a few Adam steps on `||pair(x) - t||^2 / ||t||^2` through the layers' own backward
 //! passes, and again.
 //!
 //! The error is linear least squares in either factor with the other fixed; the second
@@ -53,8 +53,7 @@ pub struct AlternateReport {
 
 /// `||pair(x) - t||^2 / ||t||^2` over every value.
 pub fn output_error(pair: &mut FactoredPair, input: &Tensor, target: &Tensor) -> Result<f64> {
-    let z = pair.first.forward(input, Mode::Eval)?;
-    let y = pair.second.forward(&z, Mode::Eval)?;
+    let y = pair.forward(input, Mode::Eval)?;
     Ok(relative(y.data(), target.data()))
 }
 
@@ -68,17 +67,17 @@ fn relative(y: &[f32], t: &[f32]) -> f64 {
     if den > 0.0 { num / den } else { num }
 }
 
-/// The weights of both layers, to restore the best pair.
+/// The weights of every layer, to restore the best pair.
 fn snapshot(pair: &FactoredPair) -> Vec<Vec<f32>> {
-    [&pair.first, &pair.second]
-        .iter()
+    pair.layers()
         .flat_map(|l| l.params().into_iter().map(|p| p.value.data().to_vec()))
         .collect()
 }
 
 fn restore(pair: &mut FactoredPair, saved: &[Vec<f32>]) {
     let mut it = saved.iter();
-    for l in [&mut pair.first, &mut pair.second] {
+    let second = std::iter::once(&mut pair.second);
+    for l in pair.first.iter_mut().chain(second) {
         for p in l.params_mut() {
             if let Some(v) = it.next() {
                 p.value.data_mut().copy_from_slice(v);
@@ -101,16 +100,23 @@ pub fn alternate(
     let mut best = (error_before, snapshot(pair));
     let den: f64 = target.data().iter().map(|&b| (b as f64).powi(2)).sum();
     let scale = if den > 0.0 { (2.0 / den) as f32 } else { 2.0 };
-    let n = pair.first.params().first().map_or(0, |p| p.value.numel());
-    let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
+    // Adam's moments, one pair per weight of the first factor's layers.
+    let mut m: Vec<Vec<f32>> = pair
+        .first
+        .iter()
+        .filter_map(|l| weight_len(l.as_ref()))
+        .map(|n| vec![0.0; n])
+        .collect();
+    let mut v = m.clone();
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-12f32);
     let mut t = 0i32;
     for _ in 0..params.rounds {
         for _ in 0..params.steps {
-            pair.first.zero_grad();
+            for l in &mut pair.first {
+                l.zero_grad();
+            }
             pair.second.zero_grad();
-            let z = pair.first.forward(input, Mode::Train)?;
-            let y = pair.second.forward(&z, Mode::Train)?;
+            let y = pair.forward(input, Mode::Train)?;
             let gy: Vec<f32> = y
                 .data()
                 .iter()
@@ -118,17 +124,22 @@ pub fn alternate(
                 .map(|(&a, &b)| scale * (a - b))
                 .collect();
             let gz = pair.second.backward(&Tensor::new(y.dims(), gy)?)?;
-            pair.first.backward(&gz)?;
+            pair.backward_first(&gz)?;
             t += 1;
-            for p in pair.first.params_mut() {
-                if p.name != "weight" {
-                    continue;
-                }
+            let weights = pair
+                .first
+                .iter_mut()
+                .filter_map(|l| l.params_mut().into_iter().find(|p| p.name == "weight"));
+            for ((p, m), v) in weights.zip(&mut m).zip(&mut v) {
                 let w = p.value.data_mut();
                 let rms = (w.iter().map(|x| x * x).sum::<f32>() / w.len().max(1) as f32).sqrt();
                 let lr = params.lr * rms.max(f32::MIN_POSITIVE);
                 let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-                for (((wi, &g), mi), vi) in w.iter_mut().zip(p.grad.data()).zip(&mut m).zip(&mut v)
+                for (((wi, &g), mi), vi) in w
+                    .iter_mut()
+                    .zip(p.grad.data())
+                    .zip(m.iter_mut())
+                    .zip(v.iter_mut())
                 {
                     *mi = b1 * *mi + (1.0 - b1) * g;
                     *vi = b2 * *vi + (1.0 - b2) * g * g;
@@ -136,7 +147,9 @@ pub fn alternate(
                 }
             }
         }
-        pair.first.clear_cache();
+        for l in &mut pair.first {
+            l.clear_cache();
+        }
         pair.second.clear_cache();
         refit_second(pair, input, target, refit)?;
         let e = output_error(pair, input, target)?;
@@ -150,4 +163,13 @@ pub fn alternate(
         error_after: best.0,
         rounds: params.rounds,
     })
+}
+
+/// Values of a layer's weight, if it has one.
+fn weight_len(layer: &dyn nn::Layer) -> Option<usize> {
+    layer
+        .params()
+        .iter()
+        .find(|p| p.name == "weight")
+        .map(|p| p.value.numel())
 }

@@ -1,7 +1,9 @@
-//! One layer's factorization: the SVD of its weight, reshaped as the scheme needs, and the
-//! pair of ordinary nn layers that replaces it at a chosen rank.
+//! One layer's factorization: the SVD of its weight, reshaped as the scheme needs (or, for
+//! Jaderberg's scheme 1, its per-channel separable bases), and the layers that replace it at
+//! a chosen rank.
 //!
-//! Three schemes, each the SVD of the weight seen as a matrix `M` with `M_r = left x right`:
+//! Four schemes; the first three are the SVD of the weight seen as a matrix `M` with
+//! `M_r = left x right`:
 //! - **Low-rank linear** (Denton et al., 2014, §3.2; Xue et al., 2013): `W [out, in] ≈
 //!   left [out, r] x right [r, in]`, so `y = W x + b` becomes `Linear(in -> r, no bias)`
 //!   then `Linear(r -> out, b)`: `r (in + out)` MACs instead of `in * out`.
@@ -17,18 +19,23 @@
 //!   factorization: Zhang et al., 2016, §3): `M = W [N, C kh kw]`; a `kh x kw` convolution
 //!   into `r` channels (`right` as `[r, C, kh, kw]`, the original geometry), then a 1x1
 //!   convolution (`left` as `[N, r, 1, 1]`): `r (C kh kw + N)` MACs per position.
+//! - **Separable basis, Jaderberg et al.'s scheme 1** (2014, §3.1.1, after Rigamonti et al.,
+//!   2013): `r = M` separable basis filters per input channel, three layers (a `kh x 1` and a
+//!   `1 x kw` depthwise convolution, then a 1x1 one); see `separable_basis`. About
+//!   `M C (kh + kw + N)` MACs per position.
 //!
-//! In all three the squared Frobenius error of the weight is the discarded energy
-//! `sum_{i > r} s_i^2`.
+//! In all four the squared Frobenius error of the weight is the discarded energy
+//! `sum_{i > r} s_i^2` of the factorization's spectrum.
 
-use nn::Layer;
 use nn::layers::{Conv2d, Linear};
+use nn::{Layer, Mode};
 use serde::Serialize;
 use tensor_core::conv::{Conv2dParams, Padding};
 use tensor_core::{Shape, Tensor};
 
 use crate::error::{DecomposeError, Result};
-use crate::svd::Svd;
+use crate::separable_basis::{SeparableBasis, scheme1_params, scheme1_params_per_rank};
+use crate::svd::{Svd, kept_fraction};
 
 /// How a layer is factored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -40,6 +47,9 @@ pub enum Scheme {
     Separable,
     /// A convolution as a convolution into fewer channels then a 1x1 convolution.
     Channel,
+    /// A convolution as `M` separable basis filters per input channel (`kh x 1` then
+    /// `1 x kw` depthwise convolutions) combined by a 1x1 convolution (Jaderberg's scheme 1).
+    SeparableBasis,
 }
 
 impl Scheme {
@@ -49,6 +59,7 @@ impl Scheme {
             Scheme::LowRank => "low_rank",
             Scheme::Separable => "separable",
             Scheme::Channel => "channel",
+            Scheme::SeparableBasis => "separable_basis",
         }
     }
 }
@@ -60,11 +71,20 @@ enum Original {
     Conv { params: Conv2dParams },
 }
 
-/// A layer's weight factored by SVD, ready to give its replacement pair at any rank.
+/// How the weight was factored: one matrix SVD, or scheme 1's per-channel bases.
+#[derive(Clone, Debug)]
+enum Fit {
+    Matrix(Svd),
+    Basis(SeparableBasis),
+}
+
+/// A layer's weight factored, ready to give its replacement layers at any rank.
 #[derive(Clone, Debug)]
 pub struct Factorization {
     scheme: Scheme,
-    svd: Svd,
+    fit: Fit,
+    /// Weights of the original (its bias apart).
+    weights_before: usize,
     original: Original,
     bias: Option<Tensor>,
     /// Multiply-accumulates of the original for one sample.
@@ -75,15 +95,75 @@ pub struct Factorization {
     params_per_rank: u64,
 }
 
-/// The two layers that replace one, and the rank between them.
+/// The layers that replace one, and the rank between them: the first factor (one layer,
+/// or for scheme 1 the vertical then the horizontal depthwise convolution) and the second,
+/// which a refit adjusts.
 #[derive(Debug)]
 pub struct FactoredPair {
-    /// Applied first (no bias).
-    pub first: Box<dyn Layer>,
-    /// Applied second (the original's bias).
+    /// Applied first, in order (no bias); never empty.
+    pub first: Vec<Box<dyn Layer>>,
+    /// Applied last (the original's bias).
     pub second: Box<dyn Layer>,
-    /// The intermediate width (features or channels).
+    /// The rank (intermediate features or channels; basis filters per channel for scheme 1).
     pub rank: usize,
+}
+
+impl FactoredPair {
+    /// The first factor's output: what the second layer sees.
+    pub fn forward_first(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut z = input.clone();
+        for l in &mut self.first {
+            z = l.forward(&z, mode)?;
+        }
+        Ok(z)
+    }
+
+    /// The whole replacement's output.
+    pub fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        let z = self.forward_first(input, mode)?;
+        Ok(self.second.forward(&z, mode)?)
+    }
+
+    /// Back-propagates the gradient of the second layer's input through the first factor
+    /// (after a `Train` forward), accumulating its layers' gradients.
+    pub fn backward_first(&mut self, grad: &Tensor) -> Result<Tensor> {
+        let mut g = grad.clone();
+        for l in self.first.iter_mut().rev() {
+            g = l.backward(&g)?;
+        }
+        Ok(g)
+    }
+
+    /// Multiply-accumulates for inputs of `input`, as the layers count them.
+    pub fn macs(&self, input: &Shape) -> Result<u64> {
+        let mut shape = input.clone();
+        let mut total = 0;
+        for l in self.layers() {
+            total += l.macs(&shape)?;
+            shape = l.output_shape(&shape)?;
+        }
+        Ok(total)
+    }
+
+    /// Parameters of all the layers.
+    pub fn param_count(&self) -> usize {
+        self.layers().map(|l| l.param_count()).sum()
+    }
+
+    /// Every layer in order.
+    pub fn layers(&self) -> impl Iterator<Item = &dyn Layer> {
+        self.first
+            .iter()
+            .map(|l| l.as_ref())
+            .chain(std::iter::once(self.second.as_ref()))
+    }
+
+    /// Every layer in order, owned (what replaces the original in the model).
+    pub fn into_layers(self) -> Vec<Box<dyn Layer>> {
+        let mut v = self.first;
+        v.push(self.second);
+        v
+    }
 }
 
 impl Factorization {
@@ -93,7 +173,8 @@ impl Factorization {
         let svd = Svd::of(layer.weight().data(), outf, inf)?;
         Ok(Self {
             scheme: Scheme::LowRank,
-            svd,
+            fit: Fit::Matrix(svd),
+            weights_before: inf * outf,
             original: Original::Linear { inf, outf },
             bias: layer.bias().cloned(),
             macs_before: (inf * outf) as u64,
@@ -102,7 +183,8 @@ impl Factorization {
         })
     }
 
-    /// Factors a convolution by `scheme` (`Separable` or `Channel`) for inputs of `input`
+    /// Factors a convolution by `scheme` (`Separable`, `Channel` or `SeparableBasis`) for
+    /// inputs of `input`
     /// (`[1, C, H, W]`). Errors: a grouped convolution, or a scheme that does not apply.
     pub fn conv(layer: &Conv2d, scheme: Scheme, input: &Shape) -> Result<Self> {
         let p = *layer.params();
@@ -118,7 +200,7 @@ impl Factorization {
         let (n, c, (kh, kw)) = (p.out_channels, p.in_channels, p.kernel);
         let w = layer.weight().data();
         let macs_before = p.macs(input)?;
-        let (svd, macs_per_rank, params_per_rank) = match scheme {
+        let (fit, macs_per_rank, params_per_rank) = match scheme {
             Scheme::Separable => {
                 // M[(c, p), (q, n)] = W[n, c, p, q].
                 let (rows, cols) = (c * kh, kw * n);
@@ -131,22 +213,26 @@ impl Factorization {
                 }
                 let svd = Svd::of(&m, rows, cols)?;
                 let (first, second) = separable_params(&p, 1);
-                let mid = Shape::new(&first.output_dims(input)?)?;
-                let per_rank = first.macs(input)? + second.macs(&mid)?;
-                (svd, per_rank, (c * kh + n * kw) as u64)
+                let per_rank = chain_macs(&[first, second], input)?;
+                (Fit::Matrix(svd), per_rank, (c * kh + n * kw) as u64)
             }
             Scheme::Channel => {
                 let svd = Svd::of(w, n, c * kh * kw)?;
                 let (first, second) = channel_params(&p, 1);
-                let mid = Shape::new(&first.output_dims(input)?)?;
-                let per_rank = first.macs(input)? + second.macs(&mid)?;
-                (svd, per_rank, (c * kh * kw + n) as u64)
+                let per_rank = chain_macs(&[first, second], input)?;
+                (Fit::Matrix(svd), per_rank, (c * kh * kw + n) as u64)
+            }
+            Scheme::SeparableBasis => {
+                let basis = SeparableBasis::fit(&p, w)?;
+                let per_rank = chain_macs(&scheme1_params(&p, 1), input)?;
+                (Fit::Basis(basis), per_rank, scheme1_params_per_rank(&p))
             }
             Scheme::LowRank => return Err(unsupported("low rank is for linear layers")),
         };
         Ok(Self {
             scheme,
-            svd,
+            fit,
+            weights_before: w.len(),
             original: Original::Conv { params: p },
             bias: layer.bias().cloned(),
             macs_before,
@@ -160,14 +246,74 @@ impl Factorization {
         self.scheme
     }
 
-    /// The SVD of the reshaped weight.
-    pub fn svd(&self) -> &Svd {
-        &self.svd
+    /// The SVD of the reshaped weight (`None` for scheme 1, which has per-channel bases).
+    pub fn svd(&self) -> Option<&Svd> {
+        match &self.fit {
+            Fit::Matrix(svd) => Some(svd),
+            Fit::Basis(_) => None,
+        }
+    }
+
+    /// The spectrum the rank rules read: `s_1 >= s_2 >= ...` with `sum_{i <= r} s_i^2` the
+    /// energy rank `r` keeps (the singular values for the SVD schemes).
+    pub fn spectrum(&self) -> &[f64] {
+        match &self.fit {
+            Fit::Matrix(svd) => svd.singular_values(),
+            Fit::Basis(b) => b.spectrum(),
+        }
     }
 
     /// The largest rank.
     pub fn max_rank(&self) -> usize {
-        self.svd.max_rank()
+        self.spectrum().len()
+    }
+
+    /// `||W||_F^2`.
+    pub fn total_energy(&self) -> f64 {
+        self.spectrum().iter().map(|s| s * s).sum()
+    }
+
+    /// `||W - W_r||_F^2`, the energy rank `r` discards.
+    pub fn discarded_energy(&self, r: usize) -> f64 {
+        self.spectrum().iter().skip(r).map(|s| s * s).sum()
+    }
+
+    /// The fraction of the energy rank `r` keeps (1 for a zero weight).
+    pub fn kept_energy(&self, r: usize) -> f64 {
+        kept_fraction(self.spectrum(), r)
+    }
+
+    /// The weight `W_r` the layers at rank `r` compute, in the original layer's layout
+    /// (`[out, in]` or `[N, C, kh, kw]`). Errors: `r` outside `1..=max_rank`.
+    pub fn weight_at(&self, r: usize) -> Result<Tensor> {
+        let data = match (&self.fit, &self.original) {
+            (Fit::Basis(b), _) => b.weight_at(r)?,
+            (Fit::Matrix(svd), Original::Linear { .. }) => {
+                svd.factors(r)?.product(svd.rows(), svd.cols())
+            }
+            (Fit::Matrix(svd), Original::Conv { params }) => {
+                let m = svd.factors(r)?.product(svd.rows(), svd.cols());
+                if self.scheme != Scheme::Separable {
+                    m
+                } else {
+                    // M[(c, p), (q, n)] = W[n, c, p, q].
+                    let (n, c, (kh, kw)) = (params.out_channels, params.in_channels, params.kernel);
+                    let mut w = vec![0.0f32; m.len()];
+                    for (i, v) in w.iter_mut().enumerate() {
+                        let (q, rest) = (i % kw, i / kw);
+                        let (pp, rest) = (rest % kh, rest / kh);
+                        let (cc, nn) = (rest % c, rest / c);
+                        *v = m[(cc * kh + pp) * (kw * n) + q * n + nn];
+                    }
+                    w
+                }
+            }
+        };
+        let dims = match &self.original {
+            Original::Linear { inf, outf } => vec![*outf, *inf],
+            Original::Conv { params } => params.weight_dims().to_vec(),
+        };
+        Ok(Tensor::new(&dims, data)?)
     }
 
     /// Multiply-accumulates of the original layer for one sample.
@@ -182,7 +328,7 @@ impl Factorization {
 
     /// Parameters of the original layer.
     pub fn params_before(&self) -> usize {
-        self.svd.rows() * self.svd.cols() + self.bias_len()
+        self.weights_before + self.bias_len()
     }
 
     /// Parameters of the factored pair at rank `r` (the bias moves to the second layer).
@@ -203,9 +349,20 @@ impl Factorization {
         self.bias.as_ref().map_or(0, |b| b.numel())
     }
 
-    /// The pair of layers at rank `r` (in `1..=max_rank`).
+    /// The replacement layers at rank `r` (in `1..=max_rank`).
     pub fn pair(&self, r: usize) -> Result<FactoredPair> {
-        let f = self.svd.factors(r)?;
+        let svd = match &self.fit {
+            Fit::Matrix(svd) => svd,
+            Fit::Basis(b) => {
+                let [vertical, horizontal, combine] = b.layers(r, self.bias.clone())?;
+                return Ok(FactoredPair {
+                    first: vec![Box::new(vertical), Box::new(horizontal)],
+                    second: Box::new(combine),
+                    rank: r,
+                });
+            }
+        };
+        let f = svd.factors(r)?;
         let (first, second): (Box<dyn Layer>, Box<dyn Layer>) = match (&self.original, self.scheme)
         {
             (Original::Linear { inf, outf }, _) => (
@@ -263,18 +420,37 @@ impl Factorization {
             }
         };
         Ok(FactoredPair {
-            first,
+            first: vec![first],
             second,
             rank: r,
         })
     }
 }
 
+/// Multiply-accumulates of convolutions `ps` applied in turn to inputs of `input`.
+fn chain_macs(ps: &[Conv2dParams], input: &Shape) -> Result<u64> {
+    let mut shape = input.clone();
+    let mut total = 0;
+    for p in ps {
+        total += p.macs(&shape)?;
+        shape = Shape::new(&p.output_dims(&shape)?)?;
+    }
+    Ok(total)
+}
+
 /// The geometries of Jaderberg's scheme 2 at rank `r`: vertical stride, dilation and padding
 /// on the `kh x 1` layer, horizontal ones on the `1 x kw` layer.
 fn separable_params(p: &Conv2dParams, r: usize) -> (Conv2dParams, Conv2dParams) {
-    let (kh, kw) = p.kernel;
-    let vertical = Conv2dParams::new(p.in_channels, r, (kh, 1))
+    (
+        vertical_part(p, p.in_channels, r),
+        horizontal_part(p, r, p.out_channels),
+    )
+}
+
+/// The `kh x 1` half of convolution `p` from `cin` to `cout` channels: its vertical stride,
+/// dilation and padding (groups 1; set them for a depthwise one).
+pub(crate) fn vertical_part(p: &Conv2dParams, cin: usize, cout: usize) -> Conv2dParams {
+    Conv2dParams::new(cin, cout, (p.kernel.0, 1))
         .with_stride((p.stride.0, 1))
         .with_dilation((p.dilation.0, 1))
         .with_padding(Padding {
@@ -282,8 +458,13 @@ fn separable_params(p: &Conv2dParams, r: usize) -> (Conv2dParams, Conv2dParams) 
             bottom: p.padding.bottom,
             left: 0,
             right: 0,
-        });
-    let horizontal = Conv2dParams::new(r, p.out_channels, (1, kw))
+        })
+}
+
+/// The `1 x kw` half of convolution `p` from `cin` to `cout` channels: its horizontal
+/// stride, dilation and padding.
+pub(crate) fn horizontal_part(p: &Conv2dParams, cin: usize, cout: usize) -> Conv2dParams {
+    Conv2dParams::new(cin, cout, (1, p.kernel.1))
         .with_stride((1, p.stride.1))
         .with_dilation((1, p.dilation.1))
         .with_padding(Padding {
@@ -291,8 +472,7 @@ fn separable_params(p: &Conv2dParams, r: usize) -> (Conv2dParams, Conv2dParams) 
             bottom: 0,
             left: p.padding.left,
             right: p.padding.right,
-        });
-    (vertical, horizontal)
+        })
 }
 
 /// The geometries of the channel decomposition at rank `r`: the original geometry into `r`

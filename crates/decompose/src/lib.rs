@@ -3,7 +3,9 @@
 //! A layer's weight, seen as a matrix, is replaced by the product of two thinner ones from
 //! its truncated SVD, and the layer by two ordinary nn layers holding those factors:
 //! low-rank linear layers (Denton et al., 2014), separable convolutions by Jaderberg et
-//! al.'s scheme 2 (2014: a `k x 1` convolution into `r` channels, then a `1 x k` one), and
+//! al.'s scheme 2 (2014: a `k x 1` convolution into `r` channels, then a `1 x k` one) and
+//! scheme 1 (`M` separable basis filters per input channel, after Rigamonti et al., 2013:
+//! `k x 1` and `1 x k` depthwise convolutions then a 1x1 one, three layers), and
 //! channel decomposition (a convolution into `r` channels then a 1x1 convolution, the
 //! bottleneck of Network-in-Network and GoogLeNet). Because the factors are plain `Linear`
 //! and `Conv2d` layers, a decomposed model stores as its factors, runs on the dense
@@ -27,13 +29,17 @@
 //! # Ok::<(), decompose::DecomposeError>(())
 //! ```
 //!
-//! What it is not: a training method for low-rank networks from scratch, nor a tensor
-//! (CP/Tucker) decomposition; every factorization here is one matrix SVD, optionally
-//! followed by a least-squares refit of the second factor on real activations
-//! ([`refit_second`]).
+//! By default the model's last factorable layer (its classifier) is kept
+//! ([`DecomposeParams::include_last`]).
+//!
+//! What it is not: a training method for low-rank networks from scratch, nor a CP
+//! decomposition; every factorization here is one matrix SVD (or, for scheme 1, a per-channel
+//! Tucker-2 of the kernel's spatial modes), optionally followed by a least-squares refit of
+//! the last factor on real activations ([`refit_second`]).
 //!
 //! Modules: `svd` (faer's thin SVD, the energy arithmetic), `rank` (rank rules), `factor`
-//! (one layer's factorization and its pair of layers), `refit` (data-driven least squares),
+//! (one layer's factorization and its replacement layers), `separable_basis` (scheme 1's
+//! per-channel bases), `refit` (data-driven least squares),
 //! `alternate` (alternating first-factor descent and second-factor refits),
 //! `capture` (a layer's inputs on a batch, through the model walk), `select` (greedy ranks
 //! for a whole-model MAC target), `shapes` (per-layer input shapes and MACs), and
@@ -48,6 +54,7 @@ mod model_decompose;
 mod rank;
 mod refit;
 mod select;
+mod separable_basis;
 mod shapes;
 mod svd;
 

@@ -1,5 +1,6 @@
 //! Decomposing a whole model: which layers are factored, at which ranks, the data-driven
-//! refit of each pair, the replacement of one layer by two through the model walk, and the
+//! refit of each pair, the replacement of one layer by two (three for scheme 1) through the
+//! model walk, and the
 //! per-layer accounting of multiply-accumulates and parameters before and after.
 
 use nn::layers::{Conv2d, Linear};
@@ -26,14 +27,19 @@ pub enum Method {
     Separable,
     /// Linear layers by SVD, convolutions by channel decomposition (conv then 1x1 conv).
     Channel,
+    /// Linear layers by SVD, convolutions with `kh, kw > 1` by Jaderberg's scheme 1
+    /// (separable basis filters per input channel, combined by a 1x1 convolution).
+    SeparableBasis,
 }
 
 impl Method {
-    /// Parses `svd`, `separable` or `channel`.
+    /// Parses `svd`, `separable` (scheme 2), `separable1` (scheme 1; also `scheme1`) or
+    /// `channel`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "svd" => Some(Method::Svd),
-            "separable" => Some(Method::Separable),
+            "separable" | "scheme2" => Some(Method::Separable),
+            "separable1" | "scheme1" => Some(Method::SeparableBasis),
             "channel" => Some(Method::Channel),
             _ => None,
         }
@@ -58,6 +64,9 @@ pub struct DecomposeParams {
     pub method: Method,
     /// Only the layers at these paths (of those `method` factors); all when `None`.
     pub layers: Option<Vec<LayerPath>>,
+    /// Also factor the model's last factorable layer (the classifier, whose loss costs the
+    /// most accuracy); when `false` it is kept unless named in `layers`.
+    pub include_last: bool,
     /// How ranks are chosen.
     pub selection: Selection,
     /// Refit options for the data-driven step (used when calibration data is given).
@@ -67,11 +76,13 @@ pub struct DecomposeParams {
 }
 
 impl Default for DecomposeParams {
-    /// SVD of the linear layers keeping 95% of each one's energy; default refit options.
+    /// SVD of the linear layers but the last keeping 95% of each one's energy; default refit
+    /// options.
     fn default() -> Self {
         Self {
             method: Method::Svd,
             layers: None,
+            include_last: false,
             selection: Selection::PerLayer(RankRule::Energy(0.95)),
             refit: RefitParams::default(),
             alternate: AlternateParams::default(),
@@ -135,7 +146,7 @@ pub struct DecomposeReport {
 }
 
 /// Every layer `method` factors, with its factorization, in model order (branches
-/// included). Grouped convolutions and, for the separable scheme, kernels with a side of 1
+/// included). Grouped convolutions and, for the separable schemes, kernels with a side of 1
 /// are left out.
 pub fn candidates(model: &Model, method: Method) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
@@ -151,7 +162,10 @@ pub fn candidates(model: &Model, method: Method) -> Result<Vec<Candidate>> {
             let scheme = match method {
                 Method::Svd => continue,
                 Method::Separable if p.kernel.0 > 1 && p.kernel.1 > 1 => Scheme::Separable,
-                Method::Separable => continue,
+                Method::SeparableBasis if p.kernel.0 > 1 && p.kernel.1 > 1 => {
+                    Scheme::SeparableBasis
+                }
+                Method::Separable | Method::SeparableBasis => continue,
                 Method::Channel => Scheme::Channel,
             };
             if p.groups != 1 {
@@ -196,9 +210,7 @@ pub fn choose_ranks(
                 .iter()
                 .map(|c| {
                     let f = &c.factorization;
-                    let r = rule.rank(f.svd().singular_values(), f.macs_before(), &|r| {
-                        f.macs_at(r)
-                    });
+                    let r = rule.rank(f.spectrum(), f.macs_before(), &|r| f.macs_at(r));
                     (f.macs_at(r) < f.macs_before()).then_some(r)
                 })
                 .collect())
@@ -220,7 +232,8 @@ pub fn choose_ranks(
 }
 
 /// Factors `model`'s layers as `params` says, in place: each chosen layer becomes its pair
-/// (inside `Parallel` branches too). With `calibration` (a batch shaped for the model), each
+/// (inside `Parallel` branches too); the last factorable layer is kept unless
+/// `params.include_last` or `params.layers` names it. With `calibration` (a batch shaped for the model), each
 /// pair's second layer is refit to the original layer's outputs on it ([`refit_second`]).
 pub fn decompose(
     model: &mut Model,
@@ -240,6 +253,8 @@ pub fn decompose(
             });
         }
         cands.retain(|c| only.contains(&c.path));
+    } else if !params.include_last {
+        cands.pop();
     }
     let ranks = choose_ranks(model, &cands, params.selection)?;
     apply(
@@ -301,7 +316,7 @@ pub fn apply(
     }
     // Replace from the last path to the first: a replacement shifts only later siblings.
     for ((c, _), pair) in chosen.iter().zip(pairs).rev() {
-        model.replace(&c.path, vec![pair.first, pair.second])?;
+        model.replace(&c.path, pair.into_layers())?;
     }
     let mut refit_iter = refits.into_iter();
     let layers = cands
@@ -311,15 +326,14 @@ pub fn apply(
             let f = &c.factorization;
             let (kept_energy, weight_error, macs_after, params_after, data) = match *r {
                 Some(r) => {
-                    let svd = f.svd();
-                    let total = svd.total_energy();
+                    let total = f.total_energy();
                     let err = if total > 0.0 {
-                        svd.discarded_energy(r) / total
+                        f.discarded_energy(r) / total
                     } else {
                         0.0
                     };
                     (
-                        svd.kept_energy(r),
+                        f.kept_energy(r),
                         err,
                         f.macs_at(r),
                         f.params_at(r),

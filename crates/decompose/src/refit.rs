@@ -77,7 +77,7 @@ fn patches_and_targets(
     target: &Tensor,
 ) -> Result<Problem> {
     const OP: &str = "refit";
-    let z = pair.first.forward(input, Mode::Eval)?;
+    let z = pair.forward_first(input, Mode::Eval)?;
     let bad = |what: String| DecomposeError::BadActivations { op: OP, what };
     if let Some(lin) = pair.second.as_any().downcast_ref::<Linear>() {
         let (b, k, n) = (z.dims()[0], lin.in_features(), lin.out_features());

@@ -38,9 +38,7 @@ pub fn ranks_for_macs(
         });
     }
     let log_kept = |f: &Factorization, r: Option<usize>| {
-        r.map_or(0.0, |r| {
-            kept_fraction(f.svd().singular_values(), r).max(1e-300).ln()
-        })
+        r.map_or(0.0, |r| kept_fraction(f.spectrum(), r).max(1e-300).ln())
     };
     let mut total = model_macs;
     while total > target {

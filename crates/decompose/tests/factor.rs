@@ -2,6 +2,10 @@
 //! with the reconstructed weight `W_r` at lower ranks (so the geometry of each scheme is
 //! right), and the MAC/parameter accounting against the layers' own counts.
 
+mod common;
+
+use common::rand_tensor;
+
 use decompose::{DecomposeError, FactoredPair, Factorization, Scheme};
 use nn::layers::{Conv2d, Conv2dParams, Linear, Padding};
 use nn::{Layer, Mode};
@@ -9,19 +13,13 @@ use tensor_core::rng::Rng;
 use tensor_core::testing::assert_close;
 use tensor_core::{Shape, Tensor};
 
-fn rand_tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
-    let n = dims.iter().product();
-    Tensor::new(dims, (0..n).map(|_| rng.normal()).collect()).unwrap()
-}
-
 fn run_pair(pair: &mut FactoredPair, x: &Tensor) -> Tensor {
-    let z = pair.first.forward(x, Mode::Eval).unwrap();
-    pair.second.forward(&z, Mode::Eval).unwrap()
+    pair.forward(x, Mode::Eval).unwrap()
 }
 
 /// The weight of the rank-`r` approximation in the layer's own layout.
 fn reconstructed_conv_weight(f: &Factorization, p: &Conv2dParams, r: usize) -> Tensor {
-    let svd = f.svd();
+    let svd = f.svd().unwrap();
     let m = svd.factors(r).unwrap().product(svd.rows(), svd.cols());
     let (n, c, (kh, kw)) = (p.out_channels, p.in_channels, p.kernel);
     let mut w = vec![0.0f32; n * c * kh * kw];
@@ -68,11 +66,20 @@ fn check_conv(p: Conv2dParams, scheme: Scheme, hw: (usize, usize), seed: u64) {
             assert_close(got.data(), want.data(), tol, tol);
         }
         // MACs and parameters as the layers count them.
-        let mid = pair.first.output_shape(&one).unwrap();
-        let macs = pair.first.macs(&one).unwrap() + pair.second.macs(&mid).unwrap();
-        assert_eq!(f.macs_at(r), macs, "{scheme:?} rank {r}");
-        let params = pair.first.param_count() + pair.second.param_count();
-        assert_eq!(f.params_at(r), params);
+        assert_eq!(
+            f.macs_at(r),
+            pair.macs(&one).unwrap(),
+            "{scheme:?} rank {r}"
+        );
+        assert_eq!(f.params_at(r), pair.param_count());
+        // The factorization's own W_r is the same weight.
+        let own = f.weight_at(r).unwrap();
+        assert_close(
+            own.data(),
+            reconstructed_conv_weight(&f, &p, r).data(),
+            1e-5,
+            1e-5,
+        );
     }
     assert_eq!(f.params_before(), conv.param_count());
 }
@@ -82,15 +89,7 @@ fn separable_pairs_match_the_dense_layer_with_w_r() {
     let same = Conv2dParams::new(3, 5, (3, 3)).with_padding(Padding::symmetric(1));
     check_conv(same, Scheme::Separable, (7, 6), 1);
     // Non-square kernel, asymmetric padding, stride and dilation on both axes.
-    let odd = Conv2dParams::new(2, 4, (3, 2))
-        .with_stride((2, 1))
-        .with_dilation((1, 2))
-        .with_padding(Padding {
-            top: 2,
-            bottom: 0,
-            left: 1,
-            right: 3,
-        });
+    let odd = common::odd_geometry();
     check_conv(odd, Scheme::Separable, (9, 8), 2);
     // lenet5's first convolution: one input channel, rank <= 5.
     check_conv(
@@ -127,20 +126,23 @@ fn low_rank_linear_pairs_match_the_dense_layer_with_w_r() {
     for r in [1, 5, 12] {
         let mut pair = f.pair(r).unwrap();
         let got = run_pair(&mut pair, &x);
-        let svd = f.svd();
+        let svd = f.svd().unwrap();
         let w = svd.factors(r).unwrap().product(12, 40);
         let mut approx =
             Linear::from_parts(Tensor::new(&[12, 40], w).unwrap(), lin.bias().cloned()).unwrap();
         let expect = approx.forward(&x, Mode::Eval).unwrap();
         assert_close(got.data(), expect.data(), 1e-4, 1e-4);
         assert_eq!(f.macs_at(r), (r * 52) as u64);
-        assert_eq!(
-            f.params_at(r),
-            pair.first.param_count() + pair.second.param_count()
-        );
+        assert_eq!(f.params_at(r), pair.param_count());
+        assert_eq!(f.weight_at(r).unwrap().data(), expect_w(&f, r).as_slice());
         // The bias lives on the second layer only.
-        assert!(pair.first.params().iter().all(|p| p.name != "bias"));
+        assert!(pair.first[0].params().iter().all(|p| p.name != "bias"));
     }
+}
+
+fn expect_w(f: &Factorization, r: usize) -> Vec<f32> {
+    let svd = f.svd().unwrap();
+    svd.factors(r).unwrap().product(svd.rows(), svd.cols())
 }
 
 #[test]

@@ -2,21 +2,20 @@
 //! decomposition (per-layer rules, a MAC target, Parallel branches) and its accounting, and
 //! the decomposed model through the registry and ONNX.
 
+mod common;
+
+use common::{copy, rand_tensor};
+
 use decompose::{
     AlternateParams, DecomposeError, DecomposeParams, Factorization, Method, RankRule, RefitParams,
     Scheme, Selection, alternate, capture_inputs, decompose, macs_by_kind, output_error,
     refit_second,
 };
 use nn::layers::{Conv2d, Conv2dParams, Linear, Merge, Padding, Parallel, ReLU};
-use nn::{Layer, LayerPath, LayerRegistry, Mode, Model};
+use nn::{Layer, LayerPath, Mode, Model};
 use tensor_core::rng::Rng;
 use tensor_core::testing::assert_close;
 use tensor_core::{Shape, Tensor};
-
-fn rand_tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
-    let n = dims.iter().product();
-    Tensor::new(dims, (0..n).map(|_| rng.normal()).collect()).unwrap()
-}
 
 fn images(rng: &mut Rng, n: usize) -> Tensor {
     Tensor::new(
@@ -43,7 +42,7 @@ fn refit_recovers_a_reachable_target_and_never_worsens() {
             .iter_mut()
             .for_each(|v| *v = 0.5 * *v + 0.1);
     }
-    let z = other.first.forward(&x, Mode::Eval).unwrap();
+    let z = other.forward_first(&x, Mode::Eval).unwrap();
     let target = other.second.forward(&z, Mode::Eval).unwrap();
     let r = refit_second(&mut pair, &x, &target, &RefitParams::default()).unwrap();
     assert!(r.error_before > 1e-2, "{r:?}");
@@ -136,15 +135,6 @@ fn capture_sees_nested_inputs_and_leaves_the_model_unchanged() {
 }
 
 /// A copy of `m` through its records.
-fn copy(m: &Model) -> Model {
-    let registry = LayerRegistry::nn();
-    let layers = m
-        .layers
-        .iter()
-        .map(|l| registry.build(&l.record().unwrap()).unwrap())
-        .collect();
-    Model::new("copy", &m.input_shape, layers)
-}
 
 #[test]
 fn decomposition_inside_branches_computes_the_dense_w_r() {
@@ -154,6 +144,7 @@ fn decomposition_inside_branches_computes_the_dense_w_r() {
     let before = m.forward(&x, Mode::Eval).unwrap();
     let params = DecomposeParams {
         selection: Selection::PerLayer(RankRule::Given(usize::MAX)),
+        include_last: true,
         ..DecomposeParams::default()
     };
     let report = decompose(&mut m, &params, None).unwrap();
@@ -163,9 +154,17 @@ fn decomposition_inside_branches_computes_the_dense_w_r() {
     assert_eq!(m.forward(&x, Mode::Eval).unwrap().data(), before.data());
     // The reference: each factored layer's weight replaced by W_r, in place.
     let mut reference = copy(&m);
+    // By default the last layer (the classifier) is left out.
     let params = DecomposeParams {
         selection: Selection::PerLayer(RankRule::Given(8)),
         ..DecomposeParams::default()
+    };
+    let report = decompose(&mut copy(&m), &params, None).unwrap();
+    let paths: Vec<&str> = report.layers.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(paths, ["0", "1/0/0", "1/0/2"]);
+    let params = DecomposeParams {
+        include_last: true,
+        ..params
     };
     let report = decompose(&mut m, &params, None).unwrap();
     let paths: Vec<&str> = report.layers.iter().map(|l| l.path.as_str()).collect();
@@ -178,7 +177,7 @@ fn decomposition_inside_branches_computes_the_dense_w_r() {
         let slot = reference.layer_mut(&path).unwrap();
         let lin = slot.as_any().downcast_ref::<Linear>().unwrap();
         let (o, i) = (lin.out_features(), lin.in_features());
-        let svd = Factorization::linear(lin).unwrap().svd().clone();
+        let svd = Factorization::linear(lin).unwrap().svd().unwrap().clone();
         let w = svd.factors(8).unwrap().product(o, i);
         for p in slot.params_mut() {
             if p.name == "weight" {
@@ -337,6 +336,7 @@ fn the_greedy_choice_cuts_the_layer_that_loses_least_energy() {
     );
     let params = DecomposeParams {
         selection: Selection::ModelMacs(0.5),
+        include_last: true,
         ..DecomposeParams::default()
     };
     let report = decompose(&mut m, &params, None).unwrap();
@@ -388,18 +388,21 @@ fn alternating_rounds_lower_the_output_error_below_the_refit() {
     }
     let mut dense = conv.clone();
     let y = dense.forward(&x, Mode::Eval).unwrap();
-    let f = Factorization::conv(&conv, Scheme::Separable, &one).unwrap();
-    let mut pair = f.pair(2).unwrap();
-    let refit = RefitParams::default();
-    refit_second(&mut pair, &x, &y, &refit).unwrap();
-    let params = AlternateParams {
-        rounds: 4,
-        ..AlternateParams::default()
-    };
-    let r = alternate(&mut pair, &x, &y, &refit, &params).unwrap();
-    assert!(r.error_after < r.error_before, "{r:?}");
-    assert!((output_error(&mut pair, &x, &y).unwrap() - r.error_after).abs() < 1e-9);
-    // No rounds: nothing changes.
-    let none = alternate(&mut pair, &x, &y, &refit, &AlternateParams::default()).unwrap();
-    assert_eq!(none.error_before, none.error_after);
+    // Scheme 2's first factor is one layer; scheme 1's two depthwise layers, descended together.
+    for scheme in [Scheme::Separable, Scheme::SeparableBasis] {
+        let f = Factorization::conv(&conv, scheme, &one).unwrap();
+        let mut pair = f.pair(2).unwrap();
+        let refit = RefitParams::default();
+        refit_second(&mut pair, &x, &y, &refit).unwrap();
+        let params = AlternateParams {
+            rounds: 4,
+            ..AlternateParams::default()
+        };
+        let r = alternate(&mut pair, &x, &y, &refit, &params).unwrap();
+        assert!(r.error_after < r.error_before, "{scheme:?} {r:?}");
+        assert!((output_error(&mut pair, &x, &y).unwrap() - r.error_after).abs() < 1e-9);
+        // No rounds: nothing changes.
+        let none = alternate(&mut pair, &x, &y, &refit, &AlternateParams::default()).unwrap();
+        assert_eq!(none.error_before, none.error_after);
+    }
 }

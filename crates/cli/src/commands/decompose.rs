@@ -1,10 +1,12 @@
 //! `slimnet decompose MODEL -o OUT`: factors weight matrices and convolution filters so the
 //! model needs fewer multiply-accumulates (Denton et al. 2014; Jaderberg et al. 2014;
 //! Zhang et al. 2016): linear layers by truncated SVD, convolutions as separable `k x 1`
-//! then `1 x k` pairs or as a convolution into fewer channels then a 1x1 convolution; the
-//! second factor of each pair refit by least squares on real activations; then optional
-//! fine-tuning with the ordinary Trainer. The written model holds the factors as plain
-//! layers.
+//! then `1 x k` pairs (Jaderberg's scheme 2), as separable basis filters per input channel
+//! combined by a 1x1 convolution (scheme 1), or as a convolution into fewer channels then a
+//! 1x1 convolution; the last factor refit by least squares on real activations; then
+//! optional fine-tuning with the ordinary Trainer. The model's last factorable layer (the
+//! classifier) is kept unless `--include-last`. The written model holds the factors as
+//! plain layers.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,10 +40,15 @@ pub struct Args {
     /// chosen greedily by kept energy.
     #[arg(long)]
     mac_target: Option<f64>,
-    /// svd (linear layers), separable (and convolutions as k x 1 then 1 x k), channel (and
-    /// convolutions as a convolution into fewer channels then 1x1).
+    /// svd (linear layers), separable (and convolutions as k x 1 then 1 x k: Jaderberg's
+    /// scheme 2), separable1 (and convolutions as M separable basis filters per input
+    /// channel then 1x1: scheme 1; the rank is M), channel (and convolutions as a
+    /// convolution into fewer channels then 1x1).
     #[arg(long, default_value = "svd")]
     method: String,
+    /// Also factor the model's last factorable layer (the classifier); by default it is kept.
+    #[arg(long)]
+    include_last: bool,
     /// Only these layers (comma-separated paths such as `1,3` or `5/0/1`); default: every
     /// layer the method factors.
     #[arg(long, value_delimiter = ',')]
@@ -100,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
     super::check_output(&args.output, &[&args.model.model])?;
     let Some(method) = Method::parse(&args.method) else {
         bail!(
-            "unknown --method {:?} (svd, separable or channel)",
+            "unknown --method {:?} (svd, separable, separable1 or channel)",
             args.method
         );
     };
@@ -135,6 +142,7 @@ pub fn run(args: Args) -> Result<()> {
     let params = DecomposeParams {
         method,
         layers,
+        include_last: args.include_last,
         selection,
         refit: RefitParams {
             seed: args.common.seed,

@@ -1,6 +1,7 @@
 //! `slimnet binarize` -> `slimnet eval`: an XNOR-Net lenet5 trained from scratch on the
 //! fixture slice is written with packed binary layers, reports the DESIGN keys, is much
-//! smaller than its f32 twin, and eval reproduces the accuracy binarize reported.
+//! smaller than its f32 twin, and eval reproduces the accuracy binarize reported (with and
+//! without XNOR-Net's input scale K).
 
 mod common;
 
@@ -41,6 +42,49 @@ fn binarize_writes_packed_layers_that_eval_reproduces() {
     assert!(r["ratio"].as_f64().unwrap() > 8.0, "{r}");
     let e = json(&slimnet(&["eval", o, "--data", d, "--json"]));
     assert_eq!(e["evaluation"]["accuracy"], r["accuracy"], "eval {e}");
+    // With XNOR-Net's input scale K: the packed layers carry it, eval reproduces the accuracy.
+    let out_k = dir.join("l5-xnor-k.slim");
+    let out_k_str = out_k.to_str().unwrap();
+    let r = json(&slimnet(&[
+        "binarize",
+        "--model",
+        "lenet5",
+        "--mode",
+        "xnor",
+        "--input-scale",
+        "--epochs",
+        "1",
+        "--limit",
+        "256",
+        "--data",
+        d,
+        "-o",
+        out_k_str,
+        "--json",
+    ]));
+    assert_eq!(r["input_scale"], true, "{r}");
+    let e = json(&slimnet(&["eval", out_k_str, "--data", d, "--json"]));
+    assert_eq!(e["evaluation"]["accuracy"], r["accuracy"], "eval {e}");
+    // K is XNOR-Net's: BNN refuses it, naming it.
+    let bnn = dir.join("bnn.slim");
+    let bad = slimnet(&[
+        "binarize",
+        "--model",
+        "lenet5",
+        "--mode",
+        "bnn",
+        "--input-scale",
+        "--epochs",
+        "1",
+        "--limit",
+        "256",
+        "--data",
+        d,
+        "-o",
+        bnn.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("input scale"));
     // Neither a file and --model, nor an unknown mode.
     let bad = slimnet(&[
         "binarize", "--model", "lenet5", "--mode", "ternary", "-o", o,

@@ -19,7 +19,7 @@ use nn::{Layer, LayerPath, Model, TrainHook};
 use tensor_core::Tensor;
 
 use crate::error::{Result, XnorError};
-use crate::layers::{BinaryConv2d, BinaryLinear, BinaryMode};
+use crate::layers::{BinaryConv2d, BinaryLinear, BinaryMode, InputScaled};
 
 /// Kinds that may sit between two parametric layers and are walked over when placing a
 /// binary activation (ReLUs among them are removed in XNOR and BNN modes).
@@ -33,7 +33,7 @@ const BETWEEN: [&str; 6] = [
 ];
 
 fn is_parametric(layer: &dyn Layer) -> bool {
-    matches!(layer.kind(), "linear" | "conv2d")
+    matches!(layer.kind(), "linear" | "conv2d" | "xnor_input_scaled")
 }
 
 /// The top-level `linear` / `conv2d` layers to binarize: all of them, or all but the first
@@ -64,6 +64,28 @@ pub fn binarize_model(
     mode: BinaryMode,
     keep_first_last: bool,
 ) -> Result<Vec<LayerPath>> {
+    binarize_model_with(model, mode, keep_first_last, false)
+}
+
+/// [`binarize_model`], with XNOR-Net's input scale `K` when `input_scale` (XNOR mode only):
+/// each binarized layer is then wrapped in an [`InputScaled`] (which binarizes its real input
+/// itself and scales by `K`) instead of being preceded by a `sign` layer; the ReLUs before it
+/// are removed all the same.
+pub fn binarize_model_with(
+    model: &mut Model,
+    mode: BinaryMode,
+    keep_first_last: bool,
+    input_scale: bool,
+) -> Result<Vec<LayerPath>> {
+    if input_scale && mode != BinaryMode::Xnor {
+        return Err(XnorError::InvalidArgument {
+            op: "binarize_model",
+            reason: format!(
+                "the input scale K belongs to XNOR-Net (mode xnor), not mode {}",
+                mode.name()
+            ),
+        });
+    }
     let targets = binary_targets(model, keep_first_last);
     if mode.binary_inputs() {
         for path in targets.iter().rev() {
@@ -82,10 +104,30 @@ pub fn binarize_model(
                     op: "binarize_model",
                     reason: format!("layer {path} vanished"),
                 })?;
-            model.layers.insert(target, Box::new(Sign::new()));
+            if input_scale {
+                let wrapped = wrap_input_scaled(model.layers[target].as_ref())?;
+                model.layers[target] = wrapped;
+            } else {
+                model.layers.insert(target, Box::new(Sign::new()));
+            }
         }
     }
     Ok(binary_targets(model, keep_first_last))
+}
+
+/// The [`InputScaled`] training form of a `linear` or `conv2d`.
+fn wrap_input_scaled(layer: &dyn Layer) -> Result<Box<dyn Layer>> {
+    let any = layer.as_any();
+    if let Some(c) = any.downcast_ref::<Conv2d>() {
+        Ok(Box::new(InputScaled::from_conv2d(c)?))
+    } else if let Some(l) = any.downcast_ref::<Linear>() {
+        Ok(Box::new(InputScaled::from_linear(l)?))
+    } else {
+        Err(XnorError::InvalidArgument {
+            op: "binarize_model",
+            reason: format!("cannot scale the input of `{}`", layer.kind()),
+        })
+    }
 }
 
 /// Binary training by the straight-through estimator, as a Trainer hook (module docs).
@@ -211,17 +253,21 @@ impl TrainHook for BinarizeHook {
 
 /// Replaces each `linear` / `conv2d` at `paths` by its packed twin ([`BinaryLinear`],
 /// [`BinaryConv2d`]) in `mode`, computing `alpha` and the signs from its (latent) weights;
-/// returns how many were replaced. Errors: a path that holds another kind.
+/// an [`InputScaled`] becomes the packed twin with the input scale `K` on. Returns how many
+/// were replaced. Errors: a path that holds another kind.
 pub fn to_binary_layers(model: &mut Model, mode: BinaryMode, paths: &[LayerPath]) -> Result<usize> {
     Ok(model.rewrite(&mut |path, layer| {
         if !paths.contains(path) {
             return Ok(None);
         }
-        let any = layer.as_any();
+        let scaled = layer.as_any().downcast_ref::<InputScaled>();
+        let dense = scaled.map(InputScaled::to_dense).transpose()?;
+        let k = scaled.is_some();
+        let any = dense.as_deref().unwrap_or(layer).as_any();
         let new: Box<dyn Layer> = if let Some(l) = any.downcast_ref::<Linear>() {
-            Box::new(BinaryLinear::from_linear(l, mode)?)
+            Box::new(BinaryLinear::from_linear(l, mode)?.with_input_scale(k)?)
         } else if let Some(c) = any.downcast_ref::<Conv2d>() {
-            Box::new(BinaryConv2d::from_conv2d(c, mode)?)
+            Box::new(BinaryConv2d::from_conv2d(c, mode)?.with_input_scale(k)?)
         } else {
             return Err(XnorError::InvalidArgument {
                 op: "to_binary_layers",

@@ -43,24 +43,30 @@
 //!   precision by default) and, for binary inputs, places nn's `sign` layer with XNOR-Net's
 //!   block order; [`to_binary_layers`] converts to the packed layers.
 //!
-//! What it is not for: multi-bit quantization (the `quant` crate). Not done yet: XNOR-Net's
-//! input scale `K` (the mean `|x|` over channels and the receptive field): the layers scale by
-//! `alpha` only, the same as the hook trains them.
+//! - XNOR-Net's input scale `K` (module [`input_scale`]): the mean `|x|` over channels, box
+//!   filtered over the receptive field, multiplying the binary dot products; a flag of the
+//!   packed XNOR layers, trained through [`InputScaled`] ([`binarize_model_with`]).
+//!
+//! What it is not for: multi-bit quantization (the `quant` crate).
 #![warn(missing_docs)]
 
 mod binarize;
 pub mod conv;
 mod error;
 pub mod gemm;
+pub mod input_scale;
 pub mod layers;
 pub mod pack;
 
-pub use binarize::{BinarizeHook, binarize_model, binary_targets, to_binary_layers};
+pub use binarize::{
+    BinarizeHook, binarize_model, binarize_model_with, binary_targets, to_binary_layers,
+};
 pub use conv::{
     BinaryConvGeometry, BinaryConvWeights, binary_conv2d, binary_im2col, pack_channels_last,
     padding_correction,
 };
 pub use error::{Result, XnorError};
 pub use gemm::{BinaryGemmParams, binary_gemm, binary_gemm_reference, binary_gemm_with};
-pub use layers::{BinaryConv2d, BinaryLinear, BinaryMode, register};
+pub use input_scale::{conv_input_scale, linear_input_scale};
+pub use layers::{BinaryConv2d, BinaryLinear, BinaryMode, InputScaled, register};
 pub use pack::{PackedRows, pack_signs, words_for};

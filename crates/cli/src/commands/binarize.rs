@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use nn::optim::OptimizerConfig;
 use nn::schedule::Schedule;
 use nn::trainer::{Progress, TrainConfig, Trainer};
-use xnor_kernels::{BinarizeHook, BinaryMode, binarize_model, to_binary_layers};
+use xnor_kernels::{BinarizeHook, BinaryMode, binarize_model_with, to_binary_layers};
 
 use super::{Baseline, TrainDataArgs, Written, print_json};
 use crate::progress;
@@ -32,6 +32,10 @@ pub struct Args {
     /// bnn: binary weights and inputs, no scales.
     #[arg(long, default_value = "bwn")]
     mode: String,
+    /// XNOR mode: scale the binary dot products by XNOR-Net's input scale K (mean |x| over
+    /// channels and the receptive field).
+    #[arg(long)]
+    input_scale: bool,
     /// Epochs of binary training (straight-through estimator).
     #[arg(long, default_value_t = 2)]
     epochs: usize,
@@ -56,6 +60,8 @@ struct Report {
     #[serde(flatten)]
     written: Written,
     mode: &'static str,
+    /// Whether the XNOR layers scale by the input scale K.
+    input_scale: bool,
     /// Paths of the binarized layers (in the written model).
     binary_layers: Vec<String>,
     /// Test accuracy after each epoch, evaluated through the training hook.
@@ -87,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         file_bytes: input_bytes,
         dense_bytes: 4 * params as u64,
     };
-    let paths = binarize_model(&mut model, mode, args.keep_first_last)?;
+    let paths = binarize_model_with(&mut model, mode, args.keep_first_last, args.input_scale)?;
     if paths.is_empty() {
         bail!("no layer to binarize (the model has at most the first and last parametric layers)");
     }
@@ -130,6 +136,10 @@ pub fn run(args: Args) -> Result<()> {
     let accuracy = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
     let mut meta = std::collections::BTreeMap::new();
     meta.insert("binarize.mode".to_string(), mode.name().to_string());
+    meta.insert(
+        "binarize.input_scale".to_string(),
+        args.input_scale.to_string(),
+    );
     let file_bytes = super::save_model(&model, meta, &args.output)?;
     let mut binary_layers = Vec::new();
     model.visit(&mut |path, layer| {
@@ -147,6 +157,7 @@ pub fn run(args: Args) -> Result<()> {
             baseline,
         )?,
         mode: mode.name(),
+        input_scale: args.input_scale,
         binary_layers,
         epoch_accuracy: report.epochs.iter().map(|e| e.test_accuracy).collect(),
         train_seconds: report.total_seconds,

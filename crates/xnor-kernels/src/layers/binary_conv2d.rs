@@ -13,11 +13,14 @@ use tensor_core::{Shape, Tensor};
 use super::{BinaryMode, Stored};
 use crate::conv::{BinaryConvWeights, binary_conv2d};
 use crate::gemm::BinaryGemmParams;
+use crate::input_scale::conv_input_scale;
 
 /// A convolution (stride, padding, dilation; groups 1) whose filters are binary.
 ///
 /// - [`BinaryMode::Xnor`], [`BinaryMode::Bnn`]: `y = alpha_o (sign(x) * sign(W_o)) + b_o`
-///   with the XNOR-popcount convolution ([`binary_conv2d`]: zero padding exact).
+///   with the XNOR-popcount convolution ([`binary_conv2d`]: zero padding exact); XNOR with
+///   the input scale on ([`BinaryConv2d::with_input_scale`]) multiplies by `K[n, oy, ox]`,
+///   the box-filtered mean `|x|` over channels (XNOR-Net section 3.2).
 /// - [`BinaryMode::Bwn`]: real inputs, `y = x * (alpha_o sign(W_o)) + b_o` by the f32
 ///   convolution of the unpacked scaled signs (built once; the file holds only the bits).
 ///
@@ -51,6 +54,18 @@ impl BinaryConv2d {
             stored,
             scaled,
         })
+    }
+
+    /// Turns XNOR-Net's input scale `K` on or off (XNOR mode only): the outputs are
+    /// multiplied by the box-filtered mean `|x|` over channels ([`crate::conv_input_scale`]).
+    pub fn with_input_scale(mut self, on: bool) -> nn::Result<Self> {
+        self.stored.set_input_scale("binary_conv2d", on)?;
+        Ok(self)
+    }
+
+    /// Whether the outputs are scaled by the input scale `K`.
+    pub fn input_scale(&self) -> bool {
+        self.stored.input_scale
     }
 
     /// Binarizes a dense convolution: `alpha_o = mean |W_o|` (1 for BNN), signs packed.
@@ -88,7 +103,7 @@ impl BinaryConv2d {
         let s = Stored::read(rec, o, kh * kw * c)?;
         let weights = BinaryConvWeights::from_rows(&p, s.rows)
             .map_err(|e| rec.corrupt("payload `weight_bits`", e.to_string()))?;
-        Self::new(s.mode, weights, s.alpha, s.bias)
+        Self::new(s.mode, weights, s.alpha, s.bias)?.with_input_scale(s.input_scale)
     }
 
     /// The mode.
@@ -142,8 +157,14 @@ impl Layer for BinaryConv2d {
         }
         let dots = binary_conv2d(input, &self.weights, &BinaryGemmParams::default())?;
         let inner = out.dims()[2] * out.dims()[3];
+        let k = self
+            .stored
+            .input_scale
+            .then(|| conv_input_scale(input, self.params()))
+            .transpose()?;
         let mut y = Tensor::zeros(out);
-        self.stored.scale_dots(&dots, inner, y.data_mut());
+        self.stored
+            .scale_dots(&dots, inner, k.as_deref(), y.data_mut());
         Ok(y)
     }
 

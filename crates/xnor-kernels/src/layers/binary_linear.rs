@@ -10,6 +10,7 @@ use tensor_core::{Shape, Tensor};
 
 use super::{BinaryMode, Stored, add_bias};
 use crate::gemm::binary_gemm;
+use crate::input_scale::linear_input_scale;
 use crate::pack::PackedRows;
 
 /// Most input or output features of a stored layer (nn's dimension bound).
@@ -19,7 +20,8 @@ const MAX_FEATURES: usize = 1 << 24;
 ///
 /// - [`BinaryMode::Xnor`], [`BinaryMode::Bnn`]: the rows of `sign(x)` are packed and
 ///   multiplied by the packed filters with [`binary_gemm`]: `y[b][o] = alpha_o (K - 2
-///   popcount(x_b ^ w_o)) + b_o`.
+///   popcount(x_b ^ w_o)) + b_o`, times `K_b = mean |x_b|` in XNOR mode with the input scale
+///   on ([`BinaryLinear::with_input_scale`]).
 /// - [`BinaryMode::Bwn`]: real inputs; an f32 GEMM on the unpacked `alpha_o sign(W_o)`
 ///   (built once when the layer is made; the file holds only the bits).
 ///
@@ -44,6 +46,18 @@ impl BinaryLinear {
         let stored = Stored::new("binary_linear", mode, rows, alpha, bias)?;
         let scaled = (mode == BinaryMode::Bwn).then(|| stored.scaled_signs());
         Ok(Self { stored, scaled })
+    }
+
+    /// Turns XNOR-Net's input scale `K = mean |x|` per sample on or off (XNOR mode only):
+    /// `y[b][o] = alpha_o K_b (K - 2 popcount(x_b ^ w_o)) + b_o`.
+    pub fn with_input_scale(mut self, on: bool) -> nn::Result<Self> {
+        self.stored.set_input_scale("binary_linear", on)?;
+        Ok(self)
+    }
+
+    /// Whether the outputs are scaled by the input scale `K`.
+    pub fn input_scale(&self) -> bool {
+        self.stored.input_scale
     }
 
     /// Binarizes a dense layer: `alpha_o = mean |W_o|` (1 for BNN), signs packed.
@@ -72,7 +86,8 @@ impl BinaryLinear {
         let k = rec.usize_in("in_features", 1, MAX_FEATURES)?;
         let o = rec.usize_in("out_features", 1, MAX_FEATURES)?;
         let s = Stored::read(rec, o, k)?;
-        Self::new(s.mode, s.rows, s.alpha, s.bias)
+        let input_scale = s.input_scale;
+        Self::new(s.mode, s.rows, s.alpha, s.bias)?.with_input_scale(input_scale)
     }
 
     /// The mode.
@@ -127,7 +142,12 @@ impl Layer for BinaryLinear {
                 let x = PackedRows::pack(input.data(), n, k)?;
                 let mut dots = vec![0i32; n * o];
                 binary_gemm(&x, &self.stored.rows, &mut dots)?;
-                self.stored.scale_dots(&dots, 1, y.data_mut());
+                let k = self
+                    .stored
+                    .input_scale
+                    .then(|| linear_input_scale(input))
+                    .transpose()?;
+                self.stored.scale_dots(&dots, 1, k.as_deref(), y.data_mut());
             }
         }
         Ok(y)

@@ -7,13 +7,20 @@
 //! `O` filters' signs as packed rows `u64 [O, ceil(K / 64)]` (bit 1 = -1, padding 0; a conv
 //! filter's `K = kh*kw*C` bits in `(ki, kj, c)` order, see [`crate::conv`]); tensor `alpha`
 //! `[O]` (the filter scales, finite); tensor `bias` `[O]`. Bytes written:
-//! `8 O ceil(K / 64) + 4 O (+ 4 O)`, against `4 O K` for the f32 weight.
+//! `8 O ceil(K / 64) + 4 O (+ 4 O)`, against `4 O K` for the f32 weight. Attribute
+//! `input_scale` in {0, 1} (XNOR mode only): the outputs are multiplied by XNOR-Net's input
+//! scale `K` ([`crate::input_scale`]); a record without it (files written before it existed)
+//! reads as 0.
+//!
+//! [`InputScaled`] is the training form of an XNOR layer with `K` (dense latent weights).
 
 mod binary_conv2d;
 mod binary_linear;
+mod input_scaled;
 
 pub use binary_conv2d::BinaryConv2d;
 pub use binary_linear::BinaryLinear;
+pub use input_scaled::InputScaled;
 
 use nn::payload::Payload;
 use nn::{LayerRecord, LayerRegistry, NnError};
@@ -74,11 +81,12 @@ impl BinaryMode {
     }
 }
 
-/// Registers `binary_linear` and `binary_conv2d`.
+/// Registers `binary_linear`, `binary_conv2d` and `xnor_input_scaled`.
 pub fn register(registry: &mut LayerRegistry) -> nn::Result<()> {
     nn::register_kinds! { registry;
         "binary_linear" => BinaryLinear,
         "binary_conv2d" => BinaryConv2d,
+        "xnor_input_scaled" => InputScaled,
     }
     Ok(())
 }
@@ -90,6 +98,8 @@ pub(crate) struct Stored {
     pub(crate) rows: PackedRows,
     pub(crate) alpha: Vec<f32>,
     pub(crate) bias: Option<Tensor>,
+    /// Whether the outputs are scaled by XNOR-Net's input scale `K`.
+    pub(crate) input_scale: bool,
 }
 
 impl Stored {
@@ -121,7 +131,20 @@ impl Stored {
             rows,
             alpha,
             bias,
+            input_scale: false,
         })
+    }
+
+    /// Turns the input scale `K` on or off; only XNOR mode has it.
+    pub(crate) fn set_input_scale(&mut self, kind: &str, on: bool) -> nn::Result<()> {
+        if on && self.mode != BinaryMode::Xnor {
+            return Err(NnError::Config(format!(
+                "{kind}: the input scale K is XNOR-Net's (mode xnor), not {}'s",
+                self.mode.name()
+            )));
+        }
+        self.input_scale = on;
+        Ok(())
     }
 
     /// Writes the stored form (module docs) into `rec`.
@@ -130,6 +153,7 @@ impl Stored {
         let rec = rec
             .with_attr("mode", nn::AttrValue::Str(self.mode.name().into()))
             .with_int("bias", self.bias.is_some() as i64)
+            .with_int("input_scale", self.input_scale as i64)
             .with_payload(
                 "weight_bits",
                 Payload::u64(&[o, w], self.rows.words().to_vec())?,
@@ -160,8 +184,18 @@ impl Stored {
         let bias = has_bias
             .then(|| rec.tensor_with_dims("bias", &[o]))
             .transpose()?;
-        Self::new(&rec.kind, mode, rows, alpha, bias)
-            .map_err(|e| rec.corrupt("tensor `alpha`", e.to_string()))
+        let mut s = Self::new(&rec.kind, mode, rows, alpha, bias)
+            .map_err(|e| rec.corrupt("tensor `alpha`", e.to_string()))?;
+        let input_scale = match rec.int_or("input_scale", 0)? {
+            0 => false,
+            1 => true,
+            v => {
+                return Err(rec.corrupt("attribute `input_scale`", format!("{v}: expected 0 or 1")));
+            }
+        };
+        s.set_input_scale(&rec.kind, input_scale)
+            .map_err(|e| rec.corrupt("attribute `input_scale`", e.to_string()))?;
+        Ok(s)
     }
 
     /// Bytes as written: packed words, scales, bias.
@@ -186,24 +220,35 @@ impl Stored {
         w
     }
 
-    /// `y[.., o, ..] = alpha_o * dot + bias_o` for integer dot products laid out with `inner`
-    /// values per filter per sample (1 for linear, `OH*OW` for conv).
-    pub(crate) fn scale_dots(&self, dots: &[i32], inner: usize, y: &mut [f32]) {
+    /// `y[.., o, ..] = alpha_o * K * dot + bias_o` for integer dot products laid out with
+    /// `inner` values per filter per sample (1 for linear, `OH*OW` for conv); `k` is the input
+    /// scale `[N, inner]` (`None`: 1).
+    pub(crate) fn scale_dots(&self, dots: &[i32], inner: usize, k: Option<&[f32]>, y: &mut [f32]) {
         let bias = self.bias.as_ref().map(|b| b.data());
         let per_sample = inner * self.alpha.len();
-        for (ys, ds) in y
+        for (n, (ys, ds)) in y
             .chunks_exact_mut(per_sample.max(1))
             .zip(dots.chunks_exact(per_sample.max(1)))
+            .enumerate()
         {
+            let ks = k.map(|k| &k[n * inner..(n + 1) * inner]);
             for (f, (yf, df)) in ys
                 .chunks_exact_mut(inner.max(1))
                 .zip(ds.chunks_exact(inner.max(1)))
                 .enumerate()
             {
                 let (a, b) = (self.alpha[f], bias.map_or(0.0, |b| b[f]));
-                yf.iter_mut()
-                    .zip(df)
-                    .for_each(|(v, &d)| *v = a * d as f32 + b);
+                match ks {
+                    Some(ks) => yf
+                        .iter_mut()
+                        .zip(df)
+                        .zip(ks)
+                        .for_each(|((v, &d), &s)| *v = a * s * d as f32 + b),
+                    None => yf
+                        .iter_mut()
+                        .zip(df)
+                        .for_each(|(v, &d)| *v = a * d as f32 + b),
+                }
             }
         }
     }

@@ -37,8 +37,12 @@
 //! - [`quantize_model`]: post-training quantization of a model ([`QuantConfig`]), with one
 //!   [`LayerReport`] per quantized layer.
 //!
-//! **Not yet filled:** quantization-aware training, power-of-two weights, mixed precision,
-//! ONNX QDQ export.
+//! - [`qat`]: quantization-aware training: weight fake quantization through a Trainer hook
+//!   ([`qat::QatHook`]), activation fake quantization with moving-average ranges
+//!   ([`qat::EmaFakeQuantize`]), the straight-through estimator, then conversion to the same
+//!   integer layers ([`qat::convert_qat`]).
+//!
+//! **Not yet filled:** power-of-two weights, mixed precision, ONNX QDQ export.
 //!
 //! What it is not for: weight sharing (non-uniform codebooks; the `share` crate) and binary
 //! networks (`xnor-kernels`).
@@ -51,10 +55,16 @@ mod error;
 pub mod gemm;
 pub mod layers;
 mod params;
+pub mod qat;
 mod qtype;
+pub mod weights;
 
-pub use convert::{LayerReport, QuantConfig, quantize_model};
+pub use convert::{
+    LayerReport, QuantConfig, calibrate_ranges, convert_with_ranges, quantize_model,
+    quantized_layers,
+};
 pub use error::{QuantError, Result};
 pub use layers::register;
 pub use params::{QuantParams, Symmetry, min_max, scale_zero_point};
 pub use qtype::QuantType;
+pub use weights::{QuantizedWeight, WeightScheme};

@@ -42,7 +42,11 @@
 //!   ([`qat::EmaFakeQuantize`]), the straight-through estimator, then conversion to the same
 //!   integer layers ([`qat::convert_qat`]).
 //!
-//! **Not yet filled:** power-of-two weights, mixed precision, ONNX QDQ export.
+//! - [`weights`]: uniform or power-of-two ([`WeightScheme::Pow2`]) weight codes, shared by
+//!   the conversion and quantization-aware training.
+//! - [`onnx`]: export of a quantized model as QDQ ONNX that onnxruntime runs.
+//!
+//! **Not yet filled:** mixed precision (per-layer bit widths from a sensitivity scan).
 //!
 //! What it is not for: weight sharing (non-uniform codebooks; the `share` crate) and binary
 //! networks (`xnor-kernels`).
@@ -54,6 +58,7 @@ mod convert;
 mod error;
 pub mod gemm;
 pub mod layers;
+pub mod onnx;
 mod params;
 pub mod qat;
 mod qtype;

@@ -15,11 +15,10 @@
 //! kernel's activations at 127.
 
 use nn::io::onnx::proto::{
-    AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
-    attribute_type, data_type,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, data_type,
 };
 use nn::io::onnx::tensor::encode_f32;
+use nn::io::onnx::{attr_int, value_info};
 use nn::layers::MaxPool2d;
 use nn::{Layer, Model};
 use prost::Message;
@@ -33,22 +32,9 @@ use crate::params::QuantParams;
 
 const OPSET: i64 = 13;
 
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INT,
-        i: v,
-        ..Default::default()
-    }
-}
-
 fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INTS,
-        ints: v.iter().map(|&x| x as i64).collect(),
-        ..Default::default()
-    }
+    let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+    nn::io::onnx::attr_ints(name, &v)
 }
 
 fn raw(name: &str, dims: &[usize], dtype: i32, bytes: Vec<u8>) -> TensorProto {
@@ -58,31 +44,6 @@ fn raw(name: &str, dims: &[usize], dtype: i32, bytes: Vec<u8>) -> TensorProto {
         name: name.into(),
         raw_data: bytes,
         ..Default::default()
-    }
-}
-
-fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| Dimension {
-            value: Some(if i == 0 {
-                DimensionValue::DimParam("batch".into())
-            } else {
-                DimensionValue::DimValue(d as i64)
-            }),
-            denotation: String::new(),
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor {
-                elem_type: data_type::FLOAT,
-                shape: Some(TensorShapeProto { dim }),
-            }),
-        }),
-        doc_string: String::new(),
     }
 }
 

@@ -25,7 +25,8 @@ use crate::record::LayerRecord;
 /// The opset exported models declare.
 pub const EXPORT_OPSET: i64 = 13;
 
-fn attr_int(name: &str, v: i64) -> AttributeProto {
+/// An INT attribute.
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: attribute_type::INT,
@@ -34,7 +35,8 @@ fn attr_int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+/// An INTS attribute.
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: attribute_type::INTS,
@@ -52,7 +54,8 @@ fn attr_float(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
+/// A float tensor value `[batch, dims[1..]...]` (symbolic batch).
+pub fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .enumerate()

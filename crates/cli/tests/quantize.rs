@@ -80,6 +80,13 @@ fn quantize_writes_integer_layers_with_the_report_keys() {
         serde_json::from_str(&ok(&slimnet(&["eval", o, "--data", d, "--json"]))).unwrap();
     assert_eq!(eval["evaluation"]["accuracy"], report["accuracy"]);
 
+    // Integer layers export as QDQ ONNX (quant::onnx), not through nn's float exporter.
+    let onnx = dir.join("q.onnx");
+    ok(&slimnet(&["export", o, "-o", onnx.to_str().unwrap()]));
+    let bytes = std::fs::read(&onnx).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("QuantizeLinear") && text.contains("DequantizeLinear"));
+
     // --teacher is the training objective: refused without --qat-epochs, before any work.
     let refused = slimnet(&["quantize", m, "-o", o, "--teacher", "self", "--data", d]);
     assert!(!refused.status.success());

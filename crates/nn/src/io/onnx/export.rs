@@ -6,7 +6,8 @@
 //! `tanh`, `flatten` -> `Flatten(axis=1)`, `batchnorm2d` -> `BatchNormalization`, `dropout`
 //! -> nothing (inference), and the ONNX-import layers back to their ops (`parallel` -> its
 //! branches and an `Add`/`Mul`/`Concat`). The graph input is `input` `[batch, ...]` with a
-//! symbolic batch, the output `logits`. Quantized (QDQ) export waits for the quant crate.
+//! symbolic batch, the output `logits`. Integer (quantized) models are exported as QDQ by
+//! `quant::onnx`, which reuses [`attr_int`], [`attr_ints`] and [`value_info`].
 
 use tensor_core::Shape;
 

@@ -3,19 +3,38 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::{fixtures, ok, scratch, slimnet};
+
+/// lenet300 trained one epoch on 2,000 fixture images, in `dir`.
+fn trained_lenet300(dir: &Path, data: &str) -> PathBuf {
+    let model = dir.join("lenet300.model");
+    ok(&slimnet(&[
+        "train",
+        "--model",
+        "lenet300",
+        "--epochs",
+        "1",
+        "--limit",
+        "2000",
+        "--data",
+        data,
+        "--seed",
+        "3",
+        "-o",
+        model.to_str().unwrap(),
+    ]));
+    model
+}
 
 #[test]
 fn quantize_writes_integer_layers_with_the_report_keys() {
     let dir = scratch("quantize");
     let d = fixtures();
     let d = d.to_str().unwrap();
-    let model = dir.join("lenet300.model");
+    let model = trained_lenet300(&dir, d);
     let m = model.to_str().unwrap();
-    ok(&slimnet(&[
-        "train", "--model", "lenet300", "--epochs", "1", "--limit", "2000", "--data", d, "--seed",
-        "3", "-o", m,
-    ]));
     let out = dir.join("q.slim");
     let o = out.to_str().unwrap();
     let report: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
@@ -61,8 +80,70 @@ fn quantize_writes_integer_layers_with_the_report_keys() {
         serde_json::from_str(&ok(&slimnet(&["eval", o, "--data", d, "--json"]))).unwrap();
     assert_eq!(eval["evaluation"]["accuracy"], report["accuracy"]);
 
-    // Unimplemented options are refused by name, before any work.
-    let refused = slimnet(&["quantize", m, "-o", o, "--qat-epochs", "2", "--data", d]);
+    // Integer layers export as QDQ ONNX (quant::onnx), not through nn's float exporter.
+    let onnx = dir.join("q.onnx");
+    ok(&slimnet(&["export", o, "-o", onnx.to_str().unwrap()]));
+    let bytes = std::fs::read(&onnx).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("QuantizeLinear") && text.contains("DequantizeLinear"));
+
+    // --teacher is the training objective: refused without --qat-epochs, before any work.
+    let refused = slimnet(&["quantize", m, "-o", o, "--teacher", "self", "--data", d]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--qat-epochs"));
+}
+
+#[test]
+fn quantize_with_qat_and_pow2_weights_reports_training_and_loads_back() {
+    let dir = scratch("quantize-qat");
+    let d = fixtures();
+    let d = d.to_str().unwrap();
+    let model = trained_lenet300(&dir, d);
+    let m = model.to_str().unwrap();
+    let out = dir.join("q4.slim");
+    let o = out.to_str().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
+        "quantize",
+        m,
+        "-o",
+        o,
+        "--weight-bits",
+        "4",
+        "--pow2",
+        "--qat-epochs",
+        "1",
+        "--limit",
+        "500",
+        "--teacher",
+        "self",
+        "--calib-samples",
+        "128",
+        "--data",
+        d,
+        "--json",
+    ])))
+    .unwrap();
+    let qat = &report["qat"];
+    assert_eq!(qat["epochs"], 1, "{report}");
+    assert_eq!(qat["teacher"], "self");
+    assert_eq!(qat["epoch_accuracy"].as_array().unwrap().len(), 1);
+    assert_eq!(report["pow2"], true);
+    assert_eq!(report["per_channel"], true, "powers of two are per channel");
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["pow2"] == true && l["weight_bits"] == 4)
+    );
+    // The integer model is within two points of the fake-quantized model it came from.
+    let fq = qat["epoch_accuracy"][0].as_f64().unwrap();
+    let acc = report["accuracy"].as_f64().unwrap();
+    assert!(
+        (acc - fq).abs() <= 0.02,
+        "integer {acc} vs fake-quantized {fq}"
+    );
+    let eval: serde_json::Value =
+        serde_json::from_str(&ok(&slimnet(&["eval", o, "--data", d, "--json"]))).unwrap();
+    assert_eq!(eval["evaluation"]["accuracy"], report["accuracy"]);
 }

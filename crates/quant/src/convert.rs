@@ -18,6 +18,7 @@ use crate::error::{QuantError, Result};
 use crate::layers::{QuantConv2d, QuantLinear, QuantOutput, Quantize};
 use crate::params::{QuantParams, Symmetry};
 use crate::qtype::QuantType;
+use crate::weights::WeightScheme;
 
 /// Options of [`quantize_model`] (`Default`: 8-bit per-channel weights, 7-bit asymmetric
 /// activations, min-max calibration).
@@ -30,6 +31,9 @@ pub struct QuantConfig {
     pub activation_bits: u32,
     /// One weight scale per output channel (else one per tensor).
     pub per_channel: bool,
+    /// Power-of-two weights ([`WeightScheme::Pow2`], per output channel) instead of uniform
+    /// codes.
+    pub pow2: bool,
     /// Activation zero point at the middle code instead of fitted to the range.
     pub symmetric: bool,
     /// How activation ranges are chosen.
@@ -38,12 +42,35 @@ pub struct QuantConfig {
     pub batch: usize,
 }
 
+impl QuantConfig {
+    /// How weights are quantized.
+    pub fn weights(&self) -> WeightScheme {
+        if self.pow2 {
+            WeightScheme::Pow2 {
+                bits: self.weight_bits,
+            }
+        } else {
+            WeightScheme::uniform(self.weight_bits, self.per_channel)
+        }
+    }
+
+    /// The activations' symmetry.
+    pub fn activation_symmetry(&self) -> Symmetry {
+        if self.symmetric {
+            Symmetry::Symmetric
+        } else {
+            Symmetry::Asymmetric
+        }
+    }
+}
+
 impl Default for QuantConfig {
     fn default() -> Self {
         Self {
             weight_bits: 8,
             activation_bits: 7,
             per_channel: true,
+            pow2: false,
             symmetric: false,
             calibration: Calibration::MinMax,
             batch: 64,
@@ -60,6 +87,8 @@ pub struct LayerReport {
     pub kind: &'static str,
     /// Bits per weight.
     pub weight_bits: u32,
+    /// Whether weights are powers of two.
+    pub pow2: bool,
     /// Calibrated input range.
     pub input_range: (f32, f32),
     /// Input scale and zero point.
@@ -107,6 +136,14 @@ fn is_fusable_pool(l: Option<&dyn Layer>) -> bool {
         })
 }
 
+/// The layers [`quantize_model`] replaces: top-level `linear` and ungrouped `conv2d`
+/// layers, by index.
+pub fn quantized_layers(model: &Model) -> Vec<usize> {
+    (0..model.layers.len())
+        .filter(|&i| is_candidate(&*model.layers[i]))
+        .collect()
+}
+
 /// Quantizes `model` after calibrating on `calib` (`[S, ...]`, the model's input shape);
 /// returns the quantized model and one report per quantized layer.
 pub fn quantize_model(
@@ -114,32 +151,32 @@ pub fn quantize_model(
     calib: &Tensor,
     config: &QuantConfig,
 ) -> Result<(Model, Vec<LayerReport>)> {
-    const OP: &str = "quantize_model";
+    fold_batchnorms(&mut model)?;
+    let ranges = calibrate_ranges(&mut model, calib, config)?;
+    convert_with_ranges(model, &ranges, config)
+}
+
+/// The input range of every layer of [`quantized_layers`] (entry `i` for layer `i`, `None`
+/// elsewhere), calibrated on `calib` by `config.calibration`. BatchNorm layers should be
+/// folded first ([`fold_batchnorms`]), as [`quantize_model`] does.
+pub fn calibrate_ranges(
+    model: &mut Model,
+    calib: &Tensor,
+    config: &QuantConfig,
+) -> Result<Vec<Option<(f32, f32)>>> {
+    const OP: &str = "calibrate_ranges";
     let act = QuantType::new(config.activation_bits.min(7), false)?;
-    QuantType::new(config.weight_bits, true)?;
     if calib.dims().is_empty() || calib.dims()[0] == 0 {
         return Err(QuantError::InvalidArgument {
             op: OP,
             reason: "the calibration set is empty".into(),
         });
     }
-    fold_batchnorms(&mut model)?;
-    let layers = &model.layers;
-    let n = layers.len();
-    // Quantized layers and where each one's output goes.
-    let candidates: Vec<usize> = (0..n).filter(|&i| is_candidate(&*layers[i])).collect();
-    let next_quant = |i: usize| -> Option<usize> {
-        let mut j = i + 1 + usize::from(is_relu(layers.get(i + 1).map(|l| &**l)));
-        while j < n && is_passthrough(&*layers[j]) {
-            j += 1;
-        }
-        (j < n && is_candidate(&*layers[j])).then_some(j)
-    };
-    let targets: Vec<Option<usize>> = candidates.iter().map(|&i| next_quant(i)).collect();
-
+    let n = model.layers.len();
+    let candidates = quantized_layers(model);
     // Calibration: extremes, then (histogram methods) a second pass.
     let mut minmax = vec![MinMax::default(); n];
-    observe(&mut model, calib, config.batch, &candidates, &mut |i, x| {
+    observe(model, calib, config.batch, &candidates, &mut |i, x| {
         minmax[i].observe(x)
     })?;
     let mut hists: Vec<Option<(Histogram, bool)>> = vec![None; n];
@@ -148,7 +185,7 @@ pub fn quantize_model(
             let (lo, hi, abs) = histogram_range(config.calibration, &minmax[i]);
             hists[i] = Some((Histogram::new(lo, hi), abs));
         }
-        observe(&mut model, calib, config.batch, &candidates, &mut |i, x| {
+        observe(model, calib, config.batch, &candidates, &mut |i, x| {
             if let Some((h, abs)) = hists[i].as_mut() {
                 if *abs {
                     h.observe(&x.iter().map(|v| v.abs()).collect::<Vec<_>>());
@@ -158,17 +195,59 @@ pub fn quantize_model(
             }
         })?;
     }
-    let symmetry = if config.symmetric {
-        Symmetry::Symmetric
-    } else {
-        Symmetry::Asymmetric
-    };
-    let mut input_params = vec![None; n];
-    let mut ranges = vec![(0.0, 0.0); n];
+    let symmetry = config.activation_symmetry();
+    let mut ranges = vec![None; n];
     for &i in &candidates {
         let hist = hists[i].as_ref().map(|h| &h.0);
-        let (lo, hi) = choose_range(config.calibration, &minmax[i], hist, act, symmetry);
-        ranges[i] = (lo, hi);
+        ranges[i] = Some(choose_range(
+            config.calibration,
+            &minmax[i],
+            hist,
+            act,
+            symmetry,
+        ));
+    }
+    Ok(ranges)
+}
+
+/// Replaces each layer of [`quantized_layers`] (with the ReLU after it) by its integer twin,
+/// its input quantized over `ranges[i]` (from [`calibrate_ranges`], or the moving averages of
+/// quantization-aware training), its weights by `config`. BatchNorm must be folded already.
+pub fn convert_with_ranges(
+    mut model: Model,
+    ranges: &[Option<(f32, f32)>],
+    config: &QuantConfig,
+) -> Result<(Model, Vec<LayerReport>)> {
+    const OP: &str = "convert_with_ranges";
+    let act = QuantType::new(config.activation_bits.min(7), false)?;
+    QuantType::new(config.weight_bits, true)?;
+    let layers = &model.layers;
+    let n = layers.len();
+    if ranges.len() != n {
+        return Err(QuantError::LengthMismatch {
+            op: OP,
+            what: "ranges",
+            got: ranges.len(),
+            expected: n,
+        });
+    }
+    // Quantized layers and where each one's output goes.
+    let candidates = quantized_layers(&model);
+    let next_quant = |i: usize| -> Option<usize> {
+        let mut j = i + 1 + usize::from(is_relu(layers.get(i + 1).map(|l| &**l)));
+        while j < n && is_passthrough(&*layers[j]) {
+            j += 1;
+        }
+        (j < n && is_candidate(&*layers[j])).then_some(j)
+    };
+    let targets: Vec<Option<usize>> = candidates.iter().map(|&i| next_quant(i)).collect();
+    let symmetry = config.activation_symmetry();
+    let mut input_params = vec![None; n];
+    for &i in &candidates {
+        let (lo, hi) = ranges[i].ok_or_else(|| QuantError::InvalidArgument {
+            op: OP,
+            reason: format!("layer {i} has no input range"),
+        })?;
         input_params[i] = Some(QuantParams::from_range(act, symmetry, lo, hi)?);
     }
 
@@ -209,12 +288,11 @@ pub fn quantize_model(
             reason: format!("layer {i} taken twice"),
         })?;
         let float_bytes = 4 * layer.param_count();
-        let (b, s) = (config.weight_bits, config.per_channel);
+        let scheme = config.weights();
         let q: Box<dyn Layer> = if let Some(l) = layer.as_any().downcast_ref::<Linear>() {
             Box::new(QuantLinear::from_linear(
                 l,
-                b,
-                s,
+                scheme,
                 input.clone(),
                 output,
                 relu,
@@ -223,8 +301,7 @@ pub fn quantize_model(
             let window = if pool { 2 } else { 1 };
             Box::new(QuantConv2d::from_conv2d(
                 c,
-                b,
-                s,
+                scheme,
                 input.clone(),
                 output,
                 relu,
@@ -236,8 +313,9 @@ pub fn quantize_model(
         reports.push(LayerReport {
             index: i,
             kind: q.kind(),
-            weight_bits: b,
-            input_range: ranges[i],
+            weight_bits: scheme.bits(),
+            pow2: scheme.pow2(),
+            input_range: ranges[i].unwrap_or_default(),
             input_scale: input.scales()[0],
             input_zero_point: input.zero_points()[0],
             relu_fused: relu,

@@ -37,8 +37,16 @@
 //! - [`quantize_model`]: post-training quantization of a model ([`QuantConfig`]), with one
 //!   [`LayerReport`] per quantized layer.
 //!
-//! **Not yet filled:** quantization-aware training, power-of-two weights, mixed precision,
-//! ONNX QDQ export.
+//! - [`qat`]: quantization-aware training: weight fake quantization through a Trainer hook
+//!   ([`qat::QatHook`]), activation fake quantization with moving-average ranges
+//!   ([`qat::EmaFakeQuantize`]), the straight-through estimator, then conversion to the same
+//!   integer layers ([`qat::convert_qat`]).
+//!
+//! - [`weights`]: uniform or power-of-two ([`WeightScheme::Pow2`]) weight codes, shared by
+//!   the conversion and quantization-aware training.
+//! - [`onnx`]: export of a quantized model as QDQ ONNX that onnxruntime runs.
+//!
+//! **Not yet filled:** mixed precision (per-layer bit widths from a sensitivity scan).
 //!
 //! What it is not for: weight sharing (non-uniform codebooks; the `share` crate) and binary
 //! networks (`xnor-kernels`).
@@ -50,11 +58,18 @@ mod convert;
 mod error;
 pub mod gemm;
 pub mod layers;
+pub mod onnx;
 mod params;
+pub mod qat;
 mod qtype;
+pub mod weights;
 
-pub use convert::{LayerReport, QuantConfig, quantize_model};
+pub use convert::{
+    LayerReport, QuantConfig, calibrate_ranges, convert_with_ranges, quantize_model,
+    quantized_layers,
+};
 pub use error::{QuantError, Result};
 pub use layers::register;
 pub use params::{QuantParams, Symmetry, min_max, scale_zero_point};
 pub use qtype::QuantType;
+pub use weights::{QuantizedWeight, WeightScheme};

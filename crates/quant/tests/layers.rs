@@ -4,7 +4,7 @@
 use nn::layers::{Conv2d, Linear};
 use nn::{Layer, LayerRegistry, Mode, Payload};
 use quant::layers::{QuantConv2d, QuantLinear, QuantOutput};
-use quant::{QuantConfig, QuantParams, QuantType, Symmetry, quantize_model};
+use quant::{QuantConfig, QuantParams, QuantType, Symmetry, WeightScheme, quantize_model};
 use tensor_core::Tensor;
 use tensor_core::conv::{Conv2dParams, Padding};
 use tensor_core::dispatch::{Int8Path, KernelPath, report};
@@ -76,8 +76,7 @@ fn quant_linear_equals_fake_quant_on_every_path() {
     for relu in [false, true] {
         let q = QuantLinear::from_linear(
             &lin,
-            8,
-            true,
+            WeightScheme::uniform(8, true),
             input.clone(),
             QuantOutput::Codes(output.clone()),
             relu,
@@ -119,8 +118,7 @@ fn quant_conv2d_equals_fake_quant_on_every_path() {
     let (input, output) = (act(-1.0, 1.0), act(-0.2, 0.8));
     let q = QuantConv2d::from_conv2d(
         &conv,
-        8,
-        true,
+        WeightScheme::uniform(8, true),
         input.clone(),
         QuantOutput::Codes(output.clone()),
         true,
@@ -158,8 +156,7 @@ fn fused_pooling_equals_pooling_the_codes() {
     let make = |pool| {
         QuantConv2d::from_conv2d(
             &conv,
-            8,
-            true,
+            WeightScheme::uniform(8, true),
             input.clone(),
             QuantOutput::Codes(output.clone()),
             true,
@@ -191,8 +188,14 @@ fn fused_pooling_equals_pooling_the_codes() {
 fn records_round_trip_and_corrupt_ones_are_refused() {
     let mut rng = Rng::seed_from_u64(23);
     let lin = Linear::new(10, 4, &mut rng).unwrap();
-    let q =
-        QuantLinear::from_linear(&lin, 6, false, act(0.0, 1.0), QuantOutput::Float, true).unwrap();
+    let q = QuantLinear::from_linear(
+        &lin,
+        WeightScheme::uniform(6, false),
+        act(0.0, 1.0),
+        QuantOutput::Float,
+        true,
+    )
+    .unwrap();
     let reg = registry();
     let rec = q.record().unwrap();
     let mut back = reg.build(&rec).unwrap();

@@ -34,7 +34,12 @@ pub fn run(args: Args) -> Result<()> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    // Integer layers go out as QDQ (quant::onnx), everything else through nn's exporter.
+    let quantized = model.layers.iter().any(|l| l.kind().starts_with("quant"));
     match ext.as_str() {
+        "onnx" if quantized => quant::onnx::export_qdq_bytes(&model)
+            .map_err(nn::NnError::from)
+            .and_then(|b| nn::io::atomic::write_atomic(&args.output, &b)),
         "onnx" => nn::io::onnx::export(&model, &args.output),
         "safetensors" => nn::io::safetensors::save_safetensors(&model, &args.output),
         other => bail!(

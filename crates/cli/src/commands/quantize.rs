@@ -2,18 +2,29 @@
 //! calibrated on training images, then every linear and convolution layer (with the ReLU
 //! after it) becomes an integer layer (`quant_linear`, `quant_conv2d`: i8 weights, i32 bias,
 //! 7-bit activation codes, requantization fused), run by the int8 GEMM.
+//!
+//! With `--qat-epochs N`, quantization-aware training comes first (quant::qat): N epochs of
+//! training with fake-quantized weights and activations (straight-through estimator, Adam at
+//! `--lr` with a cosine schedule, from the labels or from `--teacher`'s soft targets), then
+//! the same conversion with the trained ranges.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use distill::{DistillParams, Distillation};
+use nn::optim::OptimizerConfig;
+use nn::schedule::Schedule;
+use nn::trainer::{Objective, Progress, TrainConfig, Trainer};
 use quant::calibrate::Calibration;
 use quant::layers::{QuantConv2d, QuantLinear};
+use quant::qat::{convert_qat, prepare_qat};
 use quant::{LayerReport, QuantConfig, quantize_model};
 use tensor_core::Tensor;
 use tensor_core::rng::Rng;
 
 use super::{Baseline, ModelArgs, TrainDataArgs, Written, check_output, print_json, save_model};
+use crate::progress;
 
 /// Arguments of `slimnet quantize`.
 #[derive(clap::Args, Debug)]
@@ -42,10 +53,27 @@ pub struct Args {
     /// Training images used for calibration (a seeded random choice).
     #[arg(long, default_value_t = 512)]
     calib_samples: usize,
-    /// Epochs of quantization-aware training (not available yet: must be 0).
+    /// Epochs of quantization-aware training before the conversion (0: post-training only).
     #[arg(long, default_value_t = 0)]
     qat_epochs: usize,
-    /// Power-of-two weights (not available yet).
+    /// Adam learning rate of quantization-aware training (cosine schedule to 0).
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f32,
+    /// Mini-batch size of quantization-aware training.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Train from a teacher's soft targets (Hinton et al. 2015) instead of the labels alone:
+    /// a model file, or `self` for the input model (with --qat-epochs).
+    #[arg(long)]
+    teacher: Option<String>,
+    /// Distillation temperature (with --teacher).
+    #[arg(long, default_value_t = 4.0)]
+    temperature: f32,
+    /// Weight of the soft targets against the labels (with --teacher).
+    #[arg(long, default_value_t = 0.9)]
+    alpha: f32,
+    /// Power-of-two weights: sign * 2^e or 0 per output channel, 2^(N-1) - 1 exponents for
+    /// --weight-bits N (at most 7), run on the int8 GEMM as codes +-2^j.
     #[arg(long)]
     pow2: bool,
     #[command(flatten)]
@@ -57,6 +85,7 @@ struct LayerJson {
     index: usize,
     kind: &'static str,
     weight_bits: u32,
+    pow2: bool,
     input_range: [f32; 2],
     input_scale: f32,
     input_zero_point: i32,
@@ -73,6 +102,7 @@ impl From<&LayerReport> for LayerJson {
             index: r.index,
             kind: r.kind,
             weight_bits: r.weight_bits,
+            pow2: r.pow2,
             input_range: [r.input_range.0, r.input_range.1],
             input_scale: r.input_scale,
             input_zero_point: r.input_zero_point,
@@ -92,10 +122,24 @@ struct Report {
     weight_bits: u32,
     activation_bits: u32,
     per_channel: bool,
+    pow2: bool,
     symmetric: bool,
     calibration: String,
     calib_samples: usize,
+    /// Quantization-aware training, when --qat-epochs > 0.
+    qat: Option<QatJson>,
     layers: Vec<LayerJson>,
+}
+
+#[derive(serde::Serialize)]
+struct QatJson {
+    epochs: usize,
+    lr: f32,
+    batch_size: usize,
+    teacher: Option<String>,
+    /// Test accuracy of the fake-quantized model after each epoch.
+    epoch_accuracy: Vec<Option<f64>>,
+    train_seconds: f64,
 }
 
 /// Nonzero parameters: float parameters, plus the weight and bias codes of quantized layers.
@@ -117,11 +161,8 @@ fn nonzero_params(model: &nn::Model) -> usize {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    if args.qat_epochs > 0 {
-        bail!("--qat-epochs: quantization-aware training is not implemented yet (use 0)");
-    }
-    if args.pow2 {
-        bail!("--pow2: power-of-two weights are not implemented yet");
+    if args.teacher.is_some() && args.qat_epochs == 0 {
+        bail!("--teacher needs --qat-epochs N > 0 (it is the training objective)");
     }
     if !(2..=8).contains(&args.bits) {
         bail!("--bits {} is outside 2..=8", args.bits);
@@ -129,7 +170,8 @@ pub fn run(args: Args) -> Result<()> {
     let config = QuantConfig {
         weight_bits: args.weight_bits.unwrap_or(args.bits),
         activation_bits: args.bits.min(7),
-        per_channel: args.per_channel,
+        per_channel: args.per_channel || args.pow2,
+        pow2: args.pow2,
         symmetric: args.symmetric,
         calibration: Calibration::parse(&args.calibration)?,
         ..QuantConfig::default()
@@ -160,15 +202,22 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let params = model.param_count();
-    let (mut quantized, layers) = quantize_model(model, &calib, &config)?;
+    let (mut quantized, layers, qat) = if args.qat_epochs > 0 {
+        let (q, l, j) = train_qat(&args, model, &calib, &config, (&train, &test))?;
+        (q, l, Some(j))
+    } else {
+        let (q, l) = quantize_model(model, &calib, &config)?;
+        (q, l, None)
+    };
     let evaluation = nn::metrics::evaluate(&mut quantized, &test, 256)?;
     let mut metadata = BTreeMap::new();
     metadata.insert("source".to_string(), args.model.model.display().to_string());
     metadata.insert(
         "quantize".to_string(),
         format!(
-            "weights {} bits{}, activations {} bits {}, calibration {} on {} images",
+            "weights {} bits{}{}, activations {} bits {}, calibration {} on {} images",
             config.weight_bits,
+            if config.pow2 { " powers of two" } else { "" },
             if config.per_channel {
                 " per channel"
             } else {
@@ -182,7 +231,9 @@ pub fn run(args: Args) -> Result<()> {
             },
             config.calibration.name(),
             order.len()
-        ),
+        ) + &qat.as_ref().map_or(String::new(), |q| {
+            format!(", quantization-aware training {} epochs", q.epochs)
+        }),
     );
     metadata.insert("accuracy".to_string(), format!("{}", evaluation.accuracy));
     let file_bytes = save_model(&quantized, metadata, &args.output)?;
@@ -198,9 +249,11 @@ pub fn run(args: Args) -> Result<()> {
         weight_bits: config.weight_bits,
         activation_bits: config.activation_bits.min(7),
         per_channel: config.per_channel,
+        pow2: config.pow2,
         symmetric: config.symmetric,
         calibration: config.calibration.name(),
         calib_samples: order.len(),
+        qat,
         layers: layers.iter().map(LayerJson::from).collect(),
     };
     if args.common.json {
@@ -240,4 +293,73 @@ pub fn run(args: Args) -> Result<()> {
         w.output
     );
     Ok(())
+}
+
+/// Quantization-aware training of `model` for `--qat-epochs`, then its conversion.
+fn train_qat(
+    args: &Args,
+    mut model: nn::Model,
+    calib: &Tensor,
+    config: &QuantConfig,
+    data: (&nn::Dataset, &nn::Dataset),
+) -> Result<(nn::Model, Vec<LayerReport>, QatJson)> {
+    let objective: Box<dyn Objective> = match args.teacher.as_deref() {
+        None => Box::new(nn::trainer::CrossEntropy),
+        Some(t) => {
+            let teacher = if t == "self" {
+                pipeline::compress::copy(&model)?
+            } else {
+                super::load_model(std::path::Path::new(t), None)?
+            };
+            let params = DistillParams {
+                temperature: args.temperature,
+                alpha: args.alpha,
+            };
+            Box::new(Distillation::new(teacher, params)?.caching(true))
+        }
+    };
+    let hook = prepare_qat(&mut model, calib, config)?;
+    let train_config = TrainConfig {
+        epochs: args.qat_epochs,
+        batch_size: args.batch_size,
+        optimizer: OptimizerConfig::adam(args.lr),
+        schedule: Schedule::Cosine {
+            warmup_steps: 0,
+            min_lr: 0.0,
+        },
+        seed: args.common.seed,
+        ..TrainConfig::default()
+    };
+    train_config.validate()?;
+    let steps = train_config.steps_per_epoch(data.0.len()) * train_config.epochs;
+    let quiet = args.common.json;
+    let pb = progress::bar(steps as u64, quiet);
+    pb.set_prefix(format!("qat w{}", config.weight_bits));
+    let mut on_progress = |p: &Progress| {
+        pb.set_position(p.global_step as u64);
+        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
+        if let (true, Some(acc)) = (p.epoch_done, p.test_accuracy) {
+            let line = format!(
+                "qat epoch {:>3}: fake-quantized test accuracy {:.2}%",
+                p.epoch + 1,
+                100.0 * acc
+            );
+            progress::line(&pb, quiet, line);
+        }
+    };
+    let mut trainer = Trainer::new(train_config)
+        .with_hook(Box::new(hook))
+        .with_objective(objective);
+    let report = trainer.fit(&mut model, data.0, Some(data.1), &mut on_progress)?;
+    pb.finish_and_clear();
+    let (quantized, layers) = convert_qat(model, config)?;
+    let json = QatJson {
+        epochs: args.qat_epochs,
+        lr: args.lr,
+        batch_size: args.batch_size,
+        teacher: args.teacher.clone(),
+        epoch_accuracy: report.epochs.iter().map(|e| e.test_accuracy).collect(),
+        train_seconds: report.total_seconds,
+    };
+    Ok((quantized, layers, json))
 }

@@ -7,8 +7,9 @@ use tensor_core::Tensor;
 use crate::affine::round_half_even;
 use crate::error::{QuantError, Result};
 use crate::gemm::PackedWeights;
-use crate::params::{QuantParams, Symmetry};
+use crate::params::QuantParams;
 use crate::qtype::QuantType;
+use crate::weights::{QuantizedWeight, WeightScheme};
 
 /// What a quantized layer emits.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,29 +62,28 @@ fn check_activation(op: &'static str, p: &QuantParams) -> Result<()> {
 }
 
 impl IntegerCore {
-    /// Quantizes a float `[out, k]` weight (symmetric, `weight_bits` signed, per output channel
-    /// or per tensor) and its bias for input `input`.
+    /// Quantizes a float `[out, k]` weight by `weights` ([`WeightScheme::quantize`]) and its
+    /// bias for input `input`.
     #[allow(clippy::too_many_arguments)]
     pub fn from_float(
         weight: &[f32],
         out: usize,
         k: usize,
         bias: Option<&[f32]>,
-        weight_bits: u32,
-        per_channel: bool,
+        weights: WeightScheme,
         input: QuantParams,
         output: QuantOutput,
         relu: bool,
     ) -> Result<Self> {
-        let wt = QuantType::new(weight_bits, true)?;
-        let axis = per_channel.then_some(0);
-        let wp = QuantParams::from_data(wt, Symmetry::Symmetric, axis, weight, &[out, k])?;
-        let codes = wp.quantize_i8(weight, &[out, k])?;
-        let scales = if per_channel {
-            wp.scales().to_vec()
-        } else {
-            vec![wp.scales()[0]; out]
-        };
+        if weight.len() != out * k {
+            return Err(QuantError::LengthMismatch {
+                op: "IntegerCore::from_float",
+                what: "weight",
+                got: weight.len(),
+                expected: out * k,
+            });
+        }
+        let QuantizedWeight { codes, scales, .. } = weights.quantize(weight, out)?;
         let s_in = input.scales()[0];
         let bias_codes = (0..out)
             .map(|j| {
@@ -97,7 +97,7 @@ impl IntegerCore {
             out,
             k,
             scales,
-            weight_bits,
+            weights.kernel_bits(),
             bias_codes,
             input,
             output,

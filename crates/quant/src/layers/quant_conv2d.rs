@@ -13,6 +13,7 @@ use super::core::{IntegerCore, QuantOutput};
 use crate::error::QuantError;
 use crate::gemm::{gemm_u7i8_with, padded_depth};
 use crate::params::QuantParams;
+use crate::weights::WeightScheme;
 
 /// Images per task: a task lays out its images' patches and runs their GEMM, so patches of
 /// two images at a time stay in L2 (cnn-teacher's conv2: 2 x 784 x 288 bytes = 450 KB).
@@ -41,8 +42,7 @@ impl QuantConv2d {
     /// A quantized twin of `conv` (one group only).
     pub fn from_conv2d(
         conv: &Conv2d,
-        weight_bits: u32,
-        per_channel: bool,
+        weights: WeightScheme,
         input: QuantParams,
         output: QuantOutput,
         relu: bool,
@@ -54,8 +54,7 @@ impl QuantConv2d {
             p.out_channels,
             p.patch_len(),
             conv.bias().map(|b| b.data()),
-            weight_bits,
-            per_channel,
+            weights,
             input,
             output,
             relu,

@@ -8,6 +8,7 @@ use tensor_core::{Shape, Tensor};
 use super::core::{IntegerCore, QuantOutput};
 use crate::gemm::{gemm_u7i8_with, padded_depth};
 use crate::params::QuantParams;
+use crate::weights::WeightScheme;
 
 /// `y = W x + b` on codes: input `[B, in]` holds u7 codes of [`IntegerCore::input`], the
 /// product runs on the int8 GEMM, the output holds the next layer's codes or real values
@@ -27,8 +28,7 @@ impl QuantLinear {
     /// A quantized twin of `linear`.
     pub fn from_linear(
         linear: &Linear,
-        weight_bits: u32,
-        per_channel: bool,
+        weights: WeightScheme,
         input: QuantParams,
         output: QuantOutput,
         relu: bool,
@@ -39,8 +39,7 @@ impl QuantLinear {
             out,
             k,
             linear.bias().map(|b| b.data()),
-            weight_bits,
-            per_channel,
+            weights,
             input,
             output,
             relu,

@@ -6,7 +6,8 @@
 //! `tanh`, `flatten` -> `Flatten(axis=1)`, `batchnorm2d` -> `BatchNormalization`, `dropout`
 //! -> nothing (inference), and the ONNX-import layers back to their ops (`parallel` -> its
 //! branches and an `Add`/`Mul`/`Concat`). The graph input is `input` `[batch, ...]` with a
-//! symbolic batch, the output `logits`. Quantized (QDQ) export waits for the quant crate.
+//! symbolic batch, the output `logits`. Integer (quantized) models are exported as QDQ by
+//! `quant::onnx`, which reuses [`attr_int`], [`attr_ints`] and [`value_info`].
 
 use tensor_core::Shape;
 
@@ -25,7 +26,8 @@ use crate::record::LayerRecord;
 /// The opset exported models declare.
 pub const EXPORT_OPSET: i64 = 13;
 
-fn attr_int(name: &str, v: i64) -> AttributeProto {
+/// An INT attribute.
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: attribute_type::INT,
@@ -34,7 +36,8 @@ fn attr_int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+/// An INTS attribute.
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: attribute_type::INTS,
@@ -52,7 +55,8 @@ fn attr_float(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
+/// A float tensor value `[batch, dims[1..]...]` (symbolic batch).
+pub fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .enumerate()

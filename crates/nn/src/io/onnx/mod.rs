@@ -38,7 +38,7 @@ use std::path::Path;
 use crate::error::{NnError, Result};
 use crate::model::Model;
 
-pub use export::{EXPORT_OPSET, export_model};
+pub use export::{EXPORT_OPSET, attr_int, attr_ints, export_model, value_info};
 pub use import::{OPSETS, import_bytes};
 
 /// Largest `.onnx` file read (2 GiB, protobuf's own message limit).

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""onnxruntime's own static int8 of a float model, beside slimnet's int8 of the same model:
+accuracy on all 10,000 Fashion-MNIST test images and inference time at batch 1 and 256 on 1
+and 2 threads, measured one after the other in one run.
+
+    python3 scripts/peer_ort_int8.py SLIMNET_BINARY FLOAT.model SLIMNET_INT8.slim \
+        [--calib-samples 512] [--seconds 2] [--json]
+
+1. `slimnet export FLOAT.model -o float.onnx` (plain Conv/Gemm graph).
+2. onnxruntime.quantization.quantize_static: QDQ format, uint8 activations, int8 weights per
+   channel, MinMax calibration, its calibration reader fed the first --calib-samples training
+   images (pixels / 255). `slimnet quantize` calibrates on a seeded random choice of as many
+   training images, not the same images (slimnet's generator is not reproduced here).
+3. Accuracy of the onnxruntime int8 model, and of SLIMNET_INT8 (`slimnet eval --json`).
+4. Timing: scripts/peer_bench.py (onnxruntime, the statistics of `slimnet bench`) on the int8
+   ONNX, then `slimnet bench SLIMNET_INT8 --batch 1,256 --threads 1,2`, one after the other.
+Prints a markdown table (or --json).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                      QuantType, quantize_static)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from fmnist import DEBIAN, read_idx  # noqa: E402
+
+
+def images(stem):
+    x = read_idx(os.path.join(DEBIAN, f"{stem}-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
+    y = read_idx(os.path.join(DEBIAN, f"{stem}-labels-idx1-ubyte.gz")).astype(np.int64)
+    return x.reshape(-1, 1, 28, 28), y
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, name, x, batch=64):
+        self.batches = iter([{name: x[i:i + batch]} for i in range(0, len(x), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def accuracy(path, x, y):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    correct = 0
+    for i in range(0, len(x), 500):
+        correct += int((sess.run(None, {name: x[i:i + 500]})[0].argmax(1) == y[i:i + 500]).sum())
+    return correct / len(x)
+
+
+def run_json(cmd):
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("slimnet")
+    ap.add_argument("float_model")
+    ap.add_argument("int8_model")
+    ap.add_argument("--calib-samples", type=int, default=512)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    xtr, _ = images("train")
+    xte, yte = images("t10k")
+    with tempfile.TemporaryDirectory() as tmp:
+        f32 = os.path.join(tmp, "float.onnx")
+        i8 = os.path.join(tmp, "ort_int8.onnx")
+        subprocess.run([a.slimnet, "export", a.float_model, "-o", f32], check=True,
+                       capture_output=True)
+        name = ort.InferenceSession(f32, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+        quantize_static(f32, i8, Reader(name, xtr[:a.calib_samples]),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        acc = {
+            "float (onnxruntime)": accuracy(f32, xte, yte),
+            "onnxruntime int8": accuracy(i8, xte, yte),
+            "slimnet int8": run_json([a.slimnet, "eval", a.int8_model, "--json", "-q"])
+            ["evaluation"]["accuracy"],
+        }
+        peer = run_json([sys.executable, os.path.join(HERE, "peer_bench.py"), i8, "--batch",
+                         "1,256", "--threads", "1,2", "--seconds", str(a.seconds), "--peers",
+                         "onnxruntime", "--json"])
+    ours = run_json([a.slimnet, "bench", a.int8_model, "--batch", "1,256", "--threads", "1,2",
+                     "--seconds", str(a.seconds), "--json", "-q"])
+    result = {"accuracy": acc, "onnxruntime": peer["runs"], "slimnet": ours,
+              "onnxruntime_version": ort.__version__}
+    if a.json:
+        print(json.dumps(result, indent=2))
+        return
+    for k, v in acc.items():
+        print(f"{k}: {100 * v:.2f}%")
+    print("| runtime | batch | threads | median us | images/s |")
+    print("|---|---|---|---|---|")
+    for r in peer["runs"]:
+        print(f"| onnxruntime {ort.__version__} int8 | {r['batch']} | {r['threads']} | "
+              f"{r['median_us']:.0f} | {r['images_per_s']:,.0f} |")
+    runs = ours.get("runs", ours.get("results", []))
+    for r in runs:
+        print(f"| slimnet int8 | {r.get('batch')} | {r.get('threads')} | "
+              f"{r.get('median_us', 0):.0f} | {r.get('images_per_s', 0):,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,9 +7,9 @@ and 2 threads, measured one after the other in one run.
         [--calib-samples 512] [--seconds 2] [--json]
 
 1. `slimnet export FLOAT.model -o float.onnx` (plain Conv/Gemm graph).
-2. onnxruntime.quantization.quantize_static: QDQ format, uint8 activations, int8 weights per
-   channel, MinMax calibration, its calibration reader fed the first --calib-samples training
-   images (pixels / 255). `slimnet quantize` calibrates on a seeded random choice of as many
+2. onnxruntime's static int8 as scripts/peer_bench.py builds it (`ort_int8`: quantize_static,
+   QDQ, uint8 activations, int8 weights per channel, reduce_range on CPUs without VNNI as
+   onnxruntime advises, MinMax calibration on the first --calib-samples training images). `slimnet quantize` calibrates on a seeded random choice of as many
    training images, not the same images (slimnet's generator is not reproduced here).
 3. Accuracy of the onnxruntime int8 model, and of SLIMNET_INT8 (`slimnet eval --json`).
 4. Timing: scripts/peer_bench.py (onnxruntime, the statistics of `slimnet bench`) on the int8
@@ -25,26 +25,17 @@ import tempfile
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                      QuantType, quantize_static)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from fmnist import DEBIAN, read_idx  # noqa: E402
+from peer_bench import ort_int8  # noqa: E402
 
 
 def images(stem):
     x = read_idx(os.path.join(DEBIAN, f"{stem}-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
     y = read_idx(os.path.join(DEBIAN, f"{stem}-labels-idx1-ubyte.gz")).astype(np.int64)
     return x.reshape(-1, 1, 28, 28), y
-
-
-class Reader(CalibrationDataReader):
-    def __init__(self, name, x, batch=64):
-        self.batches = iter([{name: x[i:i + batch]} for i in range(0, len(x), batch)])
-
-    def get_next(self):
-        return next(self.batches, None)
 
 
 def accuracy(path, x, y):
@@ -69,18 +60,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    xtr, _ = images("train")
     xte, yte = images("t10k")
     with tempfile.TemporaryDirectory() as tmp:
         f32 = os.path.join(tmp, "float.onnx")
         i8 = os.path.join(tmp, "ort_int8.onnx")
         subprocess.run([a.slimnet, "export", a.float_model, "-o", f32], check=True,
                        capture_output=True)
-        name = ort.InferenceSession(f32, providers=["CPUExecutionProvider"]).get_inputs()[0].name
-        quantize_static(f32, i8, Reader(name, xtr[:a.calib_samples]),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+        ort_int8(f32, i8, DEBIAN, a.calib_samples)
         acc = {
             "float (onnxruntime)": accuracy(f32, xte, yte),
             "onnxruntime int8": accuracy(i8, xte, yte),

@@ -23,12 +23,16 @@
 //! The teacher's logits are cached per image, so an epoch over images already seen costs no
 //! teacher pass.
 //!
-//! **Not yet filled:** teacher chains, unlabeled transfer sets and
-//! `slimnet distill`.
+//! Also: an ensemble of teachers ([`Distillation::ensemble`], mean logits), a linear schedule
+//! of alpha and temperature over training ([`Anneal`]), and the cached logits as a file
+//! ([`Distillation::cache_bytes`], [`Distillation::load_cache`]) so a sweep runs its teacher
+//! once. Teacher chains (teacher -> assistant -> student) and the transfer sets are
+//! `slimnet distill`'s (`--assistant`, `--transfer`).
 #![warn(missing_docs)]
 
+mod cache;
 pub mod loss;
 mod objective;
 
 pub use loss::{DistillParams, distillation_loss, logit_matching_loss};
-pub use objective::{Distillation, Target};
+pub use objective::{Anneal, Distillation, Target};

@@ -33,11 +33,27 @@ pub enum Target {
     },
 }
 
-/// The [`Objective`] that distills `teacher` into the model being trained.
+/// A linear schedule of the target's weight and temperature over training: from the
+/// target's own values at the first step to `alpha_end` and `temperature_end` at step
+/// `steps` (and after).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Anneal {
+    /// Optimizer steps over which the values move (epochs x steps per epoch).
+    pub steps: usize,
+    /// Weight of the teacher's term at the last step.
+    pub alpha_end: f32,
+    /// Temperature at the last step (soft targets only).
+    pub temperature_end: f32,
+}
+
+/// The [`Objective`] that distills a teacher (or the mean logits of an ensemble of
+/// teachers) into the model being trained.
 pub struct Distillation {
-    teacher: Model,
+    pub(crate) teachers: Vec<Model>,
     target: Target,
-    cache: HashMap<u64, Box<[f32]>>,
+    anneal: Option<Anneal>,
+    step: usize,
+    pub(crate) cache: HashMap<u64, Box<[f32]>>,
     caching: bool,
     teacher_passes: usize,
 }
@@ -54,21 +70,96 @@ impl Distillation {
     ///
     /// Errors: invalid parameters.
     pub fn with_target(teacher: Model, target: Target) -> Result<Self> {
-        match target {
-            Target::Soft(p) => p.validate()?,
-            Target::Logits { alpha } => DistillParams {
-                temperature: 1.0,
-                alpha,
-            }
-            .validate()?,
+        Self::ensemble(vec![teacher], target)
+    }
+
+    /// Distills from the mean logits of `teachers` (an ensemble, Hinton et al. section 3:
+    /// averaging logits is the geometric mean of their softmax outputs) towards `target`.
+    ///
+    /// Errors: no teacher, or invalid parameters.
+    pub fn ensemble(teachers: Vec<Model>, target: Target) -> Result<Self> {
+        if teachers.is_empty() {
+            return Err(NnError::Config("distillation: no teacher".into()));
         }
+        validate(target)?;
         Ok(Self {
-            teacher,
+            teachers,
             target,
+            anneal: None,
+            step: 0,
             cache: HashMap::new(),
             caching: true,
             teacher_passes: 0,
         })
+    }
+
+    /// Moves alpha (and the temperature) linearly over training, as `anneal` says.
+    ///
+    /// Errors: the end values are invalid parameters, or `steps` is 0.
+    pub fn anneal(mut self, anneal: Anneal) -> Result<Self> {
+        if anneal.steps == 0 {
+            return Err(NnError::Config("distillation: anneal over 0 steps".into()));
+        }
+        validate(self.at(anneal.steps, Some(anneal)))?;
+        self.anneal = Some(anneal);
+        Ok(self)
+    }
+
+    /// The target at optimizer step `step` under `anneal`.
+    fn at(&self, step: usize, anneal: Option<Anneal>) -> Target {
+        let Some(a) = anneal else {
+            return self.target;
+        };
+        let f = step.min(a.steps) as f32 / a.steps as f32;
+        let lerp = |from: f32, to: f32| from + (to - from) * f;
+        match self.target {
+            Target::Soft(p) => Target::Soft(DistillParams {
+                temperature: lerp(p.temperature, a.temperature_end),
+                alpha: lerp(p.alpha, a.alpha_end),
+            }),
+            Target::Logits { alpha } => Target::Logits {
+                alpha: lerp(alpha, a.alpha_end),
+            },
+        }
+    }
+
+    /// Test accuracy of the teacher (of the ensemble's mean logits) on `data`, in batches of
+    /// `batch_size`; their logits are cached like the transfer set's (a cache file then
+    /// spares the next run this pass too).
+    ///
+    /// Errors: an empty dataset, a zero batch size, or a teacher's error.
+    pub fn teacher_accuracy(&mut self, data: &nn::Dataset, batch_size: usize) -> Result<f64> {
+        if data.is_empty() || batch_size == 0 {
+            return Err(NnError::Config(
+                "distillation: teacher accuracy needs images and a batch size >= 1".into(),
+            ));
+        }
+        let passes = self.teacher_passes;
+        let indices: Vec<usize> = (0..data.len()).collect();
+        let mut correct = 0usize;
+        let mut result = Ok(());
+        for chunk in indices.chunks(batch_size) {
+            let step = data.batch(chunk).and_then(|(images, labels)| {
+                let x = nn::metrics::to_model_input(&self.teachers[0], images)?;
+                let logits = self.teacher_logits(&x)?;
+                for (p, t) in logits.argmax_rows()?.into_iter().zip(labels) {
+                    correct += usize::from(p == t);
+                }
+                Ok(())
+            });
+            if step.is_err() {
+                result = step;
+                break;
+            }
+        }
+        self.teacher_passes = passes;
+        result?;
+        Ok(correct as f64 / data.len() as f64)
+    }
+
+    /// Images whose teacher logits are cached.
+    pub fn cached_images(&self) -> usize {
+        self.cache.len()
     }
 
     /// Keep the teacher's logits per image (the default), or compute them on every batch:
@@ -107,7 +198,28 @@ impl Distillation {
             }
             return Ok(Tensor::new(&[b, classes], out)?);
         }
-        let logits = self.teacher.forward(inputs, Mode::Eval)?;
+        let mut logits = self.teachers[0].forward(inputs, Mode::Eval)?;
+        if self.teachers.len() > 1 {
+            let mut sum: Vec<f64> = logits.data().iter().map(|&v| v as f64).collect();
+            for t in &mut self.teachers[1..] {
+                let other = t.forward(inputs, Mode::Eval)?;
+                if other.dims() != logits.dims() {
+                    return Err(NnError::Config(format!(
+                        "distillation: teachers' logits {:?} and {:?} differ in shape",
+                        logits.dims(),
+                        other.dims()
+                    )));
+                }
+                sum.iter_mut()
+                    .zip(other.data())
+                    .for_each(|(s, &v)| *s += v as f64);
+            }
+            let n = self.teachers.len() as f64;
+            logits = Tensor::new(
+                logits.dims(),
+                sum.into_iter().map(|s| (s / n) as f32).collect(),
+            )?;
+        }
         self.teacher_passes += 1;
         let classes = logits.numel().checked_div(b).unwrap_or(0);
         for (k, row) in keys.iter().zip(logits.data().chunks(classes.max(1))) {
@@ -120,9 +232,21 @@ impl Distillation {
     }
 }
 
+/// Checks the parameters of `target`.
+fn validate(target: Target) -> Result<()> {
+    match target {
+        Target::Soft(p) => p.validate(),
+        Target::Logits { alpha } => DistillParams {
+            temperature: 1.0,
+            alpha,
+        }
+        .validate(),
+    }
+}
+
 /// A 64-bit hash of an image's f32 bits (two words at a time through a multiply-xorshift
 /// mix; not cryptographic).
-fn image_hash(pixels: &[f32]) -> u64 {
+pub(crate) fn image_hash(pixels: &[f32]) -> u64 {
     let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ pixels.len() as u64;
     let mix = |h: u64, w: u64| {
         let x = (h ^ w).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -146,7 +270,9 @@ impl Objective for Distillation {
         labels: &[usize],
     ) -> Result<(f32, Tensor)> {
         let teacher = self.teacher_logits(inputs)?;
-        match self.target {
+        let target = self.at(self.step, self.anneal);
+        self.step += 1;
+        match target {
             Target::Soft(p) => distillation_loss(logits, &teacher, labels, p),
             Target::Logits { alpha } => logit_matching_loss(logits, &teacher, labels, alpha),
         }
@@ -154,11 +280,12 @@ impl Objective for Distillation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tensor_core::rng::Rng;
 
-    fn batch(seed: u64, b: usize) -> Tensor {
+    /// `b` random images of 1 x 28 x 28 from `seed`.
+    pub(crate) fn batch(seed: u64, b: usize) -> Tensor {
         let mut rng = Rng::seed_from_u64(seed);
         Tensor::new(
             &[b, 1, 28, 28],
@@ -226,6 +353,92 @@ mod tests {
                 Target::Logits { alpha: 2.0 }
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn an_ensemble_distills_the_mean_of_its_teachers_logits() {
+        let build = |seed| nn::zoo::build("lenet300", &mut Rng::seed_from_u64(seed)).unwrap();
+        let params = DistillParams {
+            temperature: 2.0,
+            alpha: 0.7,
+        };
+        let mut d = Distillation::ensemble(vec![build(1), build(2)], Target::Soft(params)).unwrap();
+        let x = batch(7, 4);
+        let student =
+            Tensor::new(&[4, 10], (0..40).map(|i| (i % 5) as f32 * 0.3).collect()).unwrap();
+        let labels = [3, 1, 4, 1];
+        let got = d.loss(&student, &x, &labels).unwrap();
+        let (a, b) = (
+            build(1).forward(&x, Mode::Eval).unwrap(),
+            build(2).forward(&x, Mode::Eval).unwrap(),
+        );
+        let mean: Vec<f32> = a
+            .data()
+            .iter()
+            .zip(b.data())
+            .map(|(&p, &q)| ((p as f64 + q as f64) / 2.0) as f32)
+            .collect();
+        assert_ne!(a.data(), b.data());
+        let want = distillation_loss(
+            &student,
+            &Tensor::new(&[4, 10], mean).unwrap(),
+            &labels,
+            params,
+        )
+        .unwrap();
+        assert_eq!(want.0.to_bits(), got.0.to_bits());
+        assert_eq!(want.1.data(), got.1.data());
+        assert!(Distillation::ensemble(Vec::new(), Target::Soft(params)).is_err());
+    }
+
+    #[test]
+    fn annealing_moves_alpha_and_temperature_linearly_then_holds() {
+        let teacher = || nn::zoo::build("lenet300", &mut Rng::seed_from_u64(4)).unwrap();
+        let start = DistillParams {
+            temperature: 4.0,
+            alpha: 0.9,
+        };
+        let anneal = Anneal {
+            steps: 4,
+            alpha_end: 0.1,
+            temperature_end: 1.0,
+        };
+        let mut d = Distillation::new(teacher(), start)
+            .unwrap()
+            .anneal(anneal)
+            .unwrap();
+        let x = batch(8, 3);
+        let student =
+            Tensor::new(&[3, 10], (0..30).map(|i| (i % 4) as f32 * 0.2).collect()).unwrap();
+        let labels = [0, 5, 9];
+        let z_t = teacher().forward(&x, Mode::Eval).unwrap();
+        for step in 0..6 {
+            let f = (step.min(4) as f32) / 4.0;
+            let p = DistillParams {
+                temperature: 4.0 + (1.0 - 4.0) * f,
+                alpha: 0.9 + (0.1 - 0.9) * f,
+            };
+            let want = distillation_loss(&student, &z_t, &labels, p).unwrap();
+            let got = d.loss(&student, &x, &labels).unwrap();
+            assert_eq!(want.0.to_bits(), got.0.to_bits(), "step {step}");
+        }
+        let bad = Anneal {
+            alpha_end: 1.5,
+            ..anneal
+        };
+        assert!(
+            Distillation::new(teacher(), start)
+                .unwrap()
+                .anneal(bad)
+                .is_err()
+        );
+        let zero = Anneal { steps: 0, ..anneal };
+        assert!(
+            Distillation::new(teacher(), start)
+                .unwrap()
+                .anneal(zero)
+                .is_err()
         );
     }
 

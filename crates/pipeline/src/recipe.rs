@@ -83,12 +83,16 @@ impl Stage {
                 )
             }
             Stage::Share(s) => format!(
-                "share {} bits fc / {} bits conv ({} init, {} fine-tuning epochs, lr {})",
+                "share {} bits fc / {} bits conv ({} init, {} fine-tuning epochs, lr {}{})",
                 s.bits_fc,
                 s.bits_conv,
                 s.init.name(),
                 s.finetune.epochs,
-                s.finetune.lr
+                s.finetune.lr,
+                s.teacher
+                    .as_ref()
+                    .map(|t| format!(", distilled from {}", t.model))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -369,6 +373,9 @@ pub struct ShareStage {
     /// Layers with fewer nonzero weights than this fraction are stored sparse + shared.
     #[serde(default = "default_sparse_below")]
     pub sparse_below: f64,
+    /// Fine-tune the centroids from this teacher's soft targets instead of the labels alone.
+    #[serde(default)]
+    pub teacher: Option<Teacher>,
 }
 
 fn default_bits_fc() -> u32 {
@@ -398,6 +405,7 @@ impl Default for ShareStage {
             init: ShareInit::Linear,
             finetune: default_finetune(),
             sparse_below: default_sparse_below(),
+            teacher: None,
         }
     }
 }
@@ -573,6 +581,9 @@ impl Recipe {
                             "sparse_below {} must be in [0, 1]",
                             s.sparse_below
                         )));
+                    }
+                    if let Some(t) = &s.teacher {
+                        t.params().validate().map_err(|e| bad(e.to_string()))?;
                     }
                     check_retrain(&s.finetune).map_err(bad)?;
                 }

@@ -51,6 +51,9 @@ pub struct Args {
     /// Random flips and shifts of training images.
     #[arg(long)]
     augment: bool,
+    /// The binary training's teacher (`self`: MODEL before binarization).
+    #[command(flatten)]
+    teacher: super::TeacherArgs,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -67,6 +70,9 @@ struct Report {
     /// Test accuracy after each epoch, evaluated through the training hook.
     epoch_accuracy: Vec<Option<f64>>,
     train_seconds: f64,
+    /// The binary training's teacher, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    teacher: Option<String>,
 }
 
 /// Runs the command.
@@ -93,6 +99,10 @@ pub fn run(args: Args) -> Result<()> {
         file_bytes: input_bytes,
         dense_bytes: 4 * params as u64,
     };
+    if args.model.is_some() && args.teacher.teacher.as_deref() == Some("self") {
+        bail!("--teacher self needs a trained MODEL file (--model trains from scratch)");
+    }
+    let objective = args.teacher.objective(&model, args.augment)?;
     let paths = binarize_model_with(&mut model, mode, args.keep_first_last, args.input_scale)?;
     if paths.is_empty() {
         bail!("no layer to binarize (the model has at most the first and last parametric layers)");
@@ -126,7 +136,9 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let hook = BinarizeHook::new(mode, paths.clone());
-    let mut trainer = Trainer::new(config).with_hook(Box::new(hook));
+    let mut trainer = Trainer::new(config)
+        .with_objective(objective)
+        .with_hook(Box::new(hook));
     let report = trainer.fit(&mut model, &train, Some(&test), &mut on_progress)?;
     pb.finish_and_clear();
     model.clear_cache();
@@ -161,6 +173,7 @@ pub fn run(args: Args) -> Result<()> {
         binary_layers,
         epoch_accuracy: report.epochs.iter().map(|e| e.test_accuracy).collect(),
         train_seconds: report.total_seconds,
+        teacher: args.teacher.teacher.clone(),
     };
     if args.common.json {
         return print_json(&out);

@@ -69,6 +69,9 @@ pub struct Args {
     /// Fine-tuning mini-batch size.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// The fine-tuning's teacher (`self`: the model before the decomposition).
+    #[command(flatten)]
+    teacher: super::TeacherArgs,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -92,6 +95,9 @@ struct Report {
     mac_ratio: f64,
     #[serde(flatten)]
     decomposition: DecomposeReport,
+    /// The fine-tuning's teacher, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    teacher: Option<String>,
 }
 
 fn selection(args: &Args) -> Selection {
@@ -153,11 +159,12 @@ pub fn run(args: Args) -> Result<()> {
             ..AlternateParams::default()
         },
     };
+    let objective = args.teacher.objective(&model, false)?;
     crate::note!("decomposing ({method:?}, {selection:?})");
     let decomposition = decompose::decompose(&mut model, &params, calibration.as_ref())?;
     let accuracy_before_finetune = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
     let accuracy = if args.finetune_epochs > 0 {
-        finetune(&mut model, &args, &train, &test)?
+        finetune(&mut model, &args, objective, &train, &test)?
     } else {
         accuracy_before_finetune
     };
@@ -193,6 +200,7 @@ pub fn run(args: Args) -> Result<()> {
         linear_macs_after: kind(&kinds_after, "linear"),
         mac_ratio: decomposition.macs_before as f64 / decomposition.macs_after.max(1) as f64,
         decomposition,
+        teacher: args.teacher.teacher.clone(),
     };
     if args.common.json {
         return print_json(&report);
@@ -246,11 +254,12 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Fine-tunes every parameter (the factors included) with Adam and a cosine schedule;
-/// returns the test accuracy after.
+/// Fine-tunes every parameter (the factors included) with Adam and a cosine schedule, from
+/// `objective`; returns the test accuracy after.
 fn finetune(
     model: &mut nn::Model,
     args: &Args,
+    objective: Box<dyn nn::trainer::Objective>,
     train: &nn::Dataset,
     test: &nn::Dataset,
 ) -> Result<f64> {
@@ -273,7 +282,7 @@ fn finetune(
         pb.set_position(p.global_step as u64);
         pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
     };
-    let mut trainer = Trainer::new(config);
+    let mut trainer = Trainer::new(config).with_objective(objective);
     trainer.fit(model, train, None, &mut on_progress)?;
     pb.finish_and_clear();
     model.clear_cache();

@@ -3,11 +3,17 @@
 //! 2015) or logits (Bucilua et al. 2006), over the training set, the augmented training set
 //! or the training images without their labels; with `--twin`, also the same student trained
 //! on the labels alone (same initialisation, epochs, optimizer and seed) for comparison.
+//!
+//! Several `--teacher`s form an ensemble (their mean logits); `--assistant` makes a chain
+//! (teacher -> assistant -> student: the assistant is distilled from the teacher first, the
+//! same way, then teaches the student); `--teacher-cache` keeps the teacher's logits over
+//! the transfer set in a file, so a sweep runs the teacher once.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Result, bail};
-use distill::{DistillParams, Distillation, Target};
+use anyhow::{Context, Result, bail};
+use distill::{Anneal, DistillParams, Distillation, Target};
 use nn::trainer::{CrossEntropy, Objective, Progress, TrainConfig, Trainer};
 
 use super::{Baseline, Written, print_json};
@@ -17,8 +23,18 @@ use crate::progress;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The teacher: any model slimnet reads (.slim/.model, .onnx, .safetensors with --arch).
+    /// Repeat for an ensemble: the student learns from the teachers' mean logits.
+    #[arg(long, required = true)]
+    teacher: Vec<PathBuf>,
+    /// A teacher assistant (Mirzadeh et al. 2020) between teacher and student: a zoo name or
+    /// spec distilled from the teacher first (same temperature, alpha, transfer set, epochs,
+    /// optimizer and seed), which then teaches the student; or a model file used as is.
     #[arg(long)]
-    teacher: PathBuf,
+    assistant: Option<String>,
+    /// File of the teacher's logits over the transfer set: read when it exists (refused if
+    /// another teacher made it), else written after training. Not with --transfer augmented.
+    #[arg(long)]
+    teacher_cache: Option<PathBuf>,
     /// Zoo architecture of a safetensors teacher.
     #[arg(long)]
     arch: Option<String>,
@@ -29,12 +45,21 @@ pub struct Args {
     /// Output model file.
     #[arg(short, long)]
     output: PathBuf,
-    /// Softmax temperature of the soft targets.
-    #[arg(long, default_value_t = 4.0)]
+    /// Softmax temperature of the soft targets. The defaults of temperature, alpha, transfer
+    /// set and epochs are the best of the issue-17 sweep (docs/BENCHMARKS.md, "distillation
+    /// sweep"): T 1, alpha 0.5, the training set, 20 epochs; higher temperatures, higher
+    /// alpha, logit matching and augmented transfer sets all did worse there.
+    #[arg(long, default_value_t = 1.0)]
     temperature: f32,
     /// Weight of the teacher's term against the labels (1 with --transfer unlabeled).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.5)]
     alpha: f32,
+    /// Anneal alpha linearly over training, from --alpha to this at the last step.
+    #[arg(long)]
+    alpha_end: Option<f32>,
+    /// Anneal the temperature linearly over training, from --temperature to this.
+    #[arg(long)]
+    temperature_end: Option<f32>,
     /// Match the teacher's logits (squared error) instead of its soft targets.
     #[arg(long)]
     logits: bool,
@@ -70,6 +95,20 @@ struct Report {
     /// Test accuracy of the same student trained on the labels alone (with --twin).
     #[serde(skip_serializing_if = "Option::is_none")]
     twin_accuracy: Option<f64>,
+    /// The teacher files (more than one: an ensemble).
+    teachers: Vec<String>,
+    /// The assistant of a chain and its test accuracy after distillation (with --assistant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assistant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assistant_accuracy: Option<f64>,
+    /// Images whose teacher logits came from --teacher-cache.
+    cached_logits: usize,
+    /// `alpha` and `temperature` at the last step, when annealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alpha_end: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature_end: Option<f32>,
     /// `soft` or `logits`.
     target: &'static str,
     temperature: f32,
@@ -78,14 +117,32 @@ struct Report {
     epochs: usize,
 }
 
-/// A fresh student: a zoo name or spec from the seed, else a file.
-fn student(args: &Args) -> Result<nn::Model> {
-    if nn::zoo::NAMES.contains(&args.student.as_str()) || super::train::is_spec(&args.student) {
-        let mut rng = tensor_core::rng::Rng::seed_from_u64(args.common.seed);
-        Ok(nn::zoo::build_spec(&args.student, &mut rng)?)
+/// A fresh student (or assistant): a zoo name or spec from the seed, else a file.
+fn student(name: &str, seed: u64) -> Result<nn::Model> {
+    if is_architecture(name) {
+        let mut rng = tensor_core::rng::Rng::seed_from_u64(seed);
+        Ok(nn::zoo::build_spec(name, &mut rng)?)
     } else {
-        super::load_model(Path::new(&args.student), None)
+        super::load_model(Path::new(name), None)
     }
+}
+
+/// A zoo name or spec (not a file).
+fn is_architecture(name: &str) -> bool {
+    nn::zoo::NAMES.contains(&name) || super::train::is_spec(name)
+}
+
+/// A 64-bit FNV-1a fingerprint of the teacher files' bytes, in order: which teachers a
+/// logits cache belongs to.
+fn fingerprint(teachers: &[PathBuf]) -> Result<u64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for t in teachers {
+        let bytes = std::fs::read(t).with_context(|| format!("reading {}", t.display()))?;
+        for b in bytes.iter().chain(b"\0") {
+            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    Ok(h)
 }
 
 /// Trains `model` with `objective`, readies it for inference, returns its test accuracy.
@@ -116,15 +173,62 @@ fn fit(
     Ok(trainer.evaluate(model, data.1)?.accuracy)
 }
 
+/// Lends a [`Distillation`] to a Trainer (which owns its objective) and takes it back.
+struct Lent(Arc<Mutex<Distillation>>);
+
+impl Objective for Lent {
+    fn loss(
+        &mut self,
+        logits: &tensor_core::Tensor,
+        inputs: &tensor_core::Tensor,
+        labels: &[usize],
+    ) -> nn::Result<(f32, tensor_core::Tensor)> {
+        let mut d = self.0.lock().map_err(|_| {
+            nn::NnError::Config("distillation: objective poisoned by a panic".into())
+        })?;
+        d.loss(logits, inputs, labels)
+    }
+}
+
+/// [`fit`] with `objective`, returned afterwards (its cached logits with it) beside the test
+/// accuracy.
+fn fit_lent(
+    model: &mut nn::Model,
+    objective: Distillation,
+    config: &TrainConfig,
+    data: (&nn::Dataset, &nn::Dataset),
+    label: &str,
+    quiet: bool,
+) -> Result<(Distillation, f64)> {
+    let shared = Arc::new(Mutex::new(objective));
+    let accuracy = fit(
+        model,
+        Box::new(Lent(shared.clone())),
+        config,
+        data,
+        label,
+        quiet,
+    )?;
+    let objective = Arc::try_unwrap(shared)
+        .ok()
+        .and_then(|m| m.into_inner().ok())
+        .context("distillation: the trainer kept its objective")?;
+    Ok((objective, accuracy))
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    super::check_output(&args.output, &[&args.teacher])?;
+    let inputs: Vec<&Path> = args.teacher.iter().map(PathBuf::as_path).collect();
+    super::check_output(&args.output, &inputs)?;
     let (augment, alpha) = match args.transfer.as_str() {
         "train" => (false, args.alpha),
         "augmented" => (true, args.alpha),
         "unlabeled" => (false, 1.0),
         other => bail!("unknown --transfer {other:?} (train, augmented or unlabeled)"),
     };
+    if augment && args.teacher_cache.is_some() {
+        bail!("--teacher-cache holds the training images' logits: not with --transfer augmented");
+    }
     let target = if args.logits {
         Target::Logits { alpha }
     } else {
@@ -136,12 +240,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.epochs == 0 || args.batch_size == 0 {
         bail!("--epochs and --batch-size must be at least 1");
     }
-    let mut teacher = super::load_model(&args.teacher, args.arch.as_deref())?;
-    let mut model = student(&args)?;
+    let mut teachers = Vec::new();
+    for t in &args.teacher {
+        teachers.push(super::load_model(t, args.arch.as_deref())?);
+    }
+    let mut model = student(&args.student, args.common.seed)?;
     let initial = nn::io::native::ModelRecord::from_model(&model, Default::default())?;
     let (train, test) = args.common.load()?;
-    let teacher_accuracy = nn::metrics::evaluate(&mut teacher, &test, 256)?.accuracy;
-    let teacher_params = teacher.param_count();
+    let teacher_params = teachers.iter().map(nn::Model::param_count).sum();
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -155,23 +261,71 @@ pub fn run(args: Args) -> Result<()> {
         eval_every_epoch: false,
         ..TrainConfig::default()
     };
-    let objective = Distillation::with_target(teacher, target)?.caching(!augment);
+    let anneal = (args.alpha_end.is_some() || args.temperature_end.is_some()).then(|| Anneal {
+        steps: config.steps_per_epoch(train.len()) * config.epochs,
+        alpha_end: args.alpha_end.unwrap_or(alpha),
+        temperature_end: args.temperature_end.unwrap_or(args.temperature),
+    });
+    let objective = |teachers: Vec<nn::Model>| -> Result<Distillation> {
+        let d = Distillation::ensemble(teachers, target)?.caching(!augment);
+        Ok(match anneal {
+            Some(a) => d.anneal(a)?,
+            None => d,
+        })
+    };
+    let mut first = objective(teachers)?;
+    let cache_key = match &args.teacher_cache {
+        Some(_) => Some(fingerprint(&args.teacher)?),
+        None => None,
+    };
+    let mut cached_logits = 0;
+    if let (Some(path), Some(key)) = (&args.teacher_cache, cache_key)
+        && path.exists()
+    {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        cached_logits = first.load_cache(&bytes, key, &path.display().to_string())?;
+        crate::note!(
+            "teacher logits of {cached_logits} images from {}",
+            path.display()
+        );
+    }
+    let teacher_accuracy = first.teacher_accuracy(&test, 256)?;
     let quiet = args.common.json;
-    let accuracy = fit(
-        &mut model,
-        Box::new(objective),
-        &config,
-        (&train, &test),
-        "distill",
-        quiet,
-    )?;
+    let data = (&train, &test);
+    let save_cache = |d: &Distillation| -> Result<()> {
+        if let (Some(path), Some(key)) = (&args.teacher_cache, cache_key)
+            && cached_logits == 0
+        {
+            nn::io::atomic::write_atomic(path, &d.cache_bytes(key)?)?;
+        }
+        Ok(())
+    };
+    let (objective, assistant_accuracy) = match &args.assistant {
+        None => (first, None),
+        Some(name) => {
+            let mut assistant = student(name, args.common.seed)?;
+            let accuracy = if is_architecture(name) {
+                let (first, a) =
+                    fit_lent(&mut assistant, first, &config, data, "assistant", quiet)?;
+                save_cache(&first)?;
+                a
+            } else {
+                nn::metrics::evaluate(&mut assistant, &test, 256)?.accuracy
+            };
+            (objective(vec![assistant])?, Some(accuracy))
+        }
+    };
+    let (objective, accuracy) = fit_lent(&mut model, objective, &config, data, "distill", quiet)?;
+    if args.assistant.is_none() {
+        save_cache(&objective)?;
+    }
     let twin_accuracy = if args.twin {
         let mut twin = initial.into_model_with(&pipeline::registry())?;
         Some(fit(
             &mut twin,
             Box::new(CrossEntropy),
             &config,
-            (&train, &test),
+            data,
             "twin",
             quiet,
         )?)
@@ -180,7 +334,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut metadata = std::collections::BTreeMap::new();
     metadata.insert("accuracy".to_string(), format!("{accuracy}"));
-    metadata.insert("teacher".to_string(), args.teacher.display().to_string());
+    let teacher_names: Vec<String> = args
+        .teacher
+        .iter()
+        .map(|t| t.display().to_string())
+        .collect();
+    metadata.insert("teacher".to_string(), teacher_names.join(","));
     let file_bytes = super::save_model(&model, metadata, &args.output)?;
     let report = Report {
         written: Written::new(
@@ -192,11 +351,17 @@ pub fn run(args: Args) -> Result<()> {
                 pipeline::compress::nonzero_params(&model),
             ),
             accuracy,
-            Baseline::of(&args.teacher, teacher_accuracy, teacher_params)?,
+            Baseline::of(&args.teacher[0], teacher_accuracy, teacher_params)?,
         )?,
         student: args.student.clone(),
         teacher_accuracy,
         twin_accuracy,
+        teachers: teacher_names,
+        assistant: args.assistant.clone(),
+        assistant_accuracy,
+        cached_logits,
+        alpha_end: anneal.map(|a| a.alpha_end),
+        temperature_end: anneal.map(|a| a.temperature_end),
         target: if args.logits { "logits" } else { "soft" },
         temperature: args.temperature,
         alpha,
@@ -211,7 +376,7 @@ pub fn run(args: Args) -> Result<()> {
          smaller than the teacher's f32), saved {}",
         report.student,
         report.written.params,
-        args.teacher.display(),
+        report.teachers.join(" + "),
         100.0 * teacher_accuracy,
         100.0 * accuracy,
         twin_accuracy

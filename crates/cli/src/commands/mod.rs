@@ -109,6 +109,57 @@ impl TrainDataArgs {
     }
 }
 
+/// `--teacher FILE|self [--temperature T] [--alpha A]`: the recovery stage (retraining,
+/// fine-tuning) of a compressing command learns from a teacher's soft targets (Hinton et al.
+/// 2015) instead of the labels alone.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TeacherArgs {
+    /// Recover from a teacher's soft targets instead of the labels alone: a model file, or
+    /// `self` for the input model before the technique.
+    #[arg(long)]
+    pub teacher: Option<String>,
+    /// Distillation temperature (with --teacher).
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f32,
+    /// Weight of the soft targets against the labels (with --teacher).
+    #[arg(long, default_value_t = 0.9)]
+    pub alpha: f32,
+}
+
+impl TeacherArgs {
+    /// The recipe teacher the options name (`self`: the recipe's input model).
+    pub fn teacher(&self) -> Option<pipeline::recipe::Teacher> {
+        self.teacher.as_ref().map(|t| pipeline::recipe::Teacher {
+            model: if t == "self" {
+                pipeline::recipe::INPUT_TEACHER.to_string()
+            } else {
+                t.clone()
+            },
+            temperature: self.temperature,
+            alpha: self.alpha,
+        })
+    }
+
+    /// The recovery objective of a command that trains outside a recipe, `input` being the
+    /// model before the technique ([`pipeline::compress::recovery_objective`]).
+    pub fn objective(
+        &self,
+        input: &nn::Model,
+        augment: bool,
+    ) -> Result<Box<dyn nn::trainer::Objective>> {
+        let teacher = self.teacher();
+        if let Some(t) = &teacher {
+            t.params().validate()?;
+        }
+        let record = nn::io::native::ModelRecord::from_model(input, Default::default())?;
+        Ok(pipeline::compress::recovery_objective(
+            teacher.as_ref(),
+            &record,
+            augment,
+        )?)
+    }
+}
+
 /// The input model of a compressing command, measured before the technique.
 #[derive(serde::Serialize, Debug)]
 pub struct Baseline {

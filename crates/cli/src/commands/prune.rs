@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use pipeline::compress::{PruneDetail, StageDetail};
 use pipeline::recipe::{
-    INPUT_TEACHER, LrSchedule, PruneMethod, PruneSchedule, PruneStage, Recipe, Retrain, Stage,
-    Teacher,
+    LrSchedule, PruneMethod, PruneSchedule, PruneStage, Recipe, Retrain, Stage,
 };
 
 use super::compress::run_recipe;
@@ -66,16 +65,8 @@ pub struct Args {
     /// budget) or constant.
     #[arg(long, default_value = "cosine")]
     lr_schedule: String,
-    /// Retrain from a teacher's soft targets (Hinton et al. 2015) instead of the labels
-    /// alone: a model file, or `self` for the unpruned input model.
-    #[arg(long)]
-    teacher: Option<String>,
-    /// Distillation temperature (with --teacher).
-    #[arg(long, default_value_t = 4.0)]
-    temperature: f32,
-    /// Weight of the soft targets against the labels (with --teacher).
-    #[arg(long, default_value_t = 0.9)]
-    alpha: f32,
+    #[command(flatten)]
+    teacher: super::TeacherArgs,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -124,15 +115,7 @@ fn stage(a: &Args) -> Result<PruneStage> {
             augment: a.augment,
             ..Retrain::default()
         },
-        teacher: a.teacher.as_ref().map(|t| Teacher {
-            model: if t == "self" {
-                INPUT_TEACHER.to_string()
-            } else {
-                t.clone()
-            },
-            temperature: a.temperature,
-            alpha: a.alpha,
-        }),
+        teacher: a.teacher.teacher(),
     })
 }
 

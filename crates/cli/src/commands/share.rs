@@ -40,6 +40,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0.5)]
     sparse_below: f64,
     #[command(flatten)]
+    teacher: super::TeacherArgs,
+    #[command(flatten)]
     common: TrainDataArgs,
 }
 
@@ -49,6 +51,9 @@ struct Report {
     written: Written,
     #[serde(flatten)]
     detail: ShareDetail,
+    /// The teacher of the centroid fine-tuning (`self`: the input model), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    teacher: Option<String>,
 }
 
 /// Runs the command.
@@ -73,6 +78,7 @@ pub fn run(args: Args) -> Result<()> {
                 ..Retrain::default()
             },
             sparse_below: args.sparse_below,
+            teacher: args.teacher.teacher(),
         })],
         huffman: true,
     };
@@ -85,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
     let out = Report {
         written: out.written,
         detail,
+        teacher: args.teacher.teacher.clone(),
     };
     if args.common.json {
         return print_json(&out);

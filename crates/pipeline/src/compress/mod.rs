@@ -202,8 +202,10 @@ impl Compressor {
             }
             Stage::Share(s) => {
                 observer.stage_started(index, &stage, self.steps(&s.finetune, data));
+                let objective =
+                    recovery_objective(s.teacher.as_ref(), &self.input, s.finetune.augment)?;
                 let (detail, shared) =
-                    share_stage::run(&mut self.model, s, self.seed, data, observer)?;
+                    share_stage::run(&mut self.model, s, self.seed, data, objective, observer)?;
                 self.share = Some(shared);
                 StageDetail::Share(detail)
             }
@@ -318,19 +320,31 @@ fn objective_factory<'a>(
     input: &'a ModelRecord,
     augment: bool,
 ) -> impl FnMut() -> Result<Box<dyn nn::trainer::Objective>> + 'a {
-    move || -> Result<Box<dyn nn::trainer::Objective>> {
-        Ok(match &teacher {
-            Some(t) => {
-                let model = if t.model == INPUT_TEACHER {
-                    input.clone().into_model_with(&crate::registry())?
-                } else {
-                    crate::load(&t.model, None)?
-                };
-                Box::new(distill::Distillation::new(model, t.params())?.caching(!augment))
-            }
-            None => Box::new(nn::trainer::CrossEntropy),
-        })
-    }
+    move || recovery_objective(teacher.as_ref(), input, augment)
+}
+
+/// The objective of a recovery stage (retraining, fine-tuning) after a technique changed the
+/// model `input` describes: distillation from `teacher` (the model file it names, or `input`
+/// itself for [`INPUT_TEACHER`]; its logits cached per image unless `augment`), else the
+/// labels alone. Every command with a `--teacher` recovery option builds its objective here.
+///
+/// Errors: the teacher cannot be loaded, or its parameters are invalid.
+pub fn recovery_objective(
+    teacher: Option<&Teacher>,
+    input: &ModelRecord,
+    augment: bool,
+) -> Result<Box<dyn nn::trainer::Objective>> {
+    Ok(match teacher {
+        Some(t) => {
+            let model = if t.model == INPUT_TEACHER {
+                input.clone().into_model_with(&crate::registry())?
+            } else {
+                crate::load(&t.model, None)?
+            };
+            Box::new(distill::Distillation::new(model, t.params())?.caching(!augment))
+        }
+        None => Box::new(nn::trainer::CrossEntropy),
+    })
 }
 
 /// Turns the working model into its stored form: the shared layers of `share` (sparse +

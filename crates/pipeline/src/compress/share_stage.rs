@@ -1,7 +1,7 @@
 //! The share stage: k-means codebooks per layer (code 0 the pruned zero), then centroid
 //! fine-tuning through the sharing hook (Deep Compression, section 3).
 
-use nn::trainer::{Progress, Trainer};
+use nn::trainer::{Objective, Progress, Trainer};
 use nn::{Model, NnError, Result};
 use serde::Serialize;
 
@@ -19,13 +19,15 @@ pub struct ShareDetail {
 }
 
 /// Shares `model`'s linear and conv2d weights as `stage` says and fine-tunes the centroids;
-/// the model keeps dense layers holding the shared values. Returns the codebooks and forms
-/// the stored model is built from.
+/// the model keeps dense layers holding the shared values; the fine-tuning learns from
+/// `objective` (the labels, or a teacher). Returns the codebooks and forms the stored model
+/// is built from.
 pub fn run(
     model: &mut Model,
     stage: &ShareStage,
     seed: u64,
     data: &Data,
+    objective: Box<dyn Objective>,
     observer: &mut dyn Observer,
 ) -> Result<(ShareDetail, (share::ModelShare, share::SharedForms))> {
     let kp = share::KMeansParams {
@@ -36,6 +38,7 @@ pub fn run(
     let accuracy_before_finetune = nn::metrics::evaluate(model, data.test, 256)?.accuracy;
     let shared = if stage.finetune.epochs > 0 {
         let mut trainer = Trainer::new(stage.finetune.config(seed))
+            .with_objective(objective)
             .with_hook(Box::new(share::ShareHook::new(shared)));
         let mut progress = |p: &Progress| observer.progress(p);
         trainer.fit(model, data.train, None, &mut progress)?;

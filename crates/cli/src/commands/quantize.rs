@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use distill::{DistillParams, Distillation};
 use nn::optim::OptimizerConfig;
 use nn::schedule::Schedule;
-use nn::trainer::{Objective, Progress, TrainConfig, Trainer};
+use nn::trainer::{Progress, TrainConfig, Trainer};
 use quant::calibrate::Calibration;
 use quant::layers::{QuantConv2d, QuantLinear};
 use quant::qat::{convert_qat, prepare_qat};
@@ -62,16 +61,9 @@ pub struct Args {
     /// Mini-batch size of quantization-aware training.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    /// Train from a teacher's soft targets (Hinton et al. 2015) instead of the labels alone:
-    /// a model file, or `self` for the input model (with --qat-epochs).
-    #[arg(long)]
-    teacher: Option<String>,
-    /// Distillation temperature (with --teacher).
-    #[arg(long, default_value_t = 4.0)]
-    temperature: f32,
-    /// Weight of the soft targets against the labels (with --teacher).
-    #[arg(long, default_value_t = 0.9)]
-    alpha: f32,
+    /// Quantization-aware training from a teacher's soft targets (with --qat-epochs).
+    #[command(flatten)]
+    teacher: super::TeacherArgs,
     /// Power-of-two weights: sign * 2^e or 0 per output channel, 2^(N-1) - 1 exponents for
     /// --weight-bits N (at most 7), run on the int8 GEMM as codes +-2^j.
     #[arg(long)]
@@ -161,7 +153,7 @@ fn nonzero_params(model: &nn::Model) -> usize {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    if args.teacher.is_some() && args.qat_epochs == 0 {
+    if args.teacher.teacher.is_some() && args.qat_epochs == 0 {
         bail!("--teacher needs --qat-epochs N > 0 (it is the training objective)");
     }
     if !(2..=8).contains(&args.bits) {
@@ -303,21 +295,7 @@ fn train_qat(
     config: &QuantConfig,
     data: (&nn::Dataset, &nn::Dataset),
 ) -> Result<(nn::Model, Vec<LayerReport>, QatJson)> {
-    let objective: Box<dyn Objective> = match args.teacher.as_deref() {
-        None => Box::new(nn::trainer::CrossEntropy),
-        Some(t) => {
-            let teacher = if t == "self" {
-                pipeline::compress::copy(&model)?
-            } else {
-                super::load_model(std::path::Path::new(t), None)?
-            };
-            let params = DistillParams {
-                temperature: args.temperature,
-                alpha: args.alpha,
-            };
-            Box::new(Distillation::new(teacher, params)?.caching(true))
-        }
-    };
+    let objective = args.teacher.objective(&model, false)?;
     let hook = prepare_qat(&mut model, calib, config)?;
     let train_config = TrainConfig {
         epochs: args.qat_epochs,
@@ -357,7 +335,7 @@ fn train_qat(
         epochs: args.qat_epochs,
         lr: args.lr,
         batch_size: args.batch_size,
-        teacher: args.teacher.clone(),
+        teacher: args.teacher.teacher.clone(),
         epoch_accuracy: report.epochs.iter().map(|e| e.test_accuracy).collect(),
         train_seconds: report.total_seconds,
     };

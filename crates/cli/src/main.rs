@@ -5,6 +5,7 @@
 //! on stdout; human-readable progress always goes to stderr.
 
 mod commands;
+mod interrupt;
 mod progress;
 
 use anyhow::{Context, Result, bail};
@@ -71,13 +72,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // Ctrl-C or SIGTERM: let a file write in progress finish (its target is then whole), start
-    // no other, and exit with the shell's code for SIGINT: no partial file, no temporary left.
-    let _ = ctrlc::set_handler(|| {
-        nn::io::atomic::stop_writes();
-        eprintln!("interrupted");
-        std::process::exit(130);
-    });
+    interrupt::install();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -13,7 +13,7 @@ use quant::{LayerReport, QuantConfig, quantize_model};
 use tensor_core::Tensor;
 use tensor_core::rng::Rng;
 
-use super::{Baseline, ModelArgs, TrainDataArgs, Written, check_output, print_json, save_model};
+use super::{Baseline, ModelArgs, TrainDataArgs, Written, print_json, save_model};
 
 /// Arguments of `slimnet quantize`.
 #[derive(clap::Args, Debug)]
@@ -134,7 +134,12 @@ pub fn run(args: Args) -> Result<()> {
         calibration: Calibration::parse(&args.calibration)?,
         ..QuantConfig::default()
     };
-    check_output(&args.output, &[&args.model.model])?;
+    super::check_model_output(
+        &args.output,
+        &[&args.model.model],
+        super::Writes::Compressed("integer layers"),
+        None,
+    )?;
     let model = args.model.load()?;
     let (train, test) = args.common.load()?;
     let mut float = pipeline::compress::copy(&model)?;

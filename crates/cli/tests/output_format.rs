@@ -88,6 +88,8 @@ fn train_writes_the_format_of_the_extension() {
             out.to_str().unwrap(),
         ]));
         assert!(check(&out), "{name}: {:?}", head(&out));
+        // Every written format loads back without --arch (safetensors records it).
+        ok(&slimnet(&["inspect", out.to_str().unwrap()]));
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -60,8 +60,8 @@ pub fn refuse_nonfinite(check: nn::Result<()>) -> Result<()> {
 /// Loads a model in any supported format, refusing NaN or infinite weights (see
 /// [`refuse_nonfinite`]).
 pub fn load_model(path: &Path, arch: Option<&str>) -> Result<nn::Model> {
-    let model =
-        pipeline::load(path, arch).with_context(|| format!("loading model {}", path.display()))?;
+    // nn's errors name the file already: the context says only what was being done.
+    let model = pipeline::load(path, arch).context("loading model")?;
     refuse_nonfinite(nn::finite::check_model(&model))
         .with_context(|| format!("loading model {}", path.display()))?;
     Ok(model)

@@ -5,6 +5,7 @@
 //! on stdout; human-readable progress always goes to stderr.
 
 mod commands;
+mod interrupt;
 mod progress;
 
 use anyhow::{Context, Result, bail};
@@ -71,8 +72,6 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // Ctrl-C or SIGTERM: let a file write in progress finish (its target is then whole), start
-    // no other, and exit with the shell's code for SIGINT: no partial file, no temporary left.
     // Rust ignores SIGPIPE, so a closed pipe (`slimnet inspect M --json | head`) made the next
     // print panic; the default action ends the process quietly, as for any Unix filter.
     #[cfg(unix)]
@@ -80,11 +79,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let _ = ctrlc::set_handler(|| {
-        nn::io::atomic::stop_writes();
-        eprintln!("interrupted");
-        std::process::exit(130);
-    });
+    interrupt::install();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -39,6 +39,129 @@ pub trait Optimizer: Send {
 
     /// Forgets all per-parameter state (momentum, moments, step counts).
     fn reset(&mut self);
+
+    /// The per-parameter state, for a training checkpoint ([`crate::trainer::TrainState`]).
+    fn save_state(&self) -> Result<OptimizerState> {
+        Err(NnError::Unsupported(
+            "this optimizer's state cannot be checkpointed".into(),
+        ))
+    }
+
+    /// Replaces the per-parameter state with `state` ([`Optimizer::save_state`]), checking
+    /// every entry against the parameters of `model`.
+    fn load_state(&mut self, model: &mut Model, state: &OptimizerState) -> Result<()> {
+        let _ = (model, state);
+        Err(NnError::Unsupported(
+            "this optimizer's state cannot be restored from a checkpoint".into(),
+        ))
+    }
+}
+
+/// One parameter's optimizer state as a training checkpoint stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamState {
+    /// The layer's path ([`LayerPath`]'s display form, `3` or `2.1`).
+    pub path: String,
+    /// The parameter's name within its layer.
+    pub param: String,
+    /// The state tensors' dimensions (the parameter's).
+    pub dims: Vec<usize>,
+    /// The state tensors: SGD's momentum buffer; Adam's first and second moments.
+    pub tensors: Vec<Vec<f32>>,
+    /// Adam's step count `t` (0 for SGD).
+    pub steps: u64,
+}
+
+/// An optimizer's per-parameter state ([`Optimizer::save_state`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    /// The optimizer (`sgd`, `adam`); restoring into another is an error.
+    pub optimizer: String,
+    /// One entry per parameter that has state, in parameter order.
+    pub params: Vec<ParamState>,
+}
+
+/// The state entries of `map` as [`ParamState`]s (`tensors` and `steps` read by `parts`).
+fn save_entries<S>(
+    optimizer: &str,
+    map: &BTreeMap<ParamKey, S>,
+    parts: impl Fn(&S) -> (Vec<&Tensor>, u64),
+) -> OptimizerState {
+    let params = map
+        .iter()
+        .map(|((path, name), st)| {
+            let (tensors, steps) = parts(st);
+            ParamState {
+                path: path.to_string(),
+                param: name.to_string(),
+                dims: tensors
+                    .first()
+                    .map(|t| t.shape().dims().to_vec())
+                    .unwrap_or_default(),
+                tensors: tensors.iter().map(|t| t.data().to_vec()).collect(),
+                steps,
+            }
+        })
+        .collect();
+    OptimizerState {
+        optimizer: optimizer.to_string(),
+        params,
+    }
+}
+
+/// Rebuilds the state map of `optimizer` from `state`: every entry must name a parameter of
+/// `model`, with its dimensions and `tensors` state tensors of its size; `build` makes one
+/// state from the tensors and the step count.
+fn load_entries<S>(
+    optimizer: &str,
+    model: &mut Model,
+    state: &OptimizerState,
+    tensors: usize,
+    build: impl Fn(Vec<Tensor>, u64) -> S,
+) -> Result<BTreeMap<ParamKey, S>> {
+    let bad = |what: String| NnError::Config(format!("{optimizer} checkpoint state: {what}"));
+    if state.optimizer != optimizer {
+        return Err(bad(format!(
+            "saved by optimizer {:?}, restoring into {optimizer:?}",
+            state.optimizer
+        )));
+    }
+    let params: BTreeMap<(String, String), (LayerPath, &'static str, Shape)> = model
+        .named_params_mut()
+        .into_iter()
+        .map(|(path, p)| {
+            let key = (path.to_string(), p.name.to_string());
+            (key, (path, p.name, p.value.shape().clone()))
+        })
+        .collect();
+    let mut map = BTreeMap::new();
+    for e in &state.params {
+        let Some((path, name, shape)) = params.get(&(e.path.clone(), e.param.clone())) else {
+            return Err(bad(format!(
+                "parameter {}.{} is not in the model",
+                e.path, e.param
+            )));
+        };
+        if shape.dims() != e.dims.as_slice() || e.tensors.len() != tensors {
+            return Err(bad(format!(
+                "parameter {}.{}: {} state tensors of dimensions {:?}, the model needs {tensors} \
+                 of {:?}",
+                e.path,
+                e.param,
+                e.tensors.len(),
+                e.dims,
+                shape.dims()
+            )));
+        }
+        let ts = e
+            .tensors
+            .iter()
+            .map(|d| Tensor::from_vec(shape.clone(), d.clone()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|err| bad(format!("parameter {}.{}: {err}", e.path, e.param)))?;
+        map.insert((path.clone(), *name), build(ts, e.steps));
+    }
+    Ok(map)
 }
 
 /// Which optimizer to build, with its hyper-parameters (serializable, for configs and
@@ -309,6 +432,15 @@ impl Optimizer for Sgd {
     fn reset(&mut self) {
         self.buffers.clear();
     }
+
+    fn save_state(&self) -> Result<OptimizerState> {
+        Ok(save_entries("sgd", &self.buffers, |b| (vec![b], 0)))
+    }
+
+    fn load_state(&mut self, model: &mut Model, state: &OptimizerState) -> Result<()> {
+        self.buffers = load_entries("sgd", model, state, 1, |mut t, _| t.remove(0))?;
+        Ok(())
+    }
 }
 
 /// Per-parameter Adam state: first and second moments and the step count.
@@ -408,6 +540,21 @@ impl Optimizer for Adam {
 
     fn reset(&mut self) {
         self.state.clear();
+    }
+
+    fn save_state(&self) -> Result<OptimizerState> {
+        Ok(save_entries("adam", &self.state, |st| {
+            (vec![&st.m, &st.v], st.t)
+        }))
+    }
+
+    fn load_state(&mut self, model: &mut Model, state: &OptimizerState) -> Result<()> {
+        self.state = load_entries("adam", model, state, 2, |mut t, steps| {
+            let v = t.remove(1);
+            let m = t.remove(0);
+            AdamState { m, v, t: steps }
+        })?;
+        Ok(())
     }
 }
 

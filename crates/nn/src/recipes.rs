@@ -79,12 +79,43 @@ pub fn train_for_inference_monitored(
     test: &Dataset,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<(TrainReport, Evaluation)> {
+    let mut control = crate::trainer::FitControl::default();
+    match train_for_inference_controlled(
+        model,
+        config,
+        (train, monitor, test),
+        on_progress,
+        &mut control,
+    )? {
+        (crate::trainer::FitOutcome::Finished(report), Some(evaluation)) => {
+            Ok((report, evaluation))
+        }
+        _ => Err(crate::error::NnError::Config(
+            "train: a run without a stop condition stopped early".into(),
+        )),
+    }
+}
+
+/// [`train_for_inference_monitored`] with checkpoints, resumption and early stops
+/// ([`Trainer::fit_controlled`]): the outcome, and the test evaluation of the folded model
+/// when every epoch ran (`None` when the run stopped early, its BatchNorms left unfolded so
+/// that a resume continues the same model).
+pub fn train_for_inference_controlled(
+    model: &mut Model,
+    config: &TrainConfig,
+    (train, monitor, test): (&Dataset, &Dataset, &Dataset),
+    on_progress: &mut dyn FnMut(&Progress),
+    control: &mut crate::trainer::FitControl<'_>,
+) -> Result<(crate::trainer::FitOutcome, Option<Evaluation>)> {
     let mut trainer = Trainer::new(config.clone());
-    let report = trainer.fit(model, train, Some(monitor), on_progress)?;
+    let outcome = trainer.fit_controlled(model, train, Some(monitor), on_progress, control)?;
+    if matches!(outcome, crate::trainer::FitOutcome::Stopped { .. }) {
+        return Ok((outcome, None));
+    }
     model.clear_cache();
     crate::layers::fold_batchnorms(model)?;
     let evaluation = trainer.evaluate(model, test)?;
-    Ok((report, evaluation))
+    Ok((outcome, Some(evaluation)))
 }
 
 #[cfg(test)]

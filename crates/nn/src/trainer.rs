@@ -34,7 +34,7 @@ use crate::layer::Mode;
 use crate::loss::softmax_cross_entropy;
 use crate::metrics::{Evaluation, evaluate, to_model_input};
 use crate::model::Model;
-use crate::optim::OptimizerConfig;
+use crate::optim::{OptimizerConfig, OptimizerState};
 use crate::schedule::Schedule;
 
 /// Where the Trainer is when it calls a hook's per-step method.
@@ -293,6 +293,134 @@ impl TrainReport {
     }
 }
 
+/// Everything a run needs to continue where it stopped, bit for bit: the position (epoch,
+/// step), the generators (data order at the start of the epoch, augmentation, each dropout
+/// layer's mask stream), the epoch's running sums and the optimizer's per-parameter state.
+/// The learning-rate schedule is a function of the global step, so the step is its position.
+/// The weights themselves are the model's; `nn::io::checkpoint` stores both.
+///
+/// Hooks keep their own state, which is not part of this: checkpoints serve plain training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The epoch to continue, from 0.
+    pub epoch: usize,
+    /// Steps of that epoch already taken.
+    pub step_in_epoch: usize,
+    /// Steps taken in the run.
+    pub global_step: usize,
+    /// Steps in one epoch (checked on resume: the data and batch size must match).
+    pub steps_per_epoch: usize,
+    /// Training samples (checked on resume).
+    pub train_samples: usize,
+    /// The data-order generator at the start of `epoch`, before its shuffle.
+    pub shuffle_rng: [u64; 4],
+    /// The augmentation generator.
+    pub augment_rng: [u64; 4],
+    /// Sum of the per-sample losses of `epoch` so far.
+    pub loss_sum: f64,
+    /// Correct training predictions of `epoch` so far.
+    pub correct: usize,
+    /// Samples of `epoch` so far.
+    pub seen: usize,
+    /// Learning rate of the last step.
+    pub lr: f32,
+    /// Each dropout layer's mask-stream generator, by layer path.
+    pub dropout_rngs: Vec<(String, [u64; 4])>,
+    /// The optimizer's per-parameter state.
+    pub optimizer: OptimizerState,
+}
+
+/// What receives the model and the state at each periodic checkpoint.
+pub type CheckpointSink<'a> = dyn FnMut(&Model, &TrainState) -> Result<()> + 'a;
+
+/// How [`Trainer::fit_controlled`] checkpoints, resumes and stops.
+pub struct FitControl<'a> {
+    /// Continue from this state (the model must hold the weights saved with it).
+    pub resume: Option<TrainState>,
+    /// Call `on_checkpoint` after every this many epochs (not after the last).
+    pub checkpoint_every: Option<usize>,
+    /// Stop, as an interruption does, once this many epochs of the run are complete.
+    pub stop_after_epochs: Option<usize>,
+    /// Polled before every step: `true` stops the run at that step boundary.
+    pub should_stop: Box<dyn Fn() -> bool + 'a>,
+    /// Receives the model and the state to save at each periodic checkpoint.
+    pub on_checkpoint: Box<CheckpointSink<'a>>,
+}
+
+impl Default for FitControl<'_> {
+    /// A run from the start, never checkpointed or stopped: [`Trainer::fit`].
+    fn default() -> Self {
+        Self {
+            resume: None,
+            checkpoint_every: None,
+            stop_after_epochs: None,
+            should_stop: Box::new(|| false),
+            on_checkpoint: Box::new(|_, _| Ok(())),
+        }
+    }
+}
+
+/// How [`Trainer::fit_controlled`] ended.
+#[derive(Debug)]
+pub enum FitOutcome {
+    /// Every epoch ran.
+    Finished(TrainReport),
+    /// Stopped early (`should_stop` or `stop_after_epochs`): the epochs that completed in
+    /// this call, and the state a resume continues from.
+    Stopped {
+        /// Epochs completed in this call.
+        report: TrainReport,
+        /// What a resume needs besides the model's weights.
+        state: Box<TrainState>,
+    },
+}
+
+/// Each dropout layer's generator state, by layer path.
+fn dropout_states(model: &Model) -> Vec<(String, [u64; 4])> {
+    let mut out = Vec::new();
+    model.visit(&mut |path, layer| {
+        if let Some(d) = layer.as_any().downcast_ref::<crate::layers::Dropout>() {
+            out.push((path.to_string(), d.rng_state()));
+        }
+    });
+    out
+}
+
+/// Restores [`dropout_states`]: every saved path must be a dropout layer of `model` and
+/// every dropout layer must be saved.
+fn restore_dropout_states(model: &mut Model, saved: &[(String, [u64; 4])]) -> Result<()> {
+    let mut restored = 0;
+    model.visit_mut(&mut |path, layer| {
+        if let Some(d) = layer.as_any_mut().downcast_mut::<crate::layers::Dropout>() {
+            let key = path.to_string();
+            let (_, st) = saved.iter().find(|(p, _)| *p == key).ok_or_else(|| {
+                NnError::Config(format!(
+                    "train: resume: no saved generator for dropout layer {key}"
+                ))
+            })?;
+            d.set_rng_state(*st)?;
+            restored += 1;
+        }
+        Ok(())
+    })?;
+    if restored != saved.len() {
+        return Err(NnError::Config(format!(
+            "train: resume: {} saved dropout generators, the model has {restored} dropout layers",
+            saved.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A generator from a saved state, refusing the all-zero state.
+fn rng_from(state: [u64; 4], what: &str) -> Result<Rng> {
+    Rng::from_state(state).ok_or_else(|| {
+        NnError::Config(format!(
+            "train: resume: the {what} generator state is all zero"
+        ))
+    })
+}
+
 /// Runs training: a [`TrainConfig`], hooks, and an objective (see the module docs).
 pub struct Trainer {
     config: TrainConfig,
@@ -376,20 +504,39 @@ impl Trainer {
         test: Option<&Dataset>,
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<TrainReport> {
+        match self.fit_controlled(model, train, test, on_progress, &mut FitControl::default())? {
+            FitOutcome::Finished(report) | FitOutcome::Stopped { report, .. } => Ok(report),
+        }
+    }
+
+    /// [`Trainer::fit`] with checkpoints: resumes from `control.resume`, hands the state to
+    /// `control.on_checkpoint` every `checkpoint_every` epochs, and stops at the next step
+    /// boundary once `should_stop` answers `true` (or after `stop_after_epochs` epochs),
+    /// returning the state a resume needs. A resumed run gives the same weights, bit for
+    /// bit, as one that never stopped (same data, configuration and hooks-free training).
+    pub fn fit_controlled(
+        &mut self,
+        model: &mut Model,
+        train: &Dataset,
+        test: Option<&Dataset>,
+        on_progress: &mut dyn FnMut(&Progress),
+        control: &mut FitControl<'_>,
+    ) -> Result<FitOutcome> {
         model.set_input_grad_needed(false);
-        let result = self.fit_epochs(model, train, test, on_progress);
+        let result = self.fit_epochs(model, train, test, on_progress, control);
         model.set_input_grad_needed(true);
         result
     }
 
-    /// The training loop of [`Trainer::fit`].
+    /// The training loop of [`Trainer::fit_controlled`].
     fn fit_epochs(
         &mut self,
         model: &mut Model,
         train: &Dataset,
         test: Option<&Dataset>,
         on_progress: &mut dyn FnMut(&Progress),
-    ) -> Result<TrainReport> {
+        control: &mut FitControl<'_>,
+    ) -> Result<FitOutcome> {
         let cfg = self.config.clone();
         cfg.validate()?;
         if train.is_empty() {
@@ -427,16 +574,66 @@ impl Trainer {
         let mut order: Vec<usize> = (0..n).collect();
         let mut global_step = 0usize;
         let mut lr = base_lr;
-        for epoch in 0..cfg.epochs {
+        let (mut first_epoch, mut skip, mut sums) = (0, 0, (0.0f64, 0usize, 0usize));
+        if let Some(st) = control.resume.take() {
+            if st.steps_per_epoch != steps_per_epoch || st.train_samples != n {
+                return Err(NnError::Config(format!(
+                    "train: resume: the checkpoint was taken with {} training samples in {} \
+                     steps per epoch, this run has {n} in {steps_per_epoch}",
+                    st.train_samples, st.steps_per_epoch
+                )));
+            }
+            if st.epoch >= cfg.epochs || st.step_in_epoch >= steps_per_epoch {
+                return Err(NnError::Config(format!(
+                    "train: resume: position epoch {} step {} is outside the run ({} epochs of \
+                     {steps_per_epoch} steps)",
+                    st.epoch, st.step_in_epoch, cfg.epochs
+                )));
+            }
+            optimizer.load_state(model, &st.optimizer)?;
+            restore_dropout_states(model, &st.dropout_rngs)?;
+            shuffle_rng = rng_from(st.shuffle_rng, "data-order")?;
+            augment_rng = rng_from(st.augment_rng, "augmentation")?;
+            (first_epoch, skip, global_step, lr) =
+                (st.epoch, st.step_in_epoch, st.global_step, st.lr);
+            sums = (st.loss_sum, st.correct, st.seen);
+        }
+        for epoch in first_epoch..cfg.epochs {
             let epoch_start = Instant::now();
+            let epoch_rng = shuffle_rng.state();
             order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
             shuffle_rng.shuffle(&mut order);
-            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            let (mut loss_sum, mut correct, mut seen) = std::mem::take(&mut sums);
             for (step, chunk) in order
                 .chunks(cfg.batch_size)
                 .take(steps_per_epoch)
                 .enumerate()
+                .skip(std::mem::take(&mut skip))
             {
+                if (control.should_stop)() {
+                    let state = TrainState {
+                        epoch,
+                        step_in_epoch: step,
+                        global_step,
+                        steps_per_epoch,
+                        train_samples: n,
+                        shuffle_rng: epoch_rng,
+                        augment_rng: augment_rng.state(),
+                        loss_sum,
+                        correct,
+                        seen,
+                        lr,
+                        dropout_rngs: dropout_states(model),
+                        optimizer: optimizer.save_state()?,
+                    };
+                    model.clear_cache();
+                    report.steps = global_step;
+                    report.total_seconds = run_start.elapsed().as_secs_f64();
+                    return Ok(FitOutcome::Stopped {
+                        report,
+                        state: Box::new(state),
+                    });
+                }
                 let (mut images, labels) = train.batch(chunk)?;
                 if let Some(aug) = &cfg.augment {
                     augment_batch(&mut images, aug, &mut augment_rng)?;
@@ -546,11 +743,45 @@ impl Trainer {
                 lr,
                 seconds: epoch_start.elapsed().as_secs_f64(),
             });
+            let done = epoch + 1;
+            let checkpoint = control
+                .checkpoint_every
+                .is_some_and(|k| k > 0 && done % k == 0);
+            let stop = control.stop_after_epochs == Some(done);
+            if done < cfg.epochs && (checkpoint || stop) {
+                let state = TrainState {
+                    epoch: done,
+                    step_in_epoch: 0,
+                    global_step,
+                    steps_per_epoch,
+                    train_samples: n,
+                    shuffle_rng: shuffle_rng.state(),
+                    augment_rng: augment_rng.state(),
+                    loss_sum: 0.0,
+                    correct: 0,
+                    seen: 0,
+                    lr,
+                    dropout_rngs: dropout_states(model),
+                    optimizer: optimizer.save_state()?,
+                };
+                model.clear_cache();
+                if checkpoint {
+                    (control.on_checkpoint)(model, &state)?;
+                }
+                if stop {
+                    report.steps = global_step;
+                    report.total_seconds = run_start.elapsed().as_secs_f64();
+                    return Ok(FitOutcome::Stopped {
+                        report,
+                        state: Box::new(state),
+                    });
+                }
+            }
         }
         model.clear_cache();
         report.steps = global_step;
         report.total_seconds = run_start.elapsed().as_secs_f64();
-        Ok(report)
+        Ok(FitOutcome::Finished(report))
     }
 }
 

@@ -206,3 +206,62 @@ fn sequential_indices_are_accepted_in_numeric_order() {
     let x = input(&a, 8);
     assert_eq!(logits(&mut a, &x), logits(&mut b, &x));
 }
+
+/// Every zoo model (cnn-teacher with its BatchNorm running statistics moved off their
+/// initial values) and an architecture spec written as safetensors loads back without
+/// `--arch` (the file records it) to the same native bytes: weights, biases and BatchNorm
+/// buffers exact.
+#[test]
+fn every_zoo_model_round_trips_with_the_recorded_architecture() {
+    use nn::io::safetensors::{load_safetensors_inferred, recorded_arch};
+    let dir = std::env::temp_dir().join(format!("slimnet-st-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for arch in ["lenet300", "lenet5", "cnn-teacher", "mlp:784-20-10"] {
+        let mut rng = Rng::seed_from_u64(9);
+        let mut model = nn::zoo::build_spec(arch, &mut rng).unwrap();
+        // A training-mode forward moves BatchNorm's running mean and variance.
+        let x = Tensor::new(
+            &[4, 1, 28, 28],
+            (0..4 * 784).map(|_| rng.uniform()).collect(),
+        )
+        .unwrap();
+        let x = nn::metrics::to_model_input(&model, x).unwrap();
+        model.forward(&x, Mode::Train).unwrap();
+        model.clear_cache();
+        let bytes = safetensors_bytes(&model, SaveDtype::F32).unwrap();
+        assert_eq!(recorded_arch(&bytes).as_deref(), Some(arch));
+        let p = dir.join("m.safetensors");
+        std::fs::write(&p, &bytes).unwrap();
+        let mut back = load_safetensors_inferred(&p, None).unwrap();
+        // Every parameter, and the eval-mode logits (which read BatchNorm's running
+        // statistics), bit for bit. (Dropout's mask seed is not a weight and differs.)
+        let bits = |m: &Model| -> Vec<u32> {
+            m.named_params()
+                .iter()
+                .flat_map(|(_, p)| {
+                    p.value
+                        .data()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        assert_eq!(bits(&back), bits(&model), "{arch}: parameters");
+        let a = logits(&mut model, &x);
+        let b = logits(&mut back, &x);
+        let a: Vec<u32> = a.data().iter().map(|v| v.to_bits()).collect();
+        let b: Vec<u32> = b.data().iter().map(|v| v.to_bits()).collect();
+        assert!(a == b, "{arch}: eval logits differ");
+    }
+    // A file that records no architecture: the error asks for --arch.
+    let st = fixtures().join("lenet300_bfloat16.safetensors");
+    if recorded_arch(&std::fs::read(&st).unwrap()).is_none() {
+        let e = load_safetensors_inferred(&st, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--arch"), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

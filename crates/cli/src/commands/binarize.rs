@@ -80,7 +80,12 @@ pub fn run(args: Args) -> Result<()> {
     let mode = BinaryMode::parse(&args.mode)
         .with_context(|| format!("unknown --mode {:?} (bwn, xnor or bnn)", args.mode))?;
     let inputs: Vec<&Path> = args.model_file.iter().map(PathBuf::as_path).collect();
-    super::check_output(&args.output, &inputs)?;
+    super::check_model_output(
+        &args.output,
+        &inputs,
+        super::Writes::Compressed("binary layers"),
+        None,
+    )?;
     let (train, test) = args.common.load()?;
     let (mut model, input_bytes) = match (&args.model_file, &args.model) {
         (Some(f), None) => (

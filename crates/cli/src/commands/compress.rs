@@ -104,7 +104,12 @@ pub fn run_recipe(
     output: &Path,
     common: &TrainDataArgs,
 ) -> Result<Outcome> {
-    super::check_output(output, &[&model.model])?;
+    super::check_model_output(
+        output,
+        &[&model.model],
+        super::Writes::Compressed("the compressed layers of a recipe's .slim container"),
+        None,
+    )?;
     let input = model.load()?;
     let (train, test) = common.load()?;
     let source = model.model.display().to_string();

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use super::ModelArgs;
 
@@ -11,7 +11,8 @@ use super::ModelArgs;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Output file: `.onnx` (runs in onnxruntime) or `.safetensors` (PyTorch state_dict names).
+    /// Output file: `.onnx` (runs in onnxruntime) or `.safetensors` (PyTorch state_dict names);
+    /// `.slim`/`.model` (or another extension, with a note) write the native format.
     #[arg(short, long)]
     output: PathBuf,
     /// Rebuild compressed layers (sparse, shared) as the dense layers their weights stand for,
@@ -28,27 +29,13 @@ pub fn run(args: Args) -> Result<()> {
         let n = pipeline::compress::densify(&mut model)?;
         crate::note!("densified {n} compressed layers");
     }
-    let ext = args
-        .output
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    // Integer layers go out as QDQ (quant::onnx), everything else through nn's exporter.
-    let quantized = model.layers.iter().any(|l| l.kind().starts_with("quant"));
-    match ext.as_str() {
-        "onnx" if quantized => quant::onnx::export_qdq_bytes(&model)
-            .map_err(nn::NnError::from)
-            .and_then(|b| nn::io::atomic::write_atomic(&args.output, &b)),
-        "onnx" => nn::io::onnx::export(&model, &args.output),
-        "safetensors" => nn::io::safetensors::save_safetensors(&model, &args.output),
-        other => bail!(
-            "{}: unknown output format {other:?} (.onnx or .safetensors)",
-            args.output.display()
-        ),
-    }
-    .with_context(|| format!("writing {}", args.output.display()))?;
-    let bytes = std::fs::metadata(&args.output)?.len();
+    super::check_model_output(
+        &args.output,
+        &[&args.model.model],
+        super::Writes::Dense,
+        Some(&model),
+    )?;
+    let bytes = super::save_model(&model, Default::default(), &args.output)?;
     println!(
         "exported {} -> {} ({} bytes)",
         args.model.model.display(),

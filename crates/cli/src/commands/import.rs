@@ -1,4 +1,5 @@
-//! `slimnet import model.onnx -o model.model`: convert to the native format.
+//! `slimnet import model.onnx -o model.slim`: convert a model (to the native format, or to
+//! the format `-o`'s extension names).
 
 use std::path::PathBuf;
 
@@ -11,7 +12,8 @@ use super::ModelArgs;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Output file (native format).
+    /// Output file; the format follows the extension: .slim/.model native, .onnx ONNX,
+    /// .safetensors safetensors (another extension: native, with a note).
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -20,6 +22,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     super::check_output(&args.output, &[&args.model.model])?;
     let model = args.model.load()?;
+    super::check_model_output(
+        &args.output,
+        &[&args.model.model],
+        super::Writes::Dense,
+        Some(&model),
+    )?;
     let bytes = super::save_model(&model, Default::default(), &args.output)?;
     println!(
         "imported {} ({} layers, {} parameters) -> {} ({} bytes)",

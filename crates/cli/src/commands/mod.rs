@@ -19,7 +19,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Options shared by every command that reads a model.
 #[derive(clap::Args, Debug, Clone)]
@@ -60,8 +60,8 @@ pub fn refuse_nonfinite(check: nn::Result<()>) -> Result<()> {
 /// Loads a model in any supported format, refusing NaN or infinite weights (see
 /// [`refuse_nonfinite`]).
 pub fn load_model(path: &Path, arch: Option<&str>) -> Result<nn::Model> {
-    let model =
-        pipeline::load(path, arch).with_context(|| format!("loading model {}", path.display()))?;
+    // nn's errors name the file already: the context says only what was being done.
+    let model = pipeline::load(path, arch).context("loading model")?;
     refuse_nonfinite(nn::finite::check_model(&model))
         .with_context(|| format!("loading model {}", path.display()))?;
     Ok(model)
@@ -231,18 +231,131 @@ impl Written {
     }
 }
 
-/// Writes `model` as a `.slim` container (payloads Huffman-coded where smaller),
-/// atomically; returns the bytes written.
-pub fn save_model(
-    model: &nn::Model,
-    metadata: std::collections::BTreeMap<String, String>,
+/// The format a model is written in, chosen by the extension of `-o` (the README's
+/// "Output formats"): `.onnx` ONNX, `.safetensors` safetensors, anything else the native
+/// `.slim` container (`.slim` and `.model` by name; another extension gets a note).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// The `.slim` container: every layer kind, compressed ones included.
+    Native,
+    /// ONNX (opset 13): dense layers, and int8 layers as QuantizeLinear/DequantizeLinear.
+    Onnx,
+    /// safetensors with PyTorch names: dense linear, conv2d and batchnorm2d tensors only.
+    Safetensors,
+}
+
+impl OutputFormat {
+    /// The format `path`'s extension selects.
+    pub fn of(path: &Path) -> Self {
+        match extension(path).as_str() {
+            "onnx" => OutputFormat::Onnx,
+            "safetensors" => OutputFormat::Safetensors,
+            _ => OutputFormat::Native,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Native => "the native format",
+            OutputFormat::Onnx => "ONNX",
+            OutputFormat::Safetensors => "safetensors",
+        }
+    }
+
+    /// The file image of `model` in this format.
+    fn encode(self, model: &nn::Model, metadata: Metadata) -> nn::Result<Vec<u8>> {
+        match self {
+            OutputFormat::Native => {
+                let record = nn::io::native::ModelRecord::from_model(model, metadata)?;
+                pipeline::container::encode(&record, &Default::default())
+            }
+            // Integer layers go out as QDQ (quant::onnx), everything else through nn's exporter.
+            OutputFormat::Onnx if model.layers.iter().any(|l| l.kind().starts_with("quant")) => {
+                quant::onnx::export_qdq_bytes(model).map_err(nn::NnError::from)
+            }
+            OutputFormat::Onnx => nn::io::onnx::export_bytes(model),
+            OutputFormat::Safetensors => {
+                nn::io::safetensors::safetensors_bytes(model, nn::io::safetensors::SaveDtype::F32)
+            }
+        }
+    }
+}
+
+/// The lower-case extension of `path` (empty when it has none).
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// What a command writes: dense layers (every format can hold them) or compressed layers
+/// (named, for the error), which only the native format holds.
+#[derive(Clone, Copy, Debug)]
+pub enum Writes {
+    /// Dense layers: the written model can be encoded as the input model can.
+    Dense,
+    /// Compressed layers (sparse, shared, int8, binary, low-rank ...).
+    Compressed(&'static str),
+}
+
+/// Checks, before any work, that `output` can be written ([`check_output`]) and that its
+/// extension's format can hold what the command `writes`; for a dense output, `input` (the
+/// model as loaded, when the command has one) is encoded in that format as a trial, so a
+/// compressed input bound for ONNX is refused before training. Returns the format.
+pub fn check_model_output(
     output: &Path,
-) -> Result<u64> {
-    pipeline::save(
-        model,
-        metadata,
-        &pipeline::container::WriteOptions::default(),
-        output,
-    )
-    .with_context(|| format!("writing {}", output.display()))
+    inputs: &[&Path],
+    writes: Writes,
+    input: Option<&nn::Model>,
+) -> Result<OutputFormat> {
+    check_output(output, inputs)?;
+    let format = OutputFormat::of(output);
+    match (writes, format) {
+        (_, OutputFormat::Native) => {
+            let ext = extension(output);
+            if ext != "slim" && ext != "model" {
+                crate::note!(
+                    "note: {}: extension {:?} is not .slim, .model, .onnx or .safetensors; \
+                     writing the native format",
+                    output.display(),
+                    ext
+                );
+            }
+        }
+        (Writes::Compressed(what), f) => bail!(
+            "output {}: this command writes {what}, which {} cannot hold; write .slim (and \
+             `slimnet export --densify` for a dense {} copy)",
+            output.display(),
+            f.name(),
+            f.name()
+        ),
+        (Writes::Dense, f) => {
+            if let Some(model) = input {
+                f.encode(model, Metadata::new()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "output {}: the model cannot be written as {}: {e}",
+                        output.display(),
+                        f.name()
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(format)
+}
+
+/// Model metadata (key to value), kept by the native format only.
+pub type Metadata = std::collections::BTreeMap<String, String>;
+
+/// Writes `model` in the format `output`'s extension selects ([`OutputFormat`]), atomically;
+/// returns the bytes written. The one writer of every command that writes a model; the
+/// native format is the `.slim` container, payloads Huffman-coded where smaller.
+pub fn save_model(model: &nn::Model, metadata: Metadata, output: &Path) -> Result<u64> {
+    let write = || -> nn::Result<u64> {
+        let bytes = OutputFormat::of(output).encode(model, metadata)?;
+        nn::io::atomic::write_atomic(output, &bytes)?;
+        Ok(bytes.len() as u64)
+    };
+    write().with_context(|| format!("writing {}", output.display()))
 }

@@ -22,7 +22,7 @@ use quant::{LayerReport, QuantConfig, quantize_model};
 use tensor_core::Tensor;
 use tensor_core::rng::Rng;
 
-use super::{Baseline, ModelArgs, TrainDataArgs, Written, check_output, print_json, save_model};
+use super::{Baseline, ModelArgs, TrainDataArgs, Written, print_json, save_model};
 use crate::progress;
 
 /// Arguments of `slimnet quantize`.
@@ -168,7 +168,12 @@ pub fn run(args: Args) -> Result<()> {
         calibration: Calibration::parse(&args.calibration)?,
         ..QuantConfig::default()
     };
-    check_output(&args.output, &[&args.model.model])?;
+    super::check_model_output(
+        &args.output,
+        &[&args.model.model],
+        super::Writes::Compressed("integer layers"),
+        None,
+    )?;
     let model = args.model.load()?;
     let (train, test) = args.common.load()?;
     let mut float = pipeline::compress::copy(&model)?;

@@ -50,7 +50,8 @@ pub fn run(args: Args) -> Result<()> {
         &format!("input {}", args.input.display()),
         x.data(),
     ))?;
-    let mut y = forward_batched(&mut model, &x, args.batch_size)?;
+    let mut y = forward_batched(&mut model, &x, args.batch_size)
+        .with_context(|| format!("input {}", args.input.display()))?;
     let bytes = if args.argmax {
         let classes: Vec<i64> = y.argmax_rows()?.into_iter().map(|c| c as i64).collect();
         nn::io::npy::npy_bytes_i64(&[classes.len()], &classes)

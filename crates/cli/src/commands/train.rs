@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
 use nn::optim::OptimizerConfig;
-use nn::trainer::{Progress, TrainConfig};
+use nn::trainer::{FitControl, FitOutcome, Progress, TrainConfig};
 
 use super::print_json;
 use crate::progress;
@@ -18,9 +20,9 @@ use crate::progress;
 pub struct Args {
     /// Zoo model to train from scratch (lenet300, lenet5, cnn-teacher), an architecture spec
     /// (mlp:784-300-10, cnn:16-32), or a model file to fine-tune (.model/.slim, .onnx,
-    /// .safetensors with --arch).
-    #[arg(long, default_value = "lenet300")]
-    model: String,
+    /// .safetensors with --arch) [default: lenet300].
+    #[arg(long)]
+    model: Option<String>,
     /// Zoo architecture of a safetensors file given as --model.
     #[arg(long)]
     arch: Option<String>,
@@ -53,15 +55,32 @@ pub struct Args {
     /// evaluated once, at the end.
     #[arg(long)]
     val_split: Option<f64>,
-    /// Seed for initialisation, shuffling, dropout and augmentation.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seed for initialisation, shuffling, dropout and augmentation [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Directory holding the Fashion-MNIST IDX files.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output model file (native format).
+    /// Output model file; the format follows the extension: .slim/.model native, .onnx ONNX,
+    /// .safetensors safetensors (another extension: native, with a note).
     #[arg(short, long)]
     output: PathBuf,
+    /// Write a training checkpoint every N epochs (weights, optimizer state, position, data
+    /// order; see --checkpoint). A Ctrl-C or SIGTERM always writes one at the next step.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    /// Where checkpoints go [default: OUTPUT.ckpt, the -o path with `.ckpt` appended].
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Continue the run a checkpoint saved (its model, recipe, data options and seed; give
+    /// -o and optionally --data, --checkpoint-every, --checkpoint). The finished model is the
+    /// one an uninterrupted run writes, bit for bit.
+    #[arg(long, value_name = "CKPT")]
+    resume: Option<PathBuf>,
+    /// Stop once N epochs of the run are complete, writing the checkpoint as an interruption
+    /// does (to train in slices; continue with --resume).
+    #[arg(long, value_name = "N")]
+    stop_after_epochs: Option<usize>,
     /// Machine-readable output (the final report as JSON on stdout).
     #[arg(long)]
     json: bool,
@@ -102,13 +121,13 @@ fn fine_tune_config() -> TrainConfig {
 
 /// The model's reference recipe (or the fine-tuning defaults) with the command-line
 /// overrides applied.
-fn config(args: &Args) -> Result<TrainConfig> {
-    let mut config = if is_zoo_name(&args.model) {
-        recipe_for(&args.model)?
+fn config(args: &Args, run: &RunArgs) -> Result<TrainConfig> {
+    let mut config = if is_zoo_name(&run.model) {
+        recipe_for(&run.model)?
     } else {
         fine_tune_config()
     };
-    config.seed = args.seed;
+    config.seed = run.seed;
     if let Some(e) = args.epochs {
         config.epochs = e;
     }
@@ -184,18 +203,153 @@ struct Report {
     test: nn::metrics::Evaluation,
 }
 
+/// The options that fix a run's model and data, saved in its checkpoints and taken from
+/// there on resume.
+#[derive(Debug, Clone)]
+struct RunArgs {
+    model: String,
+    arch: Option<String>,
+    limit: Option<usize>,
+    val_split: Option<f64>,
+    seed: u64,
+    data: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn from_args(args: &Args) -> Self {
+        Self {
+            model: args.model.clone().unwrap_or_else(|| "lenet300".into()),
+            arch: args.arch.clone(),
+            limit: args.limit,
+            val_split: args.val_split,
+            seed: args.seed.unwrap_or(1),
+            data: args.data.clone(),
+        }
+    }
+
+    fn to_map(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::from([
+            ("model".to_string(), self.model.clone()),
+            ("seed".to_string(), self.seed.to_string()),
+        ]);
+        let optional = [
+            ("arch", self.arch.clone()),
+            ("limit", self.limit.map(|v| v.to_string())),
+            ("val_split", self.val_split.map(|v| v.to_string())),
+            ("data", self.data.as_ref().map(|d| d.display().to_string())),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        }
+        m
+    }
+
+    /// The run a checkpoint's `args` describe; `data` replaces the saved data directory.
+    fn from_checkpoint(
+        path: &Path,
+        m: &BTreeMap<String, String>,
+        data: Option<PathBuf>,
+    ) -> Result<Self> {
+        fn parse<T: std::str::FromStr>(
+            path: &Path,
+            m: &BTreeMap<String, String>,
+            key: &str,
+        ) -> Result<Option<T>> {
+            m.get(key)
+                .map(|v| {
+                    v.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "{}: checkpoint argument `{key}` = {v:?} is not valid",
+                            path.display()
+                        )
+                    })
+                })
+                .transpose()
+        }
+        Ok(Self {
+            model: m.get("model").cloned().with_context(|| {
+                format!("{}: checkpoint arguments lack `model`", path.display())
+            })?,
+            arch: m.get("arch").cloned(),
+            limit: parse(path, m, "limit")?,
+            val_split: parse(path, m, "val_split")?,
+            seed: parse(path, m, "seed")?.unwrap_or(1),
+            data: data.or_else(|| m.get("data").map(PathBuf::from)),
+        })
+    }
+}
+
+/// The checkpoint path of a run writing `output`: `output` with `.ckpt` appended.
+fn default_checkpoint(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".ckpt");
+    PathBuf::from(s)
+}
+
+/// Options a resumed run takes from its checkpoint: giving one is refused.
+fn refuse_recipe_options(args: &Args) -> Result<()> {
+    let given = [
+        ("--model", args.model.is_some()),
+        ("--arch", args.arch.is_some()),
+        ("--epochs", args.epochs.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--momentum", args.momentum.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--augment", args.augment.is_some()),
+        ("--limit", args.limit.is_some()),
+        ("--val-split", args.val_split.is_some()),
+        ("--seed", args.seed.is_some()),
+    ];
+    let given: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();
+    if !given.is_empty() {
+        bail!(
+            "--resume continues the checkpoint's run with its recipe, data options and seed; \
+             drop {}",
+            given.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    super::check_output(&args.output, &[Path::new(&args.model)])?;
-    let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
+    let registry = pipeline::registry();
+    let resume = match &args.resume {
+        Some(p) => {
+            refuse_recipe_options(&args)?;
+            Some(nn::io::checkpoint::read(p, &registry)?)
+        }
+        None => None,
+    };
+    let run = match (&resume, &args.resume) {
+        (Some(ck), Some(p)) => RunArgs::from_checkpoint(p, &ck.args, args.data.clone())?,
+        _ => RunArgs::from_args(&args),
+    };
+    let checkpoint_path = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| default_checkpoint(&args.output));
+    let model_path = Path::new(&run.model);
+    super::check_output(&args.output, &[model_path, &checkpoint_path])?;
+    let mut inputs = vec![model_path, args.output.as_path()];
+    inputs.extend(args.resume.as_deref());
+    // Resuming from the checkpoint path itself is allowed: it is read before it is replaced.
+    if args.resume.as_deref() != Some(checkpoint_path.as_path()) {
+        super::check_output(&checkpoint_path, &inputs)?;
+    }
+    let (source, train, test) = nn::data::source::load(run.data.as_deref())?;
     crate::note!("data: {source}");
-    let train = match args.limit {
+    let train = match run.limit {
         Some(n) => train.take(n)?,
         None => train,
     };
-    let (train, validation) = match args.val_split {
+    let (train, validation) = match run.val_split {
         Some(f) => {
-            let (train, val) = train.split_validation(f, args.seed)?;
+            let (train, val) = train.split_validation(f, run.seed)?;
             (train, Some(val))
         }
         None => (train, None),
@@ -205,13 +359,33 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         "test"
     };
-    let mut model = if is_zoo_name(&args.model) {
-        let mut rng = tensor_core::rng::Rng::seed_from_u64(args.seed);
-        nn::zoo::build_spec(&args.model, &mut rng)?
-    } else {
-        super::load_model(std::path::Path::new(&args.model), args.arch.as_deref())?
+    let (mut model, config, state) = match resume {
+        Some(ck) => (ck.model, ck.recipe, Some(ck.state)),
+        None => {
+            let model = if is_zoo_name(&run.model) {
+                let mut rng = tensor_core::rng::Rng::seed_from_u64(run.seed);
+                nn::zoo::build_spec(&run.model, &mut rng)?
+            } else {
+                super::load_model(model_path, run.arch.as_deref())?
+            };
+            (model, config(&args, &run)?, None)
+        }
     };
-    let config = config(&args)?;
+    super::check_model_output(
+        &args.output,
+        &[model_path],
+        super::Writes::Dense,
+        Some(&model),
+    )?;
+    if let Some(st) = &state {
+        crate::note!(
+            "resuming {} at epoch {} step {} of {} epochs",
+            args.resume.as_deref().unwrap_or(Path::new("")).display(),
+            st.epoch + 1,
+            st.step_in_epoch,
+            config.epochs
+        );
+    }
     let steps_per_epoch = config.steps_per_epoch(train.len());
     let pb = progress::bar((steps_per_epoch * config.epochs) as u64, args.json);
     pb.set_prefix(model.name.clone());
@@ -236,19 +410,64 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     };
-    let (report, evaluation) = nn::recipes::train_for_inference_monitored(
+    let run_map = run.to_map();
+    let write_checkpoint = |m: &nn::Model, st: &nn::trainer::TrainState| -> nn::Result<u64> {
+        nn::io::checkpoint::write(&checkpoint_path, &run_map, &config, st, m)
+    };
+    let mut control = FitControl {
+        resume: state,
+        checkpoint_every: args.checkpoint_every,
+        stop_after_epochs: args.stop_after_epochs,
+        should_stop: Box::new(crate::interrupt::requested),
+        on_checkpoint: Box::new(|m, st| {
+            write_checkpoint(m, st)?;
+            progress::line(
+                &pb,
+                args.json,
+                format!(
+                    "checkpoint after epoch {}: {}",
+                    st.epoch,
+                    checkpoint_path.display()
+                ),
+            );
+            Ok(())
+        }),
+    };
+    crate::interrupt::defer();
+    let (outcome, evaluation) = nn::recipes::train_for_inference_controlled(
         &mut model,
         &config,
-        &train,
-        validation.as_ref().unwrap_or(&test),
-        &test,
+        (&train, validation.as_ref().unwrap_or(&test), &test),
         &mut on_progress,
+        &mut control,
     )?;
+    drop(control);
     pb.finish_and_clear();
+    let (report, evaluation) = match (outcome, evaluation) {
+        (FitOutcome::Finished(report), Some(evaluation)) => (report, evaluation),
+        (FitOutcome::Stopped { state, .. }, _) => {
+            write_checkpoint(&model, &state)
+                .with_context(|| format!("writing checkpoint {}", checkpoint_path.display()))?;
+            eprintln!(
+                "stopped at epoch {} step {}: checkpoint {}; continue with: slimnet train \
+                 --resume {} -o {}",
+                state.epoch + 1,
+                state.step_in_epoch,
+                checkpoint_path.display(),
+                checkpoint_path.display(),
+                args.output.display()
+            );
+            if crate::interrupt::requested() {
+                std::process::exit(crate::interrupt::EXIT_CODE);
+            }
+            return Ok(());
+        }
+        (FitOutcome::Finished(_), None) => bail!("train: finished without a test evaluation"),
+    };
     let file_bytes = super::save_model(&model, Default::default(), &args.output)?;
     let config_epochs = config.epochs;
     let out = Report {
-        model: args.model.clone(),
+        model: run.model.clone(),
         data: source.to_string(),
         output: args.output.display().to_string(),
         params: model.param_count(),

@@ -127,15 +127,28 @@ pub fn decompress_limited<'a>(bytes: &'a [u8], name: &str, limit: usize) -> Resu
         .take(4 * rank as u64)
         .read_to_end(&mut out)
         .map_err(corrupt_gzip)?;
-    let declared = out
+    let dims: Vec<usize> = out
         .get(4..)
         .unwrap_or_default()
         .chunks_exact(4)
-        .try_fold(1usize, |acc, d| {
-            acc.checked_mul(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
-        })
-        .and_then(|payload| payload.checked_add(out.len()))
-        .map_or(limit, |n| n.min(limit));
+        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        .collect();
+    let declared = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|payload| payload.checked_add(out.len()));
+    // A header that claims more than the limit is refused before the payload is inflated.
+    let declared = match declared {
+        Some(n) if n <= limit => n,
+        _ if dims.len() == rank && rank > 0 => {
+            return Err(NnError::corrupt(
+                name,
+                "IDX header",
+                format!("dimensions {dims:?} claim more than the limit of {limit} bytes"),
+            ));
+        }
+        _ => limit,
+    };
     // Grows as data arrives; the first reservation is bounded by what was declared and by a
     // fixed 64 MiB, never by a header field alone.
     out.reserve(declared.saturating_sub(out.len()).min(1 << 26));
@@ -525,6 +538,29 @@ pub fn write_split(dir: &Path, split: Split, dataset: &Dataset) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gzip stream whose IDX header claims more than the limit is refused at the header,
+    /// before the payload is inflated (the error is the header's, not the stream's).
+    #[test]
+    fn an_oversized_header_is_refused_before_inflating() {
+        use std::io::Write;
+        let mut head = vec![0, 0, 8, 3];
+        for d in [u32::MAX, 28, 28] {
+            head.extend_from_slice(&d.to_be_bytes());
+        }
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(&head).unwrap();
+        enc.write_all(&vec![0u8; 1 << 21]).unwrap();
+        let gz = enc.finish().unwrap();
+        let e = decompress_limited(&gz, "bomb.gz", 1 << 20).unwrap_err();
+        match e {
+            NnError::Corrupt { what, reason, .. } => {
+                assert_eq!(what, "IDX header", "{reason}");
+                assert!(reason.contains("4294967295"), "{reason}");
+            }
+            other => panic!("{other}"),
+        }
+    }
 
     fn tiny_images() -> Vec<u8> {
         encode_idx_u8(&[2, 2, 3], &[0, 51, 255, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap()

@@ -48,7 +48,8 @@ impl ModelFormat {
 }
 
 /// Loads a model from `path` in any format slimnet reads: native, `.onnx`, or
-/// `.safetensors` (which needs `arch`, a zoo name, since safetensors holds no architecture),
+/// `.safetensors` (the architecture is `arch`, or the one the file records in its `slimnet_arch`
+/// metadata),
 /// with nn's layer kinds ([`LayerRegistry::nn_default`]).
 pub fn load_any(path: impl AsRef<Path>, arch: Option<&str>) -> Result<Model> {
     load_any_with(path, arch, LayerRegistry::nn_default())
@@ -77,19 +78,18 @@ pub fn load_any_with(
         }
         n
     };
+    if n == 0 {
+        return Err(NnError::corrupt(
+            path,
+            "model file",
+            "the file is empty (0 bytes)",
+        ));
+    }
     match ModelFormat::detect(path, &head[..n]) {
         Some(ModelFormat::Native) => crate::io::native::load_with(path, registry),
         Some(ModelFormat::Onnx) => crate::io::onnx::import(path),
         Some(ModelFormat::Safetensors) => {
-            let arch = arch.ok_or_else(|| {
-                NnError::Config(format!(
-                    "{}: a safetensors file holds weights only; name the architecture with \
-                     --arch ({})",
-                    path.display(),
-                    crate::zoo::NAMES.join(", ")
-                ))
-            })?;
-            crate::io::safetensors::load_safetensors(path, arch)
+            crate::io::safetensors::load_safetensors_inferred(path, arch)
         }
         None => Err(NnError::corrupt(
             path,

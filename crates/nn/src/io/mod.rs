@@ -2,6 +2,7 @@
 
 pub mod any;
 pub mod atomic;
+pub mod checkpoint;
 pub mod native;
 pub mod npy;
 pub mod onnx;

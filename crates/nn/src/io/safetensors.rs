@@ -235,11 +235,42 @@ fn view_to_f32(
     Ok(data.chunks_exact(size).map(conv).collect())
 }
 
+/// The first tensor (by name) whose data offsets reach past the end of the file, with the
+/// reason: what a "file not fully covered" error of the safetensors crate means in a
+/// truncated file. `None` when the header cannot be read or every tensor fits.
+fn tensor_past_end(bytes: &[u8]) -> Option<(String, String)> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = std::str::from_utf8(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let data_len = bytes.len() - 8 - n;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_str(header).ok()?;
+    header
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .filter_map(|(name, info)| {
+            let offsets = info.get("data_offsets")?.as_array()?;
+            let (begin, end) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+            (end > data_len as u64).then(|| {
+                (
+                    name.clone(),
+                    format!(
+                        "data offsets [{begin}, {end}] exceed the {data_len} data bytes of the \
+                         file (truncated?)"
+                    ),
+                )
+            })
+        })
+        .min()
+}
+
 /// Assigns the tensors of a safetensors buffer to `model`'s parameters (see the module doc
 /// for the naming). `source` names the buffer in errors.
 pub fn assign_safetensors(model: &mut Model, bytes: &[u8], source: &str) -> Result<()> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| NnError::corrupt(source, "safetensors header", e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| match tensor_past_end(bytes) {
+        Some((name, reason)) => {
+            NnError::corrupt(source, format!("safetensors tensor {name}"), reason)
+        }
+        None => NnError::corrupt(source, "safetensors header", e.to_string()),
+    })?;
     let slots = slots(model)?;
     let mut file: BTreeMap<String, safetensors::tensor::TensorView<'_>> = st
         .tensors()
@@ -345,13 +376,39 @@ fn set_param(model: &mut Model, layer: &LayerPath, param: &str, v: Vec<f32>) -> 
     crate::layers::set_buffer(l.as_mut(), param, &v)
 }
 
-/// Builds zoo architecture `arch` and loads the safetensors file at `path` into it.
+/// Builds zoo architecture `arch` (a zoo name or an architecture spec such as
+/// `mlp:784-300-10`, `nn::zoo::build_spec`) and loads the safetensors file at `path` into it.
 pub fn load_safetensors(path: impl AsRef<Path>, arch: &str) -> Result<Model> {
+    load_safetensors_inferred(path, Some(arch))
+}
+
+/// The architecture a safetensors image records in its `slimnet_arch` metadata (slimnet's
+/// writer stores the model's name there), if any.
+pub fn recorded_arch(bytes: &[u8]) -> Option<String> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).ok()?;
+    meta.metadata().as_ref()?.get("slimnet_arch").cloned()
+}
+
+/// [`load_safetensors`] with the architecture `arch`, or when `None` the one the file records
+/// ([`recorded_arch`]); a file that records none needs `arch` (the error says so).
+pub fn load_safetensors_inferred(path: impl AsRef<Path>, arch: Option<&str>) -> Result<Model> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
+    let arch = match arch {
+        Some(a) => a.to_string(),
+        None => recorded_arch(&bytes).ok_or_else(|| {
+            NnError::Config(format!(
+                "{}: a safetensors file holds weights only and this one records no \
+                 architecture (slimnet_arch); name it with --arch ({}, or a spec such as \
+                 mlp:784-300-10)",
+                path.display(),
+                crate::zoo::NAMES.join(", ")
+            ))
+        })?,
+    };
     // The weights are all overwritten: the seed only fills them before that.
     let mut rng = tensor_core::rng::Rng::seed_from_u64(0);
-    let mut model = crate::zoo::build(arch, &mut rng)?;
+    let mut model = crate::zoo::build_spec(&arch, &mut rng)?;
     assign_safetensors(&mut model, &bytes, &path.display().to_string())?;
     Ok(model)
 }

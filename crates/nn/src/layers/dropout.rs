@@ -55,6 +55,21 @@ impl Dropout {
         self.p
     }
 
+    /// The state of the mask stream (saved by training checkpoints, see
+    /// [`crate::trainer::TrainState`]).
+    pub fn rng_state(&self) -> [u64; 4] {
+        self.rng.state()
+    }
+
+    /// Continues the mask stream from `state` ([`Dropout::rng_state`]); the all-zero state
+    /// is refused.
+    pub fn set_rng_state(&mut self, state: [u64; 4]) -> Result<()> {
+        self.rng = Rng::from_state(state).ok_or_else(|| {
+            NnError::Config("dropout: the all-zero generator state is invalid".into())
+        })?;
+        Ok(())
+    }
+
     /// Sets the drop probability (in `[0, 1)`; pruning's retraining lowers it, Han et al.,
     /// 2015, section 3.2). The mask stream continues.
     pub fn set_p(&mut self, p: f32) -> Result<()> {

@@ -61,8 +61,8 @@ impl Distillation {
                 bytes.len()
             )));
         }
-        let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
-        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+        let u32_at = |o: usize| u32::from_le_bytes(le_bytes(&bytes[o..]));
+        let u64_at = |o: usize| u64::from_le_bytes(le_bytes(&bytes[o..]));
         let version = u32_at(4);
         if version != VERSION {
             return Err(corrupt(format!("version {version}, expected {VERSION}")));
@@ -91,10 +91,10 @@ impl Distillation {
         }
         let mut rows = Vec::with_capacity(body / row);
         for chunk in bytes[HEADER..].chunks_exact(row) {
-            let key = u64::from_le_bytes(chunk[..8].try_into().unwrap());
+            let key = u64::from_le_bytes(le_bytes(chunk));
             let logits: Box<[f32]> = chunk[8..]
                 .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .map(|b| f32::from_le_bytes(le_bytes(b)))
                 .collect();
             if let Some(v) = logits.iter().find(|v| !v.is_finite()) {
                 return Err(corrupt(format!("logit {v} of image {key:#018x}")));
@@ -104,6 +104,13 @@ impl Distillation {
         self.cache.extend(rows);
         Ok(body / row)
     }
+}
+
+/// The first `N` bytes of `b` (callers have checked its length).
+fn le_bytes<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
 }
 
 #[cfg(test)]

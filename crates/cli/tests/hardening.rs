@@ -318,3 +318,24 @@ fn a_validation_split_keeps_model_selection_off_the_test_set() {
     assert!(stderr(&out).contains("not in (0, 1)"), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_help_shows_each_recipe_default() {
+    let out = slimnet(&["train", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    for name in ["lenet300", "lenet5", "cnn-teacher"] {
+        let c = nn::recipes::reference_config(name).unwrap();
+        for (flag, value) in [
+            ("--epochs", c.epochs.to_string()),
+            ("--batch-size", c.batch_size.to_string()),
+            ("--lr", c.optimizer.lr().to_string()),
+            ("--augment", c.augment.is_some().to_string()),
+        ] {
+            let line = help
+                .lines()
+                .find(|l| l.trim_start().starts_with(flag))
+                .unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
+            assert!(line.contains(&format!("{name} {value}")), "{flag}: {line}");
+        }
+    }
+}

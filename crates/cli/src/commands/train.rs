@@ -26,26 +26,32 @@ pub struct Args {
     /// Zoo architecture of a safetensors file given as --model.
     #[arg(long)]
     arch: Option<String>,
-    /// Epochs over the training set.
-    #[arg(long)]
+    #[arg(long, help = with_default("Epochs over the training set", |c| c.epochs.to_string()))]
     epochs: Option<usize>,
-    /// Mini-batch size.
-    #[arg(long)]
+    #[arg(long, help = with_default("Mini-batch size", |c| c.batch_size.to_string()))]
     batch_size: Option<usize>,
-    /// Optimizer: adam, or sgd (Nesterov momentum, see --momentum).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Optimizer: adam, or sgd (Nesterov momentum, see --momentum)",
+        |c| optimizer_name(&c.optimizer).to_string(),
+    ))]
     optimizer: Option<String>,
-    /// Peak learning rate (the schedule is the recipe's, cosine for every zoo model).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Peak learning rate (the schedule is the recipe's, cosine for every zoo model)",
+        |c| c.optimizer.lr().to_string(),
+    ))]
     lr: Option<f32>,
-    /// SGD momentum (Nesterov when > 0); default 0.9.
+    /// SGD momentum (Nesterov when > 0) [default: 0.9].
     #[arg(long)]
     momentum: Option<f32>,
-    /// Weight decay (L2, added to the gradient).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Weight decay (L2, added to the gradient)",
+        |c| weight_decay(&c.optimizer).to_string(),
+    ))]
     weight_decay: Option<f32>,
-    /// Random horizontal flips and shifts of up to 2 pixels (recipe default: on for cnn-teacher).
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Random horizontal flips and shifts of up to 2 pixels",
+        |c| if c.augment.is_some() { "true" } else { "false" }.to_string(),
+    ))]
     augment: Option<bool>,
     /// Train on only the first N training images.
     #[arg(long)]
@@ -106,6 +112,38 @@ pub fn recipe_for(model: &str) -> Result<TrainConfig> {
         m => m,
     };
     Ok(nn::recipes::reference_config(name)?)
+}
+
+/// `text` with the defaults the recipes give the option: each zoo model's reference recipe,
+/// and the fine-tuning defaults of a model file (`--help` shows what a run would use).
+fn with_default(text: &str, value: fn(&TrainConfig) -> String) -> String {
+    let zoo: Vec<String> = nn::zoo::NAMES
+        .iter()
+        .filter_map(|n| {
+            let c = nn::recipes::reference_config(n).ok()?;
+            Some(format!("{n} {}", value(&c)))
+        })
+        .collect();
+    format!(
+        "{text} [default: the recipe's: {}; a model file {}]",
+        zoo.join(", "),
+        value(&fine_tune_config())
+    )
+}
+
+fn optimizer_name(o: &OptimizerConfig) -> &'static str {
+    match o {
+        OptimizerConfig::Sgd { .. } => "sgd",
+        OptimizerConfig::Adam { .. } => "adam",
+    }
+}
+
+fn weight_decay(o: &OptimizerConfig) -> f32 {
+    match o {
+        OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adam { weight_decay, .. } => {
+            *weight_decay
+        }
+    }
 }
 
 /// Fine-tuning defaults for a model read from a file: 1 epoch of batch 64, Adam at 1e-4,

@@ -91,6 +91,18 @@ impl Default for SearchPaths {
 
 /// Checks that a directory the user named holds both splits; the error says who named it.
 fn require(dir: &Path, who: &str) -> Result<()> {
+    let problem = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+        Err(_) => Some("cannot be read"),
+        Ok(m) if !m.is_dir() => Some("is a file, not a directory"),
+        Ok(_) => None,
+    };
+    if let Some(problem) = problem {
+        return Err(NnError::Config(format!(
+            "{who} {} {problem} (give the directory that holds the Fashion-MNIST IDX files)",
+            dir.display()
+        )));
+    }
     for split in [Split::Train, Split::Test] {
         if let Err(e) = split_files(dir, split) {
             return Err(NnError::Config(format!(
@@ -197,5 +209,25 @@ mod tests {
             e.contains("/nonexistent/debian") && e.contains("/nonexistent/fixtures"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_data_path_that_is_missing_or_a_file_says_which() {
+        let dir = std::env::temp_dir().join(format!("slimnet-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let missing = require(&dir.join("absent"), "--data")
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("absent does not exist"), "{missing}");
+        let is_file = require(&file, "--data").unwrap_err().to_string();
+        assert!(
+            is_file.contains("not-a-dir is a file, not a directory"),
+            "{is_file}"
+        );
+        let empty = require(&dir, "--data").unwrap_err().to_string();
+        assert!(empty.contains("does not hold Fashion-MNIST"), "{empty}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

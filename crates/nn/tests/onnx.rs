@@ -246,6 +246,23 @@ fn hand_built_model_imports() {
 }
 
 #[test]
+fn an_unusable_input_dimension_is_named_in_words() {
+    for (dim, want) in [
+        (Some(1i64 << 40), "1099511627776, above the limit"),
+        (Some(-5), "-5, not positive"),
+        (None, "the symbol \"batch\""),
+    ] {
+        let mut m = linear_model();
+        m.graph.as_mut().unwrap().input[0] = value_info("x", &[None, dim]);
+        let e = import_bytes(&m.encode_to_vec(), "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("dimension 1 is {want}")), "{e}");
+        assert!(!e.contains("DimValue") && !e.contains("Some("), "{e}");
+    }
+}
+
+#[test]
 fn initializer_size_disagreeing_with_dims_is_an_error() {
     let mut m = linear_model();
     let g = m.graph.as_mut().unwrap();

@@ -505,8 +505,16 @@ pub fn import_bytes(bytes: &[u8], source: &str) -> Result<Model> {
                 input_dims.push(*v as usize)
             }
             other => {
+                let what = match other {
+                    Some(DimensionValue::DimValue(v)) if *v > 0 => {
+                        format!("{v}, above the limit of {}", 1 << 24)
+                    }
+                    Some(DimensionValue::DimValue(v)) => format!("{v}, not positive"),
+                    Some(DimensionValue::DimParam(p)) => format!("the symbol {p:?}"),
+                    None => "not given".to_string(),
+                };
                 return Err(NnError::Unsupported(format!(
-                    "{source}: input '{}' dimension {k} is {other:?}; slimnet models need a fixed \
+                    "{source}: input '{}' dimension {k} is {what}; slimnet models need a fixed \
                      per-sample shape",
                     input.name
                 )));

@@ -56,3 +56,21 @@ pub fn line(pb: &ProgressBar, quiet: bool, msg: impl AsRef<str>) {
         pb.println(msg);
     }
 }
+
+/// The observer of a training run on `pb`: the bar follows the steps and shows the epoch and
+/// loss, and each finished epoch prints `epoch_line(p)` (when it gives one) through [`line`].
+pub fn training<'a>(
+    pb: &'a ProgressBar,
+    quiet: bool,
+    epoch_line: impl Fn(&nn::trainer::Progress) -> Option<String> + 'a,
+) -> impl FnMut(&nn::trainer::Progress) + 'a {
+    move |p| {
+        pb.set_position(p.global_step as u64);
+        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
+        if p.epoch_done
+            && let Some(msg) = epoch_line(p)
+        {
+            line(pb, quiet, msg);
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use nn::optim::OptimizerConfig;
 use nn::schedule::Schedule;
-use nn::trainer::{Progress, TrainConfig, Trainer};
+use nn::trainer::{TrainConfig, Trainer};
 use xnor_kernels::{BinarizeHook, BinaryMode, binarize_model_with, to_binary_layers};
 
 use super::{Baseline, TrainDataArgs, Written, print_json};
@@ -128,18 +128,15 @@ pub fn run(args: Args) -> Result<()> {
     let steps = config.steps_per_epoch(train.len()) * config.epochs;
     let pb = progress::bar(steps as u64, args.common.json);
     pb.set_prefix(format!("binarize {}", mode.name()));
-    let mut on_progress = |p: &Progress| {
-        pb.set_position(p.global_step as u64);
-        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
-        if let (true, Some(acc)) = (p.epoch_done, p.test_accuracy) {
-            let line = format!(
+    let mut on_progress = progress::training(&pb, args.common.json, |p| {
+        p.test_accuracy.map(|acc| {
+            format!(
                 "epoch {:>3}: test accuracy {:.2}%",
                 p.epoch + 1,
                 100.0 * acc
-            );
-            progress::line(&pb, args.common.json, line);
-        }
-    };
+            )
+        })
+    });
     let hook = BinarizeHook::new(mode, paths.clone());
     let mut trainer = Trainer::new(config)
         .with_objective(objective)

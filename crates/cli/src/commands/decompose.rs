@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use decompose::{
     AlternateParams, DecomposeParams, DecomposeReport, Method, RankRule, RefitParams, Selection,
 };
-use nn::trainer::{Progress, TrainConfig, Trainer};
+use nn::trainer::{TrainConfig, Trainer};
 
 use super::{Baseline, ModelArgs, TrainDataArgs, Written, print_json};
 use crate::progress;
@@ -278,10 +278,7 @@ fn finetune(
     let steps = config.steps_per_epoch(train.len()) * config.epochs;
     let pb = progress::bar(steps as u64, args.common.json);
     pb.set_prefix("fine-tune");
-    let mut on_progress = |p: &Progress| {
-        pb.set_position(p.global_step as u64);
-        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
-    };
+    let mut on_progress = progress::training(&pb, true, |_| None);
     let mut trainer = Trainer::new(config).with_objective(objective);
     trainer.fit(model, train, None, &mut on_progress)?;
     pb.finish_and_clear();

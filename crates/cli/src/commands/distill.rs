@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use distill::{Anneal, DistillParams, Distillation, Target};
-use nn::trainer::{CrossEntropy, Objective, Progress, TrainConfig, Trainer};
+use nn::trainer::{CrossEntropy, Objective, TrainConfig, Trainer};
 
 use super::{Baseline, Written, print_json};
 use crate::progress;
@@ -157,14 +157,13 @@ fn fit(
     let steps = config.steps_per_epoch(data.0.len()) * config.epochs;
     let pb = progress::bar(steps as u64, quiet);
     pb.set_prefix(label.to_string());
-    let mut on_progress = |p: &Progress| {
-        pb.set_position(p.global_step as u64);
-        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
-        if p.epoch_done {
-            let line = format!("{label} epoch {:>3}: loss {:.4}", p.epoch + 1, p.loss);
-            progress::line(&pb, quiet, line);
-        }
-    };
+    let mut on_progress = progress::training(&pb, quiet, |p| {
+        Some(format!(
+            "{label} epoch {:>3}: loss {:.4}",
+            p.epoch + 1,
+            p.loss
+        ))
+    });
     let mut trainer = Trainer::new(config.clone()).with_objective(objective);
     trainer.fit(model, data.0, None, &mut on_progress)?;
     pb.finish_and_clear();

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use nn::optim::OptimizerConfig;
 use nn::schedule::Schedule;
-use nn::trainer::{Progress, TrainConfig, Trainer};
+use nn::trainer::{TrainConfig, Trainer};
 use quant::calibrate::Calibration;
 use quant::layers::{QuantConv2d, QuantLinear};
 use quant::qat::{convert_qat, prepare_qat};
@@ -318,18 +318,15 @@ fn train_qat(
     let quiet = args.common.json;
     let pb = progress::bar(steps as u64, quiet);
     pb.set_prefix(format!("qat w{}", config.weight_bits));
-    let mut on_progress = |p: &Progress| {
-        pb.set_position(p.global_step as u64);
-        pb.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
-        if let (true, Some(acc)) = (p.epoch_done, p.test_accuracy) {
-            let line = format!(
+    let mut on_progress = progress::training(&pb, quiet, |p| {
+        p.test_accuracy.map(|acc| {
+            format!(
                 "qat epoch {:>3}: fake-quantized test accuracy {:.2}%",
                 p.epoch + 1,
                 100.0 * acc
-            );
-            progress::line(&pb, quiet, line);
-        }
-    };
+            )
+        })
+    });
     let mut trainer = Trainer::new(train_config)
         .with_hook(Box::new(hook))
         .with_objective(objective);

@@ -169,16 +169,112 @@ pub fn encode(record: &ModelRecord) -> Result<Vec<u8>> {
 
 /// Decodes `payload` with a bincode byte limit of `2^bits`.
 macro_rules! decode_with_limit {
-    ($ty:ty, $payload:expr, $bits:expr; $($b:literal)*) => {
+    ($ty:ty, $payload:expr, $bits:expr, $is_model_record:expr; $($b:literal)*) => {
         match $bits {
-            $( $b => bincode::serde::decode_from_slice::<$ty, _>(
+            $( $b => decode_naming_field::<$ty, _>(
                 $payload,
                 config().with_limit::<{ 1usize << $b }>(),
+                $is_model_record,
             ), )*
             // `bits` is clamped to the listed range by the caller.
             _ => unreachable!("payload limit 2^{} outside the table", $bits),
         }
     };
+}
+
+/// Decodes one value, and when bincode fails, decodes again through `serde_path_to_error` to
+/// say in which field it failed (`field layers[3].tensors[0].data: the payload ends 4 bytes
+/// early`): bincode alone reports only the cause. The second pass runs on the error path only.
+fn decode_naming_field<T, C>(
+    bytes: &[u8],
+    config: C,
+    is_model_record: bool,
+) -> std::result::Result<(T, usize), String>
+where
+    T: serde::de::DeserializeOwned,
+    C: bincode::config::Config,
+{
+    bincode::serde::decode_from_slice::<T, C>(bytes, config).map_err(|cause| {
+        let cause = describe_decode_error(&cause);
+        let mut decoder = bincode::serde::BorrowedSerdeDecoder::from_slice(bytes, config, ());
+        match serde_path_to_error::deserialize::<_, T>(decoder.as_deserializer()) {
+            Err(tracked) => match field_name(tracked.path(), is_model_record) {
+                Some(field) => format!("field {field}: {cause}"),
+                None => cause,
+            },
+            Ok(_) => cause,
+        }
+    })
+}
+
+/// bincode's decode errors in words (its `Display` is the variant's debug form).
+fn describe_decode_error(e: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as E;
+    match e {
+        E::UnexpectedEnd { additional } => {
+            format!("the payload ends at least {additional} bytes early")
+        }
+        E::LimitExceeded => "a length claims more memory than the payload can hold".into(),
+        E::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("unknown {type_name} variant {found}"),
+        E::Utf8 { .. } => "a name is not valid UTF-8".into(),
+        E::OutsideUsizeRange(n) => format!("a length {n} does not fit this machine's usize"),
+        other => other.to_string(),
+    }
+}
+
+/// The field a decode failed in, in the record's own words for a [`ModelRecord`]:
+/// bincode reads structs as tuples, so the tracked path holds field positions
+/// (`[2][1][2][0][1][1]`), which this maps to names (`layers[1].tensors[0].data`).
+fn field_name(path: &serde_path_to_error::Path, is_model_record: bool) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let positions: Vec<usize> = path
+        .iter()
+        .map_while(|s| match s {
+            Segment::Seq { index } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    if !is_model_record {
+        let generic = path.to_string();
+        return (!matches!(generic.as_str(), "" | ".")).then_some(generic);
+    }
+    const MODEL: [&str; 4] = ["name", "input_shape", "layers", "metadata"];
+    const LAYER: [&str; 4] = ["kind", "attrs", "tensors", "payloads"];
+    let mut p = positions.iter().copied();
+    let mut out = String::from(*MODEL.get(p.next()?)?);
+    if out != "layers" {
+        return Some(out);
+    }
+    let Some(layer) = p.next() else {
+        return Some(out);
+    };
+    out += &format!("[{layer}]");
+    let Some(field) = p.next().and_then(|f| LAYER.get(f)) else {
+        return Some(out);
+    };
+    out += &format!(".{field}");
+    if !matches!(*field, "tensors" | "payloads") {
+        return Some(out);
+    }
+    let Some(entry) = p.next() else {
+        return Some(out);
+    };
+    out += &format!("[{entry}]");
+    match (p.next(), p.next()) {
+        (Some(0), _) => out += ".name",
+        (Some(1), Some(0)) => {
+            out += if *field == "tensors" {
+                ".shape"
+            } else {
+                ".dims"
+            }
+        }
+        (Some(1), Some(1)) => out += ".data",
+        _ => {}
+    }
+    Some(out)
 }
 
 /// bincode's allocation limit for `len` encoded bytes, as a power of two: the smallest power
@@ -210,9 +306,9 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T> {
     let bits = limit_bits(bytes.len());
-    let (value, used) = decode_with_limit!(T, bytes, bits;
+    let (value, used) = decode_with_limit!(T, bytes, bits, false;
         16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41)
-    .map_err(|e| NnError::corrupt(source, what, e.to_string()))?;
+    .map_err(|e| NnError::corrupt(source, what, e))?;
     if used != bytes.len() {
         return Err(NnError::corrupt(
             source,
@@ -301,14 +397,14 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
     }
     let bits = limit_bits(payload.len());
     let (record, used) = if version == 1 {
-        let decoded = decode_with_limit!(v1::ModelRecord, payload, bits;
+        let decoded = decode_with_limit!(v1::ModelRecord, payload, bits, false;
             16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41);
-        let (r, used) = decoded.map_err(|e| corrupt("model record (version 1)", e.to_string()))?;
+        let (r, used) = decoded.map_err(|e| corrupt("model record (version 1)", e))?;
         (r.into(), used)
     } else {
-        let decoded = decode_with_limit!(ModelRecord, payload, bits;
+        let decoded = decode_with_limit!(ModelRecord, payload, bits, true;
             16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41);
-        decoded.map_err(|e| corrupt("model record", e.to_string()))?
+        decoded.map_err(|e| corrupt("model record", e))?
     };
     if used != payload.len() {
         return Err(corrupt(
@@ -733,6 +829,22 @@ mod tests {
         b[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
         let e = rebuild(&b).unwrap_err().to_string();
         assert!(e.contains("payload length 18446744073709551615"), "{e}");
+    }
+
+    /// A payload cut inside a layer's tensor (re-framed, so the checksum passes) names the
+    /// field bincode failed in, not only the cause.
+    #[test]
+    fn a_cut_payload_names_the_field() {
+        let rec = ModelRecord::from_model(&small_model(9), BTreeMap::new()).unwrap();
+        let payload = bincode::serde::encode_to_vec(&rec, config()).unwrap();
+        let e = decode(&frame(&payload[..payload.len() * 2 / 3]), "cut")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cut: corrupt model record: field layers["),
+            "{e}"
+        );
+        assert!(e.contains("bytes early"), "{e}");
     }
 
     /// A payload that passes the checksum but whose inner length fields lie: the decoder must

@@ -13,7 +13,8 @@ and 2 threads, measured one after the other in one run.
    training images, not the same images (slimnet's generator is not reproduced here).
 3. Accuracy of the onnxruntime int8 model, and of SLIMNET_INT8 (`slimnet eval --json`).
 4. Timing: scripts/peer_bench.py (onnxruntime, the statistics of `slimnet bench`) on the int8
-   ONNX, then `slimnet bench SLIMNET_INT8 --batch 1,256 --threads 1,2`, one after the other.
+   ONNX, then `slimnet bench SLIMNET_INT8 --batch 1,256 --threads T`, then the same of
+   FLOAT.model (slimnet's f32), one after the other (--threads, default 1,2).
 Prints a markdown table (or --json).
 """
 import argparse
@@ -58,6 +59,7 @@ def main():
     ap.add_argument("int8_model")
     ap.add_argument("--calib-samples", type=int, default=512)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     xte, yte = images("t10k")
@@ -74,12 +76,14 @@ def main():
             ["evaluation"]["accuracy"],
         }
         peer = run_json([sys.executable, os.path.join(HERE, "peer_bench.py"), i8, "--batch",
-                         "1,256", "--threads", "1,2", "--seconds", str(a.seconds), "--peers",
+                         "1,256", "--threads", a.threads, "--seconds", str(a.seconds), "--peers",
                          "onnxruntime", "--json"])
-    ours = run_json([a.slimnet, "bench", a.int8_model, "--batch", "1,256", "--threads", "1,2",
+    ours = run_json([a.slimnet, "bench", a.int8_model, "--batch", "1,256", "--threads", a.threads,
                      "--seconds", str(a.seconds), "--json", "-q"])
+    f32 = run_json([a.slimnet, "bench", a.float_model, "--batch", "1,256", "--threads",
+                    a.threads, "--seconds", str(a.seconds), "--json", "-q"])
     result = {"accuracy": acc, "onnxruntime": peer["runs"], "slimnet": ours,
-              "onnxruntime_version": ort.__version__}
+              "slimnet_f32": f32, "onnxruntime_version": ort.__version__}
     if a.json:
         print(json.dumps(result, indent=2))
         return
@@ -90,10 +94,10 @@ def main():
     for r in peer["runs"]:
         print(f"| onnxruntime {ort.__version__} int8 | {r['batch']} | {r['threads']} | "
               f"{r['median_us']:.0f} | {r['images_per_s']:,.0f} |")
-    runs = ours.get("runs", ours.get("results", []))
-    for r in runs:
-        print(f"| slimnet int8 | {r.get('batch')} | {r.get('threads')} | "
-              f"{r.get('median_us', 0):.0f} | {r.get('images_per_s', 0):,.0f} |")
+    for name, bench in [("slimnet int8", ours), ("slimnet f32", f32)]:
+        for r in bench.get("runs", bench.get("results", [])):
+            print(f"| {name} | {r.get('batch')} | {r.get('threads')} | "
+                  f"{r.get('median_us', 0):.0f} | {r.get('images_per_s', 0):,.0f} |")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,53 @@ fn quantize_with_qat_and_pow2_weights_reports_training_and_loads_back() {
         serde_json::from_str(&ok(&slimnet(&["eval", o, "--data", d, "--json"]))).unwrap();
     assert_eq!(eval["evaluation"]["accuracy"], report["accuracy"]);
 }
+
+#[test]
+fn quantize_with_a_size_target_mixes_widths_within_it() {
+    let dir = scratch("quantize-mixed");
+    let d = fixtures();
+    let d = d.to_str().unwrap();
+    let model = trained_lenet300(&dir, d);
+    let out = dir.join("mixed.slim");
+    // lenet300's 266,200 weights at 8 bits pack to about 268 KB; ask for 200 KB.
+    let target = 200_000u64;
+    let report: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--per-channel",
+        "--calib-samples",
+        "64",
+        "--sensitivity-samples",
+        "200",
+        "--target-bytes",
+        &target.to_string(),
+        "--data",
+        d,
+        "--json",
+    ])))
+    .unwrap();
+    let mixed = &report["mixed"];
+    assert!(mixed["packed_bytes"].as_u64().unwrap() <= target, "{mixed}");
+    assert!(
+        mixed["base_packed_bytes"].as_u64().unwrap() > target,
+        "{mixed}"
+    );
+    let chosen: Vec<u64> = mixed["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["bits"].as_u64().unwrap())
+        .collect();
+    assert_eq!(chosen.len(), 3, "{mixed}");
+    assert!(chosen.iter().any(|&b| b < 8), "{mixed}");
+    // The layers of the report carry the chosen widths.
+    let written: Vec<u64> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["weight_bits"].as_u64().unwrap())
+        .collect();
+    assert_eq!(written, chosen);
+}

@@ -3,6 +3,9 @@
 //! their im2col GEMM, one row per output position: `m = batch * positions`, `n = filters`,
 //! `k = in_channels * kh * kw`).
 //!
+//! Each shape runs the f32 GEMM, the int8 GEMM with 8-bit weights and with 7-bit weights
+//! (`int8-<path>-w7`, which the AVX2 path runs with two depth groups per widening).
+//!
 //! Throughput is `Elements(m*n*k)`: criterion's "elem/s" is multiply-accumulates per second
 //! for both, so the ratio of the two lines of a shape is the speed-up. Threads: rayon's pool
 //! (`RAYON_NUM_THREADS`); f32 uses the same pool through faer.
@@ -54,6 +57,12 @@ fn bench(c: &mut Criterion) {
         let a8: Vec<u8> = (0..m * kp).map(|_| (rng.next_u64() % 128) as u8).collect();
         let w8: Vec<i8> = (0..n * k).map(|_| rng.next_u64() as u8 as i8).collect();
         let packed = PackedWeights::pack(&w8, n, k).unwrap();
+        // 7-bit weights (`--weight-bits 7`, onnxruntime's reduced range on x86 without VNNI):
+        // the AVX2 kernel adds two `vpmaddubsw` results in i16 before widening.
+        let w7: Vec<i8> = (0..n * k)
+            .map(|_| (rng.next_u64() % 128) as i8 - 64)
+            .collect();
+        let packed7 = PackedWeights::pack(&w7, n, k).unwrap();
         let mut cf = vec![0f32; m * n];
         let mut c8 = vec![0i32; m * n];
         let mut g = c.benchmark_group("gemm int8 vs f32 (elements=MAC)");
@@ -73,6 +82,15 @@ fn bench(c: &mut Criterion) {
             |bench| {
                 bench.iter(|| {
                     gemm_u7i8_with(path, black_box(&a8), kp, m, &packed, &mut c8).unwrap();
+                    black_box(&c8);
+                })
+            },
+        );
+        g.bench_function(
+            BenchmarkId::new(format!("int8-{}-w7", path.name()), name),
+            |bench| {
+                bench.iter(|| {
+                    gemm_u7i8_with(path, black_box(&a8), kp, m, &packed7, &mut c8).unwrap();
                     black_box(&c8);
                 })
             },

@@ -214,22 +214,39 @@ pub fn calibrate_ranges(
 /// its input quantized over `ranges[i]` (from [`calibrate_ranges`], or the moving averages of
 /// quantization-aware training), its weights by `config`. BatchNorm must be folded already.
 pub fn convert_with_ranges(
+    model: Model,
+    ranges: &[Option<(f32, f32)>],
+    config: &QuantConfig,
+) -> Result<(Model, Vec<LayerReport>)> {
+    let bits = vec![None; model.layers.len()];
+    convert_with_layer_bits(model, ranges, config, &bits)
+}
+
+/// [`convert_with_ranges`] with the weight bit width of layer `i` set to `weight_bits[i]`
+/// where it is `Some` (mixed precision, [`crate::mixed`]); `config.weight_bits` elsewhere.
+pub fn convert_with_layer_bits(
     mut model: Model,
     ranges: &[Option<(f32, f32)>],
     config: &QuantConfig,
+    weight_bits: &[Option<u32>],
 ) -> Result<(Model, Vec<LayerReport>)> {
     const OP: &str = "convert_with_ranges";
     let act = QuantType::new(config.activation_bits.min(7), false)?;
     QuantType::new(config.weight_bits, true)?;
     let layers = &model.layers;
     let n = layers.len();
-    if ranges.len() != n {
-        return Err(QuantError::LengthMismatch {
-            op: OP,
-            what: "ranges",
-            got: ranges.len(),
-            expected: n,
-        });
+    for (what, got) in [("ranges", ranges.len()), ("weight_bits", weight_bits.len())] {
+        if got != n {
+            return Err(QuantError::LengthMismatch {
+                op: OP,
+                what,
+                got,
+                expected: n,
+            });
+        }
+    }
+    for &b in weight_bits.iter().flatten() {
+        QuantType::new(b, true)?;
     }
     // Quantized layers and where each one's output goes.
     let candidates = quantized_layers(&model);
@@ -288,7 +305,11 @@ pub fn convert_with_ranges(
             reason: format!("layer {i} taken twice"),
         })?;
         let float_bytes = 4 * layer.param_count();
-        let scheme = config.weights();
+        let scheme = QuantConfig {
+            weight_bits: weight_bits[i].unwrap_or(config.weight_bits),
+            ..*config
+        }
+        .weights();
         let q: Box<dyn Layer> = if let Some(l) = layer.as_any().downcast_ref::<Linear>() {
             Box::new(QuantLinear::from_linear(
                 l,

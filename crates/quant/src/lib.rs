@@ -46,7 +46,9 @@
 //!   the conversion and quantization-aware training.
 //! - [`onnx`]: export of a quantized model as QDQ ONNX that onnxruntime runs.
 //!
-//! **Not yet filled:** mixed precision (per-layer bit widths from a sensitivity scan).
+//! - [`mixed`]: mixed precision: per-layer weight bit widths chosen from a sensitivity scan
+//!   to meet a size ([`mixed::MixedTarget::Bytes`]) or accuracy
+//!   ([`mixed::MixedTarget::MaxLoss`]) target.
 //!
 //! What it is not for: weight sharing (non-uniform codebooks; the `share` crate) and binary
 //! networks (`xnor-kernels`).
@@ -58,6 +60,7 @@ mod convert;
 mod error;
 pub mod gemm;
 pub mod layers;
+pub mod mixed;
 pub mod onnx;
 mod params;
 pub mod qat;
@@ -65,8 +68,8 @@ mod qtype;
 pub mod weights;
 
 pub use convert::{
-    LayerReport, QuantConfig, calibrate_ranges, convert_with_ranges, quantize_model,
-    quantized_layers,
+    LayerReport, QuantConfig, calibrate_ranges, convert_with_layer_bits, convert_with_ranges,
+    quantize_model, quantized_layers,
 };
 pub use error::{QuantError, Result};
 pub use layers::register;

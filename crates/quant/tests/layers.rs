@@ -285,3 +285,105 @@ fn lenet5_quantizes_to_integer_layers_close_to_float() {
         model.stored_bytes()
     );
 }
+
+/// The integer convolution by its definition: for each output, the raw sum of codes times
+/// weight codes over the window, padding taps at the input zero point, the 2x2 maximum when
+/// pooling, then the core's requantization. What every path must equal bit for bit.
+fn conv_by_definition(q: &QuantConv2d, x: &Tensor) -> Vec<f32> {
+    let p = q.params();
+    let (kh, kw) = p.kernel;
+    let [n, o, oh, ow] = p.output_dims(x.shape()).unwrap();
+    let (c, h, w) = (x.dims()[1], x.dims()[2], x.dims()[3]);
+    let k = c * kh * kw;
+    let wq = q.core().packed().unpack();
+    let zp = q.core().input().zero_points()[0];
+    let raw = |img: usize, j: usize, oy: usize, ox: usize| -> i32 {
+        let mut s = 0;
+        for ci in 0..c {
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let iy =
+                        (oy * p.stride.0 + ki * p.dilation.0) as isize - p.padding.top as isize;
+                    let ix =
+                        (ox * p.stride.1 + kj * p.dilation.1) as isize - p.padding.left as isize;
+                    let v = if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                        x.data()[((img * c + ci) * h + iy as usize) * w + ix as usize] as i32
+                    } else {
+                        zp
+                    };
+                    s += v * i32::from(wq[j * k + (ci * kh + ki) * kw + kj]);
+                }
+            }
+        }
+        s
+    };
+    let pool = q.pool();
+    let (ph, pw) = (oh / pool, ow / pool);
+    let mut out = Vec::with_capacity(n * o * ph * pw);
+    for img in 0..n {
+        for j in 0..o {
+            for py in 0..ph {
+                for px in 0..pw {
+                    let mut m = i32::MIN;
+                    for dy in 0..pool {
+                        for dx in 0..pool {
+                            m = m.max(raw(img, j, py * pool + dy, px * pool + dx));
+                        }
+                    }
+                    let mut v = [0f32];
+                    q.core().finish_channel(j, &[m], 1, &mut v);
+                    out.push(v[0]);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn quant_conv2d_equals_the_integer_definition_on_every_path_and_batch() {
+    let mut rng = Rng::seed_from_u64(31);
+    // (C, O, kernel, stride, dilation, padding t/b/l/r, pool, H, W, weight bits)
+    let cases = [
+        (1, 32, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1, 28, 28, 8),
+        (32, 32, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 2, 14, 14, 8),
+        (32, 20, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 2, 9, 11, 7),
+        (3, 17, (5, 5), (1, 1), (1, 1), [0, 0, 0, 0], 2, 12, 12, 6),
+        (5, 9, (3, 2), (2, 1), (1, 2), [1, 0, 2, 1], 1, 10, 9, 8),
+        (8, 16, (1, 1), (2, 2), (1, 1), [0, 0, 0, 0], 1, 7, 7, 5),
+        (2, 33, (2, 3), (1, 2), (2, 1), [2, 1, 0, 3], 2, 13, 15, 8),
+    ];
+    for (ci, co, kernel, stride, dilation, pad, pool, h, w, bits) in cases {
+        let [top, bottom, left, right] = pad;
+        let p = Conv2dParams {
+            stride,
+            dilation,
+            ..Conv2dParams::new(ci, co, kernel).with_padding(Padding {
+                top,
+                bottom,
+                left,
+                right,
+            })
+        };
+        let conv = Conv2d::new(p, &mut rng).unwrap();
+        let input = act(-0.5, 1.5);
+        let q = QuantConv2d::from_conv2d(
+            &conv,
+            WeightScheme::uniform(bits, true),
+            input.clone(),
+            QuantOutput::Codes(act(0.0, 1.0)),
+            true,
+            pool,
+        )
+        .unwrap();
+        // One image and three (split into bands of one image when there are fewer than two
+        // images per thread) and six (spread by image).
+        for n in [1, 3, 6] {
+            let x = codes(&mut rng, &[n, ci, h, w], &input);
+            let want = conv_by_definition(&q, &x);
+            let name = format!("conv {ci}->{co} {kernel:?} pool {pool} w{bits} n={n}");
+            let got = check_paths(&name, &|path| q.forward_with(path, &x).unwrap());
+            assert_eq!(got.data(), &want[..], "{name}");
+        }
+    }
+}

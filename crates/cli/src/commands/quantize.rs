@@ -3,6 +3,10 @@
 //! after it) becomes an integer layer (`quant_linear`, `quant_conv2d`: i8 weights, i32 bias,
 //! 7-bit activation codes, requantization fused), run by the int8 GEMM.
 //!
+//! With `--target-bytes B` or `--max-loss P`, weight widths are mixed (quant::mixed): a
+//! sensitivity scan on held-out training images quantizes one layer at a time to each width,
+//! then a greedy choice narrows the layers that save the most bytes per point lost.
+//!
 //! With `--qat-epochs N`, quantization-aware training comes first (quant::qat): N epochs of
 //! training with fake-quantized weights and activations (straight-through estimator, Adam at
 //! `--lr` with a cosine schedule, from the labels or from `--teacher`'s soft targets), then
@@ -17,8 +21,9 @@ use nn::schedule::Schedule;
 use nn::trainer::{TrainConfig, Trainer};
 use quant::calibrate::Calibration;
 use quant::layers::{QuantConv2d, QuantLinear};
+use quant::mixed::{MixedTarget, choose_bits, sensitivity_scan};
 use quant::qat::{convert_qat, prepare_qat};
-use quant::{LayerReport, QuantConfig, quantize_model};
+use quant::{LayerReport, QuantConfig, calibrate_ranges, convert_with_layer_bits, quantize_model};
 use tensor_core::Tensor;
 use tensor_core::rng::Rng;
 
@@ -68,6 +73,19 @@ pub struct Args {
     /// --weight-bits N (at most 7), run on the int8 GEMM as codes +-2^j.
     #[arg(long)]
     pow2: bool,
+    /// Mixed precision: per-layer weight widths (from --weight-bits down to 2) chosen by a
+    /// sensitivity scan so that the quantized layers' packed weights, biases and scales take
+    /// at most this many bytes.
+    #[arg(long, conflicts_with = "max_loss")]
+    target_bytes: Option<usize>,
+    /// Mixed precision: per-layer weight widths chosen by a sensitivity scan, as narrow as
+    /// possible while losing at most this many accuracy points (on held-out training images)
+    /// against the model at --weight-bits everywhere.
+    #[arg(long)]
+    max_loss: Option<f64>,
+    /// Held-out training images (not the calibration ones) the sensitivity scan measures on.
+    #[arg(long, default_value_t = 1000)]
+    sensitivity_samples: usize,
     #[command(flatten)]
     common: TrainDataArgs,
 }
@@ -120,7 +138,36 @@ struct Report {
     calib_samples: usize,
     /// Quantization-aware training, when --qat-epochs > 0.
     qat: Option<QatJson>,
+    /// Mixed precision, with --target-bytes or --max-loss.
+    mixed: Option<MixedJson>,
     layers: Vec<LayerJson>,
+}
+
+#[derive(serde::Serialize)]
+struct MixedJson {
+    target_bytes: Option<usize>,
+    max_loss: Option<f64>,
+    sensitivity_samples: usize,
+    /// Packed bytes of the quantized layers (codes at their widths, i32 bias, f32 scale).
+    packed_bytes: usize,
+    /// The same at --weight-bits everywhere.
+    base_packed_bytes: usize,
+    /// Accuracy on the held-out images at --weight-bits everywhere, and of the choice.
+    base_accuracy: f64,
+    accuracy: f64,
+    /// Sum of the scanned per-layer losses of the choice, and the measured loss, in points.
+    predicted_loss: f64,
+    measured_loss: f64,
+    layers: Vec<MixedLayerJson>,
+}
+
+#[derive(serde::Serialize)]
+struct MixedLayerJson {
+    index: usize,
+    bits: u32,
+    weights: usize,
+    /// Points lost on the held-out images with this layer alone at each width.
+    loss: BTreeMap<u32, f64>,
 }
 
 #[derive(serde::Serialize)]
@@ -199,9 +246,34 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let params = model.param_count();
+    let target = match (args.target_bytes, args.max_loss) {
+        (Some(b), _) => Some(MixedTarget::Bytes(b)),
+        (None, Some(l)) => Some(MixedTarget::MaxLoss(l)),
+        (None, None) => None,
+    };
+    let mut mixed = None;
     let (mut quantized, layers, qat) = if args.qat_epochs > 0 {
+        if target.is_some() {
+            bail!(
+                "--target-bytes / --max-loss (mixed precision) work after post-training \
+                   quantization only, not with --qat-epochs"
+            );
+        }
         let (q, l, j) = train_qat(&args, model, &calib, &config, (&train, &test))?;
         (q, l, Some(j))
+    } else if let Some(target) = target {
+        let held_out: Vec<usize> = {
+            let mut all: Vec<usize> = (0..train.len()).collect();
+            Rng::seed_from_u64(args.common.seed).shuffle(&mut all);
+            all.into_iter()
+                .skip(order.len())
+                .take(args.sensitivity_samples.max(1))
+                .collect()
+        };
+        let val = train.subset(&held_out)?;
+        let (q, l, m) = quantize_mixed(model, &calib, &config, target, &val, args.common.json)?;
+        mixed = Some(m);
+        (q, l, None)
     } else {
         let (q, l) = quantize_model(model, &calib, &config)?;
         (q, l, None)
@@ -251,6 +323,7 @@ pub fn run(args: Args) -> Result<()> {
         calibration: config.calibration.name(),
         calib_samples: order.len(),
         qat,
+        mixed,
         layers: layers.iter().map(LayerJson::from).collect(),
     };
     if args.common.json {
@@ -277,6 +350,34 @@ pub fn run(args: Args) -> Result<()> {
             l.float_bytes
         );
     }
+    if let Some(m) = &report.mixed {
+        for l in &m.layers {
+            let scan: Vec<String> = l
+                .loss
+                .iter()
+                .rev()
+                .map(|(b, p)| format!("w{b} {p:+.2}"))
+                .collect();
+            println!(
+                "mixed: layer {:>3} -> w{} ({} weights; points lost alone: {})",
+                l.index,
+                l.bits,
+                l.weights,
+                scan.join(", ")
+            );
+        }
+        println!(
+            "mixed: {} packed bytes (w{} everywhere: {}), held-out accuracy {:.2}% ({:+.2} \
+             points; scan predicted {:+.2}) on {} images",
+            m.packed_bytes,
+            config.weight_bits,
+            m.base_packed_bytes,
+            100.0 * m.accuracy,
+            -m.measured_loss,
+            -m.predicted_loss,
+            m.sensitivity_samples
+        );
+    }
     let w = &report.written;
     println!(
         "quantized {}: accuracy {:.2}% (was {:.2}%), {} bytes ({:.1}x smaller than {} bytes of \
@@ -290,6 +391,58 @@ pub fn run(args: Args) -> Result<()> {
         w.output
     );
     Ok(())
+}
+
+/// Post-training quantization with per-layer weight widths from a sensitivity scan on `val`.
+fn quantize_mixed(
+    mut model: nn::Model,
+    calib: &Tensor,
+    config: &QuantConfig,
+    target: MixedTarget,
+    val: &nn::Dataset,
+    quiet: bool,
+) -> Result<(nn::Model, Vec<LayerReport>, MixedJson)> {
+    nn::layers::fold_batchnorms(&mut model)?;
+    let ranges = calibrate_ranges(&mut model, calib, config)?;
+    let widths: Vec<u32> = (2..=config.weight_bits).collect();
+    let pb = progress::bar(1, quiet);
+    pb.set_prefix("sensitivity");
+    let (base, sens) = sensitivity_scan(&model, &ranges, config, &widths, val, &mut |d, t| {
+        pb.set_length(t as u64);
+        pb.set_position(d as u64);
+    })?;
+    pb.finish_and_clear();
+    let plan = choose_bits(&model, &ranges, config, &sens, base, target, val)?;
+    let n = model.layers.len();
+    let (q, layers) = convert_with_layer_bits(model, &ranges, config, &plan.layer_bits(n))?;
+    let json = MixedJson {
+        target_bytes: match target {
+            MixedTarget::Bytes(b) => Some(b),
+            MixedTarget::MaxLoss(_) => None,
+        },
+        max_loss: match target {
+            MixedTarget::MaxLoss(l) => Some(l),
+            MixedTarget::Bytes(_) => None,
+        },
+        sensitivity_samples: val.len(),
+        packed_bytes: plan.packed_bytes,
+        base_packed_bytes: plan.base_bytes,
+        base_accuracy: plan.base_accuracy,
+        accuracy: plan.accuracy,
+        predicted_loss: plan.predicted_loss,
+        measured_loss: plan.measured_loss(),
+        layers: sens
+            .iter()
+            .zip(&plan.bits)
+            .map(|(s, &(_, bits))| MixedLayerJson {
+                index: s.index,
+                bits,
+                weights: s.weights,
+                loss: s.loss.iter().copied().collect(),
+            })
+            .collect(),
+    };
+    Ok((q, layers, json))
 }
 
 /// Quantization-aware training of `model` for `--qat-epochs`, then its conversion.

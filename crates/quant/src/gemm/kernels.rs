@@ -102,6 +102,75 @@ pub mod x86 {
         });
     }
 
+    /// AVX2 for narrow weights: the i16 lanes of `SUM` consecutive `vpmaddubsw` results are
+    /// added (`vpaddw`) before one `vpmaddwd` widens them, so `SUM` depth groups cost `SUM + 1`
+    /// multiply-unit instructions instead of `2 * SUM`. Exact when every weight magnitude is
+    /// at most `16_383 / (127 * SUM)` (64 for `SUM = 2`: 7-bit weights; 32 for `SUM = 4`),
+    /// so that no i16 sum leaves `[-32_768, 32_767]`; the driver picks `SUM` from the packed
+    /// weights' largest magnitude ([`PackedWeights::max_abs`](super::super::PackedWeights)).
+    ///
+    /// # Safety
+    /// AVX2 present; rows readable for `4 * groups` bytes; `panel` for `64 * groups`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_summed<const ROWS: usize, const SUM: usize>(
+        a_rows: &[*const u8; MR],
+        panel: *const i8,
+        groups: usize,
+        tile: &mut Tile,
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
+        let whole = groups / SUM * SUM;
+        let mut g = 0;
+        while g < whole {
+            // SAFETY: groups g .. g + SUM lie below `groups` (the caller's contract).
+            unsafe {
+                let mut w = [[_mm256_setzero_si256(); 2]; SUM];
+                for (s, ws) in w.iter_mut().enumerate() {
+                    let p = panel.add((g + s) * GROUP_BYTES);
+                    *ws = [
+                        _mm256_loadu_si256(p.cast()),
+                        _mm256_loadu_si256(p.add(32).cast()),
+                    ];
+                }
+                for r in 0..ROWS {
+                    let mut t = [_mm256_setzero_si256(); 2];
+                    for (s, ws) in w.iter().enumerate() {
+                        let x = _mm256_set1_epi32(group_of(a_rows[r], g + s));
+                        t[0] = _mm256_add_epi16(t[0], _mm256_maddubs_epi16(x, ws[0]));
+                        t[1] = _mm256_add_epi16(t[1], _mm256_maddubs_epi16(x, ws[1]));
+                    }
+                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(t[0], ones));
+                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(t[1], ones));
+                }
+            }
+            g += SUM;
+        }
+        while g < groups {
+            // SAFETY: as above.
+            unsafe {
+                let p = panel.add(g * GROUP_BYTES);
+                let w0 = _mm256_loadu_si256(p.cast());
+                let w1 = _mm256_loadu_si256(p.add(32).cast());
+                for r in 0..ROWS {
+                    let x = _mm256_set1_epi32(group_of(a_rows[r], g));
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
+                    acc[r][0] = _mm256_add_epi32(acc[r][0], p0);
+                    acc[r][1] = _mm256_add_epi32(acc[r][1], p1);
+                }
+            }
+            g += 1;
+        }
+        for r in 0..ROWS {
+            // SAFETY: each tile row is 16 i32 = two 32-byte stores.
+            unsafe {
+                _mm256_storeu_si256(tile[r].as_mut_ptr().cast(), acc[r][0]);
+                _mm256_storeu_si256(tile[r].as_mut_ptr().add(8).cast(), acc[r][1]);
+            }
+        }
+    }
+
     /// AVX-VNNI: VEX `vpdpbusd` adds four u8 x i8 products into each i32 lane.
     ///
     /// # Safety

@@ -14,7 +14,11 @@
 //! - `portable`: i32 multiply-adds, the reference;
 //! - `avx2`: `vpmaddubsw` (u8 x i8 pairs into i16, saturating) + `vpmaddwd` by ones. With
 //!   activations below 128 the i16 sums cannot saturate, so the path is exact; this is why
-//!   the activations of slimnet's quantized layers are 7-bit (FBGEMM's `reduce_range`);
+//!   the activations of slimnet's quantized layers are 7-bit (FBGEMM's `reduce_range`).
+//!   With narrow weights (magnitude at most 64: `--weight-bits 7`; at most 32: 6 bits and
+//!   fewer) the i16 results of two (four) depth groups are added before one `vpmaddwd`
+//!   ([`summed_groups`]), still exactly: 3 (5) multiply-unit instructions per 2 (4) groups
+//!   instead of 4 (8);
 //! - `avx-vnni`, `avx512-vnni`: `vpdpbusd`, four u8 x i8 products into each i32 lane.
 //!
 //! All paths compute the same exact integers ([`gemm_reference`] is the naive triple loop
@@ -67,18 +71,59 @@ pub fn gemm_u7i8_with(
     c: &mut [i32],
 ) -> Result<()> {
     const OP: &str = "gemm_u7i8";
-    path.require(OP)?;
+    check_args(OP, path, a, lda, m, w, c)?;
+    if m == 0 || w.n() == 0 {
+        return Ok(());
+    }
+    check_reduced_range(OP, a, lda, m, w.k())?;
+    run(path, a, lda, m, w, c, true);
+    Ok(())
+}
+
+/// [`gemm_u7i8_with`] on the calling thread, for a caller that already holds the activations
+/// to the reduced range (a quantized layer's input codes are checked when they are read) and
+/// runs several products in parallel itself (the bands of a convolution).
+///
+/// Errors: as [`gemm_u7i8_with`], except that activations above [`MAX_ACTIVATION`] are not
+/// looked for (they give path-dependent sums, never unsafety).
+pub(crate) fn gemm_u7i8_serial(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [i32],
+) -> Result<()> {
+    check_args("gemm_u7i8", path, a, lda, m, w, c)?;
+    if m > 0 && w.n() > 0 {
+        run(path, a, lda, m, w, c, false);
+    }
+    Ok(())
+}
+
+/// The checks every entry makes: the path runs here, the depth is bounded, and the slices
+/// hold what the shapes say.
+fn check_args(
+    op: &'static str,
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    c: &[i32],
+) -> Result<()> {
+    path.require(op)?;
     let (n, k) = (w.n(), w.k());
     let kp = padded_depth(k);
     if k > MAX_DEPTH {
         return Err(QuantError::InvalidArgument {
-            op: OP,
+            op,
             reason: format!("depth {k} exceeds {MAX_DEPTH}, the deepest whose sums fit in i32"),
         });
     }
     if c.len() != m * n {
         return Err(QuantError::LengthMismatch {
-            op: OP,
+            op,
             what: "C",
             got: c.len(),
             expected: m * n,
@@ -89,21 +134,19 @@ pub fn gemm_u7i8_with(
     }
     if lda < kp {
         return Err(QuantError::InvalidArgument {
-            op: OP,
+            op,
             reason: format!("row stride {lda} is below the padded depth {kp} (k = {k})"),
         });
     }
     let need = (m - 1) * lda + kp;
     if a.len() < need {
         return Err(QuantError::LengthMismatch {
-            op: OP,
+            op,
             what: "A",
             got: a.len(),
             expected: need,
         });
     }
-    check_reduced_range(OP, a, lda, m, k)?;
-    run(path, a, lda, m, w, c);
     Ok(())
 }
 
@@ -183,13 +226,22 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// The blocked, parallel driver (arguments already checked).
-fn run(path: Int8Path, a: &[u8], lda: usize, m: usize, w: &PackedWeights, c: &mut [i32]) {
+fn run(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    c: &mut [i32],
+    parallel: bool,
+) {
     let n_panels = w.n_panels();
     let row_blocks = m.div_ceil(MC);
     let macs = m * w.n() * w.k();
     let threads = rayon::current_num_threads();
+    let serial = !parallel || macs < PAR_MIN_MACS || threads <= 1;
     // Split panels only when there are too few row blocks to keep every thread busy.
-    let panel_splits = if macs < PAR_MIN_MACS || threads <= 1 {
+    let panel_splits = if serial {
         1
     } else {
         (2 * threads).div_ceil(row_blocks).clamp(1, n_panels)
@@ -203,7 +255,7 @@ fn run(path: Int8Path, a: &[u8], lda: usize, m: usize, w: &PackedWeights, c: &mu
         let panels = ps * panels_per_task..((ps + 1) * panels_per_task).min(n_panels);
         block(path, a, lda, rows, panels, w, out);
     };
-    if macs < PAR_MIN_MACS || threads <= 1 {
+    if serial {
         (0..tasks).for_each(task);
     } else {
         (0..tasks).into_par_iter().for_each(task);
@@ -221,6 +273,7 @@ fn block(
     out: OutPtr,
 ) {
     let (n, groups) = (w.n(), w.groups());
+    let sum = summed_groups(w.max_abs());
     let mut tile: Tile = [[0; NR]; MR];
     for p in panels {
         let panel = w.panel(p);
@@ -228,7 +281,7 @@ fn block(
         let mut r0 = rows.start;
         while r0 < rows.end {
             let mr = MR.min(rows.end - r0);
-            microkernel(path, a, lda, r0, mr, panel, groups, &mut tile);
+            microkernel(path, a, lda, r0, mr, panel, groups, sum, &mut tile);
             for (r, lanes) in tile.iter().enumerate().take(mr) {
                 // SAFETY: row r0 + r < m and columns p*NR .. p*NR + cols < n lie in C
                 // (length m * n), and no other task writes this (row, panel) region.
@@ -258,6 +311,7 @@ fn microkernel(
     mr: usize,
     panel: &[i8],
     groups: usize,
+    sum: usize,
     tile: &mut Tile,
 ) {
     let kp = groups * KG;
@@ -272,15 +326,29 @@ fn microkernel(
             // SAFETY: the caller checked the path's features (`require`), that every row
             // r0 .. r0 + mr has `padded_depth(k)` readable bytes, and the panel is
             // `groups * 64` bytes.
-            unsafe { x86_tile(path, mr, &rows, panel.as_ptr(), groups, tile) }
+            unsafe { x86_tile(path, mr, &rows, panel.as_ptr(), groups, sum, tile) }
         }
         _ => {
+            // The portable sums are exact whatever the weights: no summing to choose.
+            let _ = sum;
             let rows: [&[u8]; MR] = std::array::from_fn(|r| {
                 let s = (r0 + r.min(mr - 1)) * lda;
                 &a[s..s + kp]
             });
             kernels::portable(&rows, mr, panel, groups, tile);
         }
+    }
+}
+
+/// How many depth groups the AVX2 kernel may add in i16 lanes before widening to i32, for
+/// weights of magnitude at most `max_abs`: each `vpmaddubsw` lane is at most
+/// `2 * 127 * max_abs`, and `sum` of them must stay within i16.
+pub fn summed_groups(max_abs: u8) -> usize {
+    let lane = 2 * i32::from(MAX_ACTIVATION) * i32::from(max_abs);
+    match lane {
+        l if 4 * l <= i32::from(i16::MAX) => 4,
+        l if 2 * l <= i32::from(i16::MAX) => 2,
+        _ => 1,
     }
 }
 
@@ -295,25 +363,28 @@ unsafe fn x86_tile(
     rows: &[*const u8; MR],
     panel: *const i8,
     groups: usize,
+    sum: usize,
     tile: &mut Tile,
 ) {
     use kernels::x86;
     macro_rules! by_rows {
-        ($f:ident) => {
+        ($f:ident $(, $s:literal)?) => {
             // SAFETY: forwarded from the caller.
             unsafe {
                 match mr {
-                    1 => x86::$f::<1>(rows, panel, groups, tile),
-                    2 => x86::$f::<2>(rows, panel, groups, tile),
-                    3 => x86::$f::<3>(rows, panel, groups, tile),
-                    _ => x86::$f::<4>(rows, panel, groups, tile),
+                    1 => x86::$f::<1 $(, $s)?>(rows, panel, groups, tile),
+                    2 => x86::$f::<2 $(, $s)?>(rows, panel, groups, tile),
+                    3 => x86::$f::<3 $(, $s)?>(rows, panel, groups, tile),
+                    _ => x86::$f::<4 $(, $s)?>(rows, panel, groups, tile),
                 }
             }
         };
     }
-    match path {
-        Int8Path::AvxVnni => by_rows!(avx_vnni),
-        Int8Path::Avx512Vnni => by_rows!(avx512_vnni),
+    match (path, sum) {
+        (Int8Path::AvxVnni, _) => by_rows!(avx_vnni),
+        (Int8Path::Avx512Vnni, _) => by_rows!(avx512_vnni),
+        (_, 4) => by_rows!(avx2_summed, 4),
+        (_, 2) => by_rows!(avx2_summed, 2),
         _ => by_rows!(avx2),
     }
 }

@@ -29,6 +29,7 @@ pub struct PackedWeights {
     k: usize,
     panels: Vec<i8>,
     col_sums: Vec<i32>,
+    max_abs: u8,
 }
 
 impl PackedWeights {
@@ -65,11 +66,13 @@ impl PackedWeights {
                 .map(|r| r.iter().map(|&v| i32::from(v)).sum())
                 .collect()
         };
+        let max_abs = w.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
         Ok(Self {
             n,
             k,
             panels,
             col_sums,
+            max_abs,
         })
     }
 
@@ -97,6 +100,12 @@ impl PackedWeights {
     pub fn panel(&self, p: usize) -> &[i8] {
         let len = self.groups() * GROUP_BYTES;
         &self.panels[p * len..(p + 1) * len]
+    }
+
+    /// The largest weight magnitude (128 for a weight of -128): how many `vpmaddubsw` results
+    /// the AVX2 kernel may add in i16 before widening.
+    pub fn max_abs(&self) -> u8 {
+        self.max_abs
     }
 
     /// `sum_k W[j][k]` per output column `j`.

@@ -117,3 +117,44 @@ proptest! {
         check_all_paths(&a, &w, m, n, k);
     }
 }
+
+#[test]
+fn narrow_weights_take_the_summed_kernels_and_stay_exact() {
+    assert_eq!(summed_groups(128), 1);
+    assert_eq!(summed_groups(65), 1);
+    assert_eq!(summed_groups(64), 2);
+    assert_eq!(summed_groups(33), 2);
+    assert_eq!(summed_groups(32), 4);
+    assert_eq!(summed_groups(0), 4);
+    // The extremes of each summing width: every i16 partial sum at its largest magnitude.
+    for (av, wv) in [
+        (127u8, -64i8),
+        (127, 64),
+        (127, 63),
+        (127, -32),
+        (127, 32),
+        (1, -33),
+    ] {
+        for (m, n, k) in [(5, 17, 4), (4, 16, 36), (9, 33, 3136), (1, 1, 12)] {
+            let a = vec![av; m * k];
+            let w = vec![wv; n * k];
+            check_all_paths(&a, &w, m, n, k);
+        }
+    }
+    // Random narrow weights around the tile edges and depths that are not a multiple of the
+    // summing width (the remainder groups take the one-group step).
+    let mut seed = 1000;
+    for bound in [32i32, 64] {
+        for m in [1, 3, 4, 6, 65] {
+            for k in [1, 4, 8, 12, 20, 68, 289] {
+                seed += 1;
+                let mut rng = Rng::seed_from_u64(seed);
+                let a: Vec<u8> = (0..m * k).map(|_| (rng.next_u64() % 128) as u8).collect();
+                let w: Vec<i8> = (0..17 * k)
+                    .map(|_| ((rng.next_u64() % (2 * bound as u64 + 1)) as i32 - bound) as i8)
+                    .collect();
+                check_all_paths(&a, &w, m, 17, k);
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use nn::{LayerRecord, NnError, Payload};
 use tensor_core::Tensor;
 
-use crate::affine::round_half_even;
+use crate::affine::{round_half_even, round_half_even_f32};
 use crate::error::{QuantError, Result};
 use crate::gemm::PackedWeights;
 use crate::params::QuantParams;
@@ -245,27 +245,27 @@ impl IntegerCore {
 
     /// Output values of channels `0..raw.len()` from the GEMM's raw sums
     /// `raw_j = sum_k a_k w_jk`: requantized codes (ReLU fused as the lower clamp) or real
-    /// values. One branch per row, a loop the compiler vectorises.
+    /// values. Computed in f32 throughout (the code is an integer-valued f32, equal to
+    /// `clamp(round_half_even(acc * M) + zp)` of [`finish_channel`](Self::finish_channel)), so
+    /// the loop vectorises.
     pub fn finish_row(&self, raw: &[i32], out: &mut [f32]) {
-        let n = raw.len();
-        let lanes = out
-            .iter_mut()
-            .zip(raw)
-            .zip(&self.offsets[..n])
-            .zip(&self.multipliers[..n]);
+        let n = raw.len().min(out.len());
+        let (raw, out) = (&raw[..n], &mut out[..n]);
+        let (offsets, multipliers) = (&self.offsets[..n], &self.multipliers[..n]);
         match &self.output {
             QuantOutput::Codes(p) => {
                 let (t, zp) = (p.qtype(), p.zero_points()[0]);
-                let (lo, hi) = (if self.relu { zp } else { t.qmin() }, t.qmax());
-                for (((o, &r), &a), &m) in lanes {
-                    let v = (r + a) as f32 * m;
-                    *o = (round_half_even(v) + zp).clamp(lo, hi) as f32;
+                let lo = if self.relu { zp } else { t.qmin() } as f32;
+                let (hi, zp) = (t.qmax() as f32, zp as f32);
+                for j in 0..n {
+                    let v = (raw[j] + offsets[j]) as f32 * multipliers[j];
+                    out[j] = (round_half_even_f32(v) + zp).clamp(lo, hi);
                 }
             }
             QuantOutput::Float => {
                 let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
-                for (((o, &r), &a), &m) in lanes {
-                    *o = ((r + a) as f32 * m).max(floor);
+                for j in 0..n {
+                    out[j] = ((raw[j] + offsets[j]) as f32 * multipliers[j]).max(floor);
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! QuantConv2d: a convolution computed in integers: u8 patch rows (padding = the input zero
 //! point) times packed i8 filters on the int8 GEMM.
 
+use std::ops::Range;
+
 use nn::layers::Conv2d;
 use nn::layers::conv2d::{conv2d_params_from_record, conv2d_params_record};
 use nn::{Layer, LayerRecord, NnError};
@@ -11,7 +13,7 @@ use tensor_core::{Shape, Tensor};
 
 use super::core::{IntegerCore, QuantOutput};
 use crate::error::QuantError;
-use crate::gemm::{gemm_u7i8_with, padded_depth};
+use crate::gemm::{PackedWeights, gemm_u7i8_serial, padded_depth};
 use crate::params::QuantParams;
 use crate::weights::WeightScheme;
 
@@ -20,8 +22,9 @@ use crate::weights::WeightScheme;
 const IMAGES_PER_TASK: usize = 2;
 
 /// A convolution (one group; stride, padding, dilation as [`Conv2d`]) on codes: input
-/// `[N, C, H, W]` holds u7 codes, each output position is one row of patches
-/// (`(c, ki, kj)` order, the order of a weight row), padding taps take the input zero point
+/// `[N, C, H, W]` holds u7 codes, each output position is one row of patches (read from a
+/// channels-last copy of the image, `(ki, kj, c)` order, the weights packed in that order
+/// once), padding taps take the input zero point
 /// (the code of 0.0), and the GEMM's `[positions, O]` result is requantized into `[N, O, OH, OW]`.
 ///
 /// With `pool = 2`, a following 2x2 max pooling (stride 2, no padding, output size rounded
@@ -36,6 +39,9 @@ pub struct QuantConv2d {
     params: Conv2dParams,
     core: IntegerCore,
     pool: usize,
+    /// The core's weights with each row in `(ki, kj, c)` order, the order of a patch read
+    /// from channels-last codes (packed once, at construction).
+    hwc: PackedWeights,
 }
 
 impl QuantConv2d {
@@ -87,7 +93,13 @@ impl QuantConv2d {
                 expected: params.out_channels * params.patch_len(),
             });
         }
-        Ok(Self { params, core, pool })
+        let hwc = PackedWeights::pack(&to_hwc_rows(&params, &core.packed().unpack()), n, k)?;
+        Ok(Self {
+            params,
+            core,
+            pool,
+            hwc,
+        })
     }
 
     /// The fused max pooling window (1: none).
@@ -115,126 +127,268 @@ impl QuantConv2d {
     }
 
     /// The forward pass on a given kernel path.
+    ///
+    /// Each image's codes are laid out once channels-last with the padding around them
+    /// (padding taps hold the input zero point, the code of 0.0), so a patch row is `kh` copies
+    /// of `kw * C` contiguous bytes; a band of output rows then runs its patches through the
+    /// GEMM and requantizes straight into the NCHW output. Batches of at least two images per
+    /// thread are spread over threads by image; smaller ones by bands of one image.
     pub fn forward_with(&self, path: Int8Path, input: &Tensor) -> nn::Result<Tensor> {
         let shape = self.output_shape(input.shape())?;
-        let (n, o, ph, pw) = (
-            shape.dims()[0],
-            shape.dims()[1],
-            shape.dims()[2],
-            shape.dims()[3],
-        );
-        let [_, _, oh, ow] = self.params.output_dims(input.shape())?;
-        let d = input.dims();
-        let (c, h, w) = (d[1], d[2], d[3]);
-        let image_in = c * h * w;
-        let image_out = o * ph * pw;
+        let g = Geometry::new(&self.params, input.dims(), shape.dims());
+        let (n, image_in, image_out) = (input.dims()[0], g.c * g.h * g.w, g.o * g.ph * g.pw);
         let mut out = vec![0f32; n * image_out];
         if n == 0 || image_out == 0 {
             return Ok(Tensor::new(shape.dims(), out)?);
         }
-        let p = &self.params;
-        let k = p.patch_len();
-        let kp = padded_depth(k);
-        let positions = oh * ow;
-        let zp = self.core.input().zero_points()[0] as u8;
-        out.par_chunks_mut(IMAGES_PER_TASK * image_out)
-            .zip(input.data().par_chunks(IMAGES_PER_TASK * image_in))
-            .try_for_each(|(y, x)| -> nn::Result<()> {
-                let images = x.len() / image_in;
-                let mut codes = vec![0u8; x.len()];
-                self.core.codes_to_u8("quant_conv2d", x, &mut codes)?;
-                let mut rows = vec![zp; images * positions * kp];
-                for (img, xs) in codes.chunks_exact(image_in).enumerate() {
-                    let dst = &mut rows[img * positions * kp..(img + 1) * positions * kp];
-                    patch_rows(p, xs, (c, h, w), (oh, ow), kp, dst);
-                }
-                let m = images * positions;
-                let mut acc = vec![0i32; m * o];
-                gemm_u7i8_with(path, &rows, kp, m, self.core.packed(), &mut acc)?;
-                // Requantize channel by channel, reading the GEMM's [positions, O] result
-                // down a column (after the fused pooling's maximum) and writing NCHW planes.
-                let mut pooled = vec![0i32; ph * pw];
-                for (img, ys) in y.chunks_exact_mut(image_out).enumerate() {
-                    let acc = &acc[img * positions * o..(img + 1) * positions * o];
-                    for (j, plane) in ys.chunks_exact_mut(ph * pw).enumerate() {
-                        if self.pool == 1 {
-                            self.core.finish_channel(j, &acc[j..], o, plane);
-                            continue;
-                        }
-                        for (py, row) in pooled.chunks_exact_mut(pw).enumerate() {
-                            for (px, v) in row.iter_mut().enumerate() {
-                                let at = |dy: usize, dx: usize| {
-                                    acc[((2 * py + dy) * ow + 2 * px + dx) * o + j]
-                                };
-                                *v = at(0, 0).max(at(0, 1)).max(at(1, 0).max(at(1, 1)));
-                            }
-                        }
-                        self.core.finish_channel(j, &pooled, 1, plane);
+        let threads = rayon::current_num_threads();
+        if threads <= 1 || n >= 2 * threads {
+            out.par_chunks_mut(IMAGES_PER_TASK * image_out)
+                .zip(input.data().par_chunks(IMAGES_PER_TASK * image_in))
+                .try_for_each_init(Scratch::default, |s, (y, x)| -> nn::Result<()> {
+                    for (y, x) in y.chunks_exact_mut(image_out).zip(x.chunks_exact(image_in)) {
+                        let mut xp = std::mem::take(&mut s.padded);
+                        self.channels_last(&g, x, &mut xp)?;
+                        let planes = Planes::new(y);
+                        let done = self.band(path, &g, &xp, 0..g.ph, planes, s);
+                        s.padded = xp;
+                        done?;
                     }
-                }
-                Ok(())
-            })?;
+                    Ok(())
+                })?;
+        } else {
+            // Few images: bands of about BAND_POSITIONS output positions of one image each.
+            let rows_per_band = (BAND_POSITIONS / (g.pw * self.pool).max(1)).max(1);
+            let bands = g.ph.div_ceil(rows_per_band);
+            let mut xp = Vec::new();
+            for (y, x) in out
+                .chunks_exact_mut(image_out)
+                .zip(input.data().chunks_exact(image_in))
+            {
+                self.channels_last(&g, x, &mut xp)?;
+                let planes = Planes::new(y);
+                (0..bands).into_par_iter().try_for_each_init(
+                    Scratch::default,
+                    |s, b| -> nn::Result<()> {
+                        let rows = b * rows_per_band..((b + 1) * rows_per_band).min(g.ph);
+                        self.band(path, &g, &xp, rows, planes, s)
+                    },
+                )?;
+            }
+        }
         Ok(Tensor::new(shape.dims(), out)?)
     }
-}
 
-/// One image's patches as rows of `kp` bytes (`dst` pre-filled with the zero point, which
-/// the padding taps keep): row `oy * ow + ox`, byte `(ci * kh + ki) * kw + kj`.
-fn patch_rows(
-    p: &Conv2dParams,
-    x: &[u8],
-    (c, h, w): (usize, usize, usize),
-    (oh, ow): (usize, usize),
-    kp: usize,
-    dst: &mut [u8],
-) {
-    let (kh, kw) = p.kernel;
-    let (sh, sw) = p.stride;
-    let (dh, dw) = p.dilation;
-    let (pt, pl) = (p.padding.top, p.padding.left);
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let row = &mut dst[(oy * ow + ox) * kp..][..kh * kw * c];
-            for ci in 0..c {
-                let plane = &x[ci * h * w..(ci + 1) * h * w];
-                for ki in 0..kh {
-                    let iy = (oy * sh + ki * dh).wrapping_sub(pt);
-                    if iy >= h {
-                        continue;
-                    }
-                    let src = &plane[iy * w..(iy + 1) * w];
-                    let taps = &mut row[(ci * kh + ki) * kw..][..kw];
-                    let ix0 = (ox * sw).wrapping_sub(pl);
-                    if dw == 1 && ix0 < w && ix0 + kw <= w {
-                        // The whole window row lies inside the image: one copy, of a constant
-                        // size for the common kernels (a `memmove` call per 3 or 5 bytes cost
-                        // 9% of a quantized lenet5's time).
-                        let run = &src[ix0..ix0 + kw];
-                        match kw {
-                            3 => copy_fixed::<3>(taps, run),
-                            5 => copy_fixed::<5>(taps, run),
-                            _ => taps.copy_from_slice(run),
-                        }
-                        continue;
-                    }
-                    for (kj, t) in taps.iter_mut().enumerate() {
-                        let ix = (ox * sw + kj * dw).wrapping_sub(pl);
-                        if ix < w {
-                            *t = src[ix];
-                        }
+    /// One image's `[C, H, W]` codes (f32) as channels-last u8 codes inside the padding:
+    /// `xp[((y + top) * wp + x + left) * C + c]`, padding bytes the input zero point. Read
+    /// plane by plane (contiguous), converted and checked on the way.
+    fn channels_last(&self, g: &Geometry, x: &[f32], xp: &mut Vec<u8>) -> nn::Result<()> {
+        let qmax = self.core.input().qtype().qmax() as u8;
+        let zp = self.core.input().zero_points()[0] as u8;
+        xp.clear();
+        xp.resize(g.hp * g.wp * g.c, zp);
+        let (top, left, c) = (self.params.padding.top, self.params.padding.left, g.c);
+        let mut bad = false;
+        for (ci, plane) in x.chunks_exact(g.h * g.w).enumerate() {
+            for (y, src) in plane.chunks_exact(g.w).enumerate() {
+                let dst = &mut xp[((y + top) * g.wp + left) * c + ci..];
+                for (xx, &v) in src.iter().enumerate() {
+                    // `as u8` saturates; a fraction or an out-of-range value does not
+                    // survive the round trip. No early exit, so the loop stays simple.
+                    let q = v as u8;
+                    bad |= (f32::from(q) != v) | (q > qmax);
+                    dst[xx * c] = q;
+                }
+            }
+        }
+        if bad {
+            // Only on the error path: the core names the offender.
+            let mut codes = vec![0u8; x.len()];
+            self.core.codes_to_u8("quant_conv2d", x, &mut codes)?;
+        }
+        Ok(())
+    }
+
+    /// Pooled output rows `rows` of one image (conv rows `rows * pool`): patches, GEMM,
+    /// pooling on the raw sums, requantization into `planes`.
+    fn band(
+        &self,
+        path: Int8Path,
+        g: &Geometry,
+        xp: &[u8],
+        rows: Range<usize>,
+        planes: Planes,
+        s: &mut Scratch,
+    ) -> nn::Result<()> {
+        let p = &self.params;
+        let (kh, kw) = p.kernel;
+        let (sh, sw) = p.stride;
+        let (dh, dw) = p.dilation;
+        let pool = self.pool;
+        let conv_rows = rows.start * pool..rows.end * pool;
+        let m = conv_rows.len() * g.ow;
+        let (c, k, kp, o) = (g.c, g.k, g.kp, g.o);
+        s.patches.resize(m * kp, 0);
+        for (i, row) in s.patches.chunks_exact_mut(kp).enumerate() {
+            let (oy, ox) = (conv_rows.start + i / g.ow, i % g.ow);
+            for ki in 0..kh {
+                let iy = oy * sh + ki * dh;
+                let taps = &mut row[ki * kw * c..(ki + 1) * kw * c];
+                let at = (iy * g.wp + ox * sw) * c;
+                if dw == 1 {
+                    copy_run(taps, &xp[at..at + kw * c]);
+                } else {
+                    for (kj, t) in taps.chunks_exact_mut(c).enumerate() {
+                        copy_run(t, &xp[at + kj * dw * c..][..c]);
                     }
                 }
             }
+            row[k..].fill(0);
+        }
+        s.acc.resize(m * o, 0);
+        gemm_u7i8_serial(path, &s.patches, kp, m, &self.hwc, &mut s.acc)?;
+        s.row.resize(o, 0.0);
+        let plane = g.ph * g.pw;
+        if pool == 1 {
+            for (i, raw) in s.acc.chunks_exact(o).enumerate() {
+                self.core.finish_row(raw, &mut s.row);
+                planes.scatter(rows.start * g.pw + i, plane, &s.row);
+            }
+            return Ok(());
+        }
+        s.max.resize(o, 0);
+        for py in 0..rows.len() {
+            for px in 0..g.pw {
+                let at = |dy: usize, dx: usize| {
+                    let r = (2 * py + dy) * g.ow + 2 * px + dx;
+                    &s.acc[r * o..(r + 1) * o]
+                };
+                let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                for (j, v) in s.max.iter_mut().enumerate() {
+                    *v = a[j].max(b[j]).max(c[j].max(d[j]));
+                }
+                self.core.finish_row(&s.max, &mut s.row);
+                planes.scatter((rows.start + py) * g.pw + px, plane, &s.row);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Output positions per task when one image is split over threads.
+const BAND_POSITIONS: usize = 112;
+
+/// Sizes of one forward pass.
+struct Geometry {
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Padded input height and width.
+    hp: usize,
+    wp: usize,
+    o: usize,
+    /// Convolution output width (before pooling).
+    ow: usize,
+    /// Layer output height and width (after pooling).
+    ph: usize,
+    pw: usize,
+    /// Patch length and its padded depth.
+    k: usize,
+    kp: usize,
+}
+
+impl Geometry {
+    /// From checked dims: input `[N, C, H, W]`, output `[N, O, PH, PW]`.
+    fn new(p: &Conv2dParams, input: &[usize], output: &[usize]) -> Self {
+        let (c, h, w) = (input[1], input[2], input[3]);
+        let (kh, kw) = p.kernel;
+        let (sw, dw) = (p.stride.1, p.dilation.1);
+        let wp = w + p.padding.left + p.padding.right;
+        let k = c * kh * kw;
+        Self {
+            c,
+            h,
+            w,
+            hp: h + p.padding.top + p.padding.bottom,
+            wp,
+            o: output[1],
+            ow: (wp - dw * (kw - 1) - 1) / sw + 1,
+            ph: output[2],
+            pw: output[3],
+            k,
+            kp: padded_depth(k),
         }
     }
 }
 
-/// `dst.copy_from_slice(src)` for slices of length `N`, inlined as fixed-size moves.
-#[inline(always)]
-fn copy_fixed<const N: usize>(dst: &mut [u8], src: &[u8]) {
-    if let (Ok(d), Ok(s)) = (<&mut [u8; N]>::try_from(dst), <&[u8; N]>::try_from(src)) {
-        *d = *s;
+/// A task's reusable buffers.
+#[derive(Default)]
+struct Scratch {
+    padded: Vec<u8>,
+    patches: Vec<u8>,
+    acc: Vec<i32>,
+    max: Vec<i32>,
+    row: Vec<f32>,
+}
+
+/// One image's `[O, PH, PW]` output, written by tasks that own disjoint positions.
+#[derive(Clone, Copy)]
+struct Planes {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: tasks write disjoint positions (each band owns its rows of every plane), and the
+// slice outlives every task (the forward pass joins them before returning).
+unsafe impl Send for Planes {}
+// SAFETY: as above.
+unsafe impl Sync for Planes {}
+
+impl Planes {
+    fn new(y: &mut [f32]) -> Self {
+        Self {
+            ptr: y.as_mut_ptr(),
+            len: y.len(),
+        }
     }
+
+    /// `y[j * plane + pos] = values[j]` for every channel `j`.
+    fn scatter(self, pos: usize, plane: usize, values: &[f32]) {
+        assert!(pos < plane && values.len() * plane <= self.len);
+        for (j, &v) in values.iter().enumerate() {
+            // SAFETY: j * plane + pos < values.len() * plane <= len (checked above); no other
+            // task writes position `pos`.
+            unsafe { self.ptr.add(j * plane + pos).write(v) };
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, by bytes for the short runs of thin layers (a `memcpy` call
+/// per 3 bytes costs more than the copy).
+#[inline(always)]
+fn copy_run(dst: &mut [u8], src: &[u8]) {
+    if src.len() <= 8 {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// Rows of `[O, C * kh * kw]` weights in `(c, ki, kj)` order rewritten in `(ki, kj, c)` order.
+fn to_hwc_rows(p: &Conv2dParams, w: &[i8]) -> Vec<i8> {
+    let (c, (kh, kw)) = (p.in_channels, p.kernel);
+    let k = c * kh * kw;
+    let mut out = vec![0i8; w.len()];
+    for (dst, src) in out.chunks_exact_mut(k.max(1)).zip(w.chunks_exact(k.max(1))) {
+        for ci in 0..c {
+            for t in 0..kh * kw {
+                dst[t * c + ci] = src[ci * kh * kw + t];
+            }
+        }
+    }
+    out
 }
 
 impl Layer for QuantConv2d {

@@ -426,6 +426,7 @@ pub(super) unsafe fn epilogue_avx2(
 
 /// `max(a, b)`, NaN if either is NaN (as max pooling propagates it).
 #[inline]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn max_nan(a: f32, b: f32) -> f32 {
     if a.is_nan() || a > b { a } else { b }
 }

@@ -2,47 +2,56 @@
 //! a fused bias + ReLU + 2x2 max-pool epilogue: the fast path of [`super::conv2d_forward_fused`].
 //!
 //! Each image is copied into a zero-padded buffer `xp [C, Hp, Wp]` (`Hp = H + pad_top +
-//! pad_bottom`, likewise `Wp`). With stride 1, output `(oy, ox)` reads padded input
-//! `(oy + ki, ox + kj)`, so in the flat coordinate `q = oy*Wp + ox` the convolution is
-//! one-dimensional:
+//! pad_bottom`, likewise `Wp`). With stride 1, output position `p = oy*OW + ox` reads padded
+//! input `(oy + ki, ox + kj)`, that is `xp[base(p) + off(c, ki, kj)]` with
+//! `base(p) = oy*Wp + ox` and `off = c*Hp*Wp + ki*Wp + kj`:
 //!
-//! `acc[o, q] = sum_{c, ki, kj} w[o, c, ki, kj] * xp[c*Hp*Wp + ki*Wp + kj + q]`
+//! `acc[p, o] = sum_{c, ki, kj} xp[base(p) + off(c, ki, kj)] * w[o, c, ki, kj]`
 //!
-//! computed for every `q < OH*Wp` (rounded up to a tile); the columns `ox >= OW` are computed
-//! and dropped by the epilogue (`Wp - OW = kw - 1` of `Wp`: 2 of 30 on cnn-teacher's 28x28
-//! layers). The micro-kernel keeps a tile of [`MR`] = 6 output channels by [`NQ`] = 16
-//! positions in 12 ymm registers (the shape of BLIS's Haswell 6x16 kernel): per tap, 2
-//! unaligned loads of 8 consecutive positions and 6 weight broadcasts feed 12 FMAs (8 loads
-//! per 12 FMAs, within Zen 3's 3 loads and 2 FMAs per cycle). A 4 x 24 tile would waste no
-//! channel on 32- and 64-channel layers, but needs all 16 registers and LLVM spilled one
-//! accumulator to the stack in the inner loop. Weights are packed once per layer ([`PackedConvWeights`]) as `[O/MR][K][MR]`
-//! with the last tile zero-padded, so the tile loop reads them sequentially from L1.
+//! The micro-kernel is the transpose of a GEMM tile, as in MLAS's NCHWc convolutions: the
+//! weights are the vectors and the input is broadcast. A tile holds [`OB`] = 16 output
+//! channels (two 8-lane vectors) by [`NP`] = 6 output positions in 12 ymm accumulators; per
+//! tap it loads the two weight vectors (one 64-byte line of the packed weights) and
+//! broadcasts 6 input values, feeding 12 FMAs (8 loads per 12 FMAs, within Zen 3's 3 loads
+//! and 2 FMAs per cycle; 15 of the 16 ymm registers). Because positions are broadcast one by
+//! one, a tile may take any 6 positions (they cross row ends freely): no column of the padded
+//! row is computed and dropped, and 32-, 64- and 128-channel layers fill their tiles exactly.
+//! A last tile of at most 8 channels runs a one-vector variant (6 accumulators).
 //!
-//! The epilogue reads the tile's `MR x q_len` accumulators once: adds the bias, applies ReLU
-//! (`v < 0 -> 0`, NaN kept) and, when asked, the 2x2 stride-2 max pool (NaN wins, as
-//! [`crate::pool::max_pool2d_forward`]); the bias is added after the max, which is exact
-//! because `fl(a + b)` is monotone in `a`.
+//! Weights are packed once per layer ([`PackedConvWeights`]) as `[ceil(O/OB)][K][OB]`, one
+//! 64-byte-aligned line per tap, channels past `O` zero. The kernel writes a tile's
+//! accumulators as `acc [P][OB]` (`P = OH*OW`, position-major); the epilogue reads them once:
+//! adds the bias, applies ReLU (`v < 0 -> 0`, NaN kept) and, when asked, the 2x2 stride-2 max
+//! pool (NaN wins, as [`crate::pool::max_pool2d_forward`]); the bias is added after the max,
+//! which is exact because `fl(a + b)` is monotone in `a`.
+//!
+//! The previous kernel (6 channels x 16 consecutive flat positions of the padded plane,
+//! session 6) dropped `kw - 1` of every `Wp` computed columns (2 of 16 on 14x14 layers),
+//! padded 32-channel layers to 36 and read input vectors across cache lines.
 
 use super::Conv2dParams;
 use crate::error::TensorError;
 
-/// Output channels per micro-tile.
-pub(super) const MR: usize = 6;
-/// 8-lane vectors per micro-tile.
-const NV: usize = 2;
-const _: () = assert!(MR == 6 && NV == 2, "tile_avx2 names 6 x 2 accumulators");
-/// Flat output positions per micro-tile.
-pub(super) const NQ: usize = 8 * NV;
+/// Output channels per micro-tile (two 8-lane vectors).
+pub(super) const OB: usize = 16;
+/// Output positions per micro-tile.
+pub(super) const NP: usize = 6;
 
-/// The weights of one convolution packed for the direct kernel: `[ceil(O/MR)][K][MR]` with
-/// `K = C*kh*kw` (taps in weight order `(c, ki, kj)`), output channels past `O` zero.
+/// One packed tap: the weights of [`OB`] output channels, on its own cache line.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C, align(64))]
+struct Line([f32; OB]);
+
+/// The weights of one convolution packed for the direct kernel: `[ceil(O/OB)][K][OB]` with
+/// `K = C*kh*kw` (taps in weight order `(c, ki, kj)`), output channels past `O` zero, each
+/// tap's [`OB`] weights on one 64-byte line.
 ///
 /// Packing is `O*K` copies, cheap next to a forward pass, but a layer that runs many
 /// inference calls keeps one (nn's `Conv2d` packs on its first inference call and drops the
 /// packing whenever its parameters are handed out for writing).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedConvWeights {
-    data: Vec<f32>,
+    lines: Vec<Line>,
     weight_dims: [usize; 4],
 }
 
@@ -60,19 +69,19 @@ impl PackedConvWeights {
                 shape: crate::Shape::new(&weight_dims)?,
             });
         }
-        let tiles = o.div_ceil(MR);
-        let mut data = vec![0.0f32; tiles * k * MR];
-        for (t, tile) in data.chunks_exact_mut(k * MR).enumerate() {
-            for (kk, taps) in tile.chunks_exact_mut(MR).enumerate() {
-                for (j, v) in taps.iter_mut().enumerate() {
-                    let oc = t * MR + j;
+        let tiles = o.div_ceil(OB);
+        let mut lines = vec![Line::default(); tiles * k];
+        for (t, tile) in lines.chunks_exact_mut(k.max(1)).enumerate() {
+            for (kk, line) in tile.iter_mut().enumerate() {
+                for (j, v) in line.0.iter_mut().enumerate() {
+                    let oc = t * OB + j;
                     if oc < o {
                         *v = weight[oc * k + kk];
                     }
                 }
             }
         }
-        Ok(Self { data, weight_dims })
+        Ok(Self { lines, weight_dims })
     }
 
     /// The dims `[O, C/groups, kh, kw]` of the weight that was packed.
@@ -80,26 +89,13 @@ impl PackedConvWeights {
         self.weight_dims
     }
 
-    /// The packed tile `t` (`[K][MR]`).
+    /// The packed tile `t` (`[K][OB]`, flat).
     pub(super) fn tile(&self, t: usize) -> &[f32] {
-        let len = self.data.len() / self.weight_dims[0].div_ceil(MR);
-        &self.data[t * len..(t + 1) * len]
-    }
-}
-
-impl Direct {
-    /// The offset in the padded image of every tap `(c, ki, kj)`, in weight order:
-    /// `c*Hp*Wp + ki*Wp + kj` (`None` if one does not fit in `u32`).
-    pub(super) fn tap_offsets(&self) -> Option<Vec<u32>> {
-        let mut offs = Vec::with_capacity(self.c * self.kh * self.kw);
-        for c in 0..self.c {
-            for ki in 0..self.kh {
-                for kj in 0..self.kw {
-                    offs.push(u32::try_from(c * self.hp * self.wp + ki * self.wp + kj).ok()?);
-                }
-            }
-        }
-        Some(offs)
+        let k = self.lines.len() / self.weight_dims[0].div_ceil(OB);
+        let lines = &self.lines[t * k..(t + 1) * k];
+        // SAFETY: `Line` is `repr(C)` over `[f32; OB]` (size 64, no padding), so `k` lines
+        // are `k * OB` contiguous, initialised f32 values.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), k * OB) }
     }
 }
 
@@ -118,9 +114,9 @@ pub(super) struct Direct {
     pub(super) o: usize,
     pub(super) oh: usize,
     pub(super) ow: usize,
-    /// `OH*Wp` rounded up to [`NQ`].
-    pub(super) q_len: usize,
-    /// Floats of the padded image buffer: `C*Hp*Wp` plus the slack the last tile reads.
+    /// Output positions `OH*OW` rounded up to [`NP`] (the rows of the accumulator buffer).
+    pub(super) p_len: usize,
+    /// Floats of the padded image buffer: `C*Hp*Wp`.
     pub(super) pad_len: usize,
 }
 
@@ -135,7 +131,6 @@ impl Direct {
         let pad = p.padding;
         let hp = h + pad.top + pad.bottom;
         let wp = w + pad.left + pad.right;
-        let q_len = (oh * wp).div_ceil(NQ) * NQ;
         Self {
             c,
             h,
@@ -149,106 +144,164 @@ impl Direct {
             o: p.out_channels,
             oh,
             ow,
-            q_len,
-            // The last tile reads up to q_len - 1 + (C-1)*Hp*Wp + (kh-1)*Wp + kw - 1, and
-            // OH*Wp + (kh-1)*Wp = Hp*Wp.
-            pad_len: c * hp * wp + q_len - oh * wp + wp + p.kernel.1,
+            p_len: (oh * ow).div_ceil(NP) * NP,
+            pad_len: c * hp * wp,
         }
+    }
+
+    /// Floats of one tile's accumulator buffer (`[p_len][OB]`).
+    pub(super) fn acc_len(&self) -> usize {
+        self.p_len * OB
+    }
+
+    /// The offset in the padded image of every tap `(c, ki, kj)`, in weight order:
+    /// `c*Hp*Wp + ki*Wp + kj` (`None` if one does not fit in `u32`).
+    pub(super) fn tap_offsets(&self) -> Option<Vec<u32>> {
+        let mut offs = Vec::with_capacity(self.c * self.kh * self.kw);
+        for c in 0..self.c {
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    offs.push(u32::try_from(c * self.hp * self.wp + ki * self.wp + kj).ok()?);
+                }
+            }
+        }
+        Some(offs)
+    }
+
+    /// The padded-image offset `oy*Wp + ox` of every output position `p < p_len` (past the
+    /// last position, the last one again, so that a last partial tile recomputes it instead
+    /// of reading past the image), or `None` if one does not fit in `u32`.
+    pub(super) fn position_bases(&self) -> Option<Vec<u32>> {
+        let last = (self.oh * self.ow).max(1) - 1;
+        (0..self.p_len)
+            .map(|p| {
+                let p = p.min(last);
+                u32::try_from((p / self.ow) * self.wp + p % self.ow).ok()
+            })
+            .collect()
     }
 
     /// Copies image `x` (`[C, H, W]`) into the zero-padded buffer `xp` (`pad_len` floats).
     pub(super) fn pad_image(&self, x: &[f32], xp: &mut [f32]) {
-        xp.fill(0.0);
         let plane = self.h * self.w;
         let pplane = self.hp * self.wp;
         for ch in 0..self.c {
+            let dst = &mut xp[ch * pplane..(ch + 1) * pplane];
+            dst[..self.pt * self.wp].fill(0.0);
             for iy in 0..self.h {
                 let src = &x[ch * plane + iy * self.w..ch * plane + (iy + 1) * self.w];
-                let d0 = ch * pplane + (iy + self.pt) * self.wp + self.pl;
-                xp[d0..d0 + self.w].copy_from_slice(src);
+                let row = &mut dst[(iy + self.pt) * self.wp..(iy + self.pt + 1) * self.wp];
+                row[..self.pl].fill(0.0);
+                row[self.pl..self.pl + self.w].copy_from_slice(src);
+                row[self.pl + self.w..].fill(0.0);
             }
+            dst[(self.h + self.pt) * self.wp..].fill(0.0);
         }
     }
 }
 
-/// Accumulators of one output-channel tile over the whole image: `acc [MR][q_len]`, from the
-/// padded image `xp`, the packed tile `wt` (`[K][MR]`) and the tap offsets `offs`
-/// ([`Direct::tap_offsets`]). Runs the AVX2 micro-kernel.
+/// Generates the tile loop of one micro-kernel: `$nv` weight vectors (named `$w`) by [`NP`]
+/// broadcast positions, accumulators as named locals (as an array LLVM spilled them to the
+/// stack and shuffled the rest with a `vmovaps` per FMA).
+macro_rules! direct_tile {
+    ($name:ident, $doc:literal, [$($w:ident),+], [$([$($a:ident),+]),+]) => {
+        #[doc = $doc]
+        ///
+        /// # Safety
+        /// The CPU must support AVX2 and FMA; `offs` is `d.tap_offsets()`, `bases` is
+        /// `d.position_bases()`, `xp.len() >= d.pad_len`, `wt.len() == K*OB` and
+        /// `acc.len() >= d.acc_len()` (every index below is then in bounds: the bases of
+        /// positions past the last are the last one's).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(unused_assignments)]
+        pub(super) unsafe fn $name(
+            d: &Direct,
+            offs: &[u32],
+            bases: &[u32],
+            xp: &[f32],
+            wt: &[f32],
+            acc: &mut [f32],
+        ) {
+            use std::arch::x86_64::*;
+            debug_assert!(xp.len() >= d.pad_len && acc.len() >= d.acc_len());
+            debug_assert_eq!(bases.len(), d.p_len);
+            debug_assert_eq!(wt.len(), offs.len() * OB);
+            let xbase = xp.as_ptr();
+            let out = acc.as_mut_ptr();
+            let mut p0 = 0;
+            while p0 < d.p_len {
+                // SAFETY (whole block): the bounds of the function's contract.
+                unsafe {
+                    let xs: [*const f32; NP] =
+                        std::array::from_fn(|i| xbase.add(*bases.get_unchecked(p0 + i) as usize));
+                    let z = _mm256_setzero_ps();
+                    $($(let mut $a = z;)+)+
+                    let mut wptr = wt.as_ptr();
+                    for &off in offs {
+                        let off = off as usize;
+                        let mut v = 0;
+                        $(let $w = _mm256_loadu_ps(wptr.add(8 * v)); v += 1;)+
+                        direct_tile!(@rows xs, off, 0, [$($w),+] $(; [$($a),+])+);
+                        wptr = wptr.add(OB);
+                    }
+                    let mut i = 0;
+                    $(
+                        let mut v = 0;
+                        $(_mm256_storeu_ps(out.add((p0 + i) * OB + 8 * v), $a); v += 1;)+
+                        i += 1;
+                    )+
+                }
+                p0 += NP;
+            }
+        }
+    };
+    (@rows $xs:ident, $off:ident, $i:expr, [$($w:ident),+]; [$($a:ident),+] $(; [$($rest:ident),+])*) => {
+        let x = _mm256_broadcast_ss(&*$xs[$i].add($off));
+        $($a = _mm256_fmadd_ps(x, $w, $a);)+
+        direct_tile!(@rows $xs, $off, $i + 1, [$($w),+] $(; [$($rest),+])*);
+    };
+    (@rows $xs:ident, $off:ident, $i:expr, [$($w:ident),+]) => {
+    };
+}
+
+direct_tile!(
+    tile_avx2,
+    "Accumulators of one 16-channel tile over the whole image: `acc [p_len][OB]` from the \
+     padded image `xp`, the packed tile `wt` (`[K][OB]`) and the tap offsets `offs` \
+     ([`Direct::tap_offsets`]).",
+    [w0, w1],
+    [
+        [a00, a01],
+        [a10, a11],
+        [a20, a21],
+        [a30, a31],
+        [a40, a41],
+        [a50, a51]
+    ]
+);
+
+direct_tile!(
+    tile_avx2_half,
+    "[`tile_avx2`] for a last tile of at most 8 channels: only `acc[p][0..8]` is written.",
+    [w0],
+    [[a00], [a10], [a20], [a30], [a40], [a50]]
+);
+
+/// The epilogue of output channels `o0..o0+rows` from their accumulators `acc [p_len][OB]`
+/// into `y` (`rows` output planes, pooled or not): bias, ReLU, 2x2 max pool. The pooled
+/// maximum, bias and ReLU run on 8-channel vectors (each position's accumulators are
+/// contiguous channels); without pooling an 8 x 8 transpose per 8 channels x 8 positions
+/// writes every output plane by vector stores. Channels and positions past the last whole
+/// block of 8 take the same arithmetic in scalar form (same bits: `max_nan`, `v + b`, ReLU).
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA; `offs` is `d.tap_offsets()`, `xp.len() >= d.pad_len`,
-/// `wt.len() == K*MR` and
-/// `acc.len() >= MR*d.q_len` (every index below is then in bounds: see `Direct::pad_len`).
+/// The CPU must support AVX2; `acc.len() >= d.acc_len()`, `y` holds `rows <= OB` output planes
+/// (pooled when `pool`) and `bias`, when given, has `o0 + rows` values at least.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn tile_avx2(d: &Direct, offs: &[u32], xp: &[f32], wt: &[f32], acc: &mut [f32]) {
-    use std::arch::x86_64::*;
-    debug_assert!(xp.len() >= d.pad_len && acc.len() >= MR * d.q_len);
-    debug_assert_eq!(wt.len(), offs.len() * MR);
-    let xbase = xp.as_ptr();
-    let out = acc.as_mut_ptr();
-    let mut q0 = 0;
-    while q0 < d.q_len {
-        // SAFETY (whole block): the bounds of the function's contract. The twelve
-        // accumulators are named locals: as an array of arrays LLVM spilled one to the stack
-        // and shuffled the others with a `vmovaps` per FMA (cnn-teacher at batch 256, one
-        // thread, under load 11: 452 images/s that way, 726 with named locals, the flat tap
-        // loop and this 6 x 16 tile).
-        unsafe {
-            let z = _mm256_setzero_ps();
-            let (mut a00, mut a01, mut a10, mut a11) = (z, z, z, z);
-            let (mut a20, mut a21, mut a30, mut a31) = (z, z, z, z);
-            let (mut a40, mut a41, mut a50, mut a51) = (z, z, z, z);
-            let mut wptr = wt.as_ptr();
-            let base = xbase.add(q0);
-            // One loop over the taps (offsets precomputed): with the (c, ki, kj) nest LLVM
-            // rotated the accumulators through `vmovaps` at every level.
-            for &off in offs {
-                let p = base.add(off as usize);
-                let x0 = _mm256_loadu_ps(p);
-                let x1 = _mm256_loadu_ps(p.add(8));
-                let w = _mm256_broadcast_ss(&*wptr);
-                a00 = _mm256_fmadd_ps(w, x0, a00);
-                a01 = _mm256_fmadd_ps(w, x1, a01);
-                let w = _mm256_broadcast_ss(&*wptr.add(1));
-                a10 = _mm256_fmadd_ps(w, x0, a10);
-                a11 = _mm256_fmadd_ps(w, x1, a11);
-                let w = _mm256_broadcast_ss(&*wptr.add(2));
-                a20 = _mm256_fmadd_ps(w, x0, a20);
-                a21 = _mm256_fmadd_ps(w, x1, a21);
-                let w = _mm256_broadcast_ss(&*wptr.add(3));
-                a30 = _mm256_fmadd_ps(w, x0, a30);
-                a31 = _mm256_fmadd_ps(w, x1, a31);
-                let w = _mm256_broadcast_ss(&*wptr.add(4));
-                a40 = _mm256_fmadd_ps(w, x0, a40);
-                a41 = _mm256_fmadd_ps(w, x1, a41);
-                let w = _mm256_broadcast_ss(&*wptr.add(5));
-                a50 = _mm256_fmadd_ps(w, x0, a50);
-                a51 = _mm256_fmadd_ps(w, x1, a51);
-                wptr = wptr.add(MR);
-            }
-            let rows = [
-                [a00, a01],
-                [a10, a11],
-                [a20, a21],
-                [a30, a31],
-                [a40, a41],
-                [a50, a51],
-            ];
-            for (j, aj) in rows.iter().enumerate() {
-                for (v, av) in aj.iter().enumerate() {
-                    _mm256_storeu_ps(out.add(j * d.q_len + q0 + 8 * v), *av);
-                }
-            }
-        }
-        q0 += NQ;
-    }
-}
-
-/// The epilogue of output channels `o0..o0+rows` from their accumulators `acc [rows][q_len]`
-/// into `y` (`rows` output planes, pooled or not): bias, ReLU, 2x2 max pool.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn epilogue(
+pub(super) unsafe fn epilogue_avx2(
     d: &Direct,
     acc: &[f32],
     bias: Option<&[f32]>,
@@ -257,35 +310,114 @@ pub(super) fn epilogue(
     pool: bool,
     y: &mut [f32],
 ) {
+    use std::arch::x86_64::*;
     let (ph, pw) = (d.oh / 2, d.ow / 2);
     let plane = if pool { ph * pw } else { d.oh * d.ow };
     if plane == 0 {
         return;
     }
-    for (j, dst) in y.chunks_exact_mut(plane).enumerate() {
-        let b = bias.map_or(0.0, |b| b[o0 + j]);
-        let src = &acc[j * d.q_len..(j + 1) * d.q_len];
-        let fin = |v: f32| {
-            let v = v + b;
-            if relu && v < 0.0 { 0.0 } else { v }
+    let rows = y.len() / plane;
+    debug_assert!(rows <= OB && acc.len() >= d.acc_len());
+    let mut b = [0.0f32; OB];
+    if let Some(bias) = bias {
+        b[..rows].copy_from_slice(&bias[o0..o0 + rows]);
+    }
+    let fin = |v: f32, b: f32| {
+        let v = v + b;
+        if relu && v < 0.0 { 0.0 } else { v }
+    };
+    let blocks = rows / 8;
+    // SAFETY (whole body): every load reads `acc[p*OB + 8*cb..+8]` with `p < OH*OW <= p_len`
+    // and `cb < blocks <= OB/8`; every store is inside `y` (`rows` planes of `plane`).
+    unsafe {
+        let zero = _mm256_setzero_ps();
+        let fin_v = |v: __m256, cb: usize| {
+            let v = _mm256_add_ps(v, _mm256_loadu_ps(b.as_ptr().add(8 * cb)));
+            if relu {
+                _mm256_blendv_ps(v, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(v, zero))
+            } else {
+                v
+            }
         };
+        let a = acc.as_ptr();
+        let out = y.as_mut_ptr();
         if pool {
+            // (a NaN || a > b) ? a : b, lane by lane: max_nan's bits.
+            let vmax = |x: __m256, z: __m256| {
+                let take_x = _mm256_or_ps(
+                    _mm256_cmp_ps::<_CMP_GT_OQ>(x, z),
+                    _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x),
+                );
+                _mm256_blendv_ps(z, x, take_x)
+            };
+            let mut m = [0.0f32; OB];
             for py in 0..ph {
-                let r0 = &src[2 * py * d.wp..2 * py * d.wp + d.ow];
-                let r1 = &src[(2 * py + 1) * d.wp..(2 * py + 1) * d.wp + d.ow];
-                for (px, out) in dst[py * pw..(py + 1) * pw].iter_mut().enumerate() {
-                    let m = max_nan(
-                        max_nan(r0[2 * px], r0[2 * px + 1]),
-                        max_nan(r1[2 * px], r1[2 * px + 1]),
-                    );
-                    *out = fin(m);
+                for px in 0..pw {
+                    let p00 = 2 * py * d.ow + 2 * px;
+                    for cb in 0..blocks {
+                        let at = |p: usize| _mm256_loadu_ps(a.add(p * OB + 8 * cb));
+                        let v = vmax(
+                            vmax(at(p00), at(p00 + 1)),
+                            vmax(at(p00 + d.ow), at(p00 + d.ow + 1)),
+                        );
+                        _mm256_storeu_ps(m.as_mut_ptr().add(8 * cb), fin_v(v, cb));
+                    }
+                    for (j, mj) in m.iter_mut().enumerate().take(rows).skip(8 * blocks) {
+                        let at = |p: usize| *a.add(p * OB + j);
+                        let v = max_nan(
+                            max_nan(at(p00), at(p00 + 1)),
+                            max_nan(at(p00 + d.ow), at(p00 + d.ow + 1)),
+                        );
+                        *mj = fin(v, b[j]);
+                    }
+                    let q = py * pw + px;
+                    for (j, &mj) in m.iter().enumerate().take(rows) {
+                        *out.add(j * plane + q) = mj;
+                    }
                 }
             }
         } else {
-            for oy in 0..d.oh {
-                let row = &src[oy * d.wp..oy * d.wp + d.ow];
-                for (out, &v) in dst[oy * d.ow..(oy + 1) * d.ow].iter_mut().zip(row) {
-                    *out = fin(v);
+            let whole = plane / 8 * 8;
+            for cb in 0..blocks {
+                for p in (0..whole).step_by(8) {
+                    let r: [__m256; 8] = std::array::from_fn(|i| {
+                        fin_v(_mm256_loadu_ps(a.add((p + i) * OB + 8 * cb)), cb)
+                    });
+                    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    let cols = [
+                        _mm256_permute2f128_ps::<0x20>(u0, u4),
+                        _mm256_permute2f128_ps::<0x20>(u1, u5),
+                        _mm256_permute2f128_ps::<0x20>(u2, u6),
+                        _mm256_permute2f128_ps::<0x20>(u3, u7),
+                        _mm256_permute2f128_ps::<0x31>(u0, u4),
+                        _mm256_permute2f128_ps::<0x31>(u1, u5),
+                        _mm256_permute2f128_ps::<0x31>(u2, u6),
+                        _mm256_permute2f128_ps::<0x31>(u3, u7),
+                    ];
+                    for (j, col) in cols.iter().enumerate() {
+                        _mm256_storeu_ps(out.add((8 * cb + j) * plane + p), *col);
+                    }
+                }
+            }
+            for (j, &bj) in b.iter().enumerate().take(rows) {
+                let from = if j < 8 * blocks { whole } else { 0 };
+                for p in from..plane {
+                    *out.add(j * plane + p) = fin(*a.add(p * OB + j), bj);
                 }
             }
         }
@@ -294,6 +426,7 @@ pub(super) fn epilogue(
 
 /// `max(a, b)`, NaN if either is NaN (as max pooling propagates it).
 #[inline]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn max_nan(a: f32, b: f32) -> f32 {
     if a.is_nan() || a > b { a } else { b }
 }

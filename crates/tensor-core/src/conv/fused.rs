@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::direct::{Direct, MR, PackedConvWeights, epilogue};
+use super::direct::{Direct, OB, PackedConvWeights};
 use super::{Conv2dParams, check_bias, conv2d_forward};
 use crate::activation::relu_inplace;
 use crate::dispatch::{F32Path, KernelPath};
@@ -118,12 +118,12 @@ pub fn conv2d_forward_fused_with(
     };
     let d = input.dims();
     let geo = Direct::new(p, (d[1], d[2], d[3]), (oh, ow));
-    let offs = geo
-        .tap_offsets()
-        .ok_or_else(|| TensorError::InvalidArgument {
+    let (offs, bases) = geo.tap_offsets().zip(geo.position_bases()).ok_or_else(|| {
+        TensorError::InvalidArgument {
             op: "conv2d: direct",
             reason: format!("padded image {:?} too large for u32 offsets", input.shape()),
-        })?;
+        }
+    })?;
     let mut y = Tensor::zeros_dims(&out_dims)?;
     let img_out = out_dims[1] * out_dims[2] * out_dims[3];
     if n == 0 || img_out == 0 {
@@ -134,7 +134,7 @@ pub fn conv2d_forward_fused_with(
     let threads = rayon::current_num_threads();
     let per_image_macs = o * oh * ow * p.patch_len();
     let run = |xi: &[f32], yi: &mut [f32], split: bool| {
-        direct_image(&geo, &offs, packed, bias, epi, xi, yi, split)
+        direct_image(&geo, &offs, &bases, packed, bias, epi, xi, yi, split)
     };
     if threads > 1 && n > 1 {
         y.data_mut()
@@ -179,6 +179,7 @@ fn with_buf<R>(
 fn direct_image(
     geo: &Direct,
     offs: &[u32],
+    bases: &[u32],
     packed: &PackedConvWeights,
     bias: Option<&[f32]>,
     epi: ConvEpilogue,
@@ -191,21 +192,34 @@ fn direct_image(
         geo.pad_image(x, xp);
         let xp = &*xp;
         let tile = |(t, yt): (usize, &mut [f32])| {
-            with_buf(&ACC, MR * geo.q_len, |acc| {
+            with_buf(&ACC, geo.acc_len(), |acc| {
+                let wt = packed.tile(t);
                 // SAFETY: the caller chose the direct path only on x86_64 with AVX2 + FMA
                 // (`F32Path::Avx2Fma.is_supported()`); the buffer lengths are those `Direct`
                 // derives.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    super::direct::tile_avx2(geo, offs, xp, packed.tile(t), acc)
-                };
-                epilogue(geo, acc, bias, t * MR, epi.relu, epi.max_pool_2x2, yt);
+                    if yt.len() / plane > OB / 2 {
+                        super::direct::tile_avx2(geo, offs, bases, xp, wt, acc)
+                    } else {
+                        super::direct::tile_avx2_half(geo, offs, bases, xp, wt, acc)
+                    }
+                    super::direct::epilogue_avx2(
+                        geo,
+                        acc,
+                        bias,
+                        t * OB,
+                        epi.relu,
+                        epi.max_pool_2x2,
+                        yt,
+                    );
+                }
             })
         };
         if split {
-            y.par_chunks_mut(MR * plane).enumerate().for_each(tile);
+            y.par_chunks_mut(OB * plane).enumerate().for_each(tile);
         } else {
-            y.chunks_mut(MR * plane).enumerate().for_each(tile);
+            y.chunks_mut(OB * plane).enumerate().for_each(tile);
         }
     });
 }

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench train_epoch` (about 3 minutes: criterion's minimum of 10 samples).
 //! The PyTorch peer is `scripts/peer_pytorch_lenet5.py`; run both one after the other.
+//! cnn-teacher (an epoch costs minutes, too long for criterion's ten samples) and the
+//! whole-process comparison are `scripts/train_side_by_side.sh`, which runs `slimnet train
+//! --epochs 1` and the PyTorch peer one after the other.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nn::trainer::Trainer;

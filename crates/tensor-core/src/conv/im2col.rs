@@ -211,7 +211,7 @@ fn im2col_row<T: Copy>(
             if ow_hi > ow_lo {
                 if geo.sw == 1 {
                     let s0 = base + ow_lo - geo.pl;
-                    line[ow_lo..ow_hi].copy_from_slice(&src[s0..s0 + (ow_hi - ow_lo)]);
+                    copy_line(&mut line[ow_lo..ow_hi], &src[s0..s0 + (ow_hi - ow_lo)]);
                 } else {
                     for (ox, v) in line[ow_lo..ow_hi].iter_mut().enumerate() {
                         *v = src[base + (ox + ow_lo) * geo.sw - geo.pl];
@@ -219,6 +219,40 @@ fn im2col_row<T: Copy>(
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` (equal lengths) without a `memcpy` call: at LeNet line widths
+/// (8 and 24 floats) the call's overhead was most of im2col (lenet5 training on the 2-core
+/// EPYC: im2col 8.3% of an epoch, half of it in `memmove`); fixed-size chunks compile to
+/// plain vector moves.
+#[inline(always)]
+fn copy_line<T: Copy>(dst: &mut [T], src: &[T]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (a, b) in (&mut d).zip(&mut s) {
+        copy_fixed::<T, 8>(a, b);
+    }
+    let (mut d, mut s) = (d.into_remainder(), s.remainder());
+    for k in [4, 2, 1] {
+        if s.len() >= k {
+            let (dh, dt) = std::mem::take(&mut d).split_at_mut(k);
+            let (sh, st) = s.split_at(k);
+            match k {
+                4 => copy_fixed::<T, 4>(dh, sh),
+                2 => copy_fixed::<T, 2>(dh, sh),
+                _ => dh[0] = sh[0],
+            }
+            (d, s) = (dt, st);
+        }
+    }
+}
+
+/// Copies `K` elements as one array move (`dst` and `src` hold exactly `K`).
+#[inline(always)]
+fn copy_fixed<T: Copy, const K: usize>(dst: &mut [T], src: &[T]) {
+    if let (Ok(d), Ok(s)) = (<&mut [T; K]>::try_from(dst), <&[T; K]>::try_from(src)) {
+        *d = *s;
     }
 }
 
@@ -280,6 +314,22 @@ fn col2im_plane(geo: &ConvGeometry, dcol: &[f32], nb: usize, g: usize, pi: usize
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_line;
+
+    #[test]
+    fn copy_line_copies_every_length() {
+        for n in 0..40usize {
+            let src: Vec<u32> = (0..n as u32).map(|v| v * 3 + 1).collect();
+            let mut dst = vec![0u32; n + 1];
+            copy_line(&mut dst[..n], &src);
+            assert_eq!(&dst[..n], &src[..], "length {n}");
+            assert_eq!(dst[n], 0, "length {n} wrote past the end");
         }
     }
 }

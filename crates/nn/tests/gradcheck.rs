@@ -15,8 +15,8 @@
 //! no perturbation crosses a kink.
 
 use nn::layers::{
-    AvgPool2d, BatchNorm2d, Conv2d, Conv2dParams, Dropout, Flatten, GlobalAvgPool, Linear,
-    MaxPool2d, Padding, Pool2dParams, ReLU, Sigmoid, Tanh,
+    AvgPool2d, BatchNorm2d, Conv2d, Conv2dParams, Dropout, Flatten, GlobalAvgPool, HardActivation,
+    HardKind, Linear, MaxPool2d, Padding, Pool2dParams, ReLU, Sigmoid, Tanh,
 };
 use nn::{Layer, Mode, Model};
 use tensor_core::Tensor;
@@ -278,6 +278,36 @@ fn activations_and_flatten() {
     let x = rand_tensor(&mut rng, &[3, 17]);
     gradcheck("sigmoid", &|| Box::new(Sigmoid::new()), &x, SMOOTH_TOL, 12);
     gradcheck("tanh", &|| Box::new(Tanh::new()), &x, SMOOTH_TOL, 13);
+}
+
+#[test]
+fn hard_activations() {
+    // Values 8 (0.05 + 0.01 k) = 0.4 + 0.08 k (both signs): the kinks (clip bounds -1 and
+    // 2.2, hard sigmoid's +-2.5, hard swish's +-3) are at least 0.02 from every value.
+    let mut rng = Rng::seed_from_u64(14);
+    let mut x = distinct_tensor(&mut rng, &[2, 3, 10]);
+    x.data_mut().iter_mut().for_each(|v| *v *= 8.0);
+    let kinds = [
+        (
+            "clip",
+            HardKind::Clip {
+                min: -1.0,
+                max: 2.2,
+            },
+        ),
+        (
+            "hard_sigmoid",
+            HardKind::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+        ),
+        ("hard_swish", HardKind::HardSwish),
+    ];
+    for (i, (name, k)) in kinds.into_iter().enumerate() {
+        let make = move || -> Box<dyn Layer> { Box::new(HardActivation::new(k)) };
+        gradcheck(name, &make, &x, LINEAR_TOL, 20 + i as u64);
+    }
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! [`crate::Mode::Train`]; `backward` returns the input gradient and accumulates parameter
 //! gradients; `record` / `from_record` convert to and from a [`LayerRecord`]. Kind names are
 //! lower-case: `linear`, `conv2d`, `maxpool2d`, `avgpool2d`, `globalavgpool`, `relu`,
-//! `sigmoid`, `tanh`, `flatten`, `dropout`, `batchnorm2d`; the straight-through layers `sign` and
+//! `sigmoid`, `tanh`, `flatten`, `dropout`, `batchnorm2d`; the piecewise-linear `clip`,
+//! `hard_sigmoid`, `hard_swish`; the straight-through layers `sign` and
 //! `fake_quantize`; the graph operators of [`onnx_ops`] and `parallel`.
 
 #[macro_use]
@@ -21,6 +22,7 @@ pub mod fake_quantize;
 pub mod flatten;
 pub mod fold;
 pub mod global_avg_pool;
+pub mod hard_activation;
 pub mod linear;
 pub mod maxpool2d;
 pub mod onnx_ops;
@@ -45,6 +47,7 @@ pub use fake_quantize::FakeQuantize;
 pub use flatten::Flatten;
 pub use fold::{fold_batchnorm, fold_batchnorms};
 pub use global_avg_pool::GlobalAvgPool;
+pub use hard_activation::{HardActivation, HardKind};
 pub use linear::Linear;
 pub use maxpool2d::MaxPool2d;
 pub use pad::Pad;

@@ -1,5 +1,7 @@
 //! Layers that imported ONNX graphs need beyond the dense zoo layers: (log-)softmax on an
-//! axis, elementwise arithmetic with a constant, reshape, transpose, and [`Parallel`], the
+//! axis, elementwise arithmetic with a constant, reshape, transpose, the piecewise-linear
+//! activations of the mobile networks ([`HardActivation`]: clip/ReLU6, hard sigmoid, hard
+//! swish), and [`Parallel`], the
 //! fork/join block through which a DAG such as a residual block `Add(f(x), x)` fits in the
 //! sequential [`crate::Model`].
 //!
@@ -12,6 +14,7 @@
 
 pub use super::broadcast::{broadcast_dims, resolve_axis};
 pub use super::const_elementwise::{ArithOp, ConstElementwise};
+pub use super::hard_activation::{HardActivation, HardKind};
 pub use super::pad::Pad;
 pub use super::parallel::{Merge, Parallel};
 pub use super::reshape::Reshape;
@@ -32,6 +35,9 @@ pub fn register(registry: &mut LayerRegistry) -> Result<()> {
         "reshape" => Reshape,
         "transpose" => Transpose,
         "pad" => Pad,
+        "clip" => HardActivation,
+        "hard_sigmoid" => HardActivation,
+        "hard_swish" => HardActivation,
     }
     registry.register("parallel", |rec, reg| {
         Ok(Box::new(Parallel::from_record(rec, reg)?))

@@ -7,7 +7,9 @@ use tensor_core::pool::Pool2dParams;
 use super::spec::{Op, Window};
 use crate::error::Result;
 use crate::layer::Layer;
-use crate::layers::onnx_ops::{ConstElementwise, Pad, Parallel, Reshape, Softmax, Transpose};
+use crate::layers::onnx_ops::{
+    ConstElementwise, HardActivation, Pad, Parallel, Reshape, Softmax, Transpose,
+};
 use crate::layers::{
     AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sigmoid, Tanh,
 };
@@ -57,6 +59,7 @@ pub fn layer(op: Op) -> Result<Box<dyn Layer>> {
         Op::Relu => Box::new(ReLU::new()),
         Op::Sigmoid => Box::new(Sigmoid::new()),
         Op::Tanh => Box::new(Tanh::new()),
+        Op::Hard(k) => Box::new(HardActivation::new(k)),
         Op::Flatten => Box::new(Flatten::new()),
         Op::Reshape(t) => Box::new(Reshape::new(t)),
         Op::Transpose(p) => Box::new(Transpose::new(p)?),

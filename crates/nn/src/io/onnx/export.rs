@@ -193,6 +193,30 @@ impl Builder {
             "sigmoid" => self.node("Sigmoid", &name, vec![x], vec![]),
             "tanh" => self.node("Tanh", &name, vec![x], vec![]),
             "flatten" => self.node("Flatten", &name, vec![x], vec![attr_int("axis", 1)]),
+            "clip" => {
+                let scalar = |v: f32| tensor_core::Tensor::new(&[], vec![v]);
+                let lo = self.init(&format!("{at}.min"), &scalar(rec.float("min")?)?);
+                let hi = self.init(&format!("{at}.max"), &scalar(rec.float("max")?)?);
+                self.node("Clip", &name, vec![x, lo, hi], vec![])
+            }
+            "hard_sigmoid" => {
+                let attrs = vec![
+                    attr_float("alpha", rec.float("alpha")?),
+                    attr_float("beta", rec.float("beta")?),
+                ];
+                self.node("HardSigmoid", &name, vec![x], attrs)
+            }
+            "hard_swish" => {
+                // HardSwish is opset 14; at opset 13 it is x * HardSigmoid(x; 1/6, 1/2).
+                let attrs = vec![attr_float("alpha", 1.0 / 6.0), attr_float("beta", 0.5)];
+                let g = self.node(
+                    "HardSigmoid",
+                    &format!("{name}_gate"),
+                    vec![x.clone()],
+                    attrs,
+                );
+                self.node("Mul", &name, vec![x, g], vec![])
+            }
             "dropout" => x,
             "batchnorm2d" => {
                 let mut inputs = vec![x];

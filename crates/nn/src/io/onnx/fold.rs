@@ -31,15 +31,24 @@ pub struct Ct<T> {
 
 /// Largest element count a folded tensor may have: a file cannot make the importer allocate
 /// more than this (4 M elements, 16 MiB of f32) however its shape arithmetic is written.
+/// Tensors whose elements the file holds (initializers, `Constant` values) are bounded by
+/// the file instead, so a fully connected layer of 100 M weights loads: see [`Ct::new`].
 pub const MAX_FOLDED: usize = 1 << 22;
 
+/// Element count of `dims` for a tensor the importer allocates (bounded by [`MAX_FOLDED`]).
 fn numel(dims: &[usize]) -> Result<usize> {
+    let n = checked_numel(dims)?;
+    if n > MAX_FOLDED {
+        return Err(too_big(dims));
+    }
+    Ok(n)
+}
+
+/// Element count of `dims`, overflow checked only.
+fn checked_numel(dims: &[usize]) -> Result<usize> {
     let mut n: usize = 1;
     for &d in dims {
         n = n.checked_mul(d).ok_or_else(|| too_big(dims))?;
-    }
-    if n > MAX_FOLDED {
-        return Err(too_big(dims));
     }
     Ok(n)
 }
@@ -64,9 +73,10 @@ pub fn axis(a: i64, rank: usize, what: &str) -> Result<usize> {
 }
 
 impl<T: Clone> Ct<T> {
-    /// A tensor, checking the element count.
+    /// A tensor of elements already held, checking the element count (no size limit: `v`
+    /// exists, so its size is bounded by the file or by a bounded computation).
     pub fn new(dims: Vec<usize>, v: Vec<T>) -> Result<Self> {
-        let n = numel(&dims)?;
+        let n = checked_numel(&dims)?;
         if n != v.len() {
             return Err(NnError::Unsupported(format!(
                 "constant of shape {dims:?} has {} elements",

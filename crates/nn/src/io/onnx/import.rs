@@ -214,6 +214,8 @@ pub(super) struct Importer {
     pub(super) fixed_batch: Option<usize>,
     /// The graph input's dimensions with batch = 1.
     pub(super) input_dims: Vec<usize>,
+    /// Runtime concatenations seen so far: (input names, axis) -> output name.
+    pub(super) concats: HashMap<(Vec<String>, usize), String>,
 }
 
 impl Importer {
@@ -285,6 +287,27 @@ impl Importer {
                 node.input[i]
             ))),
         }
+    }
+
+    /// The inputs of a variadic node (`Sum`, `Concat`; at least one): `Ok` with the runtime
+    /// values when every input is computed, else `Err` with all the values.
+    pub(super) fn variadic(
+        &self,
+        node: &NodeProto,
+    ) -> Result<std::result::Result<Vec<Rt>, Vec<Value>>> {
+        let vals: Vec<Value> = (0..node.input.len())
+            .map(|i| self.req(node, i))
+            .collect::<Result<_>>()?;
+        if vals.is_empty() {
+            return Err(unsupported("no inputs"));
+        }
+        if !vals.iter().all(|v| matches!(v, Value::Rt(_))) {
+            return Ok(Err(vals));
+        }
+        Ok(Ok(vals
+            .into_iter()
+            .filter_map(|v| if let Value::Rt(r) = v { Some(r) } else { None })
+            .collect()))
     }
 
     pub(super) fn uses(&self, name: &str) -> usize {
@@ -548,6 +571,7 @@ pub fn import_bytes(bytes: &[u8], source: &str) -> Result<Model> {
         uses,
         fixed_batch,
         input_dims: input_dims.clone(),
+        concats: HashMap::new(),
     };
     for (i, node) in graph.node.iter().enumerate() {
         imp.node(node).map_err(|e| annotate(i, node, e))?;

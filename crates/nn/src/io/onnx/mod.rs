@@ -12,10 +12,13 @@
 //! padding; `MaxPool`/`AveragePool` (pads, `ceil_mode`, `count_include_pad`),
 //! `GlobalAveragePool` and a spatial `ReduceMean`; `Relu`, `Sigmoid`, `Tanh`, `Flatten`,
 //! `Reshape`, `Transpose`, `Squeeze`/`Unsqueeze`, `Softmax`, `LogSoftmax` (with the opset < 13
-//! axis semantics); `Add`/`Sub`/`Mul`/`Div` by constants; and `Add`/`Sub`/`Mul`/`Concat` of two
-//! computed values, which close a fork: the branches become one
+//! axis semantics); `Clip` (ReLU6), `HardSigmoid`, `HardSwish`; `Conv`, `MaxPool` and
+//! `AveragePool` over NCW (1-D, as a `1 x k` window); `Add`/`Sub`/`Mul`/`Div` by constants;
+//! and `Add`/`Sub`/`Mul`/`Sum`/`Concat` of computed values (broadcasting, as a
+//! squeeze-and-excitation gate), which close a fork: the branches become one
 //! [`Parallel`](crate::layers::onnx_ops::Parallel) layer, so residual networks import into
-//! the sequential model. Opsets 1 to 23 of the default domain are read (exporters in use
+//! the sequential model. A `Concat` whose leading inputs an earlier `Concat` already joined
+//! reuses that value (DenseNet's growing concatenations become nested fork/joins). Opsets 1 to 23 of the default domain are read (exporters in use
 //! write 7 to 21). Anything else is an [`NnError::Unsupported`] naming the node, the op and
 //! the attribute.
 //!
@@ -40,6 +43,12 @@ use crate::model::Model;
 
 pub use export::{EXPORT_OPSET, attr_int, attr_ints, export_model, value_info};
 pub use import::{OPSETS, import_bytes};
+
+/// Largest element count of a tensor the importer computes itself (`ConstantOfShape`,
+/// `Expand`, folded arithmetic); initializers are bounded by the file only.
+pub fn fold_limit() -> usize {
+    fold::MAX_FOLDED
+}
 
 /// Largest `.onnx` file read (2 GiB, protobuf's own message limit).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;

@@ -20,6 +20,7 @@ use super::import::{Attrs, Importer, Value, ints_of, unsupported};
 use super::proto::{NodeProto, data_type};
 use super::spec::Op;
 use crate::error::{NnError, Result};
+use crate::layers::onnx_ops::HardKind;
 
 impl Importer {
     /// Records the outputs of a node.
@@ -237,6 +238,26 @@ impl Importer {
             "Relu" | "Sigmoid" | "Tanh" => {
                 a.only(&["consumed_inputs"])?;
                 vec![self.activation(node, op)?]
+            }
+            "Clip" => {
+                a.only(&["min", "max"])?;
+                vec![self.clip(node, &a)?]
+            }
+            "HardSigmoid" => {
+                a.only(&["alpha", "beta"])?;
+                let k = HardKind::HardSigmoid {
+                    alpha: a.f("alpha", 0.2)?,
+                    beta: a.f("beta", 0.5)?,
+                };
+                vec![self.hard(node, k)?]
+            }
+            "HardSwish" => {
+                a.only(&[])?;
+                vec![self.hard(node, HardKind::HardSwish)?]
+            }
+            "Sum" => {
+                a.only(&["consumed_inputs"])?;
+                vec![self.sum(node)?]
             }
             "Flatten" => {
                 a.only(&["axis"])?;

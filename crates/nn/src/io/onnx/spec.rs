@@ -8,7 +8,7 @@
 use tensor_core::Tensor;
 
 use crate::error::{NnError, Result};
-use crate::layers::onnx_ops::{ArithOp, Merge, broadcast_dims};
+use crate::layers::onnx_ops::{ArithOp, HardKind, Merge, broadcast_dims};
 
 /// Spatial pooling and convolution geometry (2-D, NCHW).
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +90,8 @@ pub enum Op {
     Sigmoid,
     /// Hyperbolic tangent.
     Tanh,
+    /// Clip (ReLU6), hard sigmoid or hard swish.
+    Hard(HardKind),
     /// `[N, ...] -> [N, prod(...)]`.
     Flatten,
     /// Per-sample reshape.
@@ -179,7 +181,7 @@ impl Op {
                 o.resize(d.len(), 1);
                 o
             }
-            Op::Relu | Op::Sigmoid | Op::Tanh | Op::Softmax { .. } => d.to_vec(),
+            Op::Relu | Op::Sigmoid | Op::Tanh | Op::Hard(_) | Op::Softmax { .. } => d.to_vec(),
             Op::Flatten => vec![d[0], d[1..].iter().product()],
             Op::Reshape(t) => {
                 let per: usize = d[1..].iter().product();

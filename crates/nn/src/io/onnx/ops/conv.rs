@@ -13,9 +13,13 @@ impl Importer {
     pub(super) fn conv(&mut self, node: &NodeProto, a: &Attrs<'_>) -> Result<Value> {
         let x = self.rt(node, 0)?;
         let w = self.const_f(node, 1)?;
+        if x.dims.len() == 3 && w.dims.len() == 3 {
+            return self.conv1d(node, a, x, w);
+        }
         if x.dims.len() != 4 || w.dims.len() != 4 {
             return Err(unsupported(format!(
-                "convolution of {:?} by kernel {:?}: only 2-D convolutions (NCHW) are supported",
+                "convolution of {:?} by kernel {:?}: only 1-D (NCW) and 2-D (NCHW) convolutions \
+                 are supported",
                 x.dims, w.dims
             )));
         }
@@ -29,25 +33,7 @@ impl Importer {
             )));
         }
         let (stride, dilation, pads) = window::geometry(a, kernel, [x.dims[2], x.dims[3]])?;
-        let groups = a.i("group", 1)?;
-        let groups = usize::try_from(groups)
-            .ok()
-            .filter(|&g| g >= 1)
-            .ok_or_else(|| unsupported(format!("attribute group={groups}")))?;
-        let out = w.dims[0];
-        let bias = match self.value(node, 2)? {
-            None => vec![0.0; out],
-            Some(_) => {
-                let b = self.const_f(node, 2)?;
-                if b.v.len() != out {
-                    return Err(unsupported(format!(
-                        "bias of shape {:?} for {out} output channels",
-                        b.dims
-                    )));
-                }
-                b.v
-            }
-        };
+        let (groups, bias) = self.conv_groups_bias(node, a, w.dims[0])?;
         let mut window = Window {
             kernel,
             stride,
@@ -94,6 +80,71 @@ impl Importer {
                 groups,
             },
         )?))
+    }
+
+    /// The `group` attribute and the bias (input 2, zeros if absent) of a convolution with
+    /// `out` output channels.
+    fn conv_groups_bias(
+        &self,
+        node: &NodeProto,
+        a: &Attrs<'_>,
+        out: usize,
+    ) -> Result<(usize, Vec<f32>)> {
+        let groups = a.i("group", 1)?;
+        let groups = usize::try_from(groups)
+            .ok()
+            .filter(|&g| g >= 1)
+            .ok_or_else(|| unsupported(format!("attribute group={groups}")))?;
+        let bias = match self.value(node, 2)? {
+            None => vec![0.0; out],
+            Some(_) => {
+                let b = self.const_f(node, 2)?;
+                if b.v.len() != out {
+                    return Err(unsupported(format!(
+                        "bias of shape {:?} for {out} output channels",
+                        b.dims
+                    )));
+                }
+                b.v
+            }
+        };
+        Ok((groups, bias))
+    }
+
+    /// A 1-D convolution (`[N, C, W]` by `[O, C/g, K]`, PyTorch's `Conv1d`) as a 2-D one
+    /// over `[N, C, 1, W]` with a `1 x K` kernel, between two reshapes.
+    fn conv1d(&mut self, node: &NodeProto, a: &Attrs<'_>, x: Rt, w: Ct<f32>) -> Result<Value> {
+        let (c, len) = (x.dims[1], x.dims[2]);
+        let k = w.dims[2];
+        if let Some(ks) = a.ints("kernel_shape")?
+            && sizes(&ks, "kernel_shape", 1)? != [k]
+        {
+            return Err(unsupported(format!(
+                "attribute kernel_shape={ks:?} disagrees with the weight {:?}",
+                w.dims
+            )));
+        }
+        let (stride, dilation, pads) = window::geometry_1d(a, k, len)?;
+        let (groups, bias) = self.conv_groups_bias(node, a, w.dims[0])?;
+        let x4 = self.push(&x, Op::Reshape(vec![c, 1, len]))?;
+        let w4 = w.reshaped(vec![w.dims[0], w.dims[1], 1, k])?;
+        let y = self.push(
+            &x4,
+            Op::Conv {
+                weight: f32_tensor(&w4)?,
+                bias,
+                window: Window {
+                    kernel: [1, k],
+                    stride,
+                    pads,
+                    dilation,
+                    ceil: false,
+                },
+                groups,
+            },
+        )?;
+        let (o, wo) = (y.dims[1], y.dims[3]);
+        Ok(Value::Rt(self.push(&y, Op::Reshape(vec![o, wo]))?))
     }
 
     pub(super) fn batchnorm(&mut self, node: &NodeProto, eps: f32) -> Result<Value> {

@@ -1,5 +1,6 @@
 //! Elementwise operators: `Add`/`Sub`/`Mul`/`Div` (folded, joined or applied with a
-//! constant), the activations `Relu`/`Sigmoid`/`Tanh`, and `Softmax`/`LogSoftmax`.
+//! constant), `Sum` of any number of values, the activations `Relu`/`Sigmoid`/`Tanh`, the
+//! piecewise-linear `Clip`/`HardSigmoid`/`HardSwish`, and `Softmax`/`LogSoftmax`.
 
 use tensor_core::Tensor;
 
@@ -8,7 +9,7 @@ use super::super::import::{Attrs, Importer, Rt, Value, unsupported};
 use super::super::proto::NodeProto;
 use super::super::spec::Op;
 use crate::error::Result;
-use crate::layers::onnx_ops::{ArithOp, Merge};
+use crate::layers::onnx_ops::{ArithOp, HardKind, Merge};
 
 impl Importer {
     pub(super) fn binary(&mut self, node: &NodeProto, op: &str) -> Result<Value> {
@@ -154,6 +155,87 @@ impl Importer {
             _ => Op::Tanh,
         };
         Ok(Value::Rt(self.push(&x, o)?))
+    }
+
+    /// A piecewise-linear activation: folded on a constant, else a layer.
+    pub(super) fn hard(&mut self, node: &NodeProto, k: HardKind) -> Result<Value> {
+        match self.req(node, 0)? {
+            Value::Rt(x) => Ok(Value::Rt(self.push(&x, Op::Hard(k))?)),
+            Value::F(c) => Ok(Value::F(Ct::new(
+                c.dims.clone(),
+                c.v.iter().map(|&v| k.apply(v)).collect(),
+            )?)),
+            Value::I(_) => Err(unsupported("an integer input")),
+        }
+    }
+
+    /// `Clip` with bounds from attributes (opset < 11) or constant inputs 1 and 2 (either
+    /// may be absent: no bound).
+    pub(super) fn clip(&mut self, node: &NodeProto, a: &Attrs<'_>) -> Result<Value> {
+        let bound = |i: usize, attr: &str, none: f32| -> Result<f32> {
+            let v = if self.opset < 11 {
+                a.get(attr).map(|_| a.f(attr, none)).transpose()?
+            } else {
+                match self.value(node, i)? {
+                    None => None,
+                    Some(_) => {
+                        let c = self.const_f(node, i)?;
+                        if c.v.len() != 1 {
+                            return Err(unsupported(format!(
+                                "input {i} ({attr}) of shape {:?}: the bound must be a scalar",
+                                c.dims
+                            )));
+                        }
+                        Some(c.v[0])
+                    }
+                }
+            };
+            match v {
+                Some(x) if x.is_nan() => Err(unsupported(format!("{attr} bound is NaN"))),
+                // An infinite bound is no bound; the layer stores finite values.
+                Some(x) if x.is_infinite() => Ok(none),
+                Some(x) => Ok(x),
+                None => Ok(none),
+            }
+        };
+        let min = bound(1, "min", f32::MIN)?;
+        let max = bound(2, "max", f32::MAX)?;
+        if min > max {
+            // ONNX: every output is max when min > max; a layer of that is not worth having.
+            return Err(unsupported(format!("min {min} > max {max}")));
+        }
+        self.hard(node, HardKind::Clip { min, max })
+    }
+
+    /// `Sum` of any number of values: computed values are joined by one addition block;
+    /// constants are folded.
+    pub(super) fn sum(&mut self, node: &NodeProto) -> Result<Value> {
+        let vals = match self.variadic(node)? {
+            Ok(rts) if rts.len() == 1 => return self.alias(node),
+            Ok(rts) => {
+                let extra = rts.iter().map(|_| None).collect();
+                return Ok(Value::Rt(self.join(rts, Merge::Add, extra)?));
+            }
+            Err(vals) => vals,
+        };
+        let mut acc: Option<Ct<f32>> = None;
+        for (i, v) in vals.iter().enumerate() {
+            let c = match v {
+                Value::F(c) => c.clone(),
+                Value::I(_) => self.const_f(node, i)?,
+                Value::Rt(_) => {
+                    return Err(unsupported(
+                        "summing computed values with constants (only all-computed or \
+                         all-constant inputs are supported)",
+                    ));
+                }
+            };
+            acc = Some(match acc {
+                None => c,
+                Some(a) => a.zip_with(&c, |p, q| Ok(p + q))?,
+            });
+        }
+        Ok(Value::F(acc.ok_or_else(|| unsupported("no inputs"))?))
     }
 
     /// `Softmax` or `LogSoftmax` along a non-batch axis, with the semantics of the opset.

@@ -74,6 +74,17 @@ impl Importer {
             Value::F(c) => Value::F(c.reshaped(new_dims)?),
             Value::I(c) => Value::I(c.reshaped(new_dims)?),
             Value::Rt(r) => {
+                if unsqueeze && ax.contains(&0) {
+                    // PyTorch writes Unsqueeze(0) ... Squeeze(0) around a convolution when a
+                    // module is exported on one unbatched sample.
+                    return Err(unsupported(format!(
+                        "a new axis 0 is inserted before a value computed from the input (shape \
+                         {:?} with batch 1): the graph's input has no batch dimension; slimnet \
+                         models take a batch, so export the model on a batched example input \
+                         (e.g. x.unsqueeze(0)) with a dynamic batch axis",
+                        r.dims
+                    )));
+                }
                 if ax.contains(&0) {
                     return Err(unsupported("the batch axis would move"));
                 }

@@ -48,27 +48,10 @@ impl Importer {
     }
 
     pub(super) fn concat(&mut self, node: &NodeProto, ax: i64) -> Result<Value> {
-        let n = node.input.len();
-        let vals: Vec<Value> = (0..n).map(|i| self.req(node, i)).collect::<Result<_>>()?;
-        if vals.is_empty() {
-            return Err(unsupported("no inputs"));
-        }
-        if vals.iter().all(|v| matches!(v, Value::Rt(_))) {
-            let rts: Vec<Rt> = vals
-                .into_iter()
-                .filter_map(|v| if let Value::Rt(r) = v { Some(r) } else { None })
-                .collect();
-            let a = axis(ax, rts[0].dims.len(), "Concat")?;
-            if a == 0 {
-                return Err(unsupported("attribute axis=0 concatenates along the batch"));
-            }
-            let extra = rts.iter().map(|_| None).collect();
-            return Ok(Value::Rt(self.join(
-                rts,
-                Merge::Concat { axis: a },
-                extra,
-            )?));
-        }
+        let vals = match self.variadic(node)? {
+            Ok(rts) => return self.concat_computed(node, ax, rts),
+            Err(vals) => vals,
+        };
         if vals.iter().any(|v| matches!(v, Value::Rt(_))) {
             return Err(unsupported(
                 "concatenating a computed value with a constant",
@@ -92,6 +75,56 @@ impl Importer {
         let refs: Vec<&Ct<Dim>> = parts.iter().collect();
         let a = axis(ax, refs[0].dims.len(), "Concat")?;
         Ok(Value::I(Ct::concat(&refs, a)?))
+    }
+
+    /// `Concat` of computed values: a Concat-merged block (the identity for one input).
+    fn concat_computed(&mut self, node: &NodeProto, ax: i64, rts: Vec<Rt>) -> Result<Value> {
+        let a = axis(ax, rts[0].dims.len(), "Concat")?;
+        if a == 0 {
+            return Err(unsupported("attribute axis=0 concatenates along the batch"));
+        }
+        if rts.len() == 1 {
+            return self.alias(node);
+        }
+        let names: Vec<String> = node.input.clone();
+        let mut rts = self.concat_prefix(&names, a, rts)?;
+        if let Some(out) = node.output.first() {
+            self.concats.insert((names, a), out.clone());
+        }
+        if let [only] = rts.as_mut_slice() {
+            // The whole list was concatenated before.
+            only.fresh = false;
+            return Ok(Value::Rt(only.clone()));
+        }
+        let extra = rts.iter().map(|_| None).collect();
+        Ok(Value::Rt(self.join(
+            rts,
+            Merge::Concat { axis: a },
+            extra,
+        )?))
+    }
+
+    /// Concatenation is associative: when the first `k >= 2` inputs of this `Concat` were
+    /// already concatenated (on the same axis) by an earlier node, that node's value replaces
+    /// them. DenseNet's blocks concatenate `[x0]`, `[x0, y1]`, `[x0, y1, y2]`, ... where each
+    /// `y_k` is computed from the previous concatenation; rewritten so, every join closes a
+    /// fork at the previous concatenation (`concat(c_{k-1}, f_k(c_{k-1}))`), a nest of
+    /// fork/joins.
+    fn concat_prefix(&self, names: &[String], ax: usize, rts: Vec<Rt>) -> Result<Vec<Rt>> {
+        for k in (2..=names.len()).rev() {
+            let key = (names[..k].to_vec(), ax);
+            if let Some(prev) = self.concats.get(&key)
+                && let Some(Value::Rt(r)) = self.values.get(prev)
+            {
+                let mut out = vec![Rt {
+                    fresh: false,
+                    ..r.clone()
+                }];
+                out.extend(rts.into_iter().skip(k));
+                return Ok(out);
+            }
+        }
+        Ok(rts)
     }
 
     /// A constant broadcast to the shape in input 1; a computed value only if unchanged.

@@ -18,6 +18,48 @@ pub(super) fn geometry(
     Ok((stride, dilation, pads))
 }
 
+/// The geometry of a 1-D window (`kernel` over length `w`, attributes of length 1 and pads
+/// `[begin, end]`) as the 2-D geometry of a `1 x kernel` window over `1 x w`.
+pub(super) fn geometry_1d(
+    a: &Attrs<'_>,
+    kernel: usize,
+    w: usize,
+) -> Result<([usize; 2], [usize; 2], [usize; 4])> {
+    let one = |name: &str| -> Result<usize> {
+        match a.ints(name)? {
+            None => Ok(1),
+            Some(v) => {
+                let s = sizes(&v, name, 1)?;
+                match s[..] {
+                    [x] => Ok(x),
+                    _ => Err(unsupported(format!(
+                        "attribute {name}={v:?} for a 1-D window (want one value)"
+                    ))),
+                }
+            }
+        }
+    };
+    let stride = [1, one("strides")?];
+    let dilation = [1, one("dilations")?];
+    let pads = match a.ints("pads")? {
+        None => None,
+        Some(p) => {
+            let s = sizes(&p, "pads", 0)?;
+            match s[..] {
+                [b, e] => Some(vec![0, b as i64, 0, e as i64]),
+                _ => {
+                    return Err(unsupported(format!(
+                        "attribute pads={p:?} for a 1-D window (want [begin, end])"
+                    )));
+                }
+            }
+        }
+    };
+    let mode = a.s("auto_pad")?.unwrap_or_default();
+    let pads = auto_pads(&mode, pads, [1, w], [1, kernel], stride, dilation)?;
+    Ok((stride, dilation, pads))
+}
+
 /// Resolves ONNX `auto_pad` into explicit `[t, l, b, r]` pads for input `[h, w]`.
 fn auto_pads(
     mode: &str,

@@ -350,8 +350,11 @@ def main():
     c.file_case("npz-empty", ".npz", b"", ".npz", ev)
     for cut in cuts(len(good_npz)):
         c.file_case(f"npz-cut{cut}", ".npz", good_npz[:cut], ".npz", ev)
+    # Flips past the first local header: zip readers take a member's method and sizes from the
+    # central directory, so a flip in the local copy (offsets 4-29) may leave a valid archive.
     for at, b in flips(good_npz):
-        c.file_case(f"npz-flip{at}", ".npz", b, ".npz", ev)
+        if at >= 30:
+            c.file_case(f"npz-flip{at}", ".npz", b, ".npz", ev)
     # Declared sizes far beyond what the deflated bytes can give (both headers patched).
     bomb = bytearray(npz_bytes({"x.npy": arr("|u1", (10000, 28, 28), bytes(10000 * 784)), "y.npy": y_ok}))
     for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):

@@ -33,10 +33,10 @@ pub fn images_from_npy(file: &Path, entry: &str, bytes: &[u8]) -> Result<Tensor>
     let source = format!("{}: {entry}", file.display());
     let header = parse_header(bytes, &source)?;
     let dims = header.dims.clone();
-    let layout = match dims.as_slice() {
-        &[n, h, w] => Layout::Nchw([n, 1, h, w]),
-        &[n, a, h, c] if c <= 4 && a > 4 => Layout::Nhwc([n, a, h, c]),
-        &[n, c, h, w] => Layout::Nchw([n, c, h, w]),
+    let layout = match *dims.as_slice() {
+        [n, h, w] => Layout::Nchw([n, 1, h, w]),
+        [n, a, h, c] if c <= 4 && a > 4 => Layout::Nhwc([n, a, h, c]),
+        [n, c, h, w] => Layout::Nchw([n, c, h, w]),
         _ => {
             return Err(InteropError::Shape {
                 file: source,

@@ -57,7 +57,7 @@ fn read_batch(path: &Path, pixels: &mut Vec<f32>, labels: &mut Vec<u8>) -> Resul
     let len = std::fs::metadata(path)
         .map_err(|e| InteropError::io(path, e))?
         .len();
-    if len == 0 || len % RECORD_BYTES as u64 != 0 || len > MAX_BATCH_BYTES {
+    if len == 0 || !len.is_multiple_of(RECORD_BYTES as u64) || len > MAX_BATCH_BYTES {
         return Err(InteropError::corrupt(
             path,
             "batch",
@@ -79,7 +79,7 @@ pub fn parse_batch(
     pixels: &mut Vec<f32>,
     labels: &mut Vec<u8>,
 ) -> Result<()> {
-    if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD_BYTES) {
         return Err(InteropError::corrupt(
             path,
             "batch",

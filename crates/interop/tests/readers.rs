@@ -54,6 +54,9 @@ fn labels(v: &[i64]) -> Vec<u8> {
     npy_bytes_i64(&[v.len()], v)
 }
 
+/// Archive members: name and bytes.
+type Members<'a> = Vec<(&'a str, Vec<u8>)>;
+
 /// Writes a zip of `members` (name, bytes) with `method`.
 fn write_zip(path: &Path, members: &[(&str, Vec<u8>)], method: CompressionMethod) {
     let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
@@ -337,7 +340,7 @@ fn hostile_npz_files_are_typed_errors() {
         read(&good[..cut]);
     }
     // Wrong element types, shapes and counts.
-    let cases: Vec<(Vec<(&str, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(Members, &str)> = vec![
         (
             vec![
                 ("x.npy", npy_u8(&[1, 1, 1], &[0])),

@@ -4,7 +4,8 @@
 Usage: python3 scripts/hostile_corpus.py [--slimnet target/release/slimnet] [--keep DIR]
 
 Generates about 160 bad inputs into a temporary directory (native .model/.slim files,
-ONNX, safetensors, IDX and gzip IDX data directories, .npy inputs of `run`, training
+ONNX, safetensors, IDX and gzip IDX data directories, .npz archives, CIFAR-10 batches and
+image folders (interop), .npy inputs of `run`, training
 checkpoints, data directories that are missing or a file), runs slimnet on each (inspect,
 eval, run, import, train --resume as fits) and checks, per case:
 
@@ -21,12 +22,14 @@ failure. Needs only the Python standard library (ONNX cases are hand-encoded pro
 
 import argparse
 import gzip
+import io
 import os
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -326,6 +329,70 @@ def main():
     p2.append(bomb2.flush())
     data_case("idx-gz-count-huge", None, gz=True, raw_images=b"".join(p2))
     data_case("idx-labels-mismatch", idx_images(5000), labels=struct.pack(">II", 0x801, 10000) + bytes(10000))
+
+    # 7. Foreign data (interop): .npz archives, CIFAR-10 batches, image folders.
+    def arr(descr, shape, data):
+        dims = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        return npy(f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}", data)
+
+    def npz_bytes(members, method=zipfile.ZIP_DEFLATED):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", method) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return buf.getvalue()
+
+    n = 100
+    x_ok = arr("|u1", (n, 28, 28), bytes(n * 784))
+    y_ok = arr("<i8", (n,), struct.pack(f"<{n}q", *[i % 10 for i in range(n)]))
+    good_npz = npz_bytes({"x.npy": x_ok, "y.npy": y_ok})
+    ev = lambda p: ["eval", good_slim, "--data", p]
+    c.file_case("npz-empty", ".npz", b"", ".npz", ev)
+    for cut in cuts(len(good_npz)):
+        c.file_case(f"npz-cut{cut}", ".npz", good_npz[:cut], ".npz", ev)
+    # Flips past the first local header: zip readers take a member's method and sizes from the
+    # central directory, so a flip in the local copy (offsets 4-29) may leave a valid archive.
+    for at, b in flips(good_npz):
+        if at >= 30:
+            c.file_case(f"npz-flip{at}", ".npz", b, ".npz", ev)
+    # Declared sizes far beyond what the deflated bytes can give (both headers patched).
+    bomb = bytearray(npz_bytes({"x.npy": arr("|u1", (10000, 28, 28), bytes(10000 * 784)), "y.npy": y_ok}))
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = bomb.find(sig)
+        while at >= 0:
+            bomb[at + off:at + off + 4] = struct.pack("<I", 0xFFFFFFF0)
+            at = bomb.find(sig, at + 4)
+    c.file_case("npz-declared-size-huge", ".npz", bytes(bomb), ".npz", ev)
+    c.file_case("npz-labels-float", ".npz", npz_bytes({"x.npy": x_ok, "y.npy": arr("<f4", (n,), bytes(4 * n))}), ".npz", ev)
+    c.file_case("npz-labels-count", ".npz", npz_bytes({"x.npy": x_ok, "y.npy": arr("<i8", (n - 1,), bytes(8 * (n - 1)))}), ".npz", ev)
+    c.file_case("npz-images-int32", ".npz", npz_bytes({"x.npy": arr("<i4", (n, 28, 28), bytes(4 * n * 784)), "y.npy": y_ok}), ".npz", ev)
+    c.file_case("npz-shape-lies", ".npz", npz_bytes({"x.npy": arr("|u1", (1 << 20, 28, 28), bytes(784)), "y.npy": y_ok}), ".npz", ev)
+    c.file_case("npz-no-members", ".npz", npz_bytes({"weights.npy": y_ok}), ".npz", ev)
+    c.file_case("npz-wrong-size-for-model", ".npz", npz_bytes({"x.npy": arr("|u1", (n, 3, 32, 32), bytes(n * 3072)), "y.npy": y_ok}), ".npz", ev)
+
+    def cifar_case(case, batch):
+        d = work / f"cifar-{case}"
+        d.mkdir(exist_ok=True)
+        (d / "test_batch.bin").write_bytes(batch)
+        c.check(case, "cifar", ["eval", good_slim, "--data", d], d / "test_batch.bin", len(batch))
+
+    record = bytes([3]) + bytes(3072)
+    cifar_case("cifar-truncated", record * 10 + record[:100])
+    cifar_case("cifar-label-11", record * 4 + bytes([11]) + bytes(3072))
+
+    def folder_case(case, data):
+        d = work / f"folder-{case}"
+        (d / "cls").mkdir(parents=True, exist_ok=True)
+        bad = d / "cls" / "img.png"
+        bad.write_bytes(data)
+        c.check(case, "image folder", ["eval", good_slim, "--data", d], bad, len(data))
+
+    png_sig = b"\x89PNG\r\n\x1a\n"
+    folder_case("image-not-an-image", b"just text, not pixels")
+    folder_case("image-png-truncated", png_sig + b"\0\0\0\rIHDR\0\0\0\x1c\0\0")
+    # An IHDR declaring 100,000 x 100,000 pixels: refused by the decoder's limits.
+    ihdr = b"IHDR" + struct.pack(">II", 100000, 100000) + bytes([8, 0, 0, 0, 0])
+    folder_case("image-png-huge", png_sig + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)))
 
     missing = work / "no-such-data-dir"
     c.check("data-missing", "data dir", ["eval", good_slim, "--data", missing], missing, 0, name_in_message=missing.name)

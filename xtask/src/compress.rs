@@ -110,7 +110,7 @@ fn input_model(
 /// Runs the task.
 pub fn run(args: Args) -> Result<()> {
     let t0 = Instant::now();
-    let (source, train, test) = nn::data::source::load(args.source.data.as_deref())?;
+    let (source, train, test) = interop::load(args.source.data.as_deref(), &Default::default())?;
     eprintln!(
         "data: {source} ({} train, {} test)",
         train.len(),

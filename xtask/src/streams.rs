@@ -326,7 +326,7 @@ fn json(reports: &[ModelReport], source: &str) -> serde_json::Value {
 
 /// Runs the task.
 pub fn run(args: Args) -> Result<()> {
-    let (source, _train, test) = nn::data::source::load(args.data.as_deref())?;
+    let (source, _train, test) = interop::load(args.data.as_deref(), &Default::default())?;
     let source = source.to_string();
     eprintln!("data: {source} ({} test images)", test.len());
     std::fs::create_dir_all(&args.out)

@@ -108,7 +108,7 @@ pub struct Args {
 
 /// Runs the task.
 pub fn run(args: Args) -> Result<()> {
-    let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
+    let (source, train, test) = interop::load(args.data.as_deref(), &Default::default())?;
     eprintln!(
         "data: {source} ({} train, {} test)",
         train.len(),

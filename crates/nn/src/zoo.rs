@@ -14,6 +14,7 @@
 use tensor_core::conv::{Conv2dParams, Padding};
 use tensor_core::rng::Rng;
 
+use crate::data::FASHION_MNIST_CLASSES;
 use crate::error::{NnError, Result};
 use crate::layer::Layer;
 use crate::layers::{BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
@@ -46,6 +47,20 @@ pub fn build(name: &str, rng: &mut Rng) -> Result<Model> {
 /// be 784, one image) or `cnn:16-32` (per width a 3x3 conv with padding 1, ReLU and 2x2 max
 /// pooling, then flatten and a linear layer to 10 classes).
 pub fn build_spec(spec: &str, rng: &mut Rng) -> Result<Model> {
+    build_spec_for(spec, &INPUT_SHAPE, FASHION_MNIST_CLASSES, rng)
+}
+
+/// [`build_spec`] for other data: a spec's model takes samples of `input_shape` (`[C, H, W]`)
+/// and predicts `classes` classes. An mlp's first width must be the number of values of one
+/// sample (`C * H * W`) and its last `classes`; a cnn ends in a linear layer to `classes`,
+/// and takes as many conv widths as `H` and `W` can be halved (each pooling floors). A zoo
+/// name is built as [`build`] builds it (for `[1, 28, 28]` and 10 classes only).
+pub fn build_spec_for(
+    spec: &str,
+    input_shape: &[usize],
+    classes: usize,
+    rng: &mut Rng,
+) -> Result<Model> {
     let bad = |reason: String| NnError::Config(format!("architecture {spec:?}: {reason}"));
     let widths = |list: &str| -> Result<Vec<usize>> {
         list.split('-')
@@ -55,10 +70,19 @@ pub fn build_spec(spec: &str, rng: &mut Rng) -> Result<Model> {
             })
             .collect()
     };
+    let &[channels, height, width] = input_shape else {
+        return Err(bad(format!(
+            "samples of shape {input_shape:?}: want [channels, height, width]"
+        )));
+    };
+    let values = channels * height * width;
     let layers: Vec<Box<dyn Layer>> = if let Some(list) = spec.strip_prefix("mlp:") {
         let w = widths(list)?;
-        if w.len() < 2 || w[0] != 784 {
-            return Err(bad("an mlp needs at least two widths, the first 784".into()));
+        if w.len() < 2 || w[0] != values || w[w.len() - 1] != classes {
+            return Err(bad(format!(
+                "an mlp needs at least two widths, the first {values} (one {input_shape:?} \
+                 sample) and the last {classes} (the classes)"
+            )));
         }
         let mut layers: Vec<Box<dyn Layer>> = vec![Box::new(Flatten::new())];
         for (i, pair) in w.windows(2).enumerate() {
@@ -70,27 +94,36 @@ pub fn build_spec(spec: &str, rng: &mut Rng) -> Result<Model> {
         layers
     } else if let Some(list) = spec.strip_prefix("cnn:") {
         let w = widths(list)?;
-        if w.is_empty() || w.len() > 4 {
-            return Err(bad(
-                "a cnn takes 1 to 4 conv widths (28 halves to 1 at most 4 times)".into(),
-            ));
+        let halvings = height.min(width).max(1).ilog2() as usize;
+        if w.is_empty() || w.len() > halvings {
+            return Err(bad(format!(
+                "a cnn takes 1 to {halvings} conv widths ({height}x{width} halves to 1 at most \
+                 {halvings} times)"
+            )));
         }
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
-        let (mut c, mut side) = (1, 28);
+        let (mut c, mut h, mut wd) = (channels, height, width);
         for &o in &w {
             let p = Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
             layers.push(Box::new(Conv2d::new(p, rng)?));
             layers.push(Box::new(ReLU::new()));
             layers.push(Box::new(MaxPool2d::square(2)?));
-            (c, side) = (o, side / 2);
+            (c, h, wd) = (o, h / 2, wd / 2);
         }
         layers.push(Box::new(Flatten::new()));
-        layers.push(Box::new(Linear::new(c * side * side, 10, rng)?));
+        layers.push(Box::new(Linear::new(c * h * wd, classes, rng)?));
         layers
+    } else if input_shape == INPUT_SHAPE && classes <= FASHION_MNIST_CLASSES {
+        return build(spec, rng);
+    } else if NAMES.contains(&spec) {
+        return Err(bad(format!(
+            "zoo models take [1, 28, 28] images of 10 classes, the data has {input_shape:?} \
+             samples of {classes} classes (use a spec such as cnn:16-32 or mlp:{values}-100-{classes})"
+        )));
     } else {
         return build(spec, rng);
     };
-    Ok(Model::new(spec, &INPUT_SHAPE, layers))
+    Ok(Model::new(spec, input_shape, layers))
 }
 
 fn lenet300(rng: &mut Rng) -> Result<Vec<Box<dyn Layer>>> {
@@ -143,6 +176,34 @@ fn cnn_teacher(rng: &mut Rng) -> Result<Vec<Box<dyn Layer>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specs_take_the_data_shape_and_class_count() {
+        let mut rng = Rng::seed_from_u64(1);
+        let m = build_spec_for("cnn:16-32", &[1, 8, 8], 10, &mut rng).unwrap();
+        assert_eq!(m.input_shape, [1, 8, 8]);
+        // 8 -> 4 -> 2: the linear layer takes 32 * 2 * 2 values.
+        assert_eq!(
+            m.param_count(),
+            (9 * 16 + 16) + (16 * 9 * 32 + 32) + (128 * 10 + 10)
+        );
+        let rgb = build_spec_for("cnn:8", &[3, 32, 32], 4, &mut rng).unwrap();
+        assert_eq!(rgb.param_count(), (27 * 8 + 8) + (8 * 16 * 16 * 4 + 4));
+        assert!(build_spec_for("cnn:8-8-8-8", &[1, 8, 8], 10, &mut rng).is_err());
+        let mlp = build_spec_for("mlp:64-30-10", &[1, 8, 8], 10, &mut rng).unwrap();
+        assert_eq!(mlp.param_count(), 64 * 30 + 30 + 30 * 10 + 10);
+        for bad in ["mlp:784-30-10", "mlp:64-30-9", "lenet5"] {
+            let e = build_spec_for(bad, &[1, 8, 8], 10, &mut rng)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+        // The Fashion-MNIST entry point is unchanged.
+        assert_eq!(
+            build_spec("lenet5", &mut rng).unwrap().param_count(),
+            431_080
+        );
+    }
 
     #[test]
     fn specs_build_small_architectures_and_refuse_bad_ones() {

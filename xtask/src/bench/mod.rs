@@ -187,7 +187,7 @@ fn dense_model(name: &str, args: &Args) -> Result<PathBuf> {
     if cached.exists() {
         return Ok(cached);
     }
-    let (_, train, test) = nn::data::source::load(args.source.data.as_deref())?;
+    let (_, train, test) = interop::load(args.source.data.as_deref(), &Default::default())?;
     crate::zoo::cached_or_trained(name, &zoo, args.source.seed, &train, &test)
 }
 

@@ -1,4 +1,5 @@
-//! `slimnet eval FILE`: accuracy, loss and confusion matrix on the Fashion-MNIST test set.
+//! `slimnet eval FILE`: accuracy, loss and confusion matrix on a test set (Fashion-MNIST by
+//! default, or any `--data` interop reads).
 
 use std::path::PathBuf;
 
@@ -11,10 +12,16 @@ use super::{ModelArgs, print_json};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Directory holding the Fashion-MNIST IDX files (default: $SLIMNET_DATA, the Debian
-    /// package, then the fixtures slice).
+    /// The data: a directory of Fashion-MNIST IDX files (default: $SLIMNET_DATA, the Debian
+    /// package, then the fixtures slice), a .npz, a .npy pair, a CIFAR-10 directory or an
+    /// image folder.
     #[arg(long)]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    data_opts: super::DataOptArgs,
+    /// Seed of --test-split.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Evaluate only the first N test images.
     #[arg(long)]
     limit: Option<usize>,
@@ -38,7 +45,10 @@ struct Report {
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let mut model = args.model.load()?;
-    let (source, test) = nn::data::source::load_test(args.data.as_deref())?;
+    let opts = args
+        .data_opts
+        .options(Some(args.model.model.as_path()), args.seed)?;
+    let (source, test) = super::load_test_data(args.data.as_deref(), &opts, &model)?;
     crate::note!("data: {source}");
     let test = match args.limit {
         Some(n) => test.take(n)?,
@@ -67,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         "{}",
         report
             .evaluation
-            .confusion_table(Some(&nn::data::idx::FASHION_MNIST_LABELS))
+            .confusion_table(source.class_name_refs().as_deref())
     );
     println!(
         "{}: accuracy {:.2}% ({} images), loss {:.4}, {:.0} images/s",

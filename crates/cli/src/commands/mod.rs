@@ -79,15 +79,96 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// How every command that reads data preprocesses and splits it (interop::data).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DataOptArgs {
+    /// Per-channel normalization applied to every image after loading,
+    /// `mean=M1,M2,..:std=S1,S2,..` (default: the model file's `input.normalize` metadata).
+    #[arg(long)]
+    pub normalize: Option<String>,
+    /// Resize every image to HxW, bilinear (default: the model file's `input.resize`).
+    #[arg(long)]
+    pub resize: Option<String>,
+    /// For data holding one set (x/y arrays, a folder of class folders): the fraction held
+    /// out as the test set, drawn with --seed (or 1).
+    #[arg(long)]
+    pub test_split: Option<f64>,
+}
+
+impl DataOptArgs {
+    /// The loading options: the command line's transform, completed from `model`'s metadata.
+    pub fn options(&self, model: Option<&Path>, seed: u64) -> Result<interop::DataOptions> {
+        let given = interop::transform::Transform {
+            resize: self.resize.as_deref().map(str::parse).transpose()?,
+            normalize: self.normalize.as_deref().map(str::parse).transpose()?,
+        };
+        Ok(interop::DataOptions {
+            transform: given.or(model_transform(model)?),
+            test_split: self.test_split,
+            seed,
+        })
+    }
+}
+
+/// The preprocessing stored in a native model file's metadata (none for other formats).
+pub fn model_transform(model: Option<&Path>) -> Result<interop::transform::Transform> {
+    let native = |p: &&Path| p.extension().is_some_and(|e| e == "model" || e == "slim");
+    let Some(path) = model.filter(native) else {
+        return Ok(Default::default());
+    };
+    let record = pipeline::load_record(path).context("reading model metadata")?;
+    Ok(interop::transform::Transform::from_metadata(
+        &record.metadata,
+    )?)
+}
+
+/// The data of `--data` (any interop format), shaped for `model` if given: `(source, train,
+/// test)`.
+pub fn load_data(
+    data: Option<&Path>,
+    options: &interop::DataOptions,
+    model: Option<&nn::Model>,
+) -> Result<(interop::Source, nn::Dataset, nn::Dataset)> {
+    let (source, train, test) = interop::load(data, options)?;
+    let (train, test) = match model {
+        Some(m) => (fit(train, m, &source)?, fit(test, m, &source)?),
+        None => (train, test),
+    };
+    Ok((source, train, test))
+}
+
+/// The test split of `--data`, shaped for `model`.
+pub fn load_test_data(
+    data: Option<&Path>,
+    options: &interop::DataOptions,
+    model: &nn::Model,
+) -> Result<(interop::Source, nn::Dataset)> {
+    let (source, test) = interop::load_test(data, options)?;
+    let test = fit(test, model, &source)?;
+    Ok((source, test))
+}
+
+/// `d` shaped for `model`'s input, or an error naming the data and both shapes.
+pub fn fit(d: nn::Dataset, model: &nn::Model, source: &interop::Source) -> Result<nn::Dataset> {
+    Ok(interop::transform::fit_to_model(
+        d,
+        &model.input_shape,
+        &source.to_string(),
+    )?)
+}
+
 /// Options of every command that compresses a model with (re)training on Fashion-MNIST.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainDataArgs {
     /// Train on only the first N training images.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Directory holding the Fashion-MNIST IDX files.
+    /// The data: a directory of Fashion-MNIST IDX files (default), a .npz, a .npy pair, a
+    /// CIFAR-10 directory or an image folder.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data_opts: DataOptArgs,
     /// Seed of shuffling and random initialisations.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -99,7 +180,8 @@ pub struct TrainDataArgs {
 impl TrainDataArgs {
     /// The training set (first `limit` images) and the test set, saying which data was used.
     pub fn load(&self) -> Result<(nn::Dataset, nn::Dataset)> {
-        let (source, train, test) = nn::data::source::load(self.data.as_deref())?;
+        let opts = self.data_opts.options(None, self.seed)?;
+        let (source, train, test) = load_data(self.data.as_deref(), &opts, None)?;
         crate::note!("data: {source}");
         let train = match self.limit {
             Some(n) => train.take(n)?,

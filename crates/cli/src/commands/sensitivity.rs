@@ -30,6 +30,8 @@ pub struct Args {
     /// Directory holding the Fashion-MNIST IDX files.
     #[arg(long)]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    data_opts: super::DataOptArgs,
     /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -101,7 +103,10 @@ pub fn chart(table: &Sensitivity, kinds: &[String], title: &str) -> LineChart {
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let mut model = args.model.load()?;
-    let (source, train, test) = nn::data::source::load(args.data.as_deref())?;
+    let opts = args
+        .data_opts
+        .options(Some(args.model.model.as_path()), 1)?;
+    let (source, train, test) = super::load_data(args.data.as_deref(), &opts, Some(&model))?;
     crate::note!("data: {source}");
     let data = match args.split.as_str() {
         "test" => test,

@@ -64,9 +64,13 @@ pub struct Args {
     /// Seed for initialisation, shuffling, dropout and augmentation [default: 1].
     #[arg(long)]
     seed: Option<u64>,
-    /// Directory holding the Fashion-MNIST IDX files.
+    /// The data: a directory of Fashion-MNIST IDX files (default), a .npz, a .npy pair, a
+    /// CIFAR-10 directory or an image folder. An architecture spec takes its input shape and
+    /// class count from it.
     #[arg(long)]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    data_opts: super::DataOptArgs,
     /// Output model file; the format follows the extension: .slim/.model native, .onnx ONNX,
     /// .safetensors safetensors (another extension: native, with a note).
     #[arg(short, long)]
@@ -251,6 +255,7 @@ struct RunArgs {
     val_split: Option<f64>,
     seed: u64,
     data: Option<PathBuf>,
+    data_opts: super::DataOptArgs,
 }
 
 impl RunArgs {
@@ -262,6 +267,7 @@ impl RunArgs {
             val_split: args.val_split,
             seed: args.seed.unwrap_or(1),
             data: args.data.clone(),
+            data_opts: args.data_opts.clone(),
         }
     }
 
@@ -275,6 +281,12 @@ impl RunArgs {
             ("limit", self.limit.map(|v| v.to_string())),
             ("val_split", self.val_split.map(|v| v.to_string())),
             ("data", self.data.as_ref().map(|d| d.display().to_string())),
+            ("normalize", self.data_opts.normalize.clone()),
+            ("resize", self.data_opts.resize.clone()),
+            (
+                "test_split",
+                self.data_opts.test_split.map(|v| v.to_string()),
+            ),
         ];
         for (k, v) in optional {
             if let Some(v) = v {
@@ -315,6 +327,11 @@ impl RunArgs {
             val_split: parse(path, m, "val_split")?,
             seed: parse(path, m, "seed")?.unwrap_or(1),
             data: data.or_else(|| m.get("data").map(PathBuf::from)),
+            data_opts: super::DataOptArgs {
+                normalize: m.get("normalize").cloned(),
+                resize: m.get("resize").cloned(),
+                test_split: parse(path, m, "test_split")?,
+            },
         })
     }
 }
@@ -341,6 +358,9 @@ fn refuse_recipe_options(args: &Args) -> Result<()> {
         ("--limit", args.limit.is_some()),
         ("--val-split", args.val_split.is_some()),
         ("--seed", args.seed.is_some()),
+        ("--normalize", args.data_opts.normalize.is_some()),
+        ("--resize", args.data_opts.resize.is_some()),
+        ("--test-split", args.data_opts.test_split.is_some()),
     ];
     let given: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();
     if !given.is_empty() {
@@ -379,7 +399,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.resume.as_deref() != Some(checkpoint_path.as_path()) {
         super::check_output(&checkpoint_path, &inputs)?;
     }
-    let (source, train, test) = nn::data::source::load(run.data.as_deref())?;
+    let model_file = (!is_zoo_name(&run.model)).then_some(model_path);
+    let data_opts = run.data_opts.options(model_file, run.seed)?;
+    let (source, train, test) = super::load_data(run.data.as_deref(), &data_opts, None)?;
     crate::note!("data: {source}");
     let train = match run.limit {
         Some(n) => train.take(n)?,
@@ -402,13 +424,20 @@ pub fn run(args: Args) -> Result<()> {
         None => {
             let model = if is_zoo_name(&run.model) {
                 let mut rng = tensor_core::rng::Rng::seed_from_u64(run.seed);
-                nn::zoo::build_spec(&run.model, &mut rng)?
+                nn::zoo::build_spec_for(&run.model, train.sample_shape(), train.classes, &mut rng)?
             } else {
                 super::load_model(model_path, run.arch.as_deref())?
             };
             (model, config(&args, &run)?, None)
         }
     };
+    let (train, test) = (
+        super::fit(train, &model, &source)?,
+        super::fit(test, &model, &source)?,
+    );
+    let validation = validation
+        .map(|v| super::fit(v, &model, &source))
+        .transpose()?;
     super::check_model_output(
         &args.output,
         &[model_path],
@@ -502,7 +531,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         (FitOutcome::Finished(_), None) => bail!("train: finished without a test evaluation"),
     };
-    let file_bytes = super::save_model(&model, Default::default(), &args.output)?;
+    // The preprocessing travels with the model: eval and compression reapply it.
+    let metadata = data_opts.transform.to_metadata();
+    let file_bytes = super::save_model(&model, metadata, &args.output)?;
     let config_epochs = config.epochs;
     let out = Report {
         model: run.model.clone(),

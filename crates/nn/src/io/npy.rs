@@ -7,7 +7,8 @@
 //! and a newline so that the data starts on a 64-byte boundary, then the raw elements.
 //!
 //! `slimnet run` reads its input (NCHW float32) and writes its output this way. Reading
-//! accepts `<f4`, `<f8`, `<f2`, `|u1`, `|i1`, `<i4` and `<i8` (converted to f32), C or
+//! accepts `<f4`, `<f8`, `<f2`, `|u1`, `|i1`, `<u2`, `<i2`, `<u4`, `<i4`, `<u8` and `<i8`
+//! (converted to f32), C or
 //! Fortran order; everything is validated before allocating: the element count must fit in
 //! [`tensor_core::shape::MAX_ELEMENTS`] and agree with the bytes present.
 
@@ -29,7 +30,11 @@ enum Descr {
     F2,
     U1,
     I1,
+    U2,
+    I2,
+    U4,
     I4,
+    U8,
     I8,
 }
 
@@ -41,7 +46,11 @@ impl Descr {
             "<f2" => Descr::F2,
             "|u1" | "<u1" => Descr::U1,
             "|i1" | "<i1" => Descr::I1,
+            "<u2" => Descr::U2,
+            "<i2" => Descr::I2,
+            "<u4" => Descr::U4,
             "<i4" => Descr::I4,
+            "<u8" => Descr::U8,
             "<i8" => Descr::I8,
             _ => return None,
         })
@@ -50,9 +59,9 @@ impl Descr {
     fn size(self) -> usize {
         match self {
             Descr::U1 | Descr::I1 => 1,
-            Descr::F2 => 2,
-            Descr::F4 | Descr::I4 => 4,
-            Descr::F8 | Descr::I8 => 8,
+            Descr::F2 | Descr::U2 | Descr::I2 => 2,
+            Descr::F4 | Descr::U4 | Descr::I4 => 4,
+            Descr::F8 | Descr::U8 | Descr::I8 => 8,
         }
     }
 
@@ -66,7 +75,13 @@ impl Descr {
             Descr::F2 => super::safetensors::f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
             Descr::U1 => b[0] as f32,
             Descr::I1 => b[0] as i8 as f32,
+            Descr::U2 => f32::from(u16::from_le_bytes([b[0], b[1]])),
+            Descr::I2 => f32::from(i16::from_le_bytes([b[0], b[1]])),
+            Descr::U4 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
             Descr::I4 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
+            Descr::U8 => {
+                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+            }
             Descr::I8 => {
                 i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
             }
@@ -81,8 +96,35 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     parse_npy(&bytes, &path.display().to_string())
 }
 
-/// Parses `.npy` bytes; `source` names them in error messages.
-pub fn parse_npy(bytes: &[u8], source: &str) -> Result<Tensor> {
+/// The header of a `.npy` array: element type, order, shape, and where the elements start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// The `descr` type string as written (`<f4`, `|u1`, ...), an accepted one.
+    pub descr: String,
+    /// Whether the elements are stored column-major.
+    pub fortran_order: bool,
+    /// The array's dimensions.
+    pub dims: Vec<usize>,
+    /// Byte offset of the first element.
+    pub data_offset: usize,
+}
+
+impl NpyHeader {
+    /// Whether the elements are integers (`u` or `i` kinds), not floats.
+    pub fn is_integer(&self) -> bool {
+        self.descr[1..].starts_with(['u', 'i'])
+    }
+
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        Descr::parse(&self.descr).map_or(0, Descr::size)
+    }
+}
+
+/// Parses and checks the header of `.npy` bytes (magic, version, `descr` among the accepted
+/// types, order, shape within [`tensor_core::shape::MAX_ELEMENTS`]); the elements are not
+/// read, nor compared with the bytes present. `source` names the bytes in error messages.
+pub fn parse_header(bytes: &[u8], source: &str) -> Result<NpyHeader> {
     let bad = |reason: String| NnError::corrupt(source, "npy header", reason);
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("missing the \\x93NUMPY magic".into()));
@@ -111,11 +153,11 @@ pub fn parse_npy(bytes: &[u8], source: &str) -> Result<Tensor> {
         .map_err(|_| bad("header is not ASCII".into()))?;
     let descr_s = dict_value(header, "descr").ok_or_else(|| bad("no 'descr' key".into()))?;
     let descr_s = descr_s.trim().trim_matches(|c| c == '\'' || c == '"');
-    let descr = Descr::parse(descr_s).ok_or_else(|| {
-        bad(format!(
-            "element type '{descr_s}' (want <f4, <f8, <f2, |u1, |i1, <i4 or <i8)"
-        ))
-    })?;
+    if Descr::parse(descr_s).is_none() {
+        return Err(bad(format!(
+            "element type '{descr_s}' (want <f4, <f8, <f2, |u1, |i1, <u2, <i2, <u4, <i4, <u8 or <i8)"
+        )));
+    }
     let fortran = match dict_value(header, "fortran_order").map(str::trim) {
         Some("False") | None => false,
         Some("True") => true,
@@ -135,8 +177,24 @@ pub fn parse_npy(bytes: &[u8], source: &str) -> Result<Tensor> {
             .map_err(|_| bad(format!("shape entry '{part}' is not a size")))?;
         dims.push(d);
     }
-    let shape = Shape::new(&dims).map_err(|e| bad(e.to_string()))?;
-    let data = &bytes[start + header_len..];
+    Shape::new(&dims).map_err(|e| bad(e.to_string()))?;
+    Ok(NpyHeader {
+        descr: descr_s.to_string(),
+        fortran_order: fortran,
+        dims,
+        data_offset: start + header_len,
+    })
+}
+
+/// Parses `.npy` bytes; `source` names them in error messages.
+pub fn parse_npy(bytes: &[u8], source: &str) -> Result<Tensor> {
+    let h = parse_header(bytes, source)?;
+    let (descr_s, fortran, dims) = (h.descr.as_str(), h.fortran_order, &h.dims);
+    let bad = |reason: String| NnError::corrupt(source, "npy header", reason);
+    // parse_header accepted the type string.
+    let descr = Descr::parse(descr_s).ok_or_else(|| bad(format!("element type '{descr_s}'")))?;
+    let shape = Shape::new(dims).map_err(|e| bad(e.to_string()))?;
+    let data = &bytes[h.data_offset..];
     let need = shape
         .numel()
         .checked_mul(descr.size())
@@ -156,7 +214,7 @@ pub fn parse_npy(bytes: &[u8], source: &str) -> Result<Tensor> {
         .map(|b| descr.to_f32(b))
         .collect();
     let values = if fortran && dims.len() > 1 {
-        fortran_to_c(&values, &dims)
+        fortran_to_c(&values, dims)
     } else {
         values
     };

@@ -31,6 +31,7 @@
 //! std::fs::remove_dir_all(&dir)?;
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 
 pub mod arrays;
 pub mod cifar;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use interop::data::{DataOptions, Format, detect, load, load_test};
-use interop::npy::{npy_bytes, npy_bytes_i64};
+use interop::npy::{npy_bytes, npy_bytes_i64, npy_bytes_raw};
 use interop::npz::{Npz, NpzData, read_npz};
 use interop::transform::Transform;
 use interop::{InteropError, cifar, image_folder};
@@ -22,28 +22,8 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// `.npy` bytes with a given descr, shape and raw little-endian element bytes.
-fn npy_raw(descr: &str, dims: &[usize], data: &[u8]) -> Vec<u8> {
-    let shape = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!(
-            "({})",
-            dims.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    b.extend_from_slice(header.as_bytes());
-    b.extend_from_slice(data);
-    b
-}
-
 fn npy_u8(dims: &[usize], data: &[u8]) -> Vec<u8> {
-    npy_raw("|u1", dims, data)
+    npy_bytes_raw("|u1", dims, data)
 }
 
 fn npy_f32(dims: &[usize], data: Vec<f32>) -> Vec<u8> {
@@ -86,7 +66,7 @@ fn npz_with_both_splits_reads_every_layout() {
             ("x_train.npy", npy_u8(&[2, 2, 3], &px)),
             ("y_train.npy", labels(&[3, 1])),
             ("x_test.npy", npy_f32(&[2, 5, 6, 3], test_px.clone())),
-            ("y_test.npy", npy_raw("<u2", &[2], &[0, 0, 4, 0])),
+            ("y_test.npy", npy_bytes_raw("<u2", &[2], &[0, 0, 4, 0])),
         ],
         CompressionMethod::Deflated,
     );
@@ -159,7 +139,7 @@ fn npz_one_set_is_split_only_on_request() {
 fn npy_pairs_by_directory_and_by_file() {
     let dir = scratch("npy");
     std::fs::write(dir.join("x.npy"), npy_u8(&[3, 2, 2], &[255; 12])).unwrap();
-    std::fs::write(dir.join("y.npy"), npy_raw("|i1", &[3], &[0, 1, 2])).unwrap();
+    std::fs::write(dir.join("y.npy"), npy_bytes_raw("|i1", &[3], &[0, 1, 2])).unwrap();
     assert_eq!(detect(&dir).unwrap(), Format::NpyPair);
     let (_, d) = load_test(Some(&dir), &DataOptions::default()).unwrap();
     assert_eq!((d.images.dims(), d.classes), (&[3, 1, 2, 2][..], 3));
@@ -350,7 +330,7 @@ fn hostile_npz_files_are_typed_errors() {
         ),
         (
             vec![
-                ("x.npy", npy_raw("<i4", &[1, 1, 1], &[0; 4])),
+                ("x.npy", npy_bytes_raw("<i4", &[1, 1, 1], &[0; 4])),
                 ("y.npy", labels(&[0])),
             ],
             "uint8",

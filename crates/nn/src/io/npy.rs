@@ -267,18 +267,20 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 /// The `.npy` (version 1.0, `<f4`, C order) encoding of a tensor.
 pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
     let data: Vec<u8> = t.data().iter().flat_map(|v| v.to_le_bytes()).collect();
-    encode("<f4", t.dims(), &data)
+    npy_bytes_raw("<f4", t.dims(), &data)
 }
 
 /// The `.npy` (version 1.0, `<i8`: little-endian int64, C order) encoding of `values` with
 /// shape `dims` (class indices, for example).
 pub fn npy_bytes_i64(dims: &[usize], values: &[i64]) -> Vec<u8> {
     let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    encode("<i8", dims, &data)
+    npy_bytes_raw("<i8", dims, &data)
 }
 
-/// Header (`descr`, C order, `dims`) and little-endian element bytes `data`.
-fn encode(descr: &str, dims: &[usize], data: &[u8]) -> Vec<u8> {
+/// A complete `.npy` file image: the header (`descr` such as `"<f4"` or `"|u1"`, C order,
+/// `dims`) and the little-endian element bytes `data`, as given (not checked against `dims`:
+/// test writers use it for files of any element type, malformed ones included).
+pub fn npy_bytes_raw(descr: &str, dims: &[usize], data: &[u8]) -> Vec<u8> {
     let shape = match dims.len() {
         0 => "()".to_string(),
         1 => format!("({},)", dims[0]),

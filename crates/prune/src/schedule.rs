@@ -3,7 +3,7 @@
 //! (1 - t/n)^3`, TF-MOT's `PolynomialDecay`), each retraining through the Trainer with the
 //! mask held by a hook.
 
-use nn::trainer::{EpochContext, Objective, StepContext, TrainReport, Trainer};
+use nn::trainer::{Objective, StepContext, TrainReport, Trainer};
 use nn::{Dataset, Model, TrainConfig, TrainHook};
 
 use crate::error::{PruneError, Result};
@@ -114,9 +114,10 @@ pub enum Schedule {
         /// Number of prune/retrain rounds.
         rounds: usize,
     },
-    /// Gradual pruning (Zhu and Gupta, 2017): after each of the first two thirds of the
-    /// epochs the target follows `s_t = s_f (1 - (1 - t/n)^3)`; the last third retrains at
-    /// the final mask.
+    /// Gradual pruning (Zhu and Gupta, 2017): re-masked every [`Ramp::frequency`] steps
+    /// over the first two thirds of the training steps, the target following `s_t = s_f (1 -
+    /// (1 - t/n)^3)`; the last third retrains at the final mask, whatever the budget (one
+    /// epoch included).
     Polynomial,
 }
 
@@ -213,12 +214,11 @@ pub fn prune_model_with(
             mask
         }
         Schedule::Polynomial => {
-            let ramp = (epochs * 2).div_ceil(3).max(1);
             let mut hook = Gradual {
                 mask: criterion.at(0.0).masks(model)?,
                 dropout: dropout.clone(),
                 criterion: criterion.clone(),
-                ramp,
+                ramp: None,
             };
             if epochs == 0 {
                 hook.mask = criterion.masks(model)?;
@@ -248,11 +248,54 @@ pub fn prune_model_with(
     })
 }
 
-/// The hook of [`Schedule::Polynomial`]: re-masks at each epoch end of the ramp, holds the
-/// mask through every step.
+/// Re-masks per epoch of [`Schedule::Polynomial`] (Zhu and Gupta prune every 100 to 1,000
+/// steps; a tenth of an epoch is 94 steps of Fashion-MNIST at batch 64).
+pub const REMASKS_PER_EPOCH: usize = 10;
+
+/// When [`Schedule::Polynomial`] re-masks, in training steps: every `frequency` steps up to
+/// `end`, about two thirds of the run, so that the final mask is reached with a third of the
+/// budget left to retrain at it (Zhu and Gupta, 2017, section 3: `n` pruning steps of
+/// `Δt`, then training at the final sparsity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ramp {
+    /// Steps between two re-masks.
+    pub frequency: usize,
+    /// The step count after which the final sparsity holds (`n Δt`).
+    pub end: usize,
+}
+
+impl Ramp {
+    /// The ramp of a run of `total_steps` steps, `steps_per_epoch` a epoch: it ends at
+    /// `ceil(2 total / 3)` steps and re-masks [`REMASKS_PER_EPOCH`] times an epoch (at least
+    /// every step of a run shorter than that).
+    pub fn new(total_steps: usize, steps_per_epoch: usize) -> Self {
+        Ramp {
+            frequency: (steps_per_epoch / REMASKS_PER_EPOCH).max(1),
+            end: (total_steps * 2).div_ceil(3).max(1),
+        }
+    }
+
+    /// The fraction of the final sparsity to prune to once `done` steps are taken, or `None`
+    /// when the mask holds: `1 - (1 - t/n)^3` (Zhu and Gupta, eq. 1, with `s_i = 0`) at every
+    /// `frequency`-th step of the ramp and at its last.
+    pub fn fraction_after(&self, done: usize) -> Option<f64> {
+        if done == 0
+            || done > self.end
+            || (!done.is_multiple_of(self.frequency) && done != self.end)
+        {
+            return None;
+        }
+        let t = done as f64 / self.end as f64;
+        Some(1.0 - (1.0 - t).powi(3))
+    }
+}
+
+/// The hook of [`Schedule::Polynomial`]: re-masks along its [`Ramp`], holds the mask through
+/// every step.
 struct Gradual {
     criterion: Criterion,
-    ramp: usize,
+    /// Set at the first step, when the run's length is known.
+    ramp: Option<Ramp>,
     mask: ModelMask,
     dropout: crate::dropout::DropoutAdjustment,
 }
@@ -262,18 +305,15 @@ impl TrainHook for Gradual {
         Ok(self.mask.apply_to_grads(model)?)
     }
 
-    fn after_step(&mut self, model: &mut Model, _ctx: &StepContext<'_>) -> nn::Result<()> {
+    fn after_step(&mut self, model: &mut Model, ctx: &StepContext<'_>) -> nn::Result<()> {
+        let ramp = *self
+            .ramp
+            .get_or_insert_with(|| Ramp::new(ctx.total_steps, ctx.steps_per_epoch));
+        if let Some(fraction) = ramp.fraction_after(ctx.step + 1) {
+            self.mask = self.criterion.at(fraction).masks(model)?;
+            self.dropout.apply(model)?;
+        }
         Ok(self.mask.apply(model)?)
-    }
-
-    fn on_epoch_end(&mut self, model: &mut Model, ctx: &EpochContext) -> nn::Result<()> {
-        let t = (ctx.epoch + 1).min(self.ramp) as f64 / self.ramp as f64;
-        // Zhu and Gupta (2017), eq. 1 with s_i = 0: s_t = s_f (1 - (1 - t)^3).
-        let fraction = 1.0 - (1.0 - t).powi(3);
-        self.mask = self.criterion.at(fraction).masks(model)?;
-        self.mask.apply(model)?;
-        self.dropout.apply(model)?;
-        Ok(())
     }
 }
 
@@ -317,6 +357,93 @@ mod tests {
                 .sum::<f64>(),
             3.0
         );
+    }
+
+    /// Drives the gradual hook as the Trainer does over one epoch of `steps` steps and gives
+    /// the kept fraction of all prunable weights after each step.
+    fn densities_over_one_epoch(steps: usize) -> Vec<f64> {
+        let mut model = nn::zoo::build("lenet300", &mut Rng::seed_from_u64(5)).unwrap();
+        let criterion = Criterion::GlobalSparsity(0.9);
+        let mut hook = Gradual {
+            mask: criterion.at(0.0).masks(&model).unwrap(),
+            dropout: crate::dropout::DropoutAdjustment::capture(&model).unwrap(),
+            criterion,
+            ramp: None,
+        };
+        let inputs = tensor_core::Tensor::zeros_dims(&[1, 784]).unwrap();
+        (0..steps)
+            .map(|step| {
+                let ctx = StepContext {
+                    step,
+                    epoch: 0,
+                    step_in_epoch: step,
+                    steps_per_epoch: steps,
+                    total_steps: steps,
+                    lr: 1e-3,
+                    inputs: &inputs,
+                    labels: &[0],
+                };
+                hook.after_step(&mut model, &ctx).unwrap();
+                let (kept, total) = hook
+                    .mask
+                    .layers
+                    .values()
+                    .fold((0, 0), |(k, t), m| (k + m.kept(), t + m.len()));
+                kept as f64 / total as f64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_one_epoch_polynomial_schedule_retrains_a_third_of_it_at_the_final_mask() {
+        // Zhu and Gupta re-mask every few steps; re-masking at epoch ends only (the session-7
+        // schedule) reached the final sparsity after the last step of a one-epoch budget.
+        let steps = 300;
+        let d = densities_over_one_epoch(steps);
+        let last = *d.last().unwrap();
+        assert!((last - 0.1).abs() < 1e-4, "{last}");
+        let first_final = d.iter().position(|&x| x == last).unwrap();
+        assert_eq!(first_final + 1, Ramp::new(steps, steps).end, "{d:?}");
+        assert!(steps - (first_final + 1) >= steps / 3 - 1, "{first_final}");
+        // Sparsity only grows along the ramp, in REMASKS_PER_EPOCH-ish steps, then holds.
+        assert!(d.windows(2).all(|w| w[1] <= w[0] + 1e-12));
+        let changes = d.windows(2).filter(|w| w[1] != w[0]).count();
+        assert!((3..=REMASKS_PER_EPOCH).contains(&changes), "{changes}");
+        assert!(d[first_final..].iter().all(|&x| x == d[first_final]));
+    }
+
+    #[test]
+    fn the_ramp_re_masks_at_its_frequency_and_ends_at_two_thirds() {
+        let r = Ramp::new(30 * 938, 938);
+        assert_eq!(
+            r,
+            Ramp {
+                frequency: 93,
+                end: 18_760
+            }
+        );
+        assert_eq!(r.fraction_after(0), None);
+        assert_eq!(r.fraction_after(92), None);
+        assert!(r.fraction_after(93).unwrap() > 0.0);
+        assert_eq!(r.fraction_after(r.end), Some(1.0));
+        assert_eq!(r.fraction_after(r.end + 93), None);
+        // Runs shorter than an epoch's tenth re-mask at every step; one step still ends.
+        assert_eq!(
+            Ramp::new(3, 3),
+            Ramp {
+                frequency: 1,
+                end: 2
+            }
+        );
+        assert_eq!(Ramp::new(1, 1).fraction_after(1), Some(1.0));
+        // Concave: more than half of the sparsity in the first half of the ramp.
+        let half = Ramp {
+            frequency: 1,
+            end: 100,
+        }
+        .fraction_after(50)
+        .unwrap();
+        assert!((half - 0.875).abs() < 1e-12, "{half}");
     }
 
     #[test]

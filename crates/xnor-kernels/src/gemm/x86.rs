@@ -37,6 +37,8 @@ fn tail<const MR: usize, const NR: usize>(
 /// Callers check that the CPU has AVX2 and POPCNT; `a` holds `MR` rows and `b` `NR` rows of
 /// `w` words each.
 #[target_feature(enable = "avx2,popcnt")]
+#[inline]
+#[allow(clippy::needless_range_loop)] // indices keep the tile in registers
 pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
     a: &[u64],
     b: &[u64],
@@ -44,40 +46,105 @@ pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
     out: &mut [[u32; NR]; MR],
 ) {
     assert!(a.len() >= MR * w && b.len() >= NR * w);
+    let table = nibble_popcounts();
+    let nibble = _mm256_set1_epi8(0x0f);
+    let vectors = w / 4;
+    let total = accumulate::<MR, NR>(vectors, |s, bytes| {
+        // SAFETY: row i's words s*4..s*4+4 lie within a[..MR*w] (s < w/4), checked above;
+        // loadu has no alignment requirement.
+        let av: [__m256i; MR] = std::array::from_fn(|i| unsafe {
+            _mm256_loadu_si256(a.as_ptr().add(i * w + 4 * s).cast())
+        });
+        for j in 0..NR {
+            // SAFETY: as above, for b.
+            let bv = unsafe { _mm256_loadu_si256(b.as_ptr().add(j * w + 4 * s).cast()) };
+            for i in 0..MR {
+                let x = _mm256_xor_si256(av[i], bv);
+                let lo = _mm256_and_si256(x, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), nibble);
+                let c = _mm256_add_epi8(
+                    _mm256_shuffle_epi8(table, lo),
+                    _mm256_shuffle_epi8(table, hi),
+                );
+                bytes[i][j] = _mm256_add_epi8(bytes[i][j], c);
+            }
+        }
+    });
+    reduce(&total, out);
+    tail(a, b, w, vectors * 4, out);
+}
+
+/// AVX2 on rows stored as nibble planes ([`super::planes`]): per (row, column) pair and
+/// vector, `T[alo ^ blo] + T[ahi ^ bhi]` (two `vpxor`, two `vpshufb`, two `vpaddb`; the
+/// masks and the shift of [`tile_avx2`] were done once per row when the planes were split).
+/// `a_lo ^ b_lo` is the low nibbles of `a ^ b`, as masking commutes with XOR, so the counts
+/// are those of [`tile_avx2`].
+///
+/// Callers check that the CPU has AVX2 and POPCNT; `a` holds `MR` rows and `b` `NR` rows of
+/// `stride` words each, laid out as [`super::planes::split`] writes them.
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+#[allow(clippy::needless_range_loop)] // indices keep the tile in registers
+pub(super) fn tile_avx2_planes<const MR: usize, const NR: usize>(
+    a: &[u64],
+    b: &[u64],
+    stride: usize,
+    out: &mut [[u32; NR]; MR],
+) {
+    assert!(a.len() >= MR * stride && b.len() >= NR * stride);
+    let table = nibble_popcounts();
+    // Each vector is 8 words (a low and a high plane); the tail is shorter than 4 words.
+    let vectors = stride / 8;
+    let total = accumulate::<MR, NR>(vectors, |s, bytes| {
+        // SAFETY: row i's words 8s..8s+8 lie within a[..MR*stride] (s < stride/8),
+        // checked above; loadu has no alignment requirement.
+        let load = |p: &[u64], at: usize| unsafe { _mm256_loadu_si256(p.as_ptr().add(at).cast()) };
+        let lo: [__m256i; MR] = std::array::from_fn(|i| load(a, i * stride + 8 * s));
+        let hi: [__m256i; MR] = std::array::from_fn(|i| load(a, i * stride + 8 * s + 4));
+        for j in 0..NR {
+            let (blo, bhi) = (load(b, j * stride + 8 * s), load(b, j * stride + 8 * s + 4));
+            for i in 0..MR {
+                let c = _mm256_add_epi8(
+                    _mm256_shuffle_epi8(table, _mm256_xor_si256(lo[i], blo)),
+                    _mm256_shuffle_epi8(table, _mm256_xor_si256(hi[i], bhi)),
+                );
+                bytes[i][j] = _mm256_add_epi8(bytes[i][j], c);
+            }
+        }
+    });
+    reduce(&total, out);
+    tail(a, b, stride, vectors * 8, out);
+}
+
+/// The popcounts of the 16 nibbles, in both 128-bit lanes (the `vpshufb` table).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn nibble_popcounts() -> __m256i {
     #[rustfmt::skip]
     let table = _mm256_setr_epi8(
         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
     );
-    let nibble = _mm256_set1_epi8(0x0f);
+    table
+}
+
+/// Byte-lane counts of `vectors` vectors per (row, column) pair: `step(s, bytes)` adds
+/// vector `s`'s per-byte counts (at most 8 a byte) into `bytes`, which are summed into u64
+/// lanes with `vpsadbw` every [`BYTE_ACC_VECTORS`] vectors. Returns the u64 lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn accumulate<const MR: usize, const NR: usize>(
+    vectors: usize,
+    mut step: impl FnMut(usize, &mut [[__m256i; NR]; MR]),
+) -> [[__m256i; NR]; MR] {
     let zero = _mm256_setzero_si256();
-    let vectors = w / 4;
     let mut total = [[zero; NR]; MR];
     let mut v = 0;
     while v < vectors {
         let end = (v + BYTE_ACC_VECTORS).min(vectors);
         let mut bytes = [[zero; NR]; MR];
-        #[allow(clippy::needless_range_loop)] // indices keep the tile in registers
         for s in v..end {
-            // SAFETY: row i's words s*4..s*4+4 lie within a[..MR*w] (s < w/4), checked above;
-            // loadu has no alignment requirement.
-            let av: [__m256i; MR] = std::array::from_fn(|i| unsafe {
-                _mm256_loadu_si256(a.as_ptr().add(i * w + 4 * s).cast())
-            });
-            for j in 0..NR {
-                // SAFETY: as above, for b.
-                let bv = unsafe { _mm256_loadu_si256(b.as_ptr().add(j * w + 4 * s).cast()) };
-                for i in 0..MR {
-                    let x = _mm256_xor_si256(av[i], bv);
-                    let lo = _mm256_and_si256(x, nibble);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), nibble);
-                    let c = _mm256_add_epi8(
-                        _mm256_shuffle_epi8(table, lo),
-                        _mm256_shuffle_epi8(table, hi),
-                    );
-                    bytes[i][j] = _mm256_add_epi8(bytes[i][j], c);
-                }
-            }
+            step(s, &mut bytes);
         }
         for i in 0..MR {
             for j in 0..NR {
@@ -86,6 +153,16 @@ pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
         }
         v = end;
     }
+    total
+}
+
+/// The u64 lanes of each (row, column) total summed into `out`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn reduce<const MR: usize, const NR: usize>(
+    total: &[[__m256i; NR]; MR],
+    out: &mut [[u32; NR]; MR],
+) {
     for i in 0..MR {
         if NR == 4 {
             // Four columns' lanes reduced together: a 4 x 4 transpose-and-add of u64 lanes
@@ -103,13 +180,13 @@ pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
                 _mm256_permute2x128_si256::<0x20>(s01, s23),
                 _mm256_permute2x128_si256::<0x31>(s01, s23),
             );
-            let mut lanes = [0u64; 4];
-            // SAFETY: `lanes` is 32 writable bytes; storeu has no alignment requirement.
-            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
-            for (o, l) in out[i].iter_mut().zip(lanes) {
-                // The depth bound (MAX_DEPTH) keeps every count within u32.
-                *o = l as u32;
-            }
+            // The low halves of the four u64 lanes (the depth bound, MAX_DEPTH, keeps every
+            // count within u32), stored as the row's four counts at once.
+            let low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+            let counts = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(s, low));
+            // SAFETY: out[i] is [u32; 4] here (NR == 4), 16 writable bytes; storeu has no
+            // alignment requirement.
+            unsafe { _mm_storeu_si128(out[i].as_mut_ptr().cast(), counts) };
         } else {
             for j in 0..NR {
                 let t = total[i][j];
@@ -122,7 +199,6 @@ pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
             }
         }
     }
-    tail(a, b, w, vectors * 4, out);
 }
 
 /// AVX-512 VPOPCNTDQ: `vpopcntq` on eight words of `a ^ b` at a time, accumulated in u64
@@ -131,6 +207,7 @@ pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
 /// Callers check that the CPU has AVX-512 F, VPOPCNTDQ and POPCNT; `a` holds `MR` rows and
 /// `b` `NR` rows of `w` words each.
 #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+#[inline]
 pub(super) fn tile_avx512<const MR: usize, const NR: usize>(
     a: &[u64],
     b: &[u64],

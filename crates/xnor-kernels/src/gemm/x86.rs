@@ -49,7 +49,7 @@ pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
     let table = nibble_popcounts();
     let nibble = _mm256_set1_epi8(0x0f);
     let vectors = w / 4;
-    let total = accumulate::<MR, NR>(vectors, |s, bytes| {
+    counts::<MR, NR>(vectors, out, |s, bytes| {
         // SAFETY: row i's words s*4..s*4+4 lie within a[..MR*w] (s < w/4), checked above;
         // loadu has no alignment requirement.
         let av: [__m256i; MR] = std::array::from_fn(|i| unsafe {
@@ -70,7 +70,6 @@ pub(super) fn tile_avx2<const MR: usize, const NR: usize>(
             }
         }
     });
-    reduce(&total, out);
     tail(a, b, w, vectors * 4, out);
 }
 
@@ -95,7 +94,7 @@ pub(super) fn tile_avx2_planes<const MR: usize, const NR: usize>(
     let table = nibble_popcounts();
     // Each vector is 8 words (a low and a high plane); the tail is shorter than 4 words.
     let vectors = stride / 8;
-    let total = accumulate::<MR, NR>(vectors, |s, bytes| {
+    counts::<MR, NR>(vectors, out, |s, bytes| {
         // SAFETY: row i's words 8s..8s+8 lie within a[..MR*stride] (s < stride/8),
         // checked above; loadu has no alignment requirement.
         let load = |p: &[u64], at: usize| unsafe { _mm256_loadu_si256(p.as_ptr().add(at).cast()) };
@@ -112,7 +111,6 @@ pub(super) fn tile_avx2_planes<const MR: usize, const NR: usize>(
             }
         }
     });
-    reduce(&total, out);
     tail(a, b, stride, vectors * 8, out);
 }
 
@@ -128,7 +126,8 @@ fn nibble_popcounts() -> __m256i {
     table
 }
 
-/// Byte-lane counts of `vectors` vectors per (row, column) pair: `step(s, bytes)` adds
+/// Byte-lane counts of `vectors` vectors per (row, column) pair (tiles of other than four
+/// columns): `step(s, bytes)` adds
 /// vector `s`'s per-byte counts (at most 8 a byte) into `bytes`, which are summed into u64
 /// lanes with `vpsadbw` every [`BYTE_ACC_VECTORS`] vectors. Returns the u64 lanes.
 #[target_feature(enable = "avx2")]
@@ -156,38 +155,29 @@ fn accumulate<const MR: usize, const NR: usize>(
     total
 }
 
-/// The u64 lanes of each (row, column) total summed into `out`.
+/// Vectors summed in byte lanes before [`counts`] merges a row's four columns: a merged byte
+/// adds four bytes of at most 8 per vector, and `4 * 8 * 7 = 224 <= 255`.
+const MERGED_ACC_VECTORS: usize = 7;
+
+/// The popcounts of `vectors` vectors per (row, column) pair into `out`: `step(s, bytes)`
+/// adds vector `s`'s per-byte counts (at most 8 a byte) into `bytes`.
+///
+/// With four columns (the full tiles) the byte counts of a row's four pairs are merged before
+/// `vpsadbw`: `unpack{lo,hi}` + add and `vperm2i128` + add fold each pair's four 64-bit
+/// quarters into one, so one `vpsadbw` yields the row's four counts in its four u64 lanes
+/// (12 instructions per four pairs with the store, where a `vpsadbw` per pair and a 4 x 4
+/// transpose of the lanes took 19: the reduction is most of a pair's cost at small K).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn reduce<const MR: usize, const NR: usize>(
-    total: &[[__m256i; NR]; MR],
+fn counts<const MR: usize, const NR: usize>(
+    vectors: usize,
     out: &mut [[u32; NR]; MR],
+    mut step: impl FnMut(usize, &mut [[__m256i; NR]; MR]),
 ) {
-    for i in 0..MR {
-        if NR == 4 {
-            // Four columns' lanes reduced together: a 4 x 4 transpose-and-add of u64 lanes
-            // (9 instructions where four horizontal sums take 28; it matters at small K).
-            let t = &total[i];
-            let s01 = _mm256_add_epi64(
-                _mm256_unpacklo_epi64(t[0], t[1]),
-                _mm256_unpackhi_epi64(t[0], t[1]),
-            );
-            let s23 = _mm256_add_epi64(
-                _mm256_unpacklo_epi64(t[2], t[3]),
-                _mm256_unpackhi_epi64(t[2], t[3]),
-            );
-            let s = _mm256_add_epi64(
-                _mm256_permute2x128_si256::<0x20>(s01, s23),
-                _mm256_permute2x128_si256::<0x31>(s01, s23),
-            );
-            // The low halves of the four u64 lanes (the depth bound, MAX_DEPTH, keeps every
-            // count within u32), stored as the row's four counts at once.
-            let low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-            let counts = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(s, low));
-            // SAFETY: out[i] is [u32; 4] here (NR == 4), 16 writable bytes; storeu has no
-            // alignment requirement.
-            unsafe { _mm_storeu_si128(out[i].as_mut_ptr().cast(), counts) };
-        } else {
+    let zero = _mm256_setzero_si256();
+    if NR != 4 {
+        let total = accumulate(vectors, step);
+        for i in 0..MR {
             for j in 0..NR {
                 let t = total[i][j];
                 let s = _mm256_extract_epi64::<0>(t)
@@ -198,6 +188,43 @@ fn reduce<const MR: usize, const NR: usize>(
                 out[i][j] = s as u32;
             }
         }
+        return;
+    }
+    let mut total = [zero; MR];
+    let mut v = 0;
+    while v < vectors {
+        let end = (v + MERGED_ACC_VECTORS).min(vectors);
+        let mut bytes = [[zero; NR]; MR];
+        for s in v..end {
+            step(s, &mut bytes);
+        }
+        for (t, b) in total.iter_mut().zip(&bytes) {
+            // Quarters q of columns 0 and 1: [c0 q0+q1, c1 q0+q1 | c0 q2+q3, c1 q2+q3].
+            let x01 = _mm256_add_epi8(
+                _mm256_unpacklo_epi64(b[0], b[1]),
+                _mm256_unpackhi_epi64(b[0], b[1]),
+            );
+            let x23 = _mm256_add_epi8(
+                _mm256_unpacklo_epi64(b[2], b[3]),
+                _mm256_unpackhi_epi64(b[2], b[3]),
+            );
+            // One 64-bit lane per column, each the sum of the column's four quarters.
+            let y = _mm256_add_epi8(
+                _mm256_permute2x128_si256::<0x20>(x01, x23),
+                _mm256_permute2x128_si256::<0x31>(x01, x23),
+            );
+            *t = _mm256_add_epi64(*t, _mm256_sad_epu8(y, zero));
+        }
+        v = end;
+    }
+    let low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    for (t, o) in total.iter().zip(out.iter_mut()) {
+        // The low halves of the four u64 lanes (the depth bound, MAX_DEPTH, keeps every
+        // count within u32), stored as the row's four counts at once.
+        let c = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(*t, low));
+        // SAFETY: `o` is [u32; 4] here (NR == 4), 16 writable bytes; storeu has no
+        // alignment requirement.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), c) };
     }
 }
 

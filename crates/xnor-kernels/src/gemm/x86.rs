@@ -1,8 +1,10 @@
 //! The x86 tiles of the binary GEMM: AVX2 (nibble-table popcount) and AVX-512 VPOPCNTDQ.
 //!
-//! Both compute the popcounts of `a_i ^ b_j` for a register block of `MR` rows of `A` and
+//! Each computes the popcounts of `a_i ^ b_j` for a register block of `MR` rows of `A` and
 //! `NR` rows of `B`, loading each vector of `A` once per block column and each vector of `B`
-//! once per block row, and reduce to scalars once per tile, not once per dot product.
+//! once per block row, and reduces to scalars once per tile, not once per dot product. The
+//! AVX2 tiles (nibble table on packed words, nibble planes) share their byte-lane
+//! accumulation and reduction ([`counts`]).
 
 use std::arch::x86_64::*;
 
@@ -31,8 +33,7 @@ fn tail<const MR: usize, const NR: usize>(
 
 /// AVX2: the popcount of each byte of `a ^ b` from two 16-entry table lookups
 /// (`vpshufb` on the low and the high nibble; Muła, Kurz and Lemire, 2018), accumulated in
-/// byte lanes per (row, column) pair, summed into u64 lanes with `vpsadbw` every
-/// [`BYTE_ACC_VECTORS`] vectors.
+/// byte lanes per (row, column) pair and summed by [`counts`].
 ///
 /// Callers check that the CPU has AVX2 and POPCNT; `a` holds `MR` rows and `b` `NR` rows of
 /// `w` words each.

@@ -3,7 +3,9 @@
 //!
 //! Throughput is `Elements(M*N*K)`: criterion's "elem/s" is multiply-accumulates per second
 //! (binary MACs for the binary kernel). The binary operands are packed before timing (weights
-//! are stored packed; activations pay a packing pass, benched apart as `pack`).
+//! are stored packed; activations pay a packing pass, benched apart as `pack`). `binary/avx2`
+//! is the default AVX2 kernel (nibble planes), `binary/avx2-table` the table tile on the
+//! packed words.
 
 use std::hint::black_box;
 
@@ -55,6 +57,16 @@ fn versus_f32(c: &mut Criterion) {
                     black_box(&outi);
                 })
             });
+            if path == PopcountPath::Avx2 {
+                // The table tile on the packed words (the kernel before nibble planes).
+                let bt = bp.nibble_planes(false);
+                g.bench_function("binary/avx2-table", |bench| {
+                    bench.iter(|| {
+                        binary_gemm_with(black_box(&pa), black_box(&pb), &mut outi, &bt).unwrap();
+                        black_box(&outi);
+                    })
+                });
+            }
         }
         g.bench_function("pack A", |bench| {
             bench.iter(|| black_box(PackedRows::pack(black_box(&a), m, k).unwrap()))

@@ -42,7 +42,33 @@ fn announce_paths() -> Vec<PopcountPath> {
     PopcountPath::supported()
 }
 
+/// The kernel variants of `path`: AVX2 runs on nibble planes (the default) and on the packed
+/// words; the other paths have one.
+fn variants(path: PopcountPath) -> Vec<(String, BinaryGemmParams)> {
+    let p = BinaryGemmParams::on(path);
+    let mut v = vec![(path.name().to_string(), p)];
+    if path == PopcountPath::Avx2 {
+        v[0].0 = "avx2 (nibble planes)".into();
+        v.push(("avx2 (nibble table)".into(), p.nibble_planes(false)));
+    }
+    v
+}
+
 fn check(path: PopcountPath, m: usize, n: usize, k: usize, threads: usize, seed: u64) {
+    for (name, p) in variants(path) {
+        check_with(&name, p, m, n, k, threads, seed);
+    }
+}
+
+fn check_with(
+    name: &str,
+    p: BinaryGemmParams,
+    m: usize,
+    n: usize,
+    k: usize,
+    threads: usize,
+    seed: u64,
+) {
     let mut rng = Rng::seed_from_u64(seed);
     let (a, b) = (signs(m * k, &mut rng), signs(n * k, &mut rng));
     let (pa, pb) = (
@@ -50,14 +76,11 @@ fn check(path: PopcountPath, m: usize, n: usize, k: usize, threads: usize, seed:
         PackedRows::pack(&b, n, k).unwrap(),
     );
     let mut c = vec![i32::MIN; m * n];
-    let p = BinaryGemmParams::on(path).threads(threads);
-    binary_gemm_with(&pa, &pb, &mut c, &p).unwrap();
+    binary_gemm_with(&pa, &pb, &mut c, &p.threads(threads)).unwrap();
     let want = float_gemm(&a, &b, m, n, k);
     assert_eq!(
-        c,
-        want,
-        "path {} m {m} n {n} k {k} threads {threads} seed {seed}",
-        path.name()
+        c, want,
+        "path {name} m {m} n {n} k {k} threads {threads} seed {seed}"
     );
     assert_eq!(binary_gemm_reference(&pa, &pb).unwrap(), want);
 }
@@ -73,7 +96,9 @@ fn grid_over_word_boundaries_on_every_path() {
                 cases += 1;
             }
         }
-        eprintln!("path {}: {cases} grid cases bit-exact", path.name());
+        for (name, _) in variants(path) {
+            eprintln!("path {name}: {cases} grid cases bit-exact");
+        }
     }
 }
 
@@ -130,10 +155,10 @@ proptest! {
         let (a, b) = (signs(m * k, &mut rng), signs(n * k, &mut rng));
         let (pa, pb) = (PackedRows::pack(&a, m, k).unwrap(), PackedRows::pack(&b, n, k).unwrap());
         let want = binary_gemm_reference(&pa, &pb).unwrap();
-        for path in PopcountPath::supported() {
+        for (name, p) in PopcountPath::supported().into_iter().flat_map(variants) {
             let mut c = vec![0; m * n];
-            binary_gemm_with(&pa, &pb, &mut c, &BinaryGemmParams::on(path).threads(1)).unwrap();
-            prop_assert_eq!(&c, &want, "path {}", path.name());
+            binary_gemm_with(&pa, &pb, &mut c, &p.threads(1)).unwrap();
+            prop_assert_eq!(&c, &want, "path {}", name);
         }
     }
 }

@@ -17,12 +17,16 @@
 //!   (batch-1 inference) the product is computed as `C^T = B A^T` and transposed.
 //!
 //! Paths ([`PopcountPath`]): `portable` (`u64::count_ones`), `avx2` (nibble-table
-//! `vpshufb` + `vpsadbw`, 2 x 4 tiles), `avx512-vpopcntdq` (`vpopcntq`, 4 x 4 tiles). Every
-//! path returns the same integers as [`binary_gemm_reference`].
+//! `vpshufb` + `vpsadbw` on rows split into nibble planes once per product ([`planes`]),
+//! 2 x 4 tiles), `avx512-vpopcntdq` (`vpopcntq`, 4 x 4 tiles). Every path returns the same
+//! integers as [`binary_gemm_reference`].
 
+mod planes;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+use std::borrow::Cow;
 
 use rayon::prelude::*;
 use tensor_core::dispatch::{KernelPath, PopcountPath};
@@ -52,6 +56,10 @@ pub struct BinaryGemmParams {
     /// Threads: 0 = the current rayon pool, 1 = sequential (callers already running in
     /// parallel), `n > 1` = the pool too (the split adapts to it).
     pub threads: usize,
+    /// AVX2 only: split the rows into nibble planes once per product and run the planes
+    /// tile (6 vector instructions per pair and vector; the default), or run the table tile
+    /// on the packed words (8; kept to measure one against the other).
+    pub nibble_planes: bool,
 }
 
 impl Default for BinaryGemmParams {
@@ -59,6 +67,7 @@ impl Default for BinaryGemmParams {
         Self {
             path: PopcountPath::selected(),
             threads: 0,
+            nibble_planes: true,
         }
     }
 }
@@ -75,6 +84,14 @@ impl BinaryGemmParams {
     /// Same options with `threads` replaced.
     pub fn threads(self, threads: usize) -> Self {
         Self { threads, ..self }
+    }
+
+    /// Same options with [`Self::nibble_planes`] replaced.
+    pub fn nibble_planes(self, nibble_planes: bool) -> Self {
+        Self {
+            nibble_planes,
+            ..self
+        }
     }
 }
 
@@ -110,22 +127,34 @@ pub fn binary_gemm_with(
         p.threads
     };
     let parallel = threads > 1 && m.saturating_mul(n).saturating_mul(w) >= PAR_MIN_WORD_PAIRS;
+    // The AVX2 tile reads both operands as nibble planes, split once here.
+    let split = p.nibble_planes && matches!(p.path, PopcountPath::Avx2) && w >= 4;
+    let (a_words, b_words, stride) = if split {
+        (
+            Cow::Owned(planes::split(a.words(), w)),
+            Cow::Owned(planes::split(b.words(), w)),
+            planes::stride(w),
+        )
+    } else {
+        (Cow::Borrowed(a.words()), Cow::Borrowed(b.words()), w)
+    };
     let run = Run {
         path: p.path,
-        w,
+        split,
+        w: stride,
         depth,
     };
     if !parallel {
-        run.rows(a.words(), b.words(), n, c);
+        run.rows(&a_words, &b_words, n, c);
         return Ok(());
     }
     let tasks = 4 * threads;
     if m >= tasks * 4 || m >= n {
-        run.rows_parallel(a.words(), b.words(), m, n, c, tasks);
+        run.rows_parallel(&a_words, &b_words, m, n, c, tasks);
     } else {
         // Few rows of C (batch-1 inference): split the other dimension through C^T = B A^T.
         let mut ct = vec![0i32; m * n];
-        run.rows_parallel(b.words(), a.words(), n, m, &mut ct, tasks);
+        run.rows_parallel(&b_words, &a_words, n, m, &mut ct, tasks);
         for (i, row) in c.chunks_exact_mut(n).enumerate() {
             for (j, v) in row.iter_mut().enumerate() {
                 *v = ct[j * m + i];
@@ -193,10 +222,12 @@ pub(crate) fn require(path: PopcountPath, op: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// One product's fixed parts: the path, words per row and the true depth.
+/// One product's fixed parts: the path, whether the rows are nibble planes, words per row
+/// (of the layout the tiles read) and the true depth.
 #[derive(Clone, Copy)]
 struct Run {
     path: PopcountPath,
+    split: bool,
     w: usize,
     depth: i32,
 }
@@ -212,17 +243,24 @@ impl Run {
 
     /// `C` rows for the rows of `a` (all of `b`), sequentially.
     fn rows(&self, a: &[u64], b: &[u64], n: usize, c: &mut [i32]) {
+        // SAFETY (the x86 arms): a Run on a SIMD path exists only after `require` checked
+        // the path's features.
         match self.path {
             #[cfg(target_arch = "x86_64")]
-            PopcountPath::Avx2 => self.panels::<Avx2, 2, 4>(a, b, n, c),
+            PopcountPath::Avx2 if self.split => unsafe {
+                simd_panels::avx2_planes(self, a, b, n, c)
+            },
             #[cfg(target_arch = "x86_64")]
-            PopcountPath::Avx512Vpopcntdq => self.panels::<Avx512, 4, 4>(a, b, n, c),
+            PopcountPath::Avx2 => unsafe { simd_panels::avx2(self, a, b, n, c) },
+            #[cfg(target_arch = "x86_64")]
+            PopcountPath::Avx512Vpopcntdq => unsafe { simd_panels::avx512(self, a, b, n, c) },
             _ => self.panels::<Portable, 2, 4>(a, b, n, c),
         }
     }
 
     /// Panel by panel of `b`: every `MR x NR` tile of the rows of `a` against the panel, then
     /// the edges with `MR` or `NR` = 1.
+    #[inline(always)]
     fn panels<T: Tiles, const MR: usize, const NR: usize>(
         &self,
         a: &[u64],
@@ -285,6 +323,30 @@ impl Run {
     }
 }
 
+/// The panel loops of the x86 paths compiled with the paths' target features, so that the
+/// tiles (target-feature functions), their reductions and the `K - 2p` write-back inline into
+/// one loop. Called from plain code, each tile was a call, its counts passed through memory
+/// and the write-back scalar: 14% of the time at K = 256 beside 58% in the tile (perf).
+#[cfg(target_arch = "x86_64")]
+mod simd_panels {
+    use super::{Avx2, Avx2Planes, Avx512, Run};
+
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(super) fn avx2_planes(run: &Run, a: &[u64], b: &[u64], n: usize, c: &mut [i32]) {
+        run.panels::<Avx2Planes, 2, 4>(a, b, n, c)
+    }
+
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(super) fn avx2(run: &Run, a: &[u64], b: &[u64], n: usize, c: &mut [i32]) {
+        run.panels::<Avx2, 2, 4>(a, b, n, c)
+    }
+
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+    pub(super) fn avx512(run: &Run, a: &[u64], b: &[u64], n: usize, c: &mut [i32]) {
+        run.panels::<Avx512, 4, 4>(a, b, n, c)
+    }
+}
+
 /// A path's tile: the popcounts of `a_i ^ b_j` for `MR` rows of `a` and `NR` rows of `b`.
 trait Tiles {
     fn tile<const MR: usize, const NR: usize>(
@@ -326,6 +388,13 @@ tiles!(
     Avx2,
     x86::tile_avx2,
     "a Run on this path exists only after `require` checked AVX2 and POPCNT"
+);
+tiles!(
+    #[cfg(target_arch = "x86_64")]
+    Avx2Planes,
+    x86::tile_avx2_planes,
+    "a Run on this path exists only after `require` checked AVX2 and POPCNT; `split` says \
+     the rows are planes"
 );
 tiles!(
     #[cfg(target_arch = "x86_64")]

@@ -169,16 +169,20 @@ mod tests {
 
     #[test]
     fn repeated_message_fields_merge() {
-        let mut a = ModelProto::default();
-        a.graph = Some(GraphProto {
-            name: "first".into(),
+        let a = ModelProto {
+            graph: Some(GraphProto {
+                name: "first".into(),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        let mut b = ModelProto::default();
-        b.graph = Some(GraphProto {
-            doc_string: "second".into(),
+        };
+        let b = ModelProto {
+            graph: Some(GraphProto {
+                doc_string: "second".into(),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         let mut bytes = a.encode_to_vec();
         bytes.extend(b.encode_to_vec());
         let whole = ModelProto::decode(bytes.as_slice()).unwrap();

@@ -43,8 +43,11 @@ small modules built the same way (seeded, BatchNorm statistics randomized, eval 
                    AvgPool1d over NCW
   sum_clip_op9     onnx.helper graph: Sum of three branches, Clip with attribute bounds
                    (opset 9), HardSigmoid with ONNX's default alpha/beta
-and, without expected output (the import must fail naming the node):
-  nobatch_op17     a model whose input has no batch dimension ([3, 8, 8], unsqueezed inside)
+  nobatch_op17     a model exported on one sample without a batch dimension ([3, 8, 8],
+                   Unsqueeze(0) before the conv, Squeeze(0) after, flatten(0), MatMul);
+                   input.npy holds 3 samples, expected.npy onnxruntime's output on each
+  nobatch_mlp_op17 the same for an MLP on [12] (MatMul, Add, Clip, Mul on 1-D values)
+(`--only NAME,...` writes only those modules.)
 
 Needs: pip install torch torchvision timm onnx onnxruntime numpy (timm for EfficientNet-Lite0).
 Usage: python3 scripts/classic_onnx.py fixtures [--out fixtures/onnx]
@@ -261,12 +264,23 @@ def small_modules():
         def forward(self, x):  # [3, 8, 8], no batch dimension
             return self.l(torch.relu(self.c(x)).flatten(0))
 
+    class NoBatchMlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1 = nn.Linear(12, 8)
+            self.l2 = nn.Linear(8, 4)
+
+        def forward(self, x):  # [12], no batch dimension
+            return self.l2(F.relu6(self.l1(x)) * 0.5)
+
     return {
         "mbv3_block": (Mbv3Block, (3, 8, 8), [13, 17]),
         "silu_se": (SiluSe, (3, 6, 6), [13, 17]),
         "dense_concat": (DenseConcat, (3, 8, 8), [13, 17]),
         "conv1d": (Conv1dNet, (2, 24), [13, 17]),
-        "nobatch": (NoBatch, None, [17]),
+        # Exported on one unbatched sample: shape None, the sample shape after "nobatch".
+        "nobatch": (NoBatch, ("nobatch", (3, 8, 8)), [17]),
+        "nobatch_mlp": (NoBatchMlp, ("nobatch", (12,)), [17]),
     }
 
 
@@ -289,17 +303,28 @@ def make_fixtures(args):
         np.save(os.path.join(args.out, f"{name}.expected.npy"), y.astype(np.float32))
         print(f"  {name}: {os.path.getsize(path)} bytes, output {y.shape}")
 
+    only = set(args.only.split(",")) if args.only else None
     for i, (name, (cls, shape, opsets)) in enumerate(small_modules().items()):
+        if only is not None and name not in only:
+            continue
         torch.manual_seed(SEED + i)
         m = randomize_bn(cls(), torch, SEED + 100 + i)
         for opset in opsets:
             tag = f"{name}_op{opset}"
             path = os.path.join(args.out, f"{tag}.onnx")
-            if shape is None:
-                x = torch.rand(3, 8, 8)
-                torch.onnx.export(m, x, path, dynamo=False, opset_version=opset,
-                                  input_names=["input"], output_names=["y"])
-                print(f"  {tag}: {os.path.getsize(path)} bytes (no expected output)")
+            if shape[0] == "nobatch":
+                # The graph takes one sample; the expected output stacks onnxruntime's output
+                # on each sample of a batch of 3, which slimnet runs as one batch.
+                x = np.random.default_rng(SEED + i).standard_normal((3, *shape[1])).astype(
+                    np.float32)
+                torch.onnx.export(m, torch.from_numpy(x[0]), path, dynamo=False,
+                                  opset_version=opset, input_names=["input"],
+                                  output_names=["y"])
+                onnx.checker.check_model(onnx.load(path))
+                y = np.stack([ort_run(path, s) for s in x])
+                np.save(os.path.join(args.out, f"{tag}.input.npy"), x)
+                np.save(os.path.join(args.out, f"{tag}.expected.npy"), y.astype(np.float32))
+                print(f"  {tag}: {os.path.getsize(path)} bytes, output {y.shape} (per sample)")
                 continue
             x = np.random.default_rng(SEED + i).standard_normal((3, *shape)).astype(np.float32)
             torch.onnx.export(m, torch.from_numpy(x[:1]), path, dynamo=False,
@@ -307,6 +332,8 @@ def make_fixtures(args):
                               dynamic_axes={"input": {0: "batch"}, "y": {0: "batch"}})
             save(tag, path, x)
 
+    if only is not None and "sum_clip" not in only:
+        return
     # Sum and attribute-bounded Clip (opset 9), HardSigmoid with ONNX's defaults.
     rng = np.random.default_rng(SEED)
     w = lambda *d: numpy_helper.from_array(rng.standard_normal(d).astype(np.float32) * 0.5)
@@ -436,6 +463,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fixtures")
     f.add_argument("--out", default="fixtures/onnx")
+    f.add_argument("--only", default="", help="comma-separated module names (default: all)")
     for name in ("gen", "check", "table"):
         s = sub.add_parser(name)
         if name != "gen":

@@ -102,11 +102,58 @@ fn sum_and_attribute_clip_of_old_opsets() {
 }
 
 #[test]
-fn a_model_without_a_batch_dimension_is_refused_naming_the_node() {
-    let e = import(fixtures().join("nobatch_op17.onnx"))
+fn models_without_a_batch_dimension_get_one_at_import() {
+    // Exported on one [3, 8, 8] sample: Unsqueeze(0) -> Conv -> Squeeze(0) -> Relu ->
+    // flatten(0) (Shape/Slice/Concat/Reshape) -> MatMul -> Add. slimnet runs a batch of 3.
+    let m = check_against_onnxruntime("nobatch_op17");
+    assert_eq!(m.input_shape, [3, 8, 8]);
+    let k = kinds(&m);
+    assert_eq!(k.get("conv2d"), Some(&1), "{k:?}");
+    assert_eq!(k.get("linear"), Some(&1), "{k:?}");
+    // An MLP on a rank-1 input [12]: MatMul/Add/Clip/Mul on 1-D values.
+    let m = check_against_onnxruntime("nobatch_mlp_op17");
+    assert_eq!(m.input_shape, [12]);
+    assert_eq!(kinds(&m).get("linear"), Some(&2));
+    // Batches of any size run (the batch dimension is slimnet's own).
+    let mut m = import(fixtures().join("nobatch_mlp_op17.onnx")).unwrap();
+    let x = read_npy(fixtures().join("nobatch_mlp_op17.input.npy")).unwrap();
+    let want = read_npy(fixtures().join("nobatch_mlp_op17.expected.npy")).unwrap();
+    let one = Tensor::new(&[1, 12], x.data()[12..24].to_vec()).unwrap();
+    let y = m.forward(&one, Mode::Eval).unwrap();
+    let err = tensor_core::testing::max_rel_error(y.data(), &want.data()[4..8], 1e-3);
+    assert!(err <= 1e-4, "sample 1 alone: {err:e}");
+}
+
+#[test]
+fn an_unbatched_value_under_an_unsupported_op_is_refused_naming_it() {
+    use nn::io::onnx::proto::{ModelProto, NodeProto};
+    use prost::Message;
+    let bytes = std::fs::read(fixtures().join("nobatch_mlp_op17.onnx")).unwrap();
+    let mut p = ModelProto::decode(bytes.as_slice()).unwrap();
+    let g = p.graph.as_mut().unwrap();
+    // A Softmax over the 1-D hidden value (axis 0 of the graph is not slimnet's axis 0).
+    let at = g.node.iter().position(|n| n.op_type == "Mul").unwrap();
+    let out = g.node[at].output[0].clone();
+    g.node[at].output[0] = "pre_softmax".into();
+    g.node.insert(
+        at + 1,
+        NodeProto {
+            op_type: "Softmax".into(),
+            name: "sm".into(),
+            input: vec!["pre_softmax".into()],
+            output: vec![out],
+            ..Default::default()
+        },
+    );
+    let e = import_bytes(&p.encode_to_vec(), "mem")
         .unwrap_err()
         .to_string();
-    for want in ["Unsqueeze", "no batch dimension", "batched example input"] {
+    for want in [
+        "'sm'",
+        "Softmax",
+        "without a batch dimension",
+        "batched example input",
+    ] {
         assert!(e.contains(want), "{e} lacks {want}");
     }
 }

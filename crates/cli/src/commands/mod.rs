@@ -57,11 +57,29 @@ pub fn refuse_nonfinite(check: nn::Result<()>) -> Result<()> {
     }
 }
 
+/// Model files from this size on get a progress line on stderr while they load.
+const LARGE_MODEL_BYTES: u64 = 64 << 20;
+
 /// Loads a model in any supported format, refusing NaN or infinite weights (see
 /// [`refuse_nonfinite`]).
 pub fn load_model(path: &Path, arch: Option<&str>) -> Result<nn::Model> {
+    // A large model (an import of 100 MB takes seconds) says what it is doing on stderr.
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let large = size >= LARGE_MODEL_BYTES;
+    let started = std::time::Instant::now();
+    if large {
+        crate::note!("loading {} ({} MB) ...", path.display(), size >> 20);
+    }
     // nn's errors name the file already: the context says only what was being done.
     let model = pipeline::load(path, arch).context("loading model")?;
+    if large {
+        crate::note!(
+            "loaded {} ({} parameters) in {:.1} s",
+            path.display(),
+            model.param_count(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     refuse_nonfinite(nn::finite::check_model(&model))
         .with_context(|| format!("loading model {}", path.display()))?;
     Ok(model)

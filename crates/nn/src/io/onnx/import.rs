@@ -11,18 +11,21 @@
 //! from the fork point. A layer claimed by two joins, or by a join and the output path,
 //! means the graph is not a nest of fork/joins, which is reported naming the node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use prost::Message;
+use prost::bytes::Bytes;
 use tensor_core::{Shape, Tensor};
 
 use super::fold::{Ct, Dim};
 use super::proto::{
-    AttributeProto, DimensionValue, ModelProto, NodeProto, TensorProto, attribute_type, data_type,
+    AttributeProto, DimensionValue, GraphProto, ModelProto, NodeProto, TensorProto, attribute_type,
+    data_type,
 };
 use super::spec::Op;
-use super::tensor::{Const, Data, decode};
+use super::tensor::{Const, Data, decode_with_raw};
+use super::wire::split_field;
 use crate::error::{NnError, Result};
 use crate::layers::onnx_ops::Merge;
 use crate::model::Model;
@@ -197,8 +200,9 @@ pub(super) fn const_to_value(c: Const) -> Result<Value> {
     })
 }
 
-pub(super) fn f32_tensor(c: &Ct<f32>) -> Result<Tensor> {
-    Ok(Tensor::new(&c.dims, c.v.clone())?)
+/// The constant as a tensor, without copying its values.
+pub(super) fn into_tensor(c: Ct<f32>) -> Result<Tensor> {
+    Ok(Tensor::new(&c.dims, c.v)?)
 }
 
 /// The importer's state.
@@ -216,6 +220,14 @@ pub(super) struct Importer {
     pub(super) input_dims: Vec<usize>,
     /// Runtime concatenations seen so far: (input names, axis) -> output name.
     pub(super) concats: HashMap<(Vec<String>, usize), String>,
+    /// The graph input's name.
+    pub(super) input_name: String,
+    /// The graph input's whole shape when every dimension is fixed (batch included).
+    pub(super) input_full_dims: Option<Vec<usize>>,
+    /// The graph input has no batch dimension: slimnet added it (see `ops/nobatch.rs`).
+    pub(super) nobatch: bool,
+    /// Values the graph computes without the batch axis (when `nobatch`).
+    pub(super) unbatched: HashSet<String>,
 }
 
 impl Importer {
@@ -264,6 +276,20 @@ impl Importer {
                 node.input[i]
             ))),
         }
+    }
+
+    /// Input `i` as an f32 constant like [`Self::const_f`], but moved out of the graph's
+    /// values when this node is its only consumer (a layer's weight), so that importing a
+    /// weight does not copy it.
+    pub(super) fn take_f(&mut self, node: &NodeProto, i: usize) -> Result<Ct<f32>> {
+        if let Some(name) = node.input.get(i)
+            && self.uses(name) == 1
+            && matches!(self.values.get(name), Some(Value::F(_)))
+            && let Some(Value::F(c)) = self.values.remove(name)
+        {
+            return Ok(c);
+        }
+        self.const_f(node, i)
     }
 
     pub(super) fn const_i(&self, node: &NodeProto, i: usize) -> Result<Vec<i64>> {
@@ -445,10 +471,40 @@ fn annotate(i: usize, node: &NodeProto, e: NnError) -> NnError {
 }
 
 /// Parses and converts an ONNX model held in `bytes`; `source` names it in errors and
-/// becomes the model's name.
+/// becomes the model's name. The bytes are copied once into a shared buffer; a caller that
+/// owns them passes them to [`import_shared`] instead.
 pub fn import_bytes(bytes: &[u8], source: &str) -> Result<Model> {
-    let model = ModelProto::decode(bytes)
-        .map_err(|e| NnError::corrupt(source, "ONNX protobuf", e.to_string()))?;
+    import_shared(Bytes::copy_from_slice(bytes), source)
+}
+
+/// [`import_bytes`] over a buffer the importer may keep views into: the initializers'
+/// `raw_data` are read in place (see [`super::wire`]) and the buffer is released as soon as
+/// the last initializer is decoded, before the layers are built. At most one copy of the
+/// weights exists beside the file: their f32 values.
+pub fn import_shared(file: Bytes, source: &str) -> Result<Model> {
+    let proto_err =
+        |e: prost::DecodeError| NnError::corrupt(source, "ONNX protobuf", e.to_string());
+    let top = split_field(&file, 7, source, "ModelProto")?;
+    drop(file);
+    let model = ModelProto::decode(top.rest.as_slice()).map_err(proto_err)?;
+    if top.taken.is_empty() {
+        return Err(NnError::corrupt(source, "ModelProto", "no graph"));
+    }
+    let graph_bytes = top.merged();
+    drop(top);
+    let parts = split_field(&graph_bytes, 5, source, "GraphProto")?;
+    drop(graph_bytes);
+    let mut graph = GraphProto::decode(parts.rest.as_slice()).map_err(proto_err)?;
+    let mut initializers = Vec::with_capacity(parts.taken.len());
+    // Each initializer's header is decoded without its raw_data, which is read from the
+    // file's buffer; the view is dropped as soon as its values are taken.
+    for bytes in parts.taken {
+        let t = split_field(&bytes, 9, source, "TensorProto")?;
+        let head = TensorProto::decode(t.rest.as_slice()).map_err(proto_err)?;
+        let raw = t.taken.last().cloned().unwrap_or_default();
+        initializers.push((head, raw));
+    }
+    graph.initializer.clear();
     let opset = model
         .opset_import
         .iter()
@@ -463,18 +519,17 @@ pub fn import_bytes(bytes: &[u8], source: &str) -> Result<Model> {
             OPSETS.end()
         )));
     }
-    let graph = model
-        .graph
-        .ok_or_else(|| NnError::corrupt(source, "ModelProto", "no graph"))?;
     if !graph.sparse_initializer.is_empty() {
         return Err(NnError::Unsupported(format!(
             "{source}: sparse initializers"
         )));
     }
     let mut values = HashMap::new();
-    for t in &graph.initializer {
-        let c = decode(t, source, &format!("initializer '{}'", t.name))?;
-        values.insert(t.name.clone(), const_to_value(c)?);
+    for (t, raw) in initializers {
+        let c = decode_with_raw(&t, &raw, source, &format!("initializer '{}'", t.name))?;
+        // The last view of the file is dropped with the last initializer's raw bytes.
+        drop(raw);
+        values.insert(t.name, const_to_value(c)?);
     }
     // The one runtime input: graph inputs that are not initializers (IR < 4 lists both).
     let inputs: Vec<_> = graph
@@ -510,19 +565,23 @@ pub fn import_bytes(bytes: &[u8], source: &str) -> Result<Model> {
             input.name
         ))
     })?;
-    if shape.dim.len() < 2 || shape.dim.len() > 8 {
+    if shape.dim.is_empty() || shape.dim.len() > 8 {
         return Err(NnError::Unsupported(format!(
-            "{source}: input '{}' has rank {} (want a batch dimension and 1 to 7 more)",
+            "{source}: input '{}' has rank {} (want a batch dimension and 1 to 7 more, or \
+             1 to 7 dimensions of one unbatched sample)",
             input.name,
             shape.dim.len()
         )));
     }
     let fixed_batch = match &shape.dim[0].value {
-        Some(DimensionValue::DimValue(v)) if *v > 0 => Some(*v as usize),
+        Some(DimensionValue::DimValue(v)) if *v > 0 && *v <= 1 << 24 => Some(*v as usize),
         _ => None,
     };
+    // A rank-1 input is one unbatched sample (an MLP exported on `[784]`): its only
+    // dimension is per sample.
+    let rank1 = shape.dim.len() == 1;
     let mut input_dims = vec![1usize];
-    for (k, d) in shape.dim.iter().enumerate().skip(1) {
+    for (k, d) in shape.dim.iter().enumerate().skip(usize::from(!rank1)) {
         match &d.value {
             Some(DimensionValue::DimValue(v)) if *v > 0 && *v <= 1 << 24 => {
                 input_dims.push(*v as usize)
@@ -572,7 +631,18 @@ pub fn import_bytes(bytes: &[u8], source: &str) -> Result<Model> {
         fixed_batch,
         input_dims: input_dims.clone(),
         concats: HashMap::new(),
+        input_name: input.name.clone(),
+        input_full_dims: fixed_batch.filter(|_| !rank1).map(|b| {
+            let mut d = input_dims.clone();
+            d[0] = b;
+            d
+        }),
+        nobatch: false,
+        unbatched: HashSet::new(),
     };
+    if rank1 {
+        imp.adopt_unbatched_input(&input_dims[1..])?;
+    }
     for (i, node) in graph.node.iter().enumerate() {
         imp.node(node).map_err(|e| annotate(i, node, e))?;
     }
@@ -621,7 +691,7 @@ pub fn import_bytes(bytes: &[u8], source: &str) -> Result<Model> {
     let name = std::path::Path::new(source)
         .file_stem()
         .map_or_else(|| source.to_string(), |s| s.to_string_lossy().into_owned());
-    let model = Model::new(name, &input_dims[1..], layers);
+    let model = Model::new(name, &imp.input_dims[1..], layers);
     // The built layers must agree with the importer's shape inference.
     let mut shape = model.batch_shape(1)?;
     for l in &model.layers {

@@ -1,7 +1,8 @@
 //! ONNX import into a sequential [`Model`] and export of dense models, with the protobuf
 //! messages declared through prost (no `protoc`, no hand-written wire parsing).
 //!
-//! Import ([`import`], [`import_bytes`]): parse with prost, validate every initializer
+//! Import ([`import`], [`import_bytes`]): parse with prost (the initializers' `raw_data`
+//! read in place from the file buffer, see `wire`), validate every initializer
 //! (checked `dims` product against [`tensor_core::shape::MAX_ELEMENTS`] and against the bytes
 //! present, before any allocation sized by the file), fold constants (`Constant`,
 //! `ConstantOfShape`, the `Shape -> Gather -> Concat -> Reshape` chains exporters write for
@@ -35,6 +36,7 @@ mod ops;
 pub mod proto;
 pub(crate) mod spec;
 pub mod tensor;
+pub(crate) mod wire;
 
 use std::path::Path;
 
@@ -42,7 +44,7 @@ use crate::error::{NnError, Result};
 use crate::model::Model;
 
 pub use export::{EXPORT_OPSET, attr_int, attr_ints, export_model, value_info};
-pub use import::{OPSETS, import_bytes};
+pub use import::{OPSETS, import_bytes, import_shared};
 
 /// Largest element count of a tensor the importer computes itself (`ConstantOfShape`,
 /// `Expand`, folded arithmetic); initializers are bounded by the file only.
@@ -66,8 +68,10 @@ pub fn import(path: impl AsRef<Path>) -> Result<Model> {
             format!("{len} bytes exceeds the 2 GiB protobuf limit"),
         ));
     }
+    // Owned by the importer, which reads the weights in place and frees the buffer before
+    // building the layers (see `import_shared`).
     let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
-    import_bytes(&bytes, &path.display().to_string())
+    import_shared(bytes.into(), &path.display().to_string())
 }
 
 /// The ONNX encoding of `model` (opset [`EXPORT_OPSET`]).

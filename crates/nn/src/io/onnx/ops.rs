@@ -10,6 +10,7 @@ mod constant;
 mod conv;
 mod elementwise;
 mod linear;
+mod nobatch;
 mod pad;
 mod pool;
 mod reshape;
@@ -60,6 +61,9 @@ impl Importer {
             )));
         }
         let a = Attrs { node };
+        if let Some(v) = self.nobatch_node(node, &a)? {
+            return self.set(node, v);
+        }
         let op = node.op_type.as_str();
         let v = match op {
             "Identity" => {
@@ -103,14 +107,7 @@ impl Importer {
             }
             "Unsqueeze" | "Squeeze" => {
                 a.only(&["axes"])?;
-                let axes = if self.opset < 13 {
-                    a.ints("axes")?
-                } else {
-                    match self.value(node, 1)? {
-                        None => None,
-                        Some(_) => Some(self.const_i(node, 1)?),
-                    }
-                };
+                let axes = self.squeeze_axes(node, &a)?;
                 vec![self.squeeze(node, op == "Unsqueeze", axes)?]
             }
             "Concat" => {

@@ -130,6 +130,13 @@ pub fn checked_dims(raw: &[i64], source: &str, what: &str) -> Result<Vec<usize>>
 
 /// Decodes and validates one tensor; `what` names it (`initializer conv1.weight`, ...).
 pub fn decode(t: &TensorProto, source: &str, what: &str) -> Result<Const> {
+    decode_with_raw(t, &t.raw_data, source, what)
+}
+
+/// [`decode`] with the `raw_data` bytes given apart from the header `t` (whose own
+/// `raw_data` is ignored): the importer passes a slice of the file buffer (see
+/// [`super::wire`]), so the weights go from the file straight into their f32 values.
+pub fn decode_with_raw(t: &TensorProto, raw: &[u8], source: &str, what: &str) -> Result<Const> {
     if t.data_location == Some(1) || !t.external_data.is_empty() {
         return Err(NnError::Unsupported(format!(
             "{what}: external data (stored outside the .onnx file) is not supported; \
@@ -156,8 +163,7 @@ pub fn decode(t: &TensorProto, source: &str, what: &str) -> Result<Const> {
             ),
         )
     };
-    if !t.raw_data.is_empty() || n == 0 {
-        let raw = &t.raw_data;
+    if !raw.is_empty() || n == 0 {
         let need = n.checked_mul(size).ok_or_else(|| bad(raw.len(), "bytes"))?;
         if raw.len() != need {
             return Err(NnError::corrupt(

@@ -2,7 +2,7 @@
 //! into the preceding convolution or linear layer, else a scale and a shift).
 
 use super::super::fold::Ct;
-use super::super::import::{Attrs, Importer, Rt, Value, f32_tensor, sizes, unsupported};
+use super::super::import::{Attrs, Importer, Rt, Value, into_tensor, sizes, unsupported};
 use super::super::proto::NodeProto;
 use super::super::spec::{Op, Window};
 use super::window;
@@ -12,7 +12,7 @@ use crate::layers::onnx_ops::ArithOp;
 impl Importer {
     pub(super) fn conv(&mut self, node: &NodeProto, a: &Attrs<'_>) -> Result<Value> {
         let x = self.rt(node, 0)?;
-        let w = self.const_f(node, 1)?;
+        let w = self.take_f(node, 1)?;
         if x.dims.len() == 3 && w.dims.len() == 3 {
             return self.conv1d(node, a, x, w);
         }
@@ -74,7 +74,7 @@ impl Importer {
         Ok(Value::Rt(self.push(
             &base,
             Op::Conv {
-                weight: f32_tensor(&w)?,
+                weight: into_tensor(w)?,
                 bias,
                 window,
                 groups,
@@ -127,11 +127,11 @@ impl Importer {
         let (stride, dilation, pads) = window::geometry_1d(a, k, len)?;
         let (groups, bias) = self.conv_groups_bias(node, a, w.dims[0])?;
         let x4 = self.push(&x, Op::Reshape(vec![c, 1, len]))?;
-        let w4 = w.reshaped(vec![w.dims[0], w.dims[1], 1, k])?;
+        let w4 = Ct::new(vec![w.dims[0], w.dims[1], 1, k], w.v)?;
         let y = self.push(
             &x4,
             Op::Conv {
-                weight: f32_tensor(&w4)?,
+                weight: into_tensor(w4)?,
                 bias,
                 window: Window {
                     kernel: [1, k],

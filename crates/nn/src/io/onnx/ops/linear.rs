@@ -1,6 +1,6 @@
 //! Fully connected operators: `Gemm` and 2-D `MatMul` by a constant, as linear layers.
 
-use super::super::import::{Attrs, Importer, Value, f32_tensor, unsupported};
+use super::super::import::{Attrs, Importer, Value, into_tensor, unsupported};
 use super::super::proto::NodeProto;
 use super::super::spec::Op;
 use crate::error::Result;
@@ -17,7 +17,7 @@ impl Importer {
             )));
         }
         let x = self.rt(node, 0)?;
-        let b = self.const_f(node, 1)?;
+        let b = self.take_f(node, 1)?;
         if x.dims.len() != 2 || b.dims.len() != 2 {
             return Err(unsupported(format!(
                 "Gemm of {:?} by {:?}: both must be 2-D",
@@ -55,7 +55,7 @@ impl Importer {
         Ok(Value::Rt(self.push(
             &x,
             Op::Linear {
-                weight: f32_tensor(&w)?,
+                weight: into_tensor(w)?,
                 bias,
             },
         )?))
@@ -64,7 +64,7 @@ impl Importer {
     /// `[N, in] x [in, out]` by a constant weight: a linear layer without bias.
     pub(super) fn matmul(&mut self, node: &NodeProto) -> Result<Value> {
         let x = self.rt(node, 0)?;
-        let w = self.const_f(node, 1)?;
+        let w = self.take_f(node, 1)?;
         if x.dims.len() != 2 || w.dims.len() != 2 {
             return Err(unsupported(format!(
                 "MatMul of {:?} by {:?}: only [N, in] x [in, out] is supported",
@@ -76,7 +76,7 @@ impl Importer {
         Ok(Value::Rt(self.push(
             &x,
             Op::Linear {
-                weight: f32_tensor(&wt)?,
+                weight: into_tensor(wt)?,
                 bias: vec![0.0; out],
             },
         )?))

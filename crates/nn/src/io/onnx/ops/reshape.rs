@@ -135,7 +135,6 @@ impl Importer {
     ) -> Result<Value> {
         let v = self.req(node, 0)?;
         if let Value::Rt(r) = &v {
-            let per: usize = r.dims[1..].iter().product();
             // Position 0 must be the batch.
             let first_is_batch = match target.first() {
                 Some(Dim::Batch) => true,
@@ -148,52 +147,8 @@ impl Importer {
                     )));
                 }
             };
-            let rest = &target[1..];
-            let mut dims = Vec::with_capacity(rest.len());
-            let mut infer = None;
-            for (i, t) in rest.iter().enumerate() {
-                match *t {
-                    Dim::Batch => {
-                        return Err(unsupported(format!(
-                            "reshape target {target:?} moves the batch size to position {}",
-                            i + 1
-                        )));
-                    }
-                    Dim::K(0) if !allowzero => {
-                        dims.push(*r.dims.get(i + 1).ok_or_else(|| {
-                            unsupported(format!(
-                                "reshape target {target:?}: 0 copies a missing dimension"
-                            ))
-                        })?);
-                    }
-                    Dim::K(-1) if infer.is_none() && first_is_batch => {
-                        infer = Some(i);
-                        dims.push(1);
-                    }
-                    Dim::K(k) if k >= 0 => dims.push(k as usize),
-                    _ => {
-                        return Err(unsupported(format!("reshape target {target:?}")));
-                    }
-                }
-            }
-            let known: usize = dims
-                .iter()
-                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| unsupported(format!("reshape target {target:?} overflows")))?;
-            if let Some(i) = infer {
-                if known == 0 || !per.is_multiple_of(known) {
-                    return Err(unsupported(format!(
-                        "reshape of {:?} to {target:?}: -1 cannot be inferred",
-                        r.dims
-                    )));
-                }
-                dims[i] = per / known;
-            } else if known != per {
-                return Err(unsupported(format!(
-                    "reshape of {:?} to {target:?}: a sample has {per} elements",
-                    r.dims
-                )));
-            }
+            let dims =
+                per_sample_target(&target, &target[1..], &r.dims, allowzero, first_is_batch)?;
             let r = r.clone();
             return self.per_sample_reshape(&r, dims);
         }
@@ -303,4 +258,62 @@ impl Importer {
             }
         })
     }
+}
+
+/// Resolves the per-sample part `rest` of a reshape target (`0` copies the input's dimension
+/// at the same position when `allowzero` is off, one `-1` is inferred when `infer_ok`)
+/// against `dims`, a runtime value's dimensions with batch 1; `target` is the whole target,
+/// for messages.
+pub(super) fn per_sample_target(
+    target: &[Dim],
+    rest: &[Dim],
+    dims_in: &[usize],
+    allowzero: bool,
+    infer_ok: bool,
+) -> Result<Vec<usize>> {
+    let per: usize = dims_in[1..].iter().product();
+    let mut dims = Vec::with_capacity(rest.len());
+    let mut infer = None;
+    for (i, t) in rest.iter().enumerate() {
+        match *t {
+            Dim::Batch => {
+                return Err(unsupported(format!(
+                    "reshape target {target:?} moves the batch size to position {}",
+                    i + 1
+                )));
+            }
+            Dim::K(0) if !allowzero => {
+                dims.push(*dims_in.get(i + 1).ok_or_else(|| {
+                    unsupported(format!(
+                        "reshape target {target:?}: 0 copies a missing dimension"
+                    ))
+                })?);
+            }
+            Dim::K(-1) if infer.is_none() && infer_ok => {
+                infer = Some(i);
+                dims.push(1);
+            }
+            Dim::K(k) if k >= 0 => dims.push(k as usize),
+            _ => {
+                return Err(unsupported(format!("reshape target {target:?}")));
+            }
+        }
+    }
+    let known: usize = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| unsupported(format!("reshape target {target:?} overflows")))?;
+    if let Some(i) = infer {
+        if known == 0 || !per.is_multiple_of(known) {
+            return Err(unsupported(format!(
+                "reshape of {dims_in:?} to {target:?}: -1 cannot be inferred"
+            )));
+        }
+        dims[i] = per / known;
+    } else if known != per {
+        return Err(unsupported(format!(
+            "reshape of {dims_in:?} to {target:?}: a sample has {per} elements"
+        )));
+    }
+    Ok(dims)
 }

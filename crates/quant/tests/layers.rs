@@ -352,6 +352,11 @@ fn quant_conv2d_equals_the_integer_definition_on_every_path_and_batch() {
         (5, 9, (3, 2), (2, 1), (1, 2), [1, 0, 2, 1], 1, 10, 9, 8),
         (8, 16, (1, 1), (2, 2), (1, 1), [0, 0, 0, 0], 1, 7, 7, 5),
         (2, 33, (2, 3), (1, 2), (2, 1), [2, 1, 0, 3], 2, 13, 15, 8),
+        // lenet5: conv1 (5-byte runs copied into patch rows), conv2 (read in place).
+        (1, 20, (5, 5), (1, 1), (1, 1), [0, 0, 0, 0], 2, 28, 28, 8),
+        (20, 50, (5, 5), (1, 1), (1, 1), [0, 0, 0, 0], 2, 12, 12, 8),
+        // In place with a height dilation and a stride.
+        (4, 18, (3, 3), (2, 2), (2, 1), [1, 2, 1, 0], 1, 11, 12, 7),
     ];
     for (ci, co, kernel, stride, dilation, pad, pool, h, w, bits) in cases {
         let [top, bottom, left, right] = pad;

@@ -1,7 +1,8 @@
 //! The GEMM microkernels: one `MR x 16` tile of `C = A W^T` over the whole depth, per path.
 //!
 //! Every kernel reads `MR` activation rows (`a_rows[r]` points at row `r`'s first byte, rows
-//! readable for `4 * groups` bytes) and one weight panel (`groups * 64` bytes, see
+//! readable for [`Segments::span`] bytes, the groups where [`Segments`] says) and one weight
+//! panel (`total_groups * 64` bytes, see
 //! [`PackedWeights`](super::PackedWeights)), and writes the `MR x 16` i32 sums to `tile`.
 //! All sums are exact (the driver bounds the depth), so every path returns the same integers.
 
@@ -14,15 +15,55 @@ pub const MR: usize = 4;
 /// One tile's accumulators.
 pub type Tile = [[i32; NR]; MR];
 
+/// Where a row's depth groups lie: `count` segments of `groups` consecutive groups each, segment
+/// `s` starting `stride` bytes after segment `s - 1` (a convolution's patch read in place: one
+/// segment per kernel row, the next segment one padded image row further). The weight panel
+/// holds the `count * groups` groups one after the other. A plain row is one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segments {
+    /// Segments per row.
+    pub count: usize,
+    /// Depth groups per segment.
+    pub groups: usize,
+    /// Bytes from one segment's start to the next one's.
+    pub stride: usize,
+}
+
+impl Segments {
+    /// One segment of `groups` groups: a plain row.
+    pub fn flat(groups: usize) -> Self {
+        Self {
+            count: 1,
+            groups,
+            stride: 0,
+        }
+    }
+
+    /// Depth groups per row, over all segments.
+    pub fn total_groups(&self) -> usize {
+        self.count * self.groups
+    }
+
+    /// Bytes a row spans from its first byte to its last segment's end.
+    pub fn span(&self) -> usize {
+        if self.count == 0 || self.groups == 0 {
+            0
+        } else {
+            (self.count - 1) * self.stride + self.groups * KG
+        }
+    }
+}
+
 /// The portable reference: plain i32 multiply-adds in the packed order.
-pub fn portable(a_rows: &[&[u8]; MR], rows: usize, panel: &[i8], groups: usize, tile: &mut Tile) {
+pub fn portable(a_rows: &[&[u8]; MR], rows: usize, panel: &[i8], seg: Segments, tile: &mut Tile) {
     for r in 0..rows {
         let a = a_rows[r];
         let acc = &mut tile[r];
         *acc = [0; NR];
-        for g in 0..groups {
+        for g in 0..seg.total_groups() {
             let w = &panel[g * GROUP_BYTES..(g + 1) * GROUP_BYTES];
-            let x = &a[g * KG..(g + 1) * KG];
+            let at = (g / seg.groups) * seg.stride + (g % seg.groups) * KG;
+            let x = &a[at..at + KG];
             for (j, lane) in acc.iter_mut().enumerate() {
                 let wj = &w[j * KG..(j + 1) * KG];
                 *lane += x
@@ -41,7 +82,7 @@ pub mod x86 {
     //! the features (`KernelPath::require`) and the driver checked every slice length.
     use std::arch::x86_64::*;
 
-    use super::{GROUP_BYTES, KG, MR, NR, Tile};
+    use super::{GROUP_BYTES, KG, MR, NR, Segments, Tile};
 
     /// The four activation bytes `a[4g .. 4g + 4]` as one i32 (unaligned read).
     ///
@@ -56,19 +97,24 @@ pub mod x86 {
     /// The body of a 256-bit tile: two weight vectors per group, one broadcast per row,
     /// `$step(acc, x, w)` adding four u8 x i8 products into each i32 lane of `acc`.
     macro_rules! ymm_tile {
-        ($a_rows:ident, $panel:ident, $groups:ident, $tile:ident, $step:expr) => {{
+        ($a_rows:ident, $panel:ident, $seg:ident, $tile:ident, $step:expr) => {{
             let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
-            for g in 0..$groups {
-                // SAFETY: the panel holds `groups` groups of 64 bytes; rows hold 4 * groups
-                // bytes (the caller's contract).
-                unsafe {
-                    let w = $panel.add(g * GROUP_BYTES);
-                    let w0 = _mm256_loadu_si256(w.cast());
-                    let w1 = _mm256_loadu_si256(w.add(32).cast());
-                    for r in 0..ROWS {
-                        let x = _mm256_set1_epi32(group_of($a_rows[r], g));
-                        acc[r][0] = $step(acc[r][0], x, w0);
-                        acc[r][1] = $step(acc[r][1], x, w1);
+            for s in 0..$seg.count {
+                let rows: [*const u8; ROWS] =
+                    std::array::from_fn(|r| $a_rows[r].wrapping_add(s * $seg.stride));
+                let panel = $panel.wrapping_add(s * $seg.groups * GROUP_BYTES);
+                for g in 0..$seg.groups {
+                    // SAFETY: the panel holds `total_groups` groups of 64 bytes; rows hold
+                    // `span` bytes (the caller's contract).
+                    unsafe {
+                        let w = panel.add(g * GROUP_BYTES);
+                        let w0 = _mm256_loadu_si256(w.cast());
+                        let w1 = _mm256_loadu_si256(w.add(32).cast());
+                        for r in 0..ROWS {
+                            let x = _mm256_set1_epi32(group_of(rows[r], g));
+                            acc[r][0] = $step(acc[r][0], x, w0);
+                            acc[r][1] = $step(acc[r][1], x, w1);
+                        }
                     }
                 }
             }
@@ -88,16 +134,17 @@ pub mod x86 {
     /// widens pairs to i32: 32 multiply-adds per pair of instructions.
     ///
     /// # Safety
-    /// AVX2 present; rows readable for `4 * groups` bytes; `panel` for `64 * groups`.
+    /// AVX2 present; rows readable for `seg.span()` bytes; `panel` for
+    /// `64 * seg.total_groups()`.
     #[target_feature(enable = "avx2")]
     pub unsafe fn avx2<const ROWS: usize>(
         a_rows: &[*const u8; MR],
         panel: *const i8,
-        groups: usize,
+        seg: Segments,
         tile: &mut Tile,
     ) {
         let ones = _mm256_set1_epi16(1);
-        ymm_tile!(a_rows, panel, groups, tile, |acc, x, w| {
+        ymm_tile!(a_rows, panel, seg, tile, |acc, x, w| {
             _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones))
         });
     }
@@ -110,57 +157,63 @@ pub mod x86 {
     /// weights' largest magnitude ([`PackedWeights::max_abs`](super::super::PackedWeights)).
     ///
     /// # Safety
-    /// AVX2 present; rows readable for `4 * groups` bytes; `panel` for `64 * groups`.
+    /// AVX2 present; rows readable for `seg.span()` bytes; `panel` for
+    /// `64 * seg.total_groups()`.
     #[target_feature(enable = "avx2")]
     pub unsafe fn avx2_summed<const ROWS: usize, const SUM: usize>(
         a_rows: &[*const u8; MR],
         panel: *const i8,
-        groups: usize,
+        seg: Segments,
         tile: &mut Tile,
     ) {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
-        let whole = groups / SUM * SUM;
-        let mut g = 0;
-        while g < whole {
-            // SAFETY: groups g .. g + SUM lie below `groups` (the caller's contract).
-            unsafe {
-                let mut w = [[_mm256_setzero_si256(); 2]; SUM];
-                for (s, ws) in w.iter_mut().enumerate() {
-                    let p = panel.add((g + s) * GROUP_BYTES);
-                    *ws = [
-                        _mm256_loadu_si256(p.cast()),
-                        _mm256_loadu_si256(p.add(32).cast()),
-                    ];
-                }
-                for r in 0..ROWS {
-                    let mut t = [_mm256_setzero_si256(); 2];
-                    for (s, ws) in w.iter().enumerate() {
-                        let x = _mm256_set1_epi32(group_of(a_rows[r], g + s));
-                        t[0] = _mm256_add_epi16(t[0], _mm256_maddubs_epi16(x, ws[0]));
-                        t[1] = _mm256_add_epi16(t[1], _mm256_maddubs_epi16(x, ws[1]));
+        let (groups, whole) = (seg.groups, seg.groups / SUM * SUM);
+        for s in 0..seg.count {
+            let rows: [*const u8; ROWS] =
+                std::array::from_fn(|r| a_rows[r].wrapping_add(s * seg.stride));
+            let panel = panel.wrapping_add(s * groups * GROUP_BYTES);
+            let mut g = 0;
+            while g < whole {
+                // SAFETY: groups g .. g + SUM lie below `groups` (the caller's contract).
+                unsafe {
+                    let mut w = [[_mm256_setzero_si256(); 2]; SUM];
+                    for (s, ws) in w.iter_mut().enumerate() {
+                        let p = panel.add((g + s) * GROUP_BYTES);
+                        *ws = [
+                            _mm256_loadu_si256(p.cast()),
+                            _mm256_loadu_si256(p.add(32).cast()),
+                        ];
                     }
-                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(t[0], ones));
-                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(t[1], ones));
+                    for r in 0..ROWS {
+                        let mut t = [_mm256_setzero_si256(); 2];
+                        for (s, ws) in w.iter().enumerate() {
+                            let x = _mm256_set1_epi32(group_of(rows[r], g + s));
+                            t[0] = _mm256_add_epi16(t[0], _mm256_maddubs_epi16(x, ws[0]));
+                            t[1] = _mm256_add_epi16(t[1], _mm256_maddubs_epi16(x, ws[1]));
+                        }
+                        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(t[0], ones));
+                        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(t[1], ones));
+                    }
                 }
+                g += SUM;
             }
-            g += SUM;
-        }
-        while g < groups {
-            // SAFETY: as above.
-            unsafe {
-                let p = panel.add(g * GROUP_BYTES);
-                let w0 = _mm256_loadu_si256(p.cast());
-                let w1 = _mm256_loadu_si256(p.add(32).cast());
-                for r in 0..ROWS {
-                    let x = _mm256_set1_epi32(group_of(a_rows[r], g));
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
-                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
-                    acc[r][0] = _mm256_add_epi32(acc[r][0], p0);
-                    acc[r][1] = _mm256_add_epi32(acc[r][1], p1);
+            while g < groups {
+                // SAFETY: as above.
+                unsafe {
+                    let p = panel.add(g * GROUP_BYTES);
+                    let w0 = _mm256_loadu_si256(p.cast());
+                    let w1 = _mm256_loadu_si256(p.add(32).cast());
+                    for r in 0..ROWS {
+                        let x = _mm256_set1_epi32(group_of(rows[r], g));
+                        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
+                        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
+                        acc[r][0] = _mm256_add_epi32(acc[r][0], p0);
+                        acc[r][1] = _mm256_add_epi32(acc[r][1], p1);
+                    }
                 }
+                g += 1;
             }
-            g += 1;
         }
         for r in 0..ROWS {
             // SAFETY: each tile row is 16 i32 = two 32-byte stores.
@@ -174,16 +227,16 @@ pub mod x86 {
     /// AVX-VNNI: VEX `vpdpbusd` adds four u8 x i8 products into each i32 lane.
     ///
     /// # Safety
-    /// AVX2 and AVX-VNNI present; rows readable for `4 * groups` bytes; `panel` for
-    /// `64 * groups`.
+    /// AVX2 and AVX-VNNI present; rows readable for `seg.span()` bytes; `panel` for
+    /// `64 * seg.total_groups()`.
     #[target_feature(enable = "avx2,avxvnni")]
     pub unsafe fn avx_vnni<const ROWS: usize>(
         a_rows: &[*const u8; MR],
         panel: *const i8,
-        groups: usize,
+        seg: Segments,
         tile: &mut Tile,
     ) {
-        ymm_tile!(a_rows, panel, groups, tile, |acc, x, w| {
+        ymm_tile!(a_rows, panel, seg, tile, |acc, x, w| {
             _mm256_dpbusd_avx_epi32(acc, x, w)
         });
     }
@@ -191,23 +244,28 @@ pub mod x86 {
     /// AVX-512 VNNI: EVEX `vpdpbusd` on zmm, one register per row for all sixteen columns.
     ///
     /// # Safety
-    /// AVX-512 F, BW and VNNI present; rows readable for `4 * groups` bytes; `panel` for
-    /// `64 * groups`.
+    /// AVX-512 F, BW and VNNI present; rows readable for `seg.span()` bytes; `panel` for
+    /// `64 * seg.total_groups()`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn avx512_vnni<const ROWS: usize>(
         a_rows: &[*const u8; MR],
         panel: *const i8,
-        groups: usize,
+        seg: Segments,
         tile: &mut Tile,
     ) {
         let mut acc = [_mm512_setzero_si512(); ROWS];
-        for g in 0..groups {
-            // SAFETY: as in `avx2`.
-            unsafe {
-                let w = _mm512_loadu_si512(panel.add(g * GROUP_BYTES).cast());
-                for r in 0..ROWS {
-                    let x = _mm512_set1_epi32(group_of(a_rows[r], g));
-                    acc[r] = _mm512_dpbusd_epi32(acc[r], x, w);
+        for s in 0..seg.count {
+            let rows: [*const u8; ROWS] =
+                std::array::from_fn(|r| a_rows[r].wrapping_add(s * seg.stride));
+            let panel = panel.wrapping_add(s * seg.groups * GROUP_BYTES);
+            for g in 0..seg.groups {
+                // SAFETY: as in `avx2`.
+                unsafe {
+                    let w = _mm512_loadu_si512(panel.add(g * GROUP_BYTES).cast());
+                    for r in 0..ROWS {
+                        let x = _mm512_set1_epi32(group_of(rows[r], g));
+                        acc[r] = _mm512_dpbusd_epi32(acc[r], x, w);
+                    }
                 }
             }
         }

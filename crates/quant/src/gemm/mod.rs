@@ -28,7 +28,7 @@
 mod kernels;
 mod pack;
 
-pub use kernels::MR;
+pub use kernels::{MR, Segments};
 pub use pack::{KG, NR, PackedWeights, padded_depth};
 
 use rayon::prelude::*;
@@ -76,7 +76,7 @@ pub fn gemm_u7i8_with(
         return Ok(());
     }
     check_reduced_range(OP, a, lda, m, w.k())?;
-    run(path, a, lda, m, w, c, true);
+    run(path, a, lda, m, w, Segments::flat(w.groups()), c, true);
     Ok(())
 }
 
@@ -96,7 +96,80 @@ pub(crate) fn gemm_u7i8_serial(
 ) -> Result<()> {
     check_args("gemm_u7i8", path, a, lda, m, w, c)?;
     if m > 0 && w.n() > 0 {
-        run(path, a, lda, m, w, c, false);
+        run(path, a, lda, m, w, Segments::flat(w.groups()), c, false);
+    }
+    Ok(())
+}
+
+/// `C = A W^T` on the calling thread where row `i`'s depth groups lie in `seg`'s segments from
+/// byte `i * lda` of `a` (rows may overlap): a convolution's patches read in place from a
+/// channels-last image, one segment per kernel row, the weights packed with each kernel row
+/// padded to `seg.groups` groups. `lda` may be below the depth. Activations are not checked
+/// (as [`gemm_u7i8_serial`]).
+///
+/// Errors: a path this CPU lacks, `seg` whose groups disagree with the weights', a depth
+/// above [`MAX_DEPTH`], or slices shorter than the shapes need
+/// (`(m - 1) * lda + seg.span()` bytes of `a`).
+pub fn gemm_u7i8_segmented(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    seg: Segments,
+    c: &mut [i32],
+) -> Result<()> {
+    const OP: &str = "gemm_u7i8_segmented";
+    path.require(OP)?;
+    if seg.total_groups() != w.groups() {
+        return Err(QuantError::InvalidArgument {
+            op: OP,
+            reason: format!(
+                "{} segments of {} groups do not cover the weights' {} groups",
+                seg.count,
+                seg.groups,
+                w.groups()
+            ),
+        });
+    }
+    check_depth(OP, w.k())?;
+    check_c(OP, m, w.n(), c)?;
+    if m == 0 || w.n() == 0 {
+        return Ok(());
+    }
+    let need = (m - 1) * lda + seg.span();
+    if a.len() < need {
+        return Err(QuantError::LengthMismatch {
+            op: OP,
+            what: "A",
+            got: a.len(),
+            expected: need,
+        });
+    }
+    run(path, a, lda, m, w, seg, c, false);
+    Ok(())
+}
+
+/// The depth bound every entry checks.
+fn check_depth(op: &'static str, k: usize) -> Result<()> {
+    if k > MAX_DEPTH {
+        return Err(QuantError::InvalidArgument {
+            op,
+            reason: format!("depth {k} exceeds {MAX_DEPTH}, the deepest whose sums fit in i32"),
+        });
+    }
+    Ok(())
+}
+
+/// `C` holds `m x n` sums.
+fn check_c(op: &'static str, m: usize, n: usize, c: &[i32]) -> Result<()> {
+    if c.len() != m * n {
+        return Err(QuantError::LengthMismatch {
+            op,
+            what: "C",
+            got: c.len(),
+            expected: m * n,
+        });
     }
     Ok(())
 }
@@ -115,20 +188,8 @@ fn check_args(
     path.require(op)?;
     let (n, k) = (w.n(), w.k());
     let kp = padded_depth(k);
-    if k > MAX_DEPTH {
-        return Err(QuantError::InvalidArgument {
-            op,
-            reason: format!("depth {k} exceeds {MAX_DEPTH}, the deepest whose sums fit in i32"),
-        });
-    }
-    if c.len() != m * n {
-        return Err(QuantError::LengthMismatch {
-            op,
-            what: "C",
-            got: c.len(),
-            expected: m * n,
-        });
-    }
+    check_depth(op, k)?;
+    check_c(op, m, n, c)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -226,12 +287,14 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// The blocked, parallel driver (arguments already checked).
+#[allow(clippy::too_many_arguments)]
 fn run(
     path: Int8Path,
     a: &[u8],
     lda: usize,
     m: usize,
     w: &PackedWeights,
+    seg: Segments,
     c: &mut [i32],
     parallel: bool,
 ) {
@@ -253,7 +316,7 @@ fn run(
         let (rb, ps) = (t / panel_splits, t % panel_splits);
         let rows = rb * MC..((rb + 1) * MC).min(m);
         let panels = ps * panels_per_task..((ps + 1) * panels_per_task).min(n_panels);
-        block(path, a, lda, rows, panels, w, out);
+        block(path, a, lda, rows, panels, w, seg, out);
     };
     if serial {
         (0..tasks).for_each(task);
@@ -263,6 +326,7 @@ fn run(
 }
 
 /// One task: rows `rows` x panels `panels` of C.
+#[allow(clippy::too_many_arguments)]
 fn block(
     path: Int8Path,
     a: &[u8],
@@ -270,9 +334,10 @@ fn block(
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     w: &PackedWeights,
+    seg: Segments,
     out: OutPtr,
 ) {
-    let (n, groups) = (w.n(), w.groups());
+    let n = w.n();
     let sum = summed_groups(w.max_abs());
     let mut tile: Tile = [[0; NR]; MR];
     for p in panels {
@@ -281,7 +346,7 @@ fn block(
         let mut r0 = rows.start;
         while r0 < rows.end {
             let mr = MR.min(rows.end - r0);
-            microkernel(path, a, lda, r0, mr, panel, groups, sum, &mut tile);
+            microkernel(path, a, lda, r0, mr, panel, seg, sum, &mut tile);
             for (r, lanes) in tile.iter().enumerate().take(mr) {
                 // SAFETY: row r0 + r < m and columns p*NR .. p*NR + cols < n lie in C
                 // (length m * n), and no other task writes this (row, panel) region.
@@ -310,11 +375,11 @@ fn microkernel(
     r0: usize,
     mr: usize,
     panel: &[i8],
-    groups: usize,
+    seg: Segments,
     sum: usize,
     tile: &mut Tile,
 ) {
-    let kp = groups * KG;
+    let span = seg.span();
     match path {
         #[cfg(target_arch = "x86_64")]
         Int8Path::Avx2 | Int8Path::AvxVnni | Int8Path::Avx512Vnni => {
@@ -322,20 +387,23 @@ fn microkernel(
             // Rows past `mr` repeat the last valid row (read, never stored).
             let rows: [*const u8; MR] =
                 std::array::from_fn(|r| base.wrapping_add((r0 + r.min(mr - 1)) * lda));
-            debug_assert!((r0 + mr - 1) * lda + kp <= a.len() && panel.len() >= kp * NR);
+            debug_assert!(
+                (r0 + mr - 1) * lda + span <= a.len()
+                    && panel.len() >= seg.total_groups() * KG * NR
+            );
             // SAFETY: the caller checked the path's features (`require`), that every row
-            // r0 .. r0 + mr has `padded_depth(k)` readable bytes, and the panel is
-            // `groups * 64` bytes.
-            unsafe { x86_tile(path, mr, &rows, panel.as_ptr(), groups, sum, tile) }
+            // r0 .. r0 + mr has `seg.span()` readable bytes, and the panel is
+            // `seg.total_groups() * 64` bytes.
+            unsafe { x86_tile(path, mr, &rows, panel.as_ptr(), seg, sum, tile) }
         }
         _ => {
             // The portable sums are exact whatever the weights: no summing to choose.
             let _ = sum;
             let rows: [&[u8]; MR] = std::array::from_fn(|r| {
                 let s = (r0 + r.min(mr - 1)) * lda;
-                &a[s..s + kp]
+                &a[s..s + span]
             });
-            kernels::portable(&rows, mr, panel, groups, tile);
+            kernels::portable(&rows, mr, panel, seg, tile);
         }
     }
 }
@@ -362,7 +430,7 @@ unsafe fn x86_tile(
     mr: usize,
     rows: &[*const u8; MR],
     panel: *const i8,
-    groups: usize,
+    seg: Segments,
     sum: usize,
     tile: &mut Tile,
 ) {
@@ -372,10 +440,10 @@ unsafe fn x86_tile(
             // SAFETY: forwarded from the caller.
             unsafe {
                 match mr {
-                    1 => x86::$f::<1 $(, $s)?>(rows, panel, groups, tile),
-                    2 => x86::$f::<2 $(, $s)?>(rows, panel, groups, tile),
-                    3 => x86::$f::<3 $(, $s)?>(rows, panel, groups, tile),
-                    _ => x86::$f::<4 $(, $s)?>(rows, panel, groups, tile),
+                    1 => x86::$f::<1 $(, $s)?>(rows, panel, seg, tile),
+                    2 => x86::$f::<2 $(, $s)?>(rows, panel, seg, tile),
+                    3 => x86::$f::<3 $(, $s)?>(rows, panel, seg, tile),
+                    _ => x86::$f::<4 $(, $s)?>(rows, panel, seg, tile),
                 }
             }
         };

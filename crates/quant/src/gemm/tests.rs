@@ -158,3 +158,94 @@ fn narrow_weights_take_the_summed_kernels_and_stay_exact() {
         }
     }
 }
+
+/// Row `i` of an in-place patch GEMM gathered by hand: `count` segments of `seg_bytes` bytes
+/// from `i * lda + s * stride`.
+fn gather(
+    a: &[u8],
+    lda: usize,
+    i: usize,
+    count: usize,
+    stride: usize,
+    seg_bytes: usize,
+) -> Vec<u8> {
+    (0..count)
+        .flat_map(|s| a[i * lda + s * stride..][..seg_bytes].to_vec())
+        .collect()
+}
+
+#[test]
+fn segmented_rows_equal_gathered_rows_on_every_path() {
+    // (rows m, columns n, segments, bytes per segment, segment stride, row stride, weight max)
+    let cases: [(usize, usize, usize, usize, usize, usize, u8); 5] = [
+        (8, 50, 5, 100, 1200, 20, 127), // lenet5 conv2: 5 kernel rows of 5 x 20 bytes
+        (28, 32, 3, 96, 960, 32, 64),   // cnn-teacher conv2 shape, 7-bit weights
+        (7, 17, 3, 3, 30, 1, 32),       // thin: 3-byte runs padded to a group, 6-bit
+        (5, 9, 2, 6, 6, 2, 128),        // segments that overlap the next row's
+        (1, 16, 1, 4, 0, 4, 127),       // one segment: a plain row
+    ];
+    let mut rng = Rng::seed_from_u64(77);
+    for (m, n, count, seg_bytes, stride, lda, wmax) in cases {
+        let groups = seg_bytes.div_ceil(KG);
+        let seg = Segments {
+            count,
+            groups,
+            stride,
+        };
+        let len = (m - 1) * lda + seg.span();
+        let a: Vec<u8> = (0..len).map(|_| (rng.next_u64() % 128) as u8).collect();
+        let k = count * seg_bytes;
+        let w: Vec<i8> = (0..n * k)
+            .map(|_| {
+                let v = (rng.next_u64() % (2 * u64::from(wmax) + 1)) as i32 - i32::from(wmax);
+                v.clamp(-128, 127) as i8
+            })
+            .collect();
+        // The weights with each segment padded to whole groups, as a convolution packs them.
+        let mut wp = vec![0i8; n * count * groups * KG];
+        for j in 0..n {
+            for s in 0..count {
+                wp[(j * count + s) * groups * KG..][..seg_bytes]
+                    .copy_from_slice(&w[j * k + s * seg_bytes..][..seg_bytes]);
+            }
+        }
+        let packed = PackedWeights::pack(&wp, n, count * groups * KG).unwrap();
+        let rows: Vec<u8> = (0..m)
+            .flat_map(|i| gather(&a, lda, i, count, stride, seg_bytes))
+            .collect();
+        let want = gemm_reference(&rows, m, k, &w, n);
+        for path in Int8Path::supported() {
+            let mut c = vec![i32::MIN; m * n];
+            gemm_u7i8_segmented(path, &a, lda, m, &packed, seg, &mut c).unwrap();
+            assert_eq!(
+                c,
+                want,
+                "path {} on {m}x{n}, {count} x {seg_bytes} bytes",
+                path.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn segmented_shapes_that_disagree_are_refused() {
+    let packed = PackedWeights::pack(&[1i8; 16], 2, 8).unwrap();
+    let seg = Segments {
+        count: 2,
+        groups: 1,
+        stride: 10,
+    };
+    let mut c = vec![0; 4];
+    let path = Int8Path::Portable;
+    // Two rows need (2 - 1) * 3 + 10 + 4 = 17 bytes.
+    let e = gemm_u7i8_segmented(path, &[0; 16], 3, 2, &packed, seg, &mut c).unwrap_err();
+    assert!(
+        e.to_string().contains("A has length 16, expected 17"),
+        "{e}"
+    );
+    let three = Segments { count: 3, ..seg };
+    let e = gemm_u7i8_segmented(path, &[0; 40], 3, 2, &packed, three, &mut c).unwrap_err();
+    assert!(e.to_string().contains("do not cover"), "{e}");
+    gemm_u7i8_segmented(path, &[1; 17], 3, 2, &packed, seg, &mut c).unwrap();
+    assert_eq!(c, vec![8; 4]);
+}

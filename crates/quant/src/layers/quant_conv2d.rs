@@ -13,7 +13,9 @@ use tensor_core::{Shape, Tensor};
 
 use super::core::{IntegerCore, QuantOutput};
 use crate::error::QuantError;
-use crate::gemm::{PackedWeights, gemm_u7i8_serial, padded_depth};
+use crate::gemm::{
+    KG, PackedWeights, Segments, gemm_u7i8_segmented, gemm_u7i8_serial, padded_depth,
+};
 use crate::params::QuantParams;
 use crate::weights::WeightScheme;
 
@@ -40,8 +42,47 @@ pub struct QuantConv2d {
     core: IntegerCore,
     pool: usize,
     /// The core's weights with each row in `(ki, kj, c)` order, the order of a patch read
-    /// from channels-last codes (packed once, at construction).
+    /// from channels-last codes (packed once, at construction); with [`Implicit`] patches each
+    /// kernel row padded to whole depth groups.
     hwc: PackedWeights,
+    /// Whether patches are read in place from the channels-last image ([`Implicit`]) instead
+    /// of copied into rows.
+    implicit: Option<Implicit>,
+}
+
+/// Patches read in place (an implicit GEMM): each kernel row of a patch is `kw * C` contiguous
+/// bytes of the channels-last image, so the GEMM reads `kh` segments per output position, one
+/// padded image row apart ([`Segments`]), instead of a copied patch row. Chosen when the
+/// segments padded to whole groups of four bytes add no more than an eighth to the depth, and
+/// the width dilation is 1.
+#[derive(Clone, Copy, Debug)]
+struct Implicit {
+    /// Depth groups per kernel row.
+    groups: usize,
+}
+
+impl Implicit {
+    /// The in-place layout for `p`, when it pays.
+    fn choose(p: &Conv2dParams) -> Option<Self> {
+        let (c, (kh, kw)) = (p.in_channels, p.kernel);
+        let groups = (kw * c).div_ceil(KG);
+        let flat = padded_depth(p.patch_len());
+        (p.dilation.1 == 1 && kh * groups * KG <= flat + flat / 8).then_some(Self { groups })
+    }
+
+    /// `(ki, kj, c)`-ordered weight rows with each kernel row padded to `groups * 4` bytes.
+    fn pad_rows(self, p: &Conv2dParams, hwc: &[i8]) -> Vec<i8> {
+        let (seg, (kh, kw)) = (p.in_channels * p.kernel.1, p.kernel);
+        let (k, kp) = (p.patch_len(), kh * self.groups * KG);
+        let _ = kw;
+        let mut out = vec![0i8; p.out_channels * kp];
+        for (dst, src) in out.chunks_exact_mut(kp).zip(hwc.chunks_exact(k.max(1))) {
+            for ki in 0..kh {
+                dst[ki * self.groups * KG..][..seg].copy_from_slice(&src[ki * seg..][..seg]);
+            }
+        }
+        out
+    }
 }
 
 impl QuantConv2d {
@@ -93,12 +134,21 @@ impl QuantConv2d {
                 expected: params.out_channels * params.patch_len(),
             });
         }
-        let hwc = PackedWeights::pack(&to_hwc_rows(&params, &core.packed().unpack()), n, k)?;
+        let rows = to_hwc_rows(&params, &core.packed().unpack());
+        let implicit = Implicit::choose(&params);
+        let hwc = match implicit {
+            Some(imp) => {
+                let padded = imp.pad_rows(&params, &rows);
+                PackedWeights::pack(&padded, n, params.kernel.0 * imp.groups * KG)?
+            }
+            None => PackedWeights::pack(&rows, n, k)?,
+        };
         Ok(Self {
             params,
             core,
             pool,
             hwc,
+            implicit,
         })
     }
 
@@ -129,10 +179,12 @@ impl QuantConv2d {
     /// The forward pass on a given kernel path.
     ///
     /// Each image's codes are laid out once channels-last with the padding around them
-    /// (padding taps hold the input zero point, the code of 0.0), so a patch row is `kh` copies
-    /// of `kw * C` contiguous bytes; a band of output rows then runs its patches through the
-    /// GEMM and requantizes straight into the NCHW output. Batches of at least two images per
-    /// thread are spread over threads by image; smaller ones by bands of one image.
+    /// (padding taps hold the input zero point, the code of 0.0), so a patch row is `kh` runs
+    /// of `kw * C` contiguous bytes, read in place ([`Implicit`]) or copied into patch rows; a
+    /// band of output rows then runs through the GEMM and is requantized straight into the
+    /// NCHW output. Batches of at least two images per thread are spread over threads by
+    /// image; smaller ones by bands of one image (as many bands as threads, when the image is
+    /// worth splitting). Buffers are kept per thread between calls ([`with_scratch`]).
     pub fn forward_with(&self, path: Int8Path, input: &Tensor) -> nn::Result<Tensor> {
         let shape = self.output_shape(input.shape())?;
         let g = Geometry::new(&self.params, input.dims(), shape.dims());
@@ -142,75 +194,92 @@ impl QuantConv2d {
             return Ok(Tensor::new(shape.dims(), out)?);
         }
         let threads = rayon::current_num_threads();
-        if threads <= 1 || n >= 2 * threads {
-            out.par_chunks_mut(IMAGES_PER_TASK * image_out)
-                .zip(input.data().par_chunks(IMAGES_PER_TASK * image_in))
-                .try_for_each_init(Scratch::default, |s, (y, x)| -> nn::Result<()> {
+        let image_macs = g.ph * self.pool * g.ow * g.o * g.k;
+        let bands = if threads <= 1 || image_macs < SPLIT_MIN_MACS {
+            1
+        } else {
+            (threads * image_macs.div_ceil(BAND_MACS)).min(g.ph)
+        };
+        if bands == 1 || n >= 2 * threads {
+            let run = |y: &mut [f32], x: &[f32]| -> nn::Result<()> {
+                with_scratch(|s| {
                     for (y, x) in y.chunks_exact_mut(image_out).zip(x.chunks_exact(image_in)) {
                         let mut xp = std::mem::take(&mut s.padded);
-                        self.channels_last(&g, x, &mut xp)?;
-                        let planes = Planes::new(y);
-                        let done = self.band(path, &g, &xp, 0..g.ph, planes, s);
+                        let done = self
+                            .channels_last(&g, x, &mut xp, &mut s.codes)
+                            .and_then(|()| self.band(path, &g, &xp, 0..g.ph, Planes::new(y), s));
                         s.padded = xp;
                         done?;
                     }
                     Ok(())
-                })?;
+                })
+            };
+            if threads <= 1 || n == 1 {
+                run(&mut out, input.data())?;
+            } else {
+                out.par_chunks_mut(IMAGES_PER_TASK * image_out)
+                    .zip(input.data().par_chunks(IMAGES_PER_TASK * image_in))
+                    .try_for_each(|(y, x)| run(y, x))?;
+            }
         } else {
-            // Few images: bands of about BAND_POSITIONS output positions of one image each.
-            let rows_per_band = (BAND_POSITIONS / (g.pw * self.pool).max(1)).max(1);
+            let rows_per_band = g.ph.div_ceil(bands);
             let bands = g.ph.div_ceil(rows_per_band);
-            let mut xp = Vec::new();
+            let (mut xp, mut codes) =
+                with_scratch(|s| (std::mem::take(&mut s.padded), std::mem::take(&mut s.codes)));
             for (y, x) in out
                 .chunks_exact_mut(image_out)
                 .zip(input.data().chunks_exact(image_in))
             {
-                self.channels_last(&g, x, &mut xp)?;
+                self.channels_last(&g, x, &mut xp, &mut codes)?;
                 let planes = Planes::new(y);
-                (0..bands).into_par_iter().try_for_each_init(
-                    Scratch::default,
-                    |s, b| -> nn::Result<()> {
+                (0..bands)
+                    .into_par_iter()
+                    .try_for_each(|b| -> nn::Result<()> {
                         let rows = b * rows_per_band..((b + 1) * rows_per_band).min(g.ph);
-                        self.band(path, &g, &xp, rows, planes, s)
-                    },
-                )?;
+                        with_scratch(|s| self.band(path, &g, &xp, rows, planes, s))
+                    })?;
             }
+            with_scratch(|s| (s.padded, s.codes) = (xp, codes));
         }
         Ok(Tensor::new(shape.dims(), out)?)
     }
 
     /// One image's `[C, H, W]` codes (f32) as channels-last u8 codes inside the padding:
-    /// `xp[((y + top) * wp + x + left) * C + c]`, padding bytes the input zero point. Read
-    /// plane by plane (contiguous), converted and checked on the way.
-    fn channels_last(&self, g: &Geometry, x: &[f32], xp: &mut Vec<u8>) -> nn::Result<()> {
-        let qmax = self.core.input().qtype().qmax() as u8;
+    /// `xp[((y + top) * wp + x + left) * C + c]`, padding bytes the input zero point, and
+    /// [`SLACK`] bytes after the image (read by in-place patches and wide copies, multiplied
+    /// by zero weights). Converted and checked in one contiguous pass, then transposed.
+    fn channels_last(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        xp: &mut Vec<u8>,
+        codes: &mut Vec<u8>,
+    ) -> nn::Result<()> {
         let zp = self.core.input().zero_points()[0] as u8;
+        codes.resize(x.len(), 0);
+        self.core.codes_to_u8("quant_conv2d", x, codes)?;
         xp.clear();
-        xp.resize(g.hp * g.wp * g.c, zp);
+        xp.resize(g.hp * g.wp * g.c + SLACK, zp);
         let (top, left, c) = (self.params.padding.top, self.params.padding.left, g.c);
-        let mut bad = false;
-        for (ci, plane) in x.chunks_exact(g.h * g.w).enumerate() {
-            for (y, src) in plane.chunks_exact(g.w).enumerate() {
-                let dst = &mut xp[((y + top) * g.wp + left) * c + ci..];
-                for (xx, &v) in src.iter().enumerate() {
-                    // `as u8` saturates; a fraction or an out-of-range value does not
-                    // survive the round trip. No early exit, so the loop stays simple.
-                    let q = v as u8;
-                    bad |= (f32::from(q) != v) | (q > qmax);
-                    dst[xx * c] = q;
+        let plane = g.h * g.w;
+        for y in 0..g.h {
+            let dst = &mut xp[((y + top) * g.wp + left) * c..][..g.w * c];
+            if c == 1 {
+                dst.copy_from_slice(&codes[y * g.w..][..g.w]);
+                continue;
+            }
+            for (xx, px) in dst.chunks_exact_mut(c).enumerate() {
+                for (ci, d) in px.iter_mut().enumerate() {
+                    *d = codes[ci * plane + y * g.w + xx];
                 }
             }
-        }
-        if bad {
-            // Only on the error path: the core names the offender.
-            let mut codes = vec![0u8; x.len()];
-            self.core.codes_to_u8("quant_conv2d", x, &mut codes)?;
         }
         Ok(())
     }
 
-    /// Pooled output rows `rows` of one image (conv rows `rows * pool`): patches, GEMM,
-    /// pooling on the raw sums, requantization into `planes`.
+    /// Pooled output rows `rows` of one image (conv rows `rows * pool`): the GEMM over the
+    /// band's patches (in place or copied), pooling on the raw sums, requantization into
+    /// `planes`.
     fn band(
         &self,
         path: Int8Path,
@@ -221,32 +290,27 @@ impl QuantConv2d {
         s: &mut Scratch,
     ) -> nn::Result<()> {
         let p = &self.params;
-        let (kh, kw) = p.kernel;
-        let (sh, sw) = p.stride;
-        let (dh, dw) = p.dilation;
         let pool = self.pool;
         let conv_rows = rows.start * pool..rows.end * pool;
         let m = conv_rows.len() * g.ow;
-        let (c, k, kp, o) = (g.c, g.k, g.kp, g.o);
-        s.patches.resize(m * kp, 0);
-        for (i, row) in s.patches.chunks_exact_mut(kp).enumerate() {
-            let (oy, ox) = (conv_rows.start + i / g.ow, i % g.ow);
-            for ki in 0..kh {
-                let iy = oy * sh + ki * dh;
-                let taps = &mut row[ki * kw * c..(ki + 1) * kw * c];
-                let at = (iy * g.wp + ox * sw) * c;
-                if dw == 1 {
-                    copy_run(taps, &xp[at..at + kw * c]);
-                } else {
-                    for (kj, t) in taps.chunks_exact_mut(c).enumerate() {
-                        copy_run(t, &xp[at + kj * dw * c..][..c]);
-                    }
-                }
-            }
-            row[k..].fill(0);
-        }
+        let o = g.o;
         s.acc.resize(m * o, 0);
-        gemm_u7i8_serial(path, &s.patches, kp, m, &self.hwc, &mut s.acc)?;
+        if let Some(imp) = self.implicit {
+            let (sh, sw) = p.stride;
+            let seg = Segments {
+                count: p.kernel.0,
+                groups: imp.groups,
+                stride: p.dilation.0 * g.wp * g.c,
+            };
+            for (i, oy) in conv_rows.clone().enumerate() {
+                let a = &xp[oy * sh * g.wp * g.c..];
+                let c = &mut s.acc[i * g.ow * o..(i + 1) * g.ow * o];
+                gemm_u7i8_segmented(path, a, sw * g.c, g.ow, &self.hwc, seg, c)?;
+            }
+        } else {
+            self.patches(g, xp, conv_rows.start, m, &mut s.patches);
+            gemm_u7i8_serial(path, &s.patches, g.kp, m, &self.hwc, &mut s.acc)?;
+        }
         s.row.resize(o, 0.0);
         let plane = g.ph * g.pw;
         if pool == 1 {
@@ -273,10 +337,65 @@ impl QuantConv2d {
         }
         Ok(())
     }
+
+    /// The `m` patch rows (`kp` bytes each, `(ki, kj, c)` order, zero past `k`) of the output
+    /// positions from conv row `first_row` on. A run of at most eight bytes is copied as one
+    /// unaligned u64 (the image and `patches` have [`SLACK`] bytes past their ends; a copy's
+    /// spill is overwritten by the next run or the row's zero tail).
+    fn patches(&self, g: &Geometry, xp: &[u8], first_row: usize, m: usize, out: &mut Vec<u8>) {
+        let p = &self.params;
+        let (kh, kw) = p.kernel;
+        let (sh, sw) = p.stride;
+        let (dh, dw) = p.dilation;
+        let (c, k, kp) = (g.c, g.k, g.kp);
+        out.resize(m * kp + SLACK, 0);
+        let run = kw * c;
+        for i in 0..m {
+            let (oy, ox) = (first_row + i / g.ow, i % g.ow);
+            for ki in 0..kh {
+                let iy = oy * sh + ki * dh;
+                let at = (iy * g.wp + ox * sw) * c;
+                let to = i * kp + ki * run;
+                if dw == 1 && run <= SLACK {
+                    let v = u64::from_le_bytes(xp[at..at + SLACK].try_into().unwrap_or([0; 8]));
+                    out[to..to + SLACK].copy_from_slice(&v.to_le_bytes());
+                } else if dw == 1 {
+                    out[to..to + run].copy_from_slice(&xp[at..at + run]);
+                } else {
+                    for kj in 0..kw {
+                        let (from, to) = (at + kj * dw * c, to + kj * c);
+                        out[to..to + c].copy_from_slice(&xp[from..from + c]);
+                    }
+                }
+            }
+            out[i * kp + k..(i + 1) * kp].fill(0);
+        }
+    }
 }
 
-/// Output positions per task when one image is split over threads.
-const BAND_POSITIONS: usize = 112;
+/// Bytes kept readable past a channels-last image and past the patch rows.
+const SLACK: usize = 8;
+
+/// Convolutions of fewer multiply-adds per image run on one thread at batch 1 (a fork/join
+/// costs microseconds).
+const SPLIT_MIN_MACS: usize = 1 << 18;
+
+/// Multiply-adds per band and thread at batch 1 beyond which an image gets more bands.
+const BAND_MACS: usize = 1 << 23;
+
+thread_local! {
+    /// Each thread's buffers, kept between forward passes (no allocation per call).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Runs `f` on this thread's [`Scratch`] (taken out for the call, so a nested call gets a
+/// fresh one instead of a borrow panic).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    let mut s = SCRATCH.with(|c| c.take());
+    let out = f(&mut s);
+    SCRATCH.with(|c| c.replace(s));
+    out
+}
 
 /// Sizes of one forward pass.
 struct Geometry {
@@ -321,10 +440,11 @@ impl Geometry {
     }
 }
 
-/// A task's reusable buffers.
+/// A thread's reusable buffers.
 #[derive(Default)]
 struct Scratch {
     padded: Vec<u8>,
+    codes: Vec<u8>,
     patches: Vec<u8>,
     acc: Vec<i32>,
     max: Vec<i32>,
@@ -360,19 +480,6 @@ impl Planes {
             // task writes position `pos`.
             unsafe { self.ptr.add(j * plane + pos).write(v) };
         }
-    }
-}
-
-/// `dst.copy_from_slice(src)`, by bytes for the short runs of thin layers (a `memcpy` call
-/// per 3 bytes costs more than the copy).
-#[inline(always)]
-fn copy_run(dst: &mut [u8], src: &[u8]) {
-    if src.len() <= 8 {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s;
-        }
-    } else {
-        dst.copy_from_slice(src);
     }
 }
 

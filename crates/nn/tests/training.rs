@@ -994,7 +994,6 @@ fn hook_and_objective_states_travel_with_the_checkpoint() {
                 Box::new(Linear::new(10, 3, &mut rng).unwrap()),
             ],
         )
-        .unwrap()
     };
     let trainer = |cfg: &TrainConfig| {
         Trainer::new(cfg.clone())

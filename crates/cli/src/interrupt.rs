@@ -42,3 +42,14 @@ pub fn defer() {
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }
+
+/// Ends [`defer`]: the next interruption exits at once again, and one that arrived while
+/// deferred (after the training's last look) exits now, with the interruption's code.
+pub fn undefer() {
+    DEFERRED.store(false, Ordering::SeqCst);
+    if REQUESTED.load(Ordering::SeqCst) {
+        nn::io::atomic::stop_writes();
+        eprintln!("interrupted");
+        std::process::exit(EXIT_CODE);
+    }
+}

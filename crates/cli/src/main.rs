@@ -4,6 +4,7 @@
 //! safetensors (`.safetensors`, with `--arch`). `--json` switches to machine-readable output
 //! on stdout; human-readable progress always goes to stderr.
 
+mod checkpointing;
 mod commands;
 mod interrupt;
 mod progress;

@@ -54,3 +54,54 @@ fn a_truncated_safetensors_file_names_the_tensor() {
     assert!(e.contains("tensor fc") && e.contains("exceed"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Test images of another size than the model takes (corpus case `idx-wrong-rows`): the
+/// error names the images file and both shapes, not only the model.
+#[test]
+fn idx_images_of_the_wrong_size_name_the_images_file_and_shape() {
+    let dir = scratch("errors-idx-rows");
+    let fx = common::fixtures();
+    let m = dir.join("m.model");
+    common::ok(&slimnet(&[
+        "train",
+        "--model",
+        "mlp:784-8-10",
+        "--epochs",
+        "1",
+        "--limit",
+        "32",
+        "--data",
+        fx.to_str().unwrap(),
+        "-o",
+        m.to_str().unwrap(),
+    ]));
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::copy(fx.join(f), data.join(f)).unwrap();
+    }
+    let n = 20u32;
+    let mut images = [0x803u32, n, 27, 28]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect::<Vec<u8>>();
+    images.extend(std::iter::repeat_n(7u8, (n * 27 * 28) as usize));
+    let mut labels = [0x801u32, n]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect::<Vec<u8>>();
+    labels.extend((0..n).map(|i| (i % 10) as u8));
+    std::fs::write(data.join("t10k-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    let e = err_of(&[
+        "eval",
+        m.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("t10k-images-idx3-ubyte") && e.contains("[1, 27, 28]"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

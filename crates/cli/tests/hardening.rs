@@ -96,6 +96,66 @@ fn interrupting_a_write_leaves_no_debris() {
         }
     }
     eprintln!("interrupted {caught} of 4 writes in progress");
+
+    // Many interruption points: `export` to ONNX and `import` back to the native format,
+    // each stopped by SIGINT or SIGTERM at 16 delays spread over an uninterrupted run's
+    // duration (before the read, during the conversion, during the write, around the
+    // rename). Every time: no temporary file, and a target that is absent or whole.
+    ok(&slimnet(&[
+        "export",
+        big.to_str().unwrap(),
+        "-o",
+        target.to_str().unwrap(),
+    ]));
+    let onnx = dir.join("source.onnx");
+    std::fs::rename(&target, &onnx).unwrap();
+    let params = 784 * 2000 + 2000 + 2000 * 2000 + 2000 + 20010;
+    let mut outcomes = std::collections::BTreeMap::new();
+    for (cmd, from, to) in [
+        ("export", big.clone(), dir.join("out.onnx")),
+        ("import", onnx.clone(), dir.join("out.model")),
+    ] {
+        let args = [cmd, from.to_str().unwrap(), "-o", to.to_str().unwrap()];
+        let start = Instant::now();
+        ok(&slimnet(&args));
+        let full = start.elapsed();
+        for k in 0..16u32 {
+            let _ = std::fs::remove_file(&to);
+            let signal = if k % 2 == 0 { "-INT" } else { "-TERM" };
+            let mut child = Command::new(env!("CARGO_BIN_EXE_slimnet"))
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(full * k / 15);
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            let status = child.wait().unwrap();
+            *outcomes
+                .entry(format!("{cmd} exit {:?}", status.code()))
+                .or_insert(0) += 1;
+            let leftovers: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".tmp-"))
+                .collect();
+            assert!(
+                leftovers.is_empty(),
+                "{cmd} {signal} at {k}/15: debris {leftovers:?} ({status})"
+            );
+            if to.exists() {
+                let info: serde_json::Value = serde_json::from_str(&ok(&slimnet(&[
+                    "inspect",
+                    to.to_str().unwrap(),
+                    "--json",
+                ])))
+                .unwrap();
+                assert_eq!(info["params"], params, "{cmd} {signal} at {k}/15");
+            }
+        }
+    }
+    eprintln!("outcomes of the spread interruptions: {outcomes:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -338,4 +398,125 @@ fn train_help_shows_each_recipe_default() {
             assert!(line.contains(&format!("{name} {value}")), "{flag}: {line}");
         }
     }
+}
+
+/// No command overwrites one of its inputs, and a bad output is found before any work
+/// (issue 14, "No work lost, nothing destroyed"): `import x.onnx -o x.onnx`, `run --input
+/// a.npy -o a.npy`, and `train` with an output in a missing directory (refused before the
+/// data is read, so no "data:" line).
+#[test]
+fn inputs_are_never_outputs_and_bad_outputs_fail_first() {
+    let dir = scratch("in-out");
+    let m = small_mlp(&dir);
+    let onnx = dir.join("x.onnx");
+    ok(&slimnet(&[
+        "export",
+        m.to_str().unwrap(),
+        "-o",
+        onnx.to_str().unwrap(),
+    ]));
+    let before = std::fs::read(&onnx).unwrap();
+    let o = onnx.to_str().unwrap();
+    let out = slimnet(&["import", o, "-o", o]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("is an input"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&onnx).unwrap(), before);
+
+    let a = dir.join("a.npy");
+    nn::io::npy::write_npy(
+        &a,
+        &tensor_core::Tensor::zeros_dims(&[2, 1, 28, 28]).unwrap(),
+    )
+    .unwrap();
+    let before = std::fs::read(&a).unwrap();
+    let out = slimnet(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        a.to_str().unwrap(),
+        "-o",
+        a.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("is an input"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&a).unwrap(), before);
+
+    let bad = dir.join("../missing-dir/t.model");
+    let (_, out) = train(
+        &dir,
+        "mlp:784-8-10",
+        &["--epochs", "1"],
+        "../missing-dir/t.model",
+    );
+    let e = stderr(&out);
+    assert!(
+        !out.status.success() && e.contains("does not exist") && !e.contains("data:"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!bad.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `eval` reads the test split only (issue 14, "Bounded memory"): training files that are
+/// garbage do not matter to it.
+#[test]
+fn eval_reads_only_the_test_split() {
+    let dir = scratch("eval-test-only");
+    let m = small_mlp(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let fx = fixtures();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(fx.join(f), data.join(f)).unwrap();
+    }
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::write(data.join(f), b"not an IDX file at all").unwrap();
+    }
+    let out = slimnet(&[
+        "eval",
+        m.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(v["evaluation"]["samples"].as_u64().unwrap() > 0, "{v}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A truncated `.npy` input of `run` is a one-line error naming the file once and the bytes
+/// its shape needs against those it holds (issue 14, "Errors").
+#[test]
+fn a_truncated_npy_input_is_named() {
+    let dir = scratch("npy-cut");
+    let m = small_mlp(&dir);
+    let a = dir.join("cut.npy");
+    let full = nn::io::npy::npy_bytes(&tensor_core::Tensor::zeros_dims(&[4, 1, 28, 28]).unwrap());
+    // 4 x 784 float32 = 12,544 bytes of data, 100 of them cut.
+    std::fs::write(&a, &full[..full.len() - 100]).unwrap();
+    let y = dir.join("y.npy");
+    let out = slimnet(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        a.to_str().unwrap(),
+        "-o",
+        y.to_str().unwrap(),
+    ]);
+    let e = stderr(&out);
+    assert!(
+        !out.status.success() && e.contains("needs 12544 bytes, file holds 12444"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert_eq!(e.matches("cut.npy").count(), 1, "the path once: {e}");
+    assert!(!y.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -277,6 +277,24 @@ impl Objective for Distillation {
             Target::Logits { alpha } => logit_matching_loss(logits, &teacher, labels, alpha),
         }
     }
+
+    /// The step an annealed target has reached (8 bytes, little-endian), for checkpoints;
+    /// the cached logits are not state: they equal the teacher's, bit for bit.
+    fn state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(Some((self.step as u64).to_le_bytes().to_vec()))
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let step = <[u8; 8]>::try_from(bytes).map_err(|_| {
+            NnError::Config(format!(
+                "distillation: resume: a step of {} bytes (8 expected)",
+                bytes.len()
+            ))
+        })?;
+        self.step = usize::try_from(u64::from_le_bytes(step))
+            .map_err(|_| NnError::Config("distillation: resume: step out of range".into()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -131,6 +131,24 @@ pub trait TrainHook: std::any::Any + Send {
         let _ = model;
         Ok(())
     }
+
+    /// The hook's own state at a step boundary, for a checkpoint (pruning masks, sharing
+    /// codebooks, a schedule's position): `None` (the default) when it keeps nothing that the
+    /// model's weights and the step do not already fix. [`Trainer::fit_controlled`] stores it
+    /// in [`TrainState::hooks`] and hands it back to [`TrainHook::restore_state`] on resume.
+    fn state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restores what [`TrainHook::state`] returned. The default refuses: a hook that saves
+    /// no state has none to restore.
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
+        Err(NnError::Config(format!(
+            "train: resume: the checkpoint holds {} bytes of state for a training hook that \
+             keeps none",
+            bytes.len()
+        )))
+    }
 }
 
 /// The training loss: maps the model's logits for a batch to the mean loss and its gradient
@@ -143,6 +161,22 @@ pub trait Objective: Send {
     /// (after augmentation), `labels` the class indices.
     fn loss(&mut self, logits: &Tensor, inputs: &Tensor, labels: &[usize])
     -> Result<(f32, Tensor)>;
+
+    /// The objective's own state at a step boundary, for a checkpoint (an annealed
+    /// distillation's step): `None` (the default) when it keeps none. See
+    /// [`TrainHook::state`].
+    fn state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restores what [`Objective::state`] returned; the default refuses.
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
+        Err(NnError::Config(format!(
+            "train: resume: the checkpoint holds {} bytes of state for a training objective \
+             that keeps none",
+            bytes.len()
+        )))
+    }
 }
 
 /// Softmax cross-entropy against the labels ([`softmax_cross_entropy`]).
@@ -299,7 +333,8 @@ impl TrainReport {
 /// The learning-rate schedule is a function of the global step, so the step is its position.
 /// The weights themselves are the model's; `nn::io::checkpoint` stores both.
 ///
-/// Hooks keep their own state, which is not part of this: checkpoints serve plain training.
+/// Hooks and the objective save their own state ([`TrainHook::state`],
+/// [`Objective::state`]), kept here as opaque bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     /// The epoch to continue, from 0.
@@ -328,6 +363,13 @@ pub struct TrainState {
     pub dropout_rngs: Vec<(String, [u64; 4])>,
     /// The optimizer's per-parameter state.
     pub optimizer: OptimizerState,
+    /// Each hook's [`TrainHook::state`], in the order the hooks were added (not serialized
+    /// with the rest: `nn::io::checkpoint` keeps it in a section of its own).
+    #[serde(skip)]
+    pub hooks: Vec<Option<Vec<u8>>>,
+    /// The objective's [`Objective::state`] (serialized like `hooks`).
+    #[serde(skip)]
+    pub objective: Option<Vec<u8>>,
 }
 
 /// What receives the model and the state at each periodic checkpoint.
@@ -476,6 +518,47 @@ impl Trainer {
         })
     }
 
+    /// Each hook's [`TrainHook::state`], in order.
+    fn hook_states(&self) -> Result<Vec<Option<Vec<u8>>>> {
+        self.hooks.iter().map(|h| h.state()).collect()
+    }
+
+    /// Restores the hooks' and the objective's saved states: one entry per hook, and a
+    /// state wherever the fresh hook (or objective) has one.
+    fn restore_states(
+        &mut self,
+        hooks: &[Option<Vec<u8>>],
+        objective: Option<&[u8]>,
+    ) -> Result<()> {
+        if hooks.len() != self.hooks.len() {
+            return Err(NnError::Config(format!(
+                "train: resume: the checkpoint holds the state of {} training hooks, this run \
+                 has {}",
+                hooks.len(),
+                self.hooks.len()
+            )));
+        }
+        let missing = |what: String| {
+            NnError::Config(format!(
+                "train: resume: the checkpoint holds no state for {what}, which keeps one"
+            ))
+        };
+        for (i, (h, saved)) in self.hooks.iter_mut().zip(hooks).enumerate() {
+            match saved {
+                Some(bytes) => h.restore_state(bytes)?,
+                None if h.state()?.is_some() => return Err(missing(format!("training hook {i}"))),
+                None => {}
+            }
+        }
+        match objective {
+            Some(bytes) => self.objective.restore_state(bytes),
+            None if self.objective.state()?.is_some() => {
+                Err(missing("the training objective".into()))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Evaluates `model` on `data` through the hooks: `before_eval` of each hook, the
     /// evaluation in [`Mode::Eval`], then `after_eval` of each hook in reverse order (run even
     /// when the evaluation failed). A quantization-aware or binary model is thus measured as
@@ -512,8 +595,9 @@ impl Trainer {
     /// [`Trainer::fit`] with checkpoints: resumes from `control.resume`, hands the state to
     /// `control.on_checkpoint` every `checkpoint_every` epochs, and stops at the next step
     /// boundary once `should_stop` answers `true` (or after `stop_after_epochs` epochs),
-    /// returning the state a resume needs. A resumed run gives the same weights, bit for
-    /// bit, as one that never stopped (same data, configuration and hooks-free training).
+    /// returning the state a resume needs (the hooks' and the objective's included). A
+    /// resumed run gives the same weights, bit for bit, as one that never stopped (same data,
+    /// configuration, hooks and objective).
     pub fn fit_controlled(
         &mut self,
         model: &mut Model,
@@ -592,6 +676,7 @@ impl Trainer {
             }
             optimizer.load_state(model, &st.optimizer)?;
             restore_dropout_states(model, &st.dropout_rngs)?;
+            self.restore_states(&st.hooks, st.objective.as_deref())?;
             shuffle_rng = rng_from(st.shuffle_rng, "data-order")?;
             augment_rng = rng_from(st.augment_rng, "augmentation")?;
             (first_epoch, skip, global_step, lr) =
@@ -625,6 +710,8 @@ impl Trainer {
                         lr,
                         dropout_rngs: dropout_states(model),
                         optimizer: optimizer.save_state()?,
+                        hooks: self.hook_states()?,
+                        objective: self.objective.state()?,
                     };
                     model.clear_cache();
                     report.steps = global_step;
@@ -763,6 +850,8 @@ impl Trainer {
                     lr,
                     dropout_rngs: dropout_states(model),
                     optimizer: optimizer.save_state()?,
+                    hooks: self.hook_states()?,
+                    objective: self.objective.state()?,
                 };
                 model.clear_cache();
                 if checkpoint {

@@ -265,3 +265,35 @@ fn every_zoo_model_round_trips_with_the_recorded_architecture() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A recorded architecture that cannot be built (issue 14, corpus case
+/// `st-arch-recorded-bogus`) is an error naming the file, the architecture and where it came
+/// from; so is a bogus `--arch`.
+#[test]
+fn an_unbuildable_architecture_names_the_file() {
+    use nn::io::safetensors::load_safetensors_inferred;
+    let dir = std::env::temp_dir().join(format!("slimnet-st-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = br#"{"__metadata__":{"slimnet_arch":"mlp:784-x-10"}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    let p = dir.join("bogus.safetensors");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = load_safetensors_inferred(&p, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("bogus.safetensors") && e.contains("mlp:784-x-10") && e.contains("recorded"),
+        "{e}"
+    );
+    let e = load_safetensors_inferred(&p, Some("nope"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("bogus.safetensors") && e.contains("--arch"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -904,3 +904,180 @@ fn a_stopped_run_resumes_bit_identically() {
     assert!(matches!(outcome, FitOutcome::Finished(_)));
     assert_eq!(weight_bits(&straight), weight_bits(&resumed));
 }
+
+/// A hook with a state of its own: a generator drawn once per step, whose draw scales the
+/// gradients (so the weights depend on its position), saved and restored through
+/// `TrainHook::state` / `restore_state`.
+struct NoisyHook(Rng);
+
+impl TrainHook for NoisyHook {
+    fn after_backward(&mut self, model: &mut Model, _ctx: &StepContext<'_>) -> Result<()> {
+        let scale = 0.5 + self.0.uniform();
+        for layer in model.layers.iter_mut() {
+            for p in layer.params_mut() {
+                p.grad.data_mut().iter_mut().for_each(|g| *g *= scale);
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(Some(
+            self.0
+                .state()
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect(),
+        ))
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let words: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let state: [u64; 4] = words
+            .try_into()
+            .map_err(|_| NnError::Config("NoisyHook: bad state".into()))?;
+        self.0 = Rng::from_state(state).ok_or_else(|| NnError::Config("zero state".into()))?;
+        Ok(())
+    }
+}
+
+/// An objective counting its calls: cross-entropy scaled by a factor that moves with the
+/// count (as an annealed distillation's weights do), saved through `Objective::state`.
+struct CountingObjective(u64);
+
+impl nn::trainer::Objective for CountingObjective {
+    fn loss(
+        &mut self,
+        logits: &Tensor,
+        _inputs: &Tensor,
+        labels: &[usize],
+    ) -> Result<(f32, Tensor)> {
+        let (loss, mut grad) = nn::loss::softmax_cross_entropy(logits, labels)?;
+        let f = 1.0 / (1.0 + self.0 as f32 * 0.1);
+        self.0 += 1;
+        grad.data_mut().iter_mut().for_each(|g| *g *= f);
+        Ok((loss * f, grad))
+    }
+
+    fn state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(Some(self.0.to_le_bytes().to_vec()))
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
+        self.0 = u64::from_le_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| NnError::Config("CountingObjective: bad state".into()))?,
+        );
+        Ok(())
+    }
+}
+
+/// A stopped run with a stateful hook and objective resumes bit-identically once their
+/// states are restored; without them (a hook-less checkpoint, or a hook count that differs)
+/// the resume is refused rather than silently different.
+#[test]
+fn hook_and_objective_states_travel_with_the_checkpoint() {
+    use nn::layers::{Linear, ReLU};
+    use nn::trainer::{FitControl, FitOutcome};
+    let build = || {
+        let mut rng = Rng::seed_from_u64(8);
+        Model::new(
+            "tiny",
+            &[16],
+            vec![
+                Box::new(Linear::new(16, 10, &mut rng).unwrap()),
+                Box::new(ReLU::default()),
+                Box::new(Linear::new(10, 3, &mut rng).unwrap()),
+            ],
+        )
+    };
+    let trainer = |cfg: &TrainConfig| {
+        Trainer::new(cfg.clone())
+            .with_hook(Box::new(NoisyHook(Rng::seed_from_u64(77))))
+            .with_objective(Box::new(CountingObjective(0)))
+    };
+    let data = clusters(90, 3);
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        optimizer: OptimizerConfig::adam(0.01),
+        seed: 2,
+        eval_every_epoch: false,
+        ..TrainConfig::default()
+    };
+    let mut straight = build();
+    trainer(&cfg)
+        .fit(&mut straight, &data, None, &mut |_| {})
+        .unwrap();
+
+    let mut first = build();
+    let steps = std::cell::Cell::new(0);
+    let mut control = FitControl {
+        should_stop: Box::new(|| {
+            steps.set(steps.get() + 1);
+            steps.get() > 15
+        }),
+        ..FitControl::default()
+    };
+    let FitOutcome::Stopped { state, .. } = trainer(&cfg)
+        .fit_controlled(&mut first, &data, None, &mut |_| {}, &mut control)
+        .unwrap()
+    else {
+        panic!("the run did not stop");
+    };
+    drop(control);
+    assert_eq!(state.hooks.len(), 1);
+    assert_eq!(state.objective, Some(15u64.to_le_bytes().to_vec()));
+    // Through the checkpoint file format and back.
+    let bytes = nn::io::checkpoint::encode(&Default::default(), &cfg, &state, &first).unwrap();
+    let ck = nn::io::checkpoint::decode(&bytes, "t.ckpt", nn::LayerRegistry::nn_default()).unwrap();
+    assert_eq!(ck.state, *state);
+
+    let resume = |state: nn::trainer::TrainState, trainer: &mut Trainer| {
+        let mut model =
+            nn::io::native::from_bytes(&nn::io::native::to_bytes(&first).unwrap(), "m").unwrap();
+        let mut control = FitControl {
+            resume: Some(state),
+            ..FitControl::default()
+        };
+        trainer
+            .fit_controlled(&mut model, &data, None, &mut |_| {}, &mut control)
+            .map(|_| model)
+    };
+    let resumed = resume(ck.state.clone(), &mut trainer(&cfg)).unwrap();
+    assert_eq!(weight_bits(&straight), weight_bits(&resumed));
+
+    // A state without the hook's or the objective's part is refused, naming what is missing.
+    let mut no_hooks = ck.state.clone();
+    no_hooks.hooks.clear();
+    let e = resume(no_hooks, &mut trainer(&cfg))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("state of 0 training hooks, this run has 1"),
+        "{e}"
+    );
+    let mut no_objective = ck.state.clone();
+    no_objective.objective = None;
+    let e = resume(no_objective, &mut trainer(&cfg))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("no state for the training objective"), "{e}");
+    // A hook that keeps no state refuses bytes meant for another.
+    let e = resume(
+        ck.state.clone(),
+        &mut Trainer::new(cfg.clone())
+            .with_hook(Box::new(Recorder(Arc::default())))
+            .with_objective(Box::new(CountingObjective(0))),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("keeps none"), "{e}");
+}

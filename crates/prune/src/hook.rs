@@ -32,4 +32,45 @@ impl TrainHook for MaskHook {
     fn after_step(&mut self, model: &mut Model, _ctx: &StepContext<'_>) -> nn::Result<()> {
         Ok(self.mask.apply(model)?)
     }
+
+    /// The masks (layer path and keep flags), for a training checkpoint.
+    fn state(&self) -> nn::Result<Option<Vec<u8>>> {
+        let masks: Vec<(String, &[bool])> = (self.mask.layers.iter())
+            .map(|(path, m)| (path.to_string(), m.as_slice()))
+            .collect();
+        nn::io::native::encode_value(&masks, "pruning masks").map(Some)
+    }
+
+    /// Restores [`TrainHook::state`]'s masks (checked against the weights when applied).
+    fn restore_state(&mut self, bytes: &[u8]) -> nn::Result<()> {
+        let masks: Vec<(String, Vec<bool>)> =
+            nn::io::native::decode_value(bytes, "checkpoint", "pruning masks")?;
+        let mut layers = std::collections::BTreeMap::new();
+        for (path, keep) in masks {
+            layers.insert(
+                nn::LayerPath::parse(&path)?,
+                crate::mask::Mask::from_keep(keep),
+            );
+        }
+        self.mask = ModelMask { layers };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_state_round_trips_and_refuses_garbage() {
+        let mut rng = tensor_core::rng::Rng::seed_from_u64(3);
+        let model = nn::zoo::build_spec("mlp:784-8-10", &mut rng).unwrap();
+        let mask = ModelMask::by_density(&model, &[0.3, 0.6]).unwrap();
+        let hook = MaskHook::new(mask.clone());
+        let bytes = hook.state().unwrap().unwrap();
+        let mut back = MaskHook::new(ModelMask::default());
+        back.restore_state(&bytes).unwrap();
+        assert_eq!(back.mask, mask);
+        assert!(back.restore_state(&bytes[..bytes.len() / 2]).is_err());
+    }
 }

@@ -12,10 +12,11 @@ use nn::trainer::{TrainConfig, Trainer};
 use xnor_kernels::{BinarizeHook, BinaryMode, binarize_model_with, to_binary_layers};
 
 use super::{Baseline, TrainDataArgs, Written, print_json};
+use crate::checkpointing::{CheckpointArgs, Resumable};
 use crate::progress;
 
 /// Arguments of `slimnet binarize`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// A trained model to start from (.slim/.model, .onnx, .safetensors with --arch).
     model_file: Option<PathBuf>,
@@ -56,6 +57,9 @@ pub struct Args {
     teacher: super::TeacherArgs,
     #[command(flatten)]
     common: TrainDataArgs,
+    /// Checkpoints of the binary training.
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -86,6 +90,16 @@ pub fn run(args: Args) -> Result<()> {
         super::Writes::Compressed("binary layers"),
         None,
     )?;
+    let mut key = args.clone();
+    (key.output, key.ckpt, key.common.json) = (PathBuf::new(), CheckpointArgs::default(), false);
+    let mut run = crate::checkpointing::run_map("binarize", &key);
+    if let Some(f) = &args.model_file {
+        run.insert(
+            "model_fingerprint".into(),
+            format!("{:016x}", super::fingerprint(std::slice::from_ref(f))?),
+        );
+    }
+    let resumable = Resumable::new(args.ckpt.clone(), run, &args.output, &inputs)?;
     let (train, test) = args.common.load()?;
     let (mut model, input_bytes) = match (&args.model_file, &args.model) {
         (Some(f), None) => (
@@ -137,12 +151,27 @@ pub fn run(args: Args) -> Result<()> {
             )
         })
     });
+    let resume = resumable.load(&config)?.map(|ck| {
+        model = ck.model;
+        ck.state
+    });
     let hook = BinarizeHook::new(mode, paths.clone());
     let mut trainer = Trainer::new(config)
         .with_objective(objective)
         .with_hook(Box::new(hook));
-    let report = trainer.fit(&mut model, &train, Some(&test), &mut on_progress)?;
+    let note = |msg: String| progress::line(&pb, args.common.json, msg);
+    let report = resumable.fit(
+        &mut trainer,
+        &mut model,
+        (&train, Some(&test)),
+        resume,
+        &mut on_progress,
+        &note,
+    )?;
     pb.finish_and_clear();
+    let Some(report) = report else {
+        return Ok(());
+    };
     model.clear_cache();
     // Convert first: BatchNorm then folds only into the full-precision convolutions.
     to_binary_layers(&mut model, mode, &paths)?;

@@ -17,10 +17,11 @@ use distill::{Anneal, DistillParams, Distillation, Target};
 use nn::trainer::{CrossEntropy, Objective, TrainConfig, Trainer};
 
 use super::{Baseline, Written, print_json};
+use crate::checkpointing::{CheckpointArgs, Resumable};
 use crate::progress;
 
 /// Arguments of `slimnet distill`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// The teacher: any model slimnet reads (.slim/.model, .onnx, .safetensors with --arch).
     /// Repeat for an ensemble: the student learns from the teachers' mean logits.
@@ -82,6 +83,9 @@ pub struct Args {
     twin: bool,
     #[command(flatten)]
     common: super::TrainDataArgs,
+    /// Checkpoints of the student's training (not with --assistant).
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -132,28 +136,16 @@ fn is_architecture(name: &str) -> bool {
     nn::zoo::NAMES.contains(&name) || super::train::is_spec(name)
 }
 
-/// A 64-bit FNV-1a fingerprint of the teacher files' bytes, in order: which teachers a
-/// logits cache belongs to.
-fn fingerprint(teachers: &[PathBuf]) -> Result<u64> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for t in teachers {
-        let bytes = std::fs::read(t).with_context(|| format!("reading {}", t.display()))?;
-        for b in bytes.iter().chain(b"\0") {
-            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    Ok(h)
-}
-
-/// Trains `model` with `objective`, readies it for inference, returns its test accuracy.
+/// Trains `model` with `objective` (checkpointed by `ckpt`, from its resume state), readies
+/// it for inference, returns its test accuracy; `None` when the run stopped at a checkpoint.
 fn fit(
     model: &mut nn::Model,
     objective: Box<dyn Objective>,
     config: &TrainConfig,
     data: (&nn::Dataset, &nn::Dataset),
-    label: &str,
-    quiet: bool,
-) -> Result<f64> {
+    (label, quiet): (&str, bool),
+    ckpt: Option<(&Resumable, Option<nn::trainer::TrainState>)>,
+) -> Result<Option<f64>> {
     let steps = config.steps_per_epoch(data.0.len()) * config.epochs;
     let pb = progress::bar(steps as u64, quiet);
     pb.set_prefix(label.to_string());
@@ -165,15 +157,42 @@ fn fit(
         ))
     });
     let mut trainer = Trainer::new(config.clone()).with_objective(objective);
-    trainer.fit(model, data.0, None, &mut on_progress)?;
+    match ckpt {
+        Some((r, resume)) => {
+            let note = |msg: String| progress::line(&pb, quiet, msg);
+            let done = r.fit(
+                &mut trainer,
+                model,
+                (data.0, None),
+                resume,
+                &mut on_progress,
+                &note,
+            )?;
+            if done.is_none() {
+                pb.finish_and_clear();
+                return Ok(None);
+            }
+        }
+        None => {
+            trainer.fit(model, data.0, None, &mut on_progress)?;
+        }
+    }
     pb.finish_and_clear();
     model.clear_cache();
     nn::layers::fold_batchnorms(model)?;
-    Ok(trainer.evaluate(model, data.1)?.accuracy)
+    Ok(Some(trainer.evaluate(model, data.1)?.accuracy))
 }
 
 /// Lends a [`Distillation`] to a Trainer (which owns its objective) and takes it back.
 struct Lent(Arc<Mutex<Distillation>>);
+
+impl Lent {
+    fn lock(&self) -> nn::Result<std::sync::MutexGuard<'_, Distillation>> {
+        self.0
+            .lock()
+            .map_err(|_| nn::NnError::Config("distillation: objective poisoned by a panic".into()))
+    }
+}
 
 impl Objective for Lent {
     fn loss(
@@ -182,23 +201,28 @@ impl Objective for Lent {
         inputs: &tensor_core::Tensor,
         labels: &[usize],
     ) -> nn::Result<(f32, tensor_core::Tensor)> {
-        let mut d = self.0.lock().map_err(|_| {
-            nn::NnError::Config("distillation: objective poisoned by a panic".into())
-        })?;
-        d.loss(logits, inputs, labels)
+        self.lock()?.loss(logits, inputs, labels)
+    }
+
+    fn state(&self) -> nn::Result<Option<Vec<u8>>> {
+        self.lock()?.state()
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> nn::Result<()> {
+        self.lock()?.restore_state(bytes)
     }
 }
 
 /// [`fit`] with `objective`, returned afterwards (its cached logits with it) beside the test
-/// accuracy.
+/// accuracy; `None` when the run stopped at a checkpoint.
 fn fit_lent(
     model: &mut nn::Model,
     objective: Distillation,
     config: &TrainConfig,
     data: (&nn::Dataset, &nn::Dataset),
-    label: &str,
-    quiet: bool,
-) -> Result<(Distillation, f64)> {
+    label: (&str, bool),
+    ckpt: Option<(&Resumable, Option<nn::trainer::TrainState>)>,
+) -> Result<Option<(Distillation, f64)>> {
     let shared = Arc::new(Mutex::new(objective));
     let accuracy = fit(
         model,
@@ -206,19 +230,50 @@ fn fit_lent(
         config,
         data,
         label,
-        quiet,
+        ckpt,
     )?;
     let objective = Arc::try_unwrap(shared)
         .ok()
         .and_then(|m| m.into_inner().ok())
         .context("distillation: the trainer kept its objective")?;
-    Ok((objective, accuracy))
+    Ok(accuracy.map(|a| (objective, a)))
 }
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let inputs: Vec<&Path> = args.teacher.iter().map(PathBuf::as_path).collect();
     super::check_output(&args.output, &inputs)?;
+    let ckpt = &args.ckpt;
+    let checkpointed = ckpt.resume.is_some()
+        || ckpt.checkpoint_every.is_some()
+        || ckpt.stop_after_epochs.is_some()
+        || ckpt.checkpoint.is_some();
+    if checkpointed && args.assistant.is_some() {
+        bail!(
+            "--checkpoint-every, --checkpoint, --resume and --stop-after-epochs cover the \
+             student's training: not with --assistant"
+        );
+    }
+    let resumable = if args.assistant.is_none() {
+        // The run is what the options say: the output, its style and the checkpoint options
+        // aside; the teachers' bytes too (a retrained teacher is another run).
+        let mut key = args.clone();
+        (key.output, key.ckpt, key.common.json) =
+            (PathBuf::new(), CheckpointArgs::default(), false);
+        let mut run = crate::checkpointing::run_map("distill", &key);
+        run.insert(
+            "teacher_fingerprint".into(),
+            format!("{:016x}", super::fingerprint(&args.teacher)?),
+        );
+        Some(Resumable::new(
+            args.ckpt.clone(),
+            run,
+            &args.output,
+            &inputs,
+        )?)
+    } else {
+        None
+    };
     let (augment, alpha) = match args.transfer.as_str() {
         "train" => (false, args.alpha),
         "augmented" => (true, args.alpha),
@@ -274,7 +329,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut first = objective(teachers)?;
     let cache_key = match &args.teacher_cache {
-        Some(_) => Some(fingerprint(&args.teacher)?),
+        Some(_) => Some(super::fingerprint(&args.teacher)?),
         None => None,
     };
     let mut cached_logits = 0;
@@ -304,8 +359,17 @@ pub fn run(args: Args) -> Result<()> {
         Some(name) => {
             let mut assistant = student(name, args.common.seed)?;
             let accuracy = if is_architecture(name) {
-                let (first, a) =
-                    fit_lent(&mut assistant, first, &config, data, "assistant", quiet)?;
+                let Some((first, a)) = fit_lent(
+                    &mut assistant,
+                    first,
+                    &config,
+                    data,
+                    ("assistant", quiet),
+                    None,
+                )?
+                else {
+                    bail!("the assistant's training stopped early");
+                };
                 save_cache(&first)?;
                 a
             } else {
@@ -314,20 +378,37 @@ pub fn run(args: Args) -> Result<()> {
             (objective(vec![assistant])?, Some(accuracy))
         }
     };
-    let (objective, accuracy) = fit_lent(&mut model, objective, &config, data, "distill", quiet)?;
+    let resume = match &resumable {
+        Some(r) => r.load(&config)?.map(|ck| {
+            model = ck.model;
+            ck.state
+        }),
+        None => None,
+    };
+    let Some((objective, accuracy)) = fit_lent(
+        &mut model,
+        objective,
+        &config,
+        data,
+        ("distill", quiet),
+        resumable.as_ref().map(|r| (r, resume)),
+    )?
+    else {
+        return Ok(());
+    };
     if args.assistant.is_none() {
         save_cache(&objective)?;
     }
     let twin_accuracy = if args.twin {
         let mut twin = initial.into_model_with(&pipeline::registry())?;
-        Some(fit(
+        fit(
             &mut twin,
             Box::new(CrossEntropy),
             &config,
             data,
-            "twin",
-            quiet,
-        )?)
+            ("twin", quiet),
+            None,
+        )?
     } else {
         None
     };

@@ -91,6 +91,19 @@ pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
     Ok(nn::io::atomic::check_writable(output, inputs)?)
 }
 
+/// A 64-bit FNV-1a fingerprint of the teacher files' bytes, in order: which teachers a
+/// logits cache belongs to, which inputs a checkpoint's run read.
+pub fn fingerprint(teachers: &[PathBuf]) -> Result<u64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for t in teachers {
+        let bytes = std::fs::read(t).with_context(|| format!("reading {}", t.display()))?;
+        for b in bytes.iter().chain(b"\0") {
+            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    Ok(h)
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -149,7 +162,10 @@ pub fn load_data(
 ) -> Result<(interop::Source, nn::Dataset, nn::Dataset)> {
     let (source, train, test) = interop::load(data, options)?;
     let (train, test) = match model {
-        Some(m) => (fit(train, m, &source)?, fit(test, m, &source)?),
+        Some(m) => (
+            fit_split(train, m, &source, data, Split::Train)?,
+            fit_split(test, m, &source, data, Split::Test)?,
+        ),
         None => (train, test),
     };
     Ok((source, train, test))
@@ -162,16 +178,36 @@ pub fn load_test_data(
     model: &nn::Model,
 ) -> Result<(interop::Source, nn::Dataset)> {
     let (source, test) = interop::load_test(data, options)?;
-    let test = fit(test, model, &source)?;
+    let test = fit_split(test, model, &source, data, Split::Test)?;
     Ok((source, test))
 }
 
-/// `d` shaped for `model`'s input, or an error naming the data and both shapes.
-pub fn fit(d: nn::Dataset, model: &nn::Model, source: &interop::Source) -> Result<nn::Dataset> {
+pub use nn::data::idx::Split;
+
+/// `d` shaped for `model`'s input, or an error naming the data and both shapes: for a
+/// directory of IDX files the images file of `split` (whose shape is the one that does not
+/// fit), else the data source.
+pub fn fit_split(
+    d: nn::Dataset,
+    model: &nn::Model,
+    source: &interop::Source,
+    data: Option<&Path>,
+    split: Split,
+) -> Result<nn::Dataset> {
+    let mut name = source.to_string();
+    if source.format == interop::Format::Idx && d.sample_shape() != model.input_shape.as_slice() {
+        let dir = match data {
+            Some(d) => Some(d.to_path_buf()),
+            None => nn::data::source::locate(None).ok().map(|s| s.dir),
+        };
+        if let Some((images, _)) = dir.and_then(|d| nn::data::idx::split_files(&d, split).ok()) {
+            name = images.display().to_string();
+        }
+    }
     Ok(interop::transform::fit_to_model(
         d,
         &model.input_shape,
-        &source.to_string(),
+        &name,
     )?)
 }
 

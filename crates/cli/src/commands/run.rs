@@ -44,8 +44,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let mut model = args.model.load()?;
-    let x = nn::io::npy::read_npy(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
+    // nn's errors name the file already: the context says only what was being done.
+    let x = nn::io::npy::read_npy(&args.input).context("reading the input")?;
     super::refuse_nonfinite(nn::finite::check_values(
         &format!("input {}", args.input.display()),
         x.data(),
@@ -62,8 +62,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         nn::io::npy::npy_bytes(&y)
     };
-    nn::io::atomic::write_atomic(&args.output, &bytes)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    nn::io::atomic::write_atomic(&args.output, &bytes).context("writing the output")?;
     crate::note!(
         "{} {} -> {} {}",
         args.input.display(),

@@ -431,12 +431,13 @@ pub fn run(args: Args) -> Result<()> {
             (model, config(&args, &run)?, None)
         }
     };
+    let data = run.data.as_deref();
     let (train, test) = (
-        super::fit(train, &model, &source)?,
-        super::fit(test, &model, &source)?,
+        super::fit_split(train, &model, &source, data, super::Split::Train)?,
+        super::fit_split(test, &model, &source, data, super::Split::Test)?,
     );
     let validation = validation
-        .map(|v| super::fit(v, &model, &source))
+        .map(|v| super::fit_split(v, &model, &source, data, super::Split::Train))
         .transpose()?;
     super::check_model_output(
         &args.output,

@@ -2,20 +2,21 @@
 //! needs to continue bit for bit ([`TrainState`]), with the recipe and the arguments of the
 //! run that wrote it.
 //!
-//! File layout (version 1, all integers little-endian; docs/FORMAT.md § Training checkpoint):
+//! File layout (version 2, all integers little-endian; docs/FORMAT.md § Training checkpoint):
 //!
 //! | bytes | content |
 //! |---|---|
 //! | 8 | magic `SLIMCKPT` |
-//! | 4 | format version (1) |
-//! | per section, in this order: `args`, `recipe`, `progress`, `optimizer`, `model` | |
+//! | 4 | format version (2; version 1, without `hooks`, is read too) |
+//! | per section, in this order: `args`, `recipe`, `progress`, `optimizer`, `hooks`, `model` | |
 //! | 1 + n | section name: its length n, then n ASCII bytes (checked against the expected name) |
 //! | 8 + len | section length, then the section bytes |
 //! | 4 | CRC-32 of every byte before it |
 //!
 //! `args` holds the options of the command line that started the run (a map of strings); `recipe` the
-//! [`TrainConfig`], `progress` the [`TrainState`] without its optimizer entries and
-//! `optimizer` those entries, each encoded as the native format encodes values
+//! [`TrainConfig`], `progress` the [`TrainState`] without its optimizer entries and hook
+//! states (so a version-1 `progress` reads the same), `optimizer` those entries and `hooks` the states of the training hooks and of the
+//! objective ([`crate::trainer::TrainHook::state`]), each encoded as the native format encodes values
 //! ([`crate::io::native::encode_value`], bincode 2 with an allocation limit derived from the
 //! section's length); `model` a native model file image ([`crate::io::native`]), the weights.
 //!
@@ -35,11 +36,14 @@ use crate::trainer::{TrainConfig, TrainState};
 /// The first eight bytes of a checkpoint.
 pub const MAGIC: [u8; 8] = *b"SLIMCKPT";
 
-/// The version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this code writes (it reads this one and version 1).
+pub const VERSION: u32 = 2;
 
-/// The sections, in file order.
-const SECTIONS: [&str; 5] = ["args", "recipe", "progress", "optimizer", "model"];
+/// The sections, in file order (version 1 lacks `hooks`).
+const SECTIONS: [&str; 6] = ["args", "recipe", "progress", "optimizer", "hooks", "model"];
+
+/// The `hooks` section: the opaque states of the training hooks and the objective.
+type HookStates = (Vec<Option<Vec<u8>>>, Option<Vec<u8>>);
 
 /// A training checkpoint read back by [`read`].
 pub struct Checkpoint {
@@ -62,11 +66,16 @@ pub fn encode(
 ) -> Result<Vec<u8>> {
     let mut progress = state.clone();
     let optimizer = std::mem::take(&mut progress.optimizer);
+    let hooks: HookStates = (
+        std::mem::take(&mut progress.hooks),
+        progress.objective.take(),
+    );
     let sections = [
         crate::io::native::encode_value(args, "checkpoint args")?,
         crate::io::native::encode_value(recipe, "checkpoint recipe")?,
         crate::io::native::encode_value(&progress, "checkpoint progress")?,
         crate::io::native::encode_value(&optimizer, "checkpoint optimizer")?,
+        crate::io::native::encode_value(&hooks, "checkpoint hooks")?,
         crate::io::native::to_bytes(model)?,
     ];
     let mut out = Vec::with_capacity(16 + sections.iter().map(|s| s.len() + 32).sum::<usize>());
@@ -174,10 +183,10 @@ pub fn decode(bytes: &[u8], source: &str, registry: &LayerRegistry) -> Result<Ch
     let (body, trailer) = bytes.split_at(bytes.len() - 4);
     let stored = u32::from_le_bytes(trailer.try_into().unwrap_or([0; 4]));
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4]));
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(corrupt(
             "checkpoint version",
-            format!("version {version}; this slimnet reads version {VERSION}"),
+            format!("version {version}; this slimnet reads versions 1 and {VERSION}"),
         ));
     }
     let actual = crate::io::native::crc32(body);
@@ -223,6 +232,13 @@ pub fn decode(bytes: &[u8], source: &str, registry: &LayerRegistry) -> Result<Ch
                 ),
             ));
         }
+    }
+    if version >= 2 {
+        (state.hooks, state.objective) = crate::io::native::decode_value::<HookStates>(
+            r.section("hooks")?,
+            source,
+            "checkpoint section `hooks`",
+        )?;
     }
     let model_bytes = r.section("model")?;
     if r.pos != body.len() {
@@ -272,6 +288,8 @@ mod tests {
                     steps: 9,
                 }],
             },
+            hooks: vec![None, Some(vec![1, 2, 3])],
+            objective: Some(vec![7; 8]),
         };
         (args, TrainConfig::default(), state, model)
     }
@@ -288,6 +306,32 @@ mod tests {
             crate::io::native::to_bytes(&back.model).unwrap(),
             crate::io::native::to_bytes(&model).unwrap()
         );
+    }
+
+    #[test]
+    fn a_version_1_file_reads_without_hook_states() {
+        let (args, recipe, state, model) = sample();
+        let v2 = encode(&args, &recipe, &state, &model).unwrap();
+        // Rebuild the file without its `hooks` section, as version 1 wrote it.
+        let mut v1 = Vec::from(&v2[..8]);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        let mut pos = 12;
+        while pos < v2.len() - 4 {
+            let name_len = v2[pos] as usize;
+            let at = pos + 1 + name_len;
+            let len = u64::from_le_bytes(v2[at..at + 8].try_into().unwrap()) as usize;
+            let end = at + 8 + len;
+            if &v2[pos + 1..at] != b"hooks" {
+                v1.extend_from_slice(&v2[pos..end]);
+            }
+            pos = end;
+        }
+        let crc = crate::io::native::crc32(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let back = decode(&v1, "v1.ckpt", LayerRegistry::nn_default()).unwrap();
+        assert_eq!((back.state.hooks.len(), back.state.objective), (0, None));
+        assert_eq!(back.state.optimizer, state.optimizer);
+        assert_eq!(back.state.global_step, state.global_step);
     }
 
     #[test]

@@ -394,6 +394,7 @@ pub fn recorded_arch(bytes: &[u8]) -> Option<String> {
 pub fn load_safetensors_inferred(path: impl AsRef<Path>, arch: Option<&str>) -> Result<Model> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
+    let given = arch.is_some();
     let arch = match arch {
         Some(a) => a.to_string(),
         None => recorded_arch(&bytes).ok_or_else(|| {
@@ -408,7 +409,17 @@ pub fn load_safetensors_inferred(path: impl AsRef<Path>, arch: Option<&str>) -> 
     };
     // The weights are all overwritten: the seed only fills them before that.
     let mut rng = tensor_core::rng::Rng::seed_from_u64(0);
-    let mut model = crate::zoo::build_spec(&arch, &mut rng)?;
+    let mut model = crate::zoo::build_spec(&arch, &mut rng).map_err(|e| {
+        let from = if given {
+            "given with --arch"
+        } else {
+            "recorded in the file (slimnet_arch); name another with --arch"
+        };
+        NnError::Config(format!(
+            "{}: architecture {arch:?} {from}: {e}",
+            path.display()
+        ))
+    })?;
     assign_safetensors(&mut model, &bytes, &path.display().to_string())?;
     Ok(model)
 }

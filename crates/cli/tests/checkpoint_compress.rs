@@ -1,0 +1,206 @@
+//! Checkpoints of the training inside compressing commands (issue 14): `distill` (its
+//! annealed objective's step is checkpoint state) and `binarize` (a hooked training) stop and
+//! resume to the model an uninterrupted run writes, bit for bit; a Ctrl-C during distillation
+//! writes the checkpoint; a resume with another command line is refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{fixtures, ok, scratch, slimnet};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A small trained MLP with two hidden layers (a teacher, and a model with a layer that
+/// binarize may binarize besides the first and last).
+fn teacher(dir: &Path) -> PathBuf {
+    let out = dir.join("teacher.model");
+    let d = fixtures();
+    ok(&slimnet(&[
+        "train",
+        "--model",
+        "mlp:784-32-32-10",
+        "--epochs",
+        "1",
+        "--limit",
+        "300",
+        "--data",
+        s(&d),
+        "-o",
+        s(&out),
+    ]));
+    out
+}
+
+/// `slimnet distill` of a tiny student, alpha annealed (so the objective's step matters).
+fn distill(teacher: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let d = fixtures();
+    let mut args: Vec<String> = [
+        "distill",
+        "--teacher",
+        s(teacher),
+        "--student",
+        "mlp:784-16-10",
+        "--epochs",
+        "3",
+        "--limit",
+        "300",
+        "--batch-size",
+        "32",
+        "--alpha",
+        "0.2",
+        "--alpha-end",
+        "0.9",
+        "--data",
+        s(&d),
+        "-o",
+        s(out),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    slimnet(&refs)
+}
+
+fn no_debris(dir: &Path) {
+    let leftovers: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn distill_and_binarize_stop_and_resume_bit_identically() {
+    let dir = scratch("ckpt-compress");
+    let t = teacher(&dir);
+
+    // distill: 3 epochs straight, against 1 epoch, a checkpoint, and a resume.
+    let straight = dir.join("d-straight.model");
+    ok(&run(&distill(&t, &straight, &[])));
+    let sliced = dir.join("d-sliced.model");
+    let out = run(&distill(&t, &sliced, &["--stop-after-epochs", "1"]));
+    ok(&out);
+    let ckpt = dir.join("d-sliced.model.ckpt");
+    assert!(ckpt.exists() && !sliced.exists());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--resume"), "{err}");
+    // Another learning rate is another run: refused, naming the option.
+    let other = run(&distill(
+        &t,
+        &sliced,
+        &["--lr", "0.002", "--resume", s(&ckpt)],
+    ));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success() && err.contains("lr 0.002"), "{err}");
+    // One error line (the `data:` note comes before it).
+    let errors = err.lines().filter(|l| l.starts_with("error")).count();
+    assert_eq!(errors, 1, "{err}");
+    ok(&run(&distill(&t, &sliced, &["--resume", s(&ckpt)])));
+    assert!(
+        bytes(&straight) == bytes(&sliced),
+        "resumed distillation differs"
+    );
+
+    // binarize (BinarizeHook on the middle layer, Adam, cosine schedule): the same.
+    let d = fixtures();
+    let binarize = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "binarize",
+            s(&t),
+            "--epochs",
+            "2",
+            "--limit",
+            "300",
+            "--batch-size",
+            "32",
+            "--data",
+            s(&d),
+            "-o",
+            s(out),
+        ];
+        a.extend_from_slice(extra);
+        slimnet(&a)
+    };
+    let straight = dir.join("b-straight.model");
+    ok(&binarize(&straight, &[]));
+    let sliced = dir.join("b-sliced.model");
+    let ck = dir.join("b.ckpt");
+    ok(&binarize(
+        &sliced,
+        &["--stop-after-epochs", "1", "--checkpoint", s(&ck)],
+    ));
+    assert!(ck.exists() && !sliced.exists());
+    ok(&binarize(&sliced, &["--resume", s(&ck)]));
+    assert!(
+        bytes(&straight) == bytes(&sliced),
+        "resumed binarization differs"
+    );
+    no_debris(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigint_during_distillation_writes_a_checkpoint_that_resumes_exactly() {
+    let dir = scratch("ckpt-distill-sigint");
+    let t = teacher(&dir);
+    let straight = dir.join("straight.model");
+    let long = ["--epochs", "8"];
+    let mut a = distill(&t, &straight, &[]);
+    // Replace `--epochs 3` by a longer run, so the interruption lands inside it.
+    let at = a.iter().position(|x| x == "--epochs").unwrap();
+    a[at + 1] = long[1].to_string();
+    ok(&run(&a));
+
+    let target = dir.join("int.model");
+    let mut a = distill(&t, &target, &[]);
+    a[at + 1] = long[1].to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slimnet"))
+        .args(&a)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.starts_with("distill epoch") {
+            let sent = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+            break;
+        }
+    }
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    let ckpt = dir.join("int.model.ckpt");
+    assert!(ckpt.exists() && !target.exists(), "{log}");
+    no_debris(&dir);
+    a.extend(["--resume".to_string(), s(&ckpt).to_string()]);
+    ok(&run(&a));
+    assert!(bytes(&straight) == bytes(&target), "resumed weights differ");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,7 +10,7 @@ group (`--twin`), and reused for the others: it does not depend on the teacher, 
 or alpha. The teacher's logits are cached in one file per teacher (`--teacher-cache`), so
 each run pays only its student's training.
 
-    scripts/distill_sweep.py run   [--bin slimnet] [--out DIR] [--only SUBSTR] [--threads 1]
+    scripts/distill_sweep.py run   [--bin slimnet] [--out DIR] [--only S1,S2] [--threads 1]
     scripts/distill_sweep.py table [--out DIR]      # markdown table of DIR/results.jsonl
 
 Chains (teacher -> assistant -> student) use the distilled lenet300 of the same seed as the
@@ -51,6 +51,14 @@ def grid():
         ("T1 a0.5", "cnn:8-16", 5, "train", soft(1, 0.5)),
         ("T1 a0.5", MLP, 20, "augmented", soft(1, 0.5)),
         ("T4 a0.9", "cnn:8-16", 5, "train", soft(4, 0.9)),
+        # session 8: the small CNN over all seeds, and the augmented and unlabeled transfer
+        # sets for every student
+        ("T1 a0.5", "cnn:8-16", 5, "augmented", soft(1, 0.5)),
+        ("unlabeled T1", "cnn:8-16", 5, "unlabeled", ["--temperature", "1"]),
+        ("unlabeled T1", MLP, 20, "unlabeled", ["--temperature", "1"]),
+        ("T2 a0.5", "cnn:8-16", 5, "train", soft(2, 0.5)),
+        ("unlabeled T1", "lenet300", 20, "unlabeled", ["--temperature", "1"]),
+        ("T1 a0.5", "lenet300", 20, "augmented", soft(1, 0.5)),
     ]
     return [r + (s,) for r in rows for s in SEEDS]
 
@@ -75,7 +83,7 @@ def run(args):
              for r in load(results) if r.get("twin_accuracy") is not None}
     for name, student, epochs, transfer, extra, seed in grid():
         k = key(name, student, epochs, transfer, seed)
-        if k in done or (args.only and args.only not in k):
+        if k in done or (args.only and not any(o in k for o in args.only.split(","))):
             continue
         teacher, extra = TEACHER, list(extra)
         if "@chain" in extra:
@@ -165,7 +173,8 @@ def main():
     ap.add_argument("what", choices=["run", "table"])
     ap.add_argument("--bin", default="slimnet")
     ap.add_argument("--out", default="distill-sweep")
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="",
+                    help="run only the keys containing one of these comma-separated substrings")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     run(args) if args.what == "run" else table(args)

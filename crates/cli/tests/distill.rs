@@ -88,3 +88,46 @@ fn a_student_learns_from_a_teacher_file_beside_its_twin() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// Any model slimnet reads can teach: the same teacher exported to ONNX gives the same
+/// teacher accuracy and, every other option equal, the same student to the last digit.
+#[test]
+fn a_teacher_imported_from_onnx_teaches_as_its_native_file_does() {
+    let dir = scratch("distill-onnx-teacher");
+    let data = fixtures();
+    let d = data.to_str().unwrap();
+    let native = dir.join("teacher.model");
+    let onnx = dir.join("teacher.onnx");
+    let (nn_, on_) = (native.to_str().unwrap(), onnx.to_str().unwrap());
+    ok(&slimnet(&[
+        "train", "--model", "lenet300", "--epochs", "1", "--limit", "1000", "--data", d, "-o", nn_,
+    ]));
+    ok(&slimnet(&["export", nn_, "-o", on_]));
+    let student = |teacher: &str, out: &str| {
+        let o = dir.join(out);
+        json(&slimnet(&[
+            "distill",
+            "--teacher",
+            teacher,
+            "--student",
+            "mlp:784-30-10",
+            "--epochs",
+            "1",
+            "--limit",
+            "1000",
+            "--data",
+            d,
+            "--json",
+            "-o",
+            o.to_str().unwrap(),
+        ]))
+    };
+    let (a, b) = (
+        student(nn_, "from-native.slim"),
+        student(on_, "from-onnx.slim"),
+    );
+    assert_eq!(a["teacher_accuracy"], b["teacher_accuracy"], "{a}\n{b}");
+    assert!(a["teacher_accuracy"].as_f64().unwrap() > 0.3, "{a}");
+    assert_eq!(a["accuracy"], b["accuracy"], "{a}\n{b}");
+    assert_eq!(b["teachers"][0], on_);
+}

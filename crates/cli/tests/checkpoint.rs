@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{fixtures, ok, scratch, slimnet};
+use common::{bytes, fixtures, interrupt_at_line, no_debris, ok, scratch, slimnet};
 
 /// `slimnet train RUN ARGS -o out` on the fixture data.
 fn train(run: &[&str], extra: &[&str], out: &Path) -> std::process::Output {
@@ -30,10 +28,6 @@ fn resume(ckpt: &Path, out: &Path) -> std::process::Output {
         "-o",
         out.to_str().unwrap(),
     ])
-}
-
-fn bytes(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]
@@ -155,50 +149,22 @@ fn sigint_during_training_writes_a_checkpoint_that_resumes_exactly() {
 
     let target = dir.join("int.model");
     let d = fixtures();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slimnet"))
-        .arg("train")
-        .args(run)
-        .args([
-            "--data",
-            d.to_str().unwrap(),
-            "-o",
-            target.to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
+    let mut all = vec!["train"];
+    all.extend_from_slice(&run);
+    all.extend_from_slice(&[
+        "--data",
+        d.to_str().unwrap(),
+        "-o",
+        target.to_str().unwrap(),
+    ]);
     // Interrupt once the first epoch has ended.
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.starts_with("epoch") {
-            let sent = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(sent.success());
-            break;
-        }
-    }
-    for line in lines {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
-    let status = child.wait().unwrap();
+    let (status, log) = interrupt_at_line(&all, "epoch");
     assert_eq!(status.code(), Some(130), "{log}");
     let ckpt = dir.join("int.model.ckpt");
     assert!(ckpt.exists(), "{log}");
     assert!(!target.exists(), "no model from an interrupted run");
     assert!(log.contains(ckpt.to_str().unwrap()), "{log}");
-    let leftovers: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    no_debris(&dir);
 
     ok(&resume(&ckpt, &target));
     assert!(bytes(&straight) == bytes(&target), "resumed weights differ");

@@ -5,18 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use common::{fixtures, ok, scratch, slimnet};
+use common::{bytes, fixtures, interrupt_at_line, no_debris, ok, scratch, slimnet};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn bytes(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// A small trained MLP with two hidden layers (a teacher, and a model with a layer that
@@ -74,15 +68,6 @@ fn distill(teacher: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
 fn run(args: &[String]) -> std::process::Output {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     slimnet(&refs)
-}
-
-fn no_debris(dir: &Path) {
-    let leftovers: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
@@ -170,31 +155,8 @@ fn sigint_during_distillation_writes_a_checkpoint_that_resumes_exactly() {
     let target = dir.join("int.model");
     let mut a = distill(&t, &target, &[]);
     a[at + 1] = long[1].to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slimnet"))
-        .args(&a)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.starts_with("distill epoch") {
-            let sent = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(sent.success());
-            break;
-        }
-    }
-    for line in lines {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
-    let status = child.wait().unwrap();
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (status, log) = interrupt_at_line(&refs, "distill epoch");
     assert_eq!(status.code(), Some(130), "{log}");
     let ckpt = dir.join("int.model.ckpt");
     assert!(ckpt.exists() && !target.exists(), "{log}");

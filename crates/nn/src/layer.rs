@@ -58,6 +58,21 @@ pub trait Layer: Debug + Send + Sync {
     /// Runs the layer on a batch.
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor>;
 
+    /// Inference over this layer and some of the layers `next` after it in one step, for a
+    /// layer that runs better together with its successors than one tensor at a time (the
+    /// quantized layers keep their integer codes between them instead of materialising an
+    /// f32 tensor per layer). Returns the output of the last layer it ran and how many
+    /// layers that is (this one included), or `None` (the default) when it runs no chain;
+    /// the model then calls [`Layer::forward`]. The output must equal running the same
+    /// layers one by one in [`Mode::Eval`].
+    fn forward_eval_chain(
+        &mut self,
+        _next: &mut [Box<dyn Layer>],
+        _input: &Tensor,
+    ) -> Result<Option<(Tensor, usize)>> {
+        Ok(None)
+    }
+
     /// Back-propagates `grad_output`; returns the input gradient, accumulates parameter
     /// gradients.
     fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor>;

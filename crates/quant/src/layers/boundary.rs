@@ -101,6 +101,14 @@ macro_rules! boundary_layer {
                 Ok(write_params($kind, &self.params))
             }
 
+            fn forward_eval_chain(
+                &mut self,
+                next: &mut [Box<dyn Layer>],
+                input: &Tensor,
+            ) -> nn::Result<Option<(Tensor, usize)>> {
+                super::chain::forward_eval_chain(self, next, input)
+            }
+
             fn as_any(&self) -> &dyn Any {
                 self
             }

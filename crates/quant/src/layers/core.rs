@@ -253,21 +253,37 @@ impl IntegerCore {
         let (raw, out) = (&raw[..n], &mut out[..n]);
         let (offsets, multipliers) = (&self.offsets[..n], &self.multipliers[..n]);
         match &self.output {
-            QuantOutput::Codes(p) => {
-                let (t, zp) = (p.qtype(), p.zero_points()[0]);
-                let lo = if self.relu { zp } else { t.qmin() } as f32;
-                let (hi, zp) = (t.qmax() as f32, zp as f32);
-                for j in 0..n {
-                    let v = (raw[j] + offsets[j]) as f32 * multipliers[j];
-                    out[j] = (round_half_even_f32(v) + zp).clamp(lo, hi);
-                }
-            }
+            QuantOutput::Codes(p) => self.requantize_row(p, raw, out, |v| v),
             QuantOutput::Float => {
                 let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
                 for j in 0..n {
                     out[j] = ((raw[j] + offsets[j]) as f32 * multipliers[j]).max(floor);
                 }
             }
+        }
+    }
+
+    /// The codes of channels `0..raw.len()` for output quantization `p` (the core's own
+    /// [`QuantOutput::Codes`]) from the raw sums, each passed through `cast` from its
+    /// integer-valued f32: `cast = |v| v as u8` gives the u8 codes a chain of quantized layers
+    /// keeps between layers, the same integers [`finish_row`](Self::finish_row) emits.
+    #[inline]
+    pub(crate) fn requantize_row<T>(
+        &self,
+        p: &QuantParams,
+        raw: &[i32],
+        out: &mut [T],
+        cast: impl Fn(f32) -> T,
+    ) {
+        let n = raw.len().min(out.len());
+        let (raw, out) = (&raw[..n], &mut out[..n]);
+        let (offsets, multipliers) = (&self.offsets[..n], &self.multipliers[..n]);
+        let (t, zp) = (p.qtype(), p.zero_points()[0]);
+        let lo = if self.relu { zp } else { t.qmin() } as f32;
+        let (hi, zp) = (t.qmax() as f32, zp as f32);
+        for j in 0..n {
+            let v = (raw[j] + offsets[j]) as f32 * multipliers[j];
+            out[j] = cast((round_half_even_f32(v) + zp).clamp(lo, hi));
         }
     }
 

@@ -12,6 +12,7 @@ use tensor_core::dispatch::Int8Path;
 use tensor_core::{Shape, Tensor};
 
 use super::core::{IntegerCore, QuantOutput};
+use super::sink::{Frame, Shared, Sink};
 use crate::error::QuantError;
 use crate::gemm::{
     KG, PackedWeights, Segments, gemm_u7i8_segmented, gemm_u7i8_serial, padded_depth,
@@ -194,20 +195,23 @@ impl QuantConv2d {
             return Ok(Tensor::new(shape.dims(), out)?);
         }
         let threads = rayon::current_num_threads();
-        let image_macs = g.ph * self.pool * g.ow * g.o * g.k;
-        let bands = if threads <= 1 || image_macs < SPLIT_MIN_MACS {
-            1
-        } else {
-            (threads * image_macs.div_ceil(BAND_MACS)).min(g.ph)
-        };
-        if bands == 1 || n >= 2 * threads {
+        if self.bands(&g) == 1 || n >= 2 * threads {
             let run = |y: &mut [f32], x: &[f32]| -> nn::Result<()> {
                 with_scratch(|s| {
                     for (y, x) in y.chunks_exact_mut(image_out).zip(x.chunks_exact(image_in)) {
                         let mut xp = std::mem::take(&mut s.padded);
-                        let done = self
-                            .channels_last(&g, x, &mut xp, &mut s.codes)
-                            .and_then(|()| self.band(path, &g, &xp, 0..g.ph, Planes::new(y), s));
+                        let done =
+                            self.channels_last(&g, x, &mut xp, &mut s.codes)
+                                .and_then(|()| {
+                                    self.band(
+                                        path,
+                                        &g,
+                                        &xp,
+                                        0..g.ph,
+                                        Sink::Planes(Shared::new(y)),
+                                        s,
+                                    )
+                                });
                         s.padded = xp;
                         done?;
                     }
@@ -222,8 +226,6 @@ impl QuantConv2d {
                     .try_for_each(|(y, x)| run(y, x))?;
             }
         } else {
-            let rows_per_band = g.ph.div_ceil(bands);
-            let bands = g.ph.div_ceil(rows_per_band);
             let (mut xp, mut codes) =
                 with_scratch(|s| (std::mem::take(&mut s.padded), std::mem::take(&mut s.codes)));
             for (y, x) in out
@@ -231,23 +233,68 @@ impl QuantConv2d {
                 .zip(input.data().chunks_exact(image_in))
             {
                 self.channels_last(&g, x, &mut xp, &mut codes)?;
-                let planes = Planes::new(y);
-                (0..bands)
-                    .into_par_iter()
-                    .try_for_each(|b| -> nn::Result<()> {
-                        let rows = b * rows_per_band..((b + 1) * rows_per_band).min(g.ph);
-                        with_scratch(|s| self.band(path, &g, &xp, rows, planes, s))
-                    })?;
+                self.image(path, &g, &xp, Sink::Planes(Shared::new(y)), true)?;
             }
             with_scratch(|s| (s.padded, s.codes) = (xp, codes));
         }
         Ok(Tensor::new(shape.dims(), out)?)
     }
 
-    /// One image's `[C, H, W]` codes (f32) as channels-last u8 codes inside the padding:
-    /// `xp[((y + top) * wp + x + left) * C + c]`, padding bytes the input zero point, and
-    /// [`SLACK`] bytes after the image (read by in-place patches and wide copies, multiplied
-    /// by zero weights). Converted and checked in one contiguous pass, then transposed.
+    /// The sizes of a forward pass on `input` (`[N, C, H, W]`).
+    pub(crate) fn geometry(&self, input: &Shape) -> nn::Result<Geometry> {
+        let shape = self.output_shape(input)?;
+        Ok(Geometry::new(&self.params, input.dims(), shape.dims()))
+    }
+
+    /// Where the codes of an image lie in the channels-last buffer
+    /// ([`channels_last`](Self::channels_last)'s layout) a previous layer of a chain fills.
+    pub(crate) fn frame(&self, g: &Geometry) -> Frame {
+        Frame {
+            wp: g.wp,
+            top: self.params.padding.top,
+            left: self.params.padding.left,
+        }
+    }
+
+    /// Bands one image's output rows are split into over threads (1: run on the calling
+    /// thread).
+    fn bands(&self, g: &Geometry) -> usize {
+        let threads = rayon::current_num_threads();
+        let image_macs = g.ph * self.pool * g.ow * g.o * g.k;
+        if threads <= 1 || image_macs < SPLIT_MIN_MACS {
+            1
+        } else {
+            (threads * image_macs.div_ceil(BAND_MACS)).min(g.ph)
+        }
+    }
+
+    /// One image's output from its channels-last codes `xp` (the layout of
+    /// [`channels_last`](Self::channels_last)) into `sink`: with `split`, in bands of rows on
+    /// rayon's threads when the image is worth splitting ([`bands`](Self::bands)), else on the
+    /// calling thread.
+    pub(crate) fn image(
+        &self,
+        path: Int8Path,
+        g: &Geometry,
+        xp: &[u8],
+        sink: Sink,
+        split: bool,
+    ) -> nn::Result<()> {
+        let bands = if split { self.bands(g) } else { 1 };
+        if bands == 1 {
+            return with_scratch(|s| self.band(path, g, xp, 0..g.ph, sink, s));
+        }
+        let rows_per_band = g.ph.div_ceil(bands);
+        let bands = g.ph.div_ceil(rows_per_band);
+        (0..bands).into_par_iter().try_for_each(|b| {
+            let rows = b * rows_per_band..((b + 1) * rows_per_band).min(g.ph);
+            with_scratch(|s| self.band(path, g, xp, rows, sink, s))
+        })
+    }
+
+    /// One image's `[C, H, W]` codes (f32) as channels-last u8 codes inside the padding
+    /// ([`place_channels_last`](Self::place_channels_last)), converted and checked in one
+    /// contiguous pass first.
     fn channels_last(
         &self,
         g: &Geometry,
@@ -255,11 +302,26 @@ impl QuantConv2d {
         xp: &mut Vec<u8>,
         codes: &mut Vec<u8>,
     ) -> nn::Result<()> {
-        let zp = self.core.input().zero_points()[0] as u8;
         codes.resize(x.len(), 0);
         self.core.codes_to_u8("quant_conv2d", x, codes)?;
+        self.place_channels_last(g, codes, xp);
+        Ok(())
+    }
+
+    /// `xp` as a blank channels-last input image of `g`: every byte the input zero point, with
+    /// [`SLACK`] bytes past the end.
+    pub(crate) fn blank_input(&self, g: &Geometry, xp: &mut Vec<u8>) {
+        let zp = self.core.input().zero_points()[0] as u8;
         xp.clear();
         xp.resize(g.hp * g.wp * g.c + SLACK, zp);
+    }
+
+    /// One image's `[C, H, W]` u8 codes laid out channels-last inside the padding:
+    /// `xp[((y + top) * wp + x + left) * C + c]`, padding bytes the input zero point, and
+    /// [`SLACK`] bytes after the image (read by in-place patches and wide copies, multiplied
+    /// by zero weights).
+    pub(crate) fn place_channels_last(&self, g: &Geometry, codes: &[u8], xp: &mut Vec<u8>) {
+        self.blank_input(g, xp);
         let (top, left, c) = (self.params.padding.top, self.params.padding.left, g.c);
         let plane = g.h * g.w;
         for y in 0..g.h {
@@ -274,7 +336,6 @@ impl QuantConv2d {
                 }
             }
         }
-        Ok(())
     }
 
     /// Pooled output rows `rows` of one image (conv rows `rows * pool`): the GEMM over the
@@ -286,7 +347,7 @@ impl QuantConv2d {
         g: &Geometry,
         xp: &[u8],
         rows: Range<usize>,
-        planes: Planes,
+        sink: Sink,
         s: &mut Scratch,
     ) -> nn::Result<()> {
         let p = &self.params;
@@ -311,18 +372,18 @@ impl QuantConv2d {
             self.patches(g, xp, conv_rows.start, m, &mut s.patches);
             gemm_u7i8_serial(path, &s.patches, g.kp, m, &self.hwc, &mut s.acc)?;
         }
-        s.row.resize(o, 0.0);
-        let plane = g.ph * g.pw;
+        let (ph, pw) = (g.ph, g.pw);
         if pool == 1 {
             for (i, raw) in s.acc.chunks_exact(o).enumerate() {
-                self.core.finish_row(raw, &mut s.row);
-                planes.scatter(rows.start * g.pw + i, plane, &s.row);
+                let pos = rows.start * pw + i;
+                // SAFETY: this band owns its rows' positions.
+                unsafe { sink.put(&self.core, (pos / pw, pos % pw, ph, pw), raw, &mut s.row) };
             }
             return Ok(());
         }
         s.max.resize(o, 0);
         for py in 0..rows.len() {
-            for px in 0..g.pw {
+            for px in 0..pw {
                 let at = |dy: usize, dx: usize| {
                     let r = (2 * py + dy) * g.ow + 2 * px + dx;
                     &s.acc[r * o..(r + 1) * o]
@@ -331,8 +392,15 @@ impl QuantConv2d {
                 for (j, v) in s.max.iter_mut().enumerate() {
                     *v = a[j].max(b[j]).max(c[j].max(d[j]));
                 }
-                self.core.finish_row(&s.max, &mut s.row);
-                planes.scatter((rows.start + py) * g.pw + px, plane, &s.row);
+                // SAFETY: this band owns its rows' positions.
+                unsafe {
+                    sink.put(
+                        &self.core,
+                        (rows.start + py, px, ph, pw),
+                        &s.max,
+                        &mut s.row,
+                    )
+                };
             }
         }
         Ok(())
@@ -397,23 +465,23 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
     out
 }
 
-/// Sizes of one forward pass.
-struct Geometry {
-    c: usize,
-    h: usize,
-    w: usize,
+/// Sizes of one forward pass (fields as the layer's documentation names them).
+pub(crate) struct Geometry {
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
     /// Padded input height and width.
-    hp: usize,
-    wp: usize,
-    o: usize,
+    pub(crate) hp: usize,
+    pub(crate) wp: usize,
+    pub(crate) o: usize,
     /// Convolution output width (before pooling).
-    ow: usize,
+    pub(crate) ow: usize,
     /// Layer output height and width (after pooling).
-    ph: usize,
-    pw: usize,
+    pub(crate) ph: usize,
+    pub(crate) pw: usize,
     /// Patch length and its padded depth.
-    k: usize,
-    kp: usize,
+    pub(crate) k: usize,
+    pub(crate) kp: usize,
 }
 
 impl Geometry {
@@ -449,38 +517,6 @@ struct Scratch {
     acc: Vec<i32>,
     max: Vec<i32>,
     row: Vec<f32>,
-}
-
-/// One image's `[O, PH, PW]` output, written by tasks that own disjoint positions.
-#[derive(Clone, Copy)]
-struct Planes {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: tasks write disjoint positions (each band owns its rows of every plane), and the
-// slice outlives every task (the forward pass joins them before returning).
-unsafe impl Send for Planes {}
-// SAFETY: as above.
-unsafe impl Sync for Planes {}
-
-impl Planes {
-    fn new(y: &mut [f32]) -> Self {
-        Self {
-            ptr: y.as_mut_ptr(),
-            len: y.len(),
-        }
-    }
-
-    /// `y[j * plane + pos] = values[j]` for every channel `j`.
-    fn scatter(self, pos: usize, plane: usize, values: &[f32]) {
-        assert!(pos < plane && values.len() * plane <= self.len);
-        for (j, &v) in values.iter().enumerate() {
-            // SAFETY: j * plane + pos < values.len() * plane <= len (checked above); no other
-            // task writes position `pos`.
-            unsafe { self.ptr.add(j * plane + pos).write(v) };
-        }
-    }
 }
 
 /// Rows of `[O, C * kh * kw]` weights in `(c, ki, kj)` order rewritten in `(ki, kj, c)` order.

@@ -113,3 +113,61 @@ fn a_spec_trains_on_npy_data_and_keeps_its_preprocessing() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_image_folder_shows_its_progress_unless_quiet() {
+    let dir = scratch("folder-progress");
+    let data = dir.join("folder");
+    // 2 classes of 20 8x8 PNGs: bright top half, bright bottom half.
+    for class in 0..2u8 {
+        let c = data.join(format!("class{class}"));
+        std::fs::create_dir_all(&c).unwrap();
+        for i in 0..20u8 {
+            let px: Vec<u8> = (0..64u8)
+                .map(|p| {
+                    if (p < 32) == (class == 0) {
+                        200 - i
+                    } else {
+                        40 + i
+                    }
+                })
+                .collect();
+            let img = image::GrayImage::from_raw(8, 8, px).unwrap();
+            img.save(c.join(format!("{i:02}.png"))).unwrap();
+        }
+    }
+    let model = dir.join("m.model");
+    let (d, m) = (data.to_str().unwrap(), model.to_str().unwrap());
+    let out = slimnet(&[
+        "train",
+        "--model",
+        "mlp:64-2",
+        "--data",
+        d,
+        "--test-split",
+        "0.25",
+        "--epochs",
+        "1",
+        "-o",
+        m,
+    ]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("reading ")).collect();
+    assert!(
+        lines.first().is_some_and(|l| l.ends_with(": 0/40 images")),
+        "{err}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.ends_with(": 40/40 images")),
+        "{err}"
+    );
+    assert!(lines.iter().all(|l| l.contains("folder")), "{err}");
+    assert_eq!(lines.len(), 11, "the start and each tenth: {err}");
+    // --quiet: the same read, no progress.
+    let out = slimnet(&["--quiet", "eval", m, "--data", d]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("reading "), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -35,6 +35,8 @@ pub struct DataOptions {
     pub test_split: Option<f64>,
     /// Seed of that split's permutation.
     pub seed: u64,
+    /// Progress while reading an image folder ([`FolderOptions::progress`]).
+    pub progress: Option<fn(&image_folder::FolderProgress<'_>)>,
 }
 
 /// The formats [`load`] reads.
@@ -196,6 +198,7 @@ fn idx_source(s: &nn::data::DataSource) -> Source {
 fn folder_options(opts: &DataOptions) -> FolderOptions {
     FolderOptions {
         resize: opts.transform.resize,
+        progress: opts.progress,
     }
 }
 

@@ -33,6 +33,20 @@ pub const MAX_CLASSES: usize = 256;
 pub struct FolderOptions {
     /// Resize every image to this size as it is read (images may then differ in size).
     pub resize: Option<Resize>,
+    /// Called as reading a set of class folders advances: once before the first image, at
+    /// every tenth of the images and after the last (see [`FolderProgress`]).
+    pub progress: Option<fn(&FolderProgress<'_>)>,
+}
+
+/// How far the reading of one set of class folders has got (a progress line's content).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolderProgress<'a> {
+    /// The folder of class folders being read.
+    pub folder: &'a Path,
+    /// Images decoded so far.
+    pub done: usize,
+    /// Images in the set.
+    pub total: usize,
 }
 
 /// A labelled set read from class folders, with the class names by label.
@@ -150,6 +164,8 @@ fn read_classes(root: &Path, classes: &[String], opts: FolderOptions) -> Result<
     let mut labels: Vec<u8> = Vec::new();
     // Channels and size fixed by the first image: (channels, height, width, its file).
     let mut first: Option<(usize, usize, usize, PathBuf)> = None;
+    // The files by class, listed before any decoding so that progress knows the total.
+    let mut files = Vec::new();
     for class_dir in entries(root, true)? {
         let class = name(&class_dir);
         let label = classes.iter().position(|c| *c == class).ok_or_else(|| {
@@ -158,7 +174,21 @@ fn read_classes(root: &Path, classes: &[String], opts: FolderOptions) -> Result<
                 class_dir.display()
             ))
         })?;
-        for file in entries(&class_dir, false)? {
+        files.push((label, entries(&class_dir, false)?));
+    }
+    let total = files.iter().map(|(_, f)| f.len()).sum();
+    let report = |done: usize| {
+        if let Some(progress) = opts.progress {
+            progress(&FolderProgress {
+                folder: root,
+                done,
+                total,
+            });
+        }
+    };
+    report(0);
+    for (label, class_files) in files {
+        for file in class_files {
             let img = decode(&file)?;
             let (c, h, w) = match &first {
                 Some((c, h, w, _)) => (*c, *h, *w),
@@ -193,6 +223,10 @@ fn read_classes(root: &Path, classes: &[String], opts: FolderOptions) -> Result<
             };
             data.extend_from_slice(&px);
             labels.push(label as u8);
+            let done = labels.len();
+            if done * 10 / total != (done - 1) * 10 / total {
+                report(done);
+            }
         }
     }
     let Some((c, h, w, _)) = first else {

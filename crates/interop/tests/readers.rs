@@ -257,6 +257,62 @@ fn image_folder_splits_sorted_classes_and_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The progress calls of the folder read by `image_folder_reports_progress_by_tenths`.
+static PROGRESS: std::sync::Mutex<Vec<(String, usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn record_progress(p: &image_folder::FolderProgress<'_>) {
+    let folder = p.folder.file_name().unwrap().to_string_lossy().into_owned();
+    PROGRESS.lock().unwrap().push((folder, p.done, p.total));
+}
+
+#[test]
+fn image_folder_reports_progress_by_tenths() {
+    let dir = scratch("folder-progress");
+    // 23 training images over 2 classes, 3 test images.
+    for (split, class, n) in [("train", "a", 11), ("train", "b", 12), ("test", "a", 3)] {
+        let c = dir.join(split).join(class);
+        std::fs::create_dir_all(&c).unwrap();
+        for i in 0..n {
+            gray_png(&c.join(format!("{i:02}.png")), 3, 2, i as u8);
+        }
+    }
+    let opts = DataOptions {
+        progress: Some(record_progress),
+        ..Default::default()
+    };
+    let (_, train, test) = load(Some(&dir), &opts).unwrap();
+    assert_eq!((train.len(), test.len()), (23, 3));
+    let calls = std::mem::take(&mut *PROGRESS.lock().unwrap());
+    let train_calls: Vec<usize> = calls
+        .iter()
+        .filter(|c| c.0 == "train")
+        .map(|c| {
+            assert_eq!(c.2, 23);
+            c.1
+        })
+        .collect();
+    // Before the first image, at each tenth (3, 5, 7, 10, 12, 14, 17, 19, 21), and at the end.
+    assert_eq!(train_calls, [0, 3, 5, 7, 10, 12, 14, 17, 19, 21, 23]);
+    let test_calls: Vec<(usize, usize)> = calls
+        .iter()
+        .filter(|c| c.0 == "test")
+        .map(|c| (c.1, c.2))
+        .collect();
+    assert_eq!(test_calls, [(0, 3), (1, 3), (2, 3), (3, 3)]);
+    // Without a callback nothing is called; an error stops the calls where it happens.
+    load(Some(&dir), &DataOptions::default()).unwrap();
+    assert!(PROGRESS.lock().unwrap().is_empty());
+    std::fs::write(dir.join("test/a/01.png"), b"\x89PNG\r\n\x1a\n cut").unwrap();
+    assert!(load_test(Some(&dir), &opts).is_err());
+    let calls = std::mem::take(&mut *PROGRESS.lock().unwrap());
+    assert_eq!(
+        calls.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [0, 1],
+        "{calls:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Byte offsets of the 4-byte little-endian signature `sig` in `b`.
 fn find_all(b: &[u8], sig: u32) -> Vec<usize> {
     b.windows(4)

@@ -58,14 +58,19 @@ pub fn load(path: impl AsRef<Path>, arch: Option<&str>) -> nn::Result<Model> {
     }
 }
 
-/// The record of a container file, or `None` when `path` is not a container.
-fn load_container_record(path: &Path) -> nn::Result<Option<nn::io::native::ModelRecord>> {
+/// Whether the file at `path` starts like a container.
+fn is_container_file(path: &Path) -> nn::Result<bool> {
     use std::io::Read;
     let mut head = [0u8; 12];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .map_err(|e| nn::NnError::io(path, e))?;
-    if !container::is_container(&head[..n]) {
+    Ok(container::is_container(&head[..n]))
+}
+
+/// The record of a container file, or `None` when `path` is not a container.
+fn load_container_record(path: &Path) -> nn::Result<Option<nn::io::native::ModelRecord>> {
+    if !is_container_file(path)? {
         return Ok(None);
     }
     let bytes = std::fs::read(path).map_err(|e| nn::NnError::io(path, e))?;
@@ -81,18 +86,29 @@ pub fn load_record(path: impl AsRef<Path>) -> nn::Result<nn::io::native::ModelRe
     }
 }
 
+/// The metadata of any native file: of a container read from its model section alone (not
+/// its layers), of an older version from its record.
+pub fn load_metadata(
+    path: impl AsRef<Path>,
+) -> nn::Result<std::collections::BTreeMap<String, String>> {
+    let path = path.as_ref();
+    if is_container_file(path)? {
+        container::read_metadata(path)
+    } else {
+        nn::io::native::load_record(path).map(|r| r.metadata)
+    }
+}
+
 /// Writes `model` with `metadata` as a `.slim` container, atomically (a temporary file
-/// renamed into place: never a half-written output). Returns the bytes written.
+/// renamed into place: never a half-written output) and streamed, one layer's record at a
+/// time ([`container::stream::save_model`]). Returns the bytes written.
 pub fn save(
     model: &Model,
     metadata: std::collections::BTreeMap<String, String>,
     options: &container::WriteOptions,
     path: impl AsRef<Path>,
 ) -> nn::Result<u64> {
-    let record = nn::io::native::ModelRecord::from_model(model, metadata)?;
-    let bytes = container::encode(&record, options)?;
-    nn::io::atomic::write_atomic(path, &bytes)?;
-    Ok(bytes.len() as u64)
+    container::stream::save_model(model, &metadata, options, path.as_ref())
 }
 
 #[cfg(test)]

@@ -137,8 +137,19 @@ impl DataOptArgs {
             transform: given.or(model_transform(model)?),
             test_split: self.test_split,
             seed,
+            progress: Some(folder_progress),
         })
     }
+}
+
+/// An image folder's progress on stderr: a line per tenth of its images (silent with --quiet).
+fn folder_progress(p: &interop::image_folder::FolderProgress<'_>) {
+    crate::note!(
+        "reading {}: {}/{} images",
+        p.folder.display(),
+        p.done,
+        p.total
+    );
 }
 
 /// The preprocessing stored in a native model file's metadata (none for other formats).
@@ -147,10 +158,9 @@ pub fn model_transform(model: Option<&Path>) -> Result<interop::transform::Trans
     let Some(path) = model.filter(native) else {
         return Ok(Default::default());
     };
-    let record = pipeline::load_record(path).context("reading model metadata")?;
-    Ok(interop::transform::Transform::from_metadata(
-        &record.metadata,
-    )?)
+    // The model section alone: not a second copy of a large model's weights.
+    let metadata = pipeline::load_metadata(path).context("reading model metadata")?;
+    Ok(interop::transform::Transform::from_metadata(&metadata)?)
 }
 
 /// The data of `--data` (any interop format), shaped for `model` if given: `(source, train,
@@ -489,7 +499,12 @@ pub type Metadata = std::collections::BTreeMap<String, String>;
 /// native format is the `.slim` container, payloads Huffman-coded where smaller.
 pub fn save_model(model: &nn::Model, metadata: Metadata, output: &Path) -> Result<u64> {
     let write = || -> nn::Result<u64> {
-        let bytes = OutputFormat::of(output).encode(model, metadata)?;
+        let format = OutputFormat::of(output);
+        if format == OutputFormat::Native {
+            // Streamed, one layer's record at a time: no file image of a large model in memory.
+            return pipeline::save(model, metadata, &Default::default(), output);
+        }
+        let bytes = format.encode(model, metadata)?;
         nn::io::atomic::write_atomic(output, &bytes)?;
         Ok(bytes.len() as u64)
     };

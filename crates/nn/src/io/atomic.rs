@@ -33,6 +33,20 @@ pub fn stop_writes() {
 /// a reader never sees a half-written output.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let path = path.as_ref();
+    write_atomic_with(path, |f| {
+        f.write_all(bytes).map_err(|e| NnError::io(path, e))
+    })
+}
+
+/// Writes `path` atomically as [`write_atomic`] does, but the contents come from `write`,
+/// which streams them into the temporary file (it may seek within it): a large output never
+/// needs a whole file image in memory. When `write` fails, or the sync or rename after it,
+/// the temporary file is removed, `path` is untouched and `write`'s error is returned.
+pub fn write_atomic_with(
+    path: impl AsRef<Path>,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
+    let path = path.as_ref();
     let file_name = path.file_name().ok_or_else(|| {
         NnError::io(
             path,
@@ -49,16 +63,15 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         std::process::id()
     ));
     let _gate = gate();
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    let run = || -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| NnError::io(path, e))?;
+        write(&mut f)?;
+        f.sync_all().map_err(|e| NnError::io(path, e))?;
         drop(f);
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path).map_err(|e| NnError::io(path, e))
     };
-    write().map_err(|e| {
+    run().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        NnError::io(path, e)
     })
 }
 
@@ -127,6 +140,41 @@ mod tests {
             .join("out.bin");
         assert!(write_atomic(&missing, b"x").is_err());
         assert!(!missing.exists());
+    }
+
+    #[test]
+    fn a_streamed_write_that_fails_leaves_no_debris() {
+        let dir = std::env::temp_dir().join(format!("slimnet-atomic-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("out.bin");
+        write_atomic(&p, b"old").unwrap();
+        let e = write_atomic_with(&p, |f| {
+            f.write_all(b"half").unwrap();
+            Err(NnError::Config("stopped halfway".into()))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("stopped halfway"), "{e}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"old",
+            "the target is untouched"
+        );
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary file: {names:?}");
+        // A streamed write may seek back and patch what it wrote first.
+        write_atomic_with(&p, |f| {
+            use std::io::{Seek, SeekFrom};
+            f.write_all(b"xxxxnew").unwrap();
+            f.seek(SeekFrom::Start(0)).unwrap();
+            f.write_all(b"the ").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"the new");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -142,11 +142,40 @@ const CRC_TABLE: [u32; 256] = {
 
 /// CRC-32/ISO-HDLC of `bytes` (as zlib's `crc32`), one table lookup per byte.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+    let mut c = Crc32::new();
+    c.update(bytes);
+    c.finish()
+}
+
+/// [`crc32`] computed incrementally, over bytes that arrive in pieces (a streamed write).
+#[derive(Clone, Copy, Debug)]
+pub struct Crc32(u32);
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
     }
-    c ^ 0xFFFF_FFFF
+}
+
+impl Crc32 {
+    /// The checksum of no bytes yet.
+    pub fn new() -> Self {
+        Self(0xFFFF_FFFF)
+    }
+
+    /// Adds `bytes` after those already seen.
+    pub fn update(&mut self, bytes: &[u8]) {
+        let mut c = self.0;
+        for &b in bytes {
+            c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+
+    /// The CRC-32 of every byte seen.
+    pub fn finish(&self) -> u32 {
+        self.0 ^ 0xFFFF_FFFF
+    }
 }
 
 /// The bincode configuration of the payload.
@@ -293,6 +322,17 @@ fn limit_bits(len: usize) -> u32 {
 /// serializer, so containers built on this format share it.
 pub fn encode_value<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| NnError::Unsupported(format!("{what}: encoding failed: {e}")))
+}
+
+/// Encodes `value` exactly as [`encode_value`] does, but straight into `writer` (no
+/// intermediate buffer; give a buffered writer). Returns the bytes written.
+pub fn encode_value_into<T: Serialize, W: std::io::Write>(
+    value: &T,
+    writer: &mut W,
+    what: &str,
+) -> Result<usize> {
+    bincode::serde::encode_into_std_write(value, writer, config())
         .map_err(|e| NnError::Unsupported(format!("{what}: encoding failed: {e}")))
 }
 
@@ -574,6 +614,26 @@ mod tests {
             crc32(b"The quick brown fox jumps over the lazy dog"),
             0x414F_A339
         );
+    }
+
+    #[test]
+    fn incremental_crc32_and_streamed_values_match_the_whole() {
+        let text = b"The quick brown fox jumps over the lazy dog";
+        for cut in [0, 1, 9, 42, text.len()] {
+            let mut c = Crc32::new();
+            c.update(&text[..cut]);
+            c.update(&text[cut..]);
+            assert_eq!(c.finish(), crc32(text), "cut at {cut}");
+        }
+        let value = (
+            "layer".to_string(),
+            vec![1.5f32, -0.0, f32::MAX],
+            vec![300u64, 1],
+        );
+        let whole = encode_value(&value, "v").unwrap();
+        let mut streamed = Vec::new();
+        let n = encode_value_into(&value, &mut streamed, "v").unwrap();
+        assert_eq!((n, streamed), (whole.len(), whole));
     }
 
     /// A naive dense layer `y = x W^T + b` for the round-trip tests (the real layers live in

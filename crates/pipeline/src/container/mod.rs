@@ -20,6 +20,7 @@
 //! ```
 
 pub mod coding;
+pub mod stream;
 
 use std::collections::BTreeMap;
 
@@ -86,59 +87,19 @@ pub fn is_container(bytes: &[u8]) -> bool {
     bytes.len() >= 12 && bytes[..8] == MAGIC && bytes[8..12] == CONTAINER_VERSION.to_le_bytes()
 }
 
-/// The file image of `record`.
+/// The file image of `record` (the bytes [`stream::save_model`] writes for its model).
 ///
 /// Errors: more layers than [`MAX_SECTIONS`] allows, or a record the serializer rejects.
 pub fn encode(record: &ModelRecord, options: &WriteOptions) -> Result<Vec<u8>> {
-    if record.layers.len() as u64 >= MAX_SECTIONS as u64 {
-        return Err(NnError::Unsupported(format!(
-            "container: {} layers, at most {}",
-            record.layers.len(),
-            MAX_SECTIONS - 1
-        )));
-    }
-    let mut sections: Vec<([u8; 4], Vec<u8>)> = Vec::with_capacity(record.layers.len() + 1);
-    let model = ModelSection {
-        name: record.name.clone(),
-        input_shape: record.input_shape.clone(),
-        layers: record.layers.len() as u64,
-        metadata: record.metadata.clone(),
+    let mut out = std::io::Cursor::new(Vec::new());
+    let header = stream::ModelHeader {
+        name: &record.name,
+        input_shape: &record.input_shape,
+        metadata: &record.metadata,
     };
-    sections.push((
-        TAG_MODEL,
-        native::encode_value(&model, "container model section")?,
-    ));
-    for (i, layer) in record.layers.iter().enumerate() {
-        let stored = LayerSection {
-            kind: layer.kind.clone(),
-            attrs: layer.attrs.clone(),
-            tensors: layer.tensors.clone(),
-            payloads: layer
-                .payloads
-                .iter()
-                .map(|(n, p)| (n.clone(), coding::encode(p, options.huffman)))
-                .collect(),
-        };
-        let what = format!("container layer {i} ({})", layer.kind);
-        sections.push((TAG_LAYER, native::encode_value(&stored, &what)?));
-    }
-    let table_end = HEADER_LEN + ENTRY_LEN * sections.len();
-    let total: usize = table_end + 4 + sections.iter().map(|(_, b)| b.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&CONTAINER_VERSION.to_le_bytes());
-    out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-    for (tag, body) in &sections {
-        out.extend_from_slice(tag);
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32(body).to_le_bytes());
-    }
-    let header_crc = crc32(&out);
-    out.extend_from_slice(&header_crc.to_le_bytes());
-    for (_, body) in &sections {
-        out.extend_from_slice(body);
-    }
-    Ok(out)
+    let layer = |i: usize| Ok(std::borrow::Cow::Borrowed(&record.layers[i]));
+    stream::write_to(&mut out, header, record.layers.len(), layer, options)?;
+    Ok(out.into_inner())
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -156,6 +117,12 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 /// The sections of a file image, checked: header, table, header checksum and that the
 /// sections exactly fill the file (section checksums are checked by [`decode`]).
 pub fn sections(bytes: &[u8], source: &str) -> Result<Vec<SectionInfo>> {
+    sections_of(bytes, bytes.len() as u64, source)
+}
+
+/// [`sections`] from the start of a file only: `bytes` holds at least the header and the
+/// section table (or all of a shorter file), `file_len` is the whole file's length.
+fn sections_of(bytes: &[u8], file_len: u64, source: &str) -> Result<Vec<SectionInfo>> {
     let corrupt = |what: &str, reason: String| NnError::corrupt(source, what, reason);
     if bytes.len() < HEADER_LEN + 4 {
         return Err(corrupt(
@@ -212,27 +179,23 @@ pub fn sections(bytes: &[u8], source: &str) -> Result<Vec<SectionInfo>> {
         let at = HEADER_LEN + ENTRY_LEN * i;
         let tag = String::from_utf8_lossy(&bytes[at..at + 4]).into_owned();
         let len = u64_at(bytes, at + 4);
-        let end = offset.checked_add(len).filter(|&e| e <= bytes.len() as u64);
+        let end = offset.checked_add(len).filter(|&e| e <= file_len);
         let Some(end) = end else {
             return Err(corrupt(
                 &section_name(i, &tag),
                 format!(
-                    "{len} bytes at offset {offset} run past the end of the {}-byte file: \
-                     truncated",
-                    bytes.len()
+                    "{len} bytes at offset {offset} run past the end of the {file_len}-byte \
+                     file: truncated"
                 ),
             ));
         };
         out.push(SectionInfo { tag, offset, len });
         offset = end;
     }
-    if offset != bytes.len() as u64 {
+    if offset != file_len {
         return Err(corrupt(
             "section table",
-            format!(
-                "sections end at byte {offset}, the file has {} bytes",
-                bytes.len()
-            ),
+            format!("sections end at byte {offset}, the file has {file_len} bytes"),
         ));
     }
     Ok(out)
@@ -319,6 +282,55 @@ pub fn decode(bytes: &[u8], source: &str) -> Result<ModelRecord> {
     };
     native::validate(&record, source)?;
     Ok(record)
+}
+
+/// The metadata of a container file, reading only its header, section table and model
+/// section (not the layers: a large model's metadata costs kilobytes, not its weights), with
+/// the same checks [`decode`] makes of them.
+pub fn read_metadata(path: &std::path::Path) -> Result<BTreeMap<String, String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let source = path.display().to_string();
+    let io = |e: std::io::Error| NnError::io(path, e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
+    let mut head = vec![0u8; HEADER_LEN];
+    let n = f.read(&mut head).map_err(io)?;
+    head.truncate(n);
+    if head.len() == HEADER_LEN {
+        // The table's length, as declared (checked by `sections_of`; capped here).
+        let count = u32_at(&head, 12).min(MAX_SECTIONS) as usize;
+        let want = (HEADER_LEN + ENTRY_LEN * count + 4) as u64;
+        let mut rest = Vec::new();
+        (&mut f)
+            .take(want.min(file_len) - HEADER_LEN as u64)
+            .read_to_end(&mut rest)
+            .map_err(io)?;
+        head.extend_from_slice(&rest);
+    }
+    let infos = sections_of(&head, file_len, &source)?;
+    let name = section_name(0, &infos[0].tag);
+    if infos[0].tag.as_bytes() != TAG_MODEL {
+        return Err(NnError::corrupt(
+            &source,
+            name,
+            "the first section must be MODL".to_string(),
+        ));
+    }
+    // Its length was checked against the file's by `sections_of`.
+    let mut body = vec![0u8; infos[0].len as usize];
+    f.seek(SeekFrom::Start(infos[0].offset)).map_err(io)?;
+    f.read_exact(&mut body).map_err(io)?;
+    let stored = u32_at(&head, HEADER_LEN + 12);
+    let computed = crc32(&body);
+    if stored != computed {
+        return Err(NnError::corrupt(
+            &source,
+            name,
+            format!("stored CRC-32 {stored:#010x}, section has {computed:#010x}"),
+        ));
+    }
+    let model: ModelSection = native::decode_value(&body, &source, "section 0 (MODL)")?;
+    Ok(model.metadata)
 }
 
 /// One payload of a layer section as stored: its name, the bytes of its raw form and the

@@ -5,14 +5,18 @@
 //! The dense baselines call `tensor_core::gemm` the way nn's Linear does (`W [out x in] * x`
 //! at batch 1, `X W^T` for a batch) and `tensor_core::conv::conv2d_forward`. The masks are
 //! random (seeded), keeping each weight with probability 0.1. At batch 1, `sparse` is CSR
-//! spmv and `sparse_sell` the SELL-C-σ layout built once from the same CSR matrix. Times only, no throughput: the
+//! spmv, `sparse_sell` the SELL-C-σ layout built once from the same CSR matrix,
+//! `sparse_sell_perm` column-block SELL, and `sparse_layer_*` the layout SparseLinear picks. Times only, no throughput: the
 //! sparse and dense kernels do different amounts of arithmetic for the same layer.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use prune::sparse::{Csr, SellCs, SparseParams, sparse_conv2d, spmm, spmv, spmv_sell};
+use prune::sparse::{
+    Batch1Layout, Csr, SellCs, SellPerm, SparseParams, sparse_conv2d, spmm, spmv, spmv_sell,
+    spmv_sell_perm,
+};
 use tensor_core::Tensor;
 use tensor_core::conv::{Conv2dParams, conv2d_forward};
 use tensor_core::gemm::{GemmParams, gemm};
@@ -40,6 +44,8 @@ fn linear(c: &mut Criterion, name: &str, rows: usize, cols: usize) {
     let bias = normal(&mut rng, rows);
     let csr = Csr::from_dense(rows, cols, &w).expect("valid shape");
     let sell = SellCs::from_csr(&csr);
+    let perm = SellPerm::from_csr(&csr);
+    let layout = Batch1Layout::for_csr(&csr);
     for batch in [1usize, 64] {
         let x = normal(&mut rng, batch * cols);
         let mut y = vec![0.0f32; batch * rows];
@@ -74,6 +80,26 @@ fn linear(c: &mut Criterion, name: &str, rows: usize, cols: usize) {
                 g.bench_function(id, |b| {
                     b.iter(|| {
                         spmv_sell(&sell, black_box(&x), Some(&bias), &mut y, &p)
+                            .expect("lengths match");
+                        black_box(&y);
+                    })
+                });
+                let id = BenchmarkId::new("sparse_sell_perm", format!("threads={threads}"));
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        spmv_sell_perm(&perm, black_box(&x), Some(&bias), &mut y, &p)
+                            .expect("lengths match");
+                        black_box(&y);
+                    })
+                });
+                let id = BenchmarkId::new(
+                    format!("sparse_layer_{}", layout.name()),
+                    format!("threads={threads}"),
+                );
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        layout
+                            .spmv(black_box(&x), Some(&bias), &mut y, &p)
                             .expect("lengths match");
                         black_box(&y);
                     })

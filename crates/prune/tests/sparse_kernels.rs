@@ -9,8 +9,8 @@
 
 use proptest::prelude::*;
 use prune::sparse::{
-    Csr, PAR_MIN_NNZ, SellCs, SparseParams, sparse_conv2d, spmm, spmm_reference, spmv,
-    spmv_reference, spmv_sell,
+    Batch1Layout, Csr, PAR_MIN_NNZ, SellCs, SellPerm, SparseParams, sparse_conv2d, spmm,
+    spmm_reference, spmv, spmv_reference, spmv_sell, spmv_sell_perm,
 };
 use tensor_core::Tensor;
 use tensor_core::conv::{Conv2dParams, Padding, conv2d_forward_reference};
@@ -107,6 +107,21 @@ fn check_linear_exact(rows: usize, cols: usize, batch: usize, density: f32, seed
                 y2, reference,
                 "spmv_sell {p:?} {rows}x{cols} d {density} seed {seed}"
             );
+            let mut y3 = vec![f32::NAN; rows];
+            spmv_sell_perm(&SellPerm::from_csr(&csr), &x, Some(&bias), &mut y3, &p).unwrap();
+            assert_eq!(
+                y3, reference,
+                "spmv_sell_perm {p:?} {rows}x{cols} d {density} seed {seed}"
+            );
+            let mut y4 = vec![f32::NAN; rows];
+            let layout = Batch1Layout::for_csr(&csr);
+            layout.spmv(&x, Some(&bias), &mut y4, &p).unwrap();
+            assert_eq!(
+                y4,
+                reference,
+                "{} {p:?} {rows}x{cols} d {density} seed {seed}",
+                layout.name()
+            );
         }
     }
 }
@@ -134,6 +149,7 @@ fn check_linear_tolerance(rows: usize, cols: usize, batch: usize, density: f32, 
     let mut magnitude = vec![0.0; batch * rows];
     spmm_reference(&abs_csr, &abs(&x), batch, Some(&abs(&bias)), &mut magnitude).unwrap();
     let sell = SellCs::from_csr(&csr);
+    let perm = SellPerm::from_csr(&csr);
     for p in params() {
         let mut y = vec![f32::NAN; batch * rows];
         spmm(&csr, &x, batch, Some(&bias), &mut y, &p).unwrap();
@@ -147,11 +163,21 @@ fn check_linear_tolerance(rows: usize, cols: usize, batch: usize, density: f32, 
             &p,
         )
         .unwrap();
+        let mut first_perm = vec![f32::NAN; batch.min(1) * rows];
+        spmv_sell_perm(
+            &perm,
+            &x[..cols * batch.min(1)],
+            Some(&bias),
+            &mut first_perm,
+            &p,
+        )
+        .unwrap();
         let both = y
             .iter()
             .zip(&reference)
             .zip(&magnitude)
-            .chain(first.iter().zip(&reference).zip(&magnitude));
+            .chain(first.iter().zip(&reference).zip(&magnitude))
+            .chain(first_perm.iter().zip(&reference).zip(&magnitude));
         for (i, ((&got, &want), &mag)) in both.enumerate() {
             let r = i % rows;
             let n = csr.row_ptr()[r + 1] - csr.row_ptr()[r];
@@ -189,6 +215,107 @@ proptest! {
         density in density(), seed in any::<u64>(),
     ) {
         check_linear_tolerance(rows, cols, batch, density, seed);
+    }
+}
+
+/// Gaussian data, so summation order shows in the last bits: column-block SELL on every
+/// tier and thread count equals the portable single-thread path bit for bit.
+fn check_perm_tiers_bit_exact(rows: usize, cols: usize, density: f32, seed: u64) {
+    let mut rng = Rng::seed_from_u64(seed);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|_| {
+            if rng.uniform() < density {
+                rng.normal()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|_| rng.normal()).collect();
+    let bias: Vec<f32> = (0..rows).map(|_| rng.normal()).collect();
+    let perm = SellPerm::from_csr(&Csr::from_dense(rows, cols, &w).unwrap());
+    let bits = |p: &SparseParams| {
+        let mut y = vec![f32::NAN; rows];
+        spmv_sell_perm(&perm, &x, Some(&bias), &mut y, p).unwrap();
+        y.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    let portable = bits(&SparseParams::default().tier(F32Path::Portable).threads(1));
+    for p in params() {
+        assert_eq!(
+            bits(&p),
+            portable,
+            "{p:?} {rows}x{cols} d {density} seed {seed}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Rows and columns on both sides of multiples of 8, empty rows and layers.
+    #[test]
+    fn sell_perm_tiers_agree_bit_for_bit(
+        rows in prop_oneof![Just(0usize), 1usize..40],
+        cols in prop_oneof![Just(1usize), 1usize..100],
+        density in density(), seed in any::<u64>(),
+    ) {
+        check_perm_tiers_bit_exact(rows, cols, density, seed);
+    }
+}
+
+/// A NaN or infinity in `x` where every weight is pruned does not reach the outputs of the
+/// batch-1 layouts (padding lanes multiply 0 by an input of their block); one where a weight
+/// is kept does, as in CSR.
+#[test]
+fn non_finite_inputs_at_pruned_columns_do_not_propagate() {
+    let (rows, cols) = (20, 30);
+    let mut rng = Rng::seed_from_u64(40);
+    let mut w = masked_ints(&mut rng, rows, cols, 0.5);
+    for r in 0..rows {
+        w[r * cols + 9] = 0.0; // column 9 fully pruned
+        w[r * cols + 10] = if r == 3 { 1.0 } else { 0.0 }; // column 10 kept in row 3 only
+    }
+    let csr = Csr::from_dense(rows, cols, &w).unwrap();
+    let layouts = [
+        Batch1Layout::Sell(SellCs::from_csr(&csr)),
+        Batch1Layout::Perm(SellPerm::from_csr(&csr)),
+    ];
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut x = ints(&mut rng, cols);
+        x[9] = bad;
+        let mut want = vec![0.0; rows];
+        spmv_reference(&csr, &x, None, &mut want).unwrap();
+        assert!(want.iter().all(|v| v.is_finite()));
+        for p in params() {
+            for l in &layouts {
+                let mut y = vec![f32::NAN; rows];
+                l.spmv(&x, None, &mut y, &p).unwrap();
+                assert_eq!(y, want, "{} {p:?} x[9] = {bad}", l.name());
+            }
+        }
+        x[10] = bad;
+        for p in params() {
+            for l in &layouts {
+                let mut y = vec![0.0; rows];
+                l.spmv(&x, None, &mut y, &p).unwrap();
+                assert!(!y[3].is_finite(), "{} {p:?}", l.name());
+                assert_eq!(y.iter().filter(|v| !v.is_finite()).count(), 1);
+            }
+        }
+    }
+}
+
+/// The cost model keeps SELL for lenet300.fc1 at 10% density and picks the column-block
+/// layout at 50% (a 2:4 layer's density), as measured (see `Batch1Layout`).
+#[test]
+fn batch1_layout_follows_density() {
+    let mut rng = Rng::seed_from_u64(41);
+    for (density, want) in [(0.1, "sell"), (0.5, "sell_perm")] {
+        let w: Vec<f32> = (0..300 * 784)
+            .map(|_| if rng.uniform() < density { 1.0 } else { 0.0 })
+            .collect();
+        let layout = Batch1Layout::for_csr(&Csr::from_dense(300, 784, &w).unwrap());
+        assert_eq!(layout.name(), want, "density {density}");
     }
 }
 

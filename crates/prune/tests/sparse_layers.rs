@@ -91,6 +91,28 @@ fn training_moves_kept_weights_and_the_forward_sees_them() {
     );
 }
 
+/// Inference at batch 1 runs the layer's batch-1 layout; after a weight update it is rebuilt
+/// from the new values, and the output still equals the dense twin's.
+#[test]
+fn batch_one_inference_follows_weight_updates() {
+    let mut rng = Rng::seed_from_u64(5);
+    for keep in [0.1, 0.6] {
+        let dense = pruned_linear(&mut rng, 100, 30, keep);
+        let mut sparse = SparseLinear::from_linear(&dense, 5).unwrap();
+        let x = rand(&mut rng, &[1, 100]);
+        for _ in 0..2 {
+            let want = sparse.to_linear().unwrap().forward(&x, Mode::Eval).unwrap();
+            let got = sparse.forward(&x, Mode::Eval).unwrap();
+            assert_close(got.data(), want.data(), 1e-5, 1e-6);
+            let name = sparse.batch1_layout().name();
+            assert_eq!(name, if keep < 0.3 { "sell" } else { "sell_perm" });
+            for v in sparse.params_mut()[0].value.data_mut() {
+                *v = -2.0 * *v + 0.5;
+            }
+        }
+    }
+}
+
 #[test]
 fn sparse_conv_matches_dense() {
     let mut rng = Rng::seed_from_u64(3);

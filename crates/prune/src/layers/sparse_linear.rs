@@ -8,10 +8,13 @@ use nn::{Layer, LayerRecord, Mode, NnError, ParamMut, ParamRef};
 use tensor_core::{Shape, Tensor};
 
 use super::stored;
-use crate::sparse::{Csr, SparseParams, spmm};
+use crate::sparse::{Batch1Layout, Csr, SparseParams, spmm};
 
 /// `y = x W^T + b` with `W [out, in]` held as CSR (only the kept weights), run by the sparse
-/// kernels (`spmv` at batch 1, `spmm` for a batch, both cores when the work pays).
+/// kernels: at batch 1 from a [`Batch1Layout`] (SELL-C-σ or column-block SELL, whichever
+/// its cost model predicts faster for this layer), built from the CSR form at the first
+/// batch-1 inference forward after loading or after a weight update; `spmm` for a batch; both cores
+/// when the work pays.
 ///
 /// Stored as Deep Compression's relative index (see `stored.rs`): record kind
 /// `sparse_linear`, attributes `in_features`, `out_features`, `index_bits`, `entries`,
@@ -32,6 +35,8 @@ pub struct SparseLinear {
     dirty: bool,
     stored_bytes: usize,
     cache: Option<Tensor>,
+    /// The batch-1 layout of `csr` (dropped when the values change).
+    batch1: Option<Batch1Layout>,
 }
 
 impl SparseLinear {
@@ -60,6 +65,7 @@ impl SparseLinear {
             dirty: false,
             stored_bytes,
             cache: None,
+            batch1: None,
         })
     }
 
@@ -107,7 +113,15 @@ impl SparseLinear {
         if self.dirty {
             self.csr.values_mut().copy_from_slice(self.values.data());
             self.dirty = false;
+            self.batch1 = None;
         }
+    }
+
+    /// The batch-1 layout in use (built on the first call).
+    pub fn batch1_layout(&mut self) -> &Batch1Layout {
+        self.sync();
+        self.batch1
+            .get_or_insert_with(|| Batch1Layout::for_csr(&self.csr))
     }
 }
 
@@ -132,14 +146,17 @@ impl Layer for SparseLinear {
         self.sync();
         let batch = out.dims()[0];
         let mut y = Tensor::zeros(out);
-        spmm(
-            &self.csr,
-            input.data(),
-            batch,
-            self.bias.as_ref().map(|b| b.data()),
-            y.data_mut(),
-            &SparseParams::default(),
-        )?;
+        let bias = self.bias.as_ref().map(|b| b.data());
+        let p = SparseParams::default();
+        // Training steps change the values after every batch: they run CSR.
+        if batch == 1 && mode != Mode::Train {
+            let layout = self
+                .batch1
+                .get_or_insert_with(|| Batch1Layout::for_csr(&self.csr));
+            layout.spmv(input.data(), bias, y.data_mut(), &p)?;
+        } else {
+            spmm(&self.csr, input.data(), batch, bias, y.data_mut(), &p)?;
+        }
         if mode == Mode::Train {
             self.cache = Some(input.clone());
         }

@@ -33,9 +33,11 @@
 //!   the row-major flattening, [`FC_INDEX_BITS`] = 5 for fc and [`CONV_INDEX_BITS`] = 8 for
 //!   conv layers, packed by [`pack_bits`] / [`unpack_bits`]
 //!   ([`RelativeIndexed::stored_bytes`](crate::RelativeIndexed::stored_bytes));
-//! - [`SellCs`]: a SELL-C-σ execution layout of a CSR matrix for batch 1;
-//! - kernels, each with a naive reference twin it is tested against: [`spmv`] and
-//!   [`spmv_sell`] (`y = W x + b`, batch 1), [`spmm`] (`Y = X W^T + b`, `X [batch, in]` and
+//! - [`SellCs`]: a SELL-C-σ execution layout of a CSR matrix for batch 1; [`SellPerm`]:
+//!   column-block SELL, eight rows times one 8-column block of `x` per step by an in-register
+//!   permute; [`Batch1Layout`]: the one of the two a cost model predicts faster for a layer;
+//! - kernels, each with a naive reference twin it is tested against: [`spmv`],
+//!   [`spmv_sell`] and [`spmv_sell_perm`] (`y = W x + b`, batch 1), [`spmm`] (`Y = X W^T + b`, `X [batch, in]` and
 //!   `Y [batch, out]` as nn's Linear lays them out) and [`sparse_conv2d`] (sparse
 //!   `W [O, C/groups * kh * kw]` applied to NCHW images).
 //!
@@ -48,6 +50,7 @@
 //! What it is not for: layers (`nn::Layer` impls call these kernels), training through sparse
 //! weights, or choosing which weights to prune ([`crate::criteria`]).
 
+mod batch1;
 mod bitpack;
 mod conv;
 mod csr;
@@ -56,20 +59,25 @@ mod partition;
 mod relative;
 mod scratch;
 mod sell;
+mod sell_perm;
 mod spmm;
 mod spmv;
 mod spmv_sell;
+mod spmv_sell_perm;
 mod transpose;
 
+pub use batch1::{Batch1Layout, PERM_STEP_COST, SELL_STEP_COST};
 pub use bitpack::{pack_bits, packed_len, unpack_bits};
 pub use conv::sparse_conv2d;
 pub use csr::{ColIndices, Csr, MAX_SPARSE_DIM};
 pub use partition::{PAR_MIN_MACS, PAR_MIN_NNZ};
 pub use relative::{CONV_INDEX_BITS, FC_INDEX_BITS};
 pub use sell::{SELL_C, SELL_SIGMA, SellCs};
+pub use sell_perm::{PERM_BLOCK, PERM_C, PERM_UNROLL, SellPerm};
 pub use spmm::{spmm, spmm_reference};
 pub use spmv::{spmv, spmv_reference};
 pub use spmv_sell::spmv_sell;
+pub use spmv_sell_perm::spmv_sell_perm;
 
 use tensor_core::dispatch::F32Path;
 

@@ -285,6 +285,31 @@ def main():
     body[17:25] = struct.pack("<Q", 1 << 62)
     c.file_case("ckpt-section-length-huge", ".ckpt", bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))), ".ckpt", resume)
 
+    # A checkpoint of a command trained in phases (iterative pruning, two rounds, stopped at
+    # the second round's start: one finished phase with its end model), resumed by `prune`.
+    pk_out = work / "pk.slim"
+    prune = lambda out: ["prune", good_slim, "--method", "global", "--sparsity", "0.8",
+                         "--schedule", "iterative", "--rounds", "2", "--retrain-epochs", "2",
+                         "--limit", "128", "--data", data, "-o", out]
+    subprocess.run([S, *prune(pk_out), "--stop-after-epochs", "1"], check=True,
+                   capture_output=True)
+    phased = Path(str(pk_out) + ".ckpt").read_bytes()
+    resume_phased = lambda p: [*prune(work / "pk-resumed.slim"), "--resume", p]
+    for cut in cuts(len(phased), 4):
+        c.file_case(f"ckpt-phased-cut{cut}", ".ckpt", phased[:cut], ".ckpt", resume_phased)
+    # Bytes changed inside the `phases` section, in its last part (the finished phase's end
+    # model, its last field), the checksum recomputed: the nested model reader's own checks
+    # answer, naming the checkpoint.
+    at = phased.index(b"\x06phases") + 7 + 8
+    n = struct.unpack("<Q", phased[at - 8:at])[0]
+    for k, frac in enumerate((0.5, 0.75, 0.95)):
+        body = bytearray(phased[:-4])
+        body[at + int(n * frac)] ^= 0xFF
+        body[at + int(n * frac) + 1] ^= 0xFF
+        c.file_case(f"ckpt-phases-tampered{k}", ".ckpt",
+                    bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))), ".ckpt",
+                    resume_phased)
+
     # 6. Fashion-MNIST data directories (eval reads the test split only).
     def data_case(case, images=None, labels=None, gz=False, raw_images=None):
         d = work / f"data-{case}"

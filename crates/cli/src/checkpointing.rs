@@ -1,6 +1,9 @@
-//! Checkpoints of the training inside compressing commands (`distill`, `binarize`):
-//! `--checkpoint-every N`, `--checkpoint PATH`, `--resume CKPT`, `--stop-after-epochs N`, and a
-//! Ctrl-C or SIGTERM during their training writes a checkpoint at the next step.
+//! Checkpoints of the training inside compressing commands: `--checkpoint-every N`,
+//! `--checkpoint PATH`, `--resume CKPT`, `--stop-after-epochs N`, and a Ctrl-C or SIGTERM
+//! during their training writes a checkpoint at the next step. `distill` and `binarize`
+//! train once ([`Resumable::fit`]); `prune`, `share`, `decompose` and `compress` train in
+//! phases made inside the technique crates (rounds, stages), checkpointed as an
+//! [`nn::trainer::Session`] ([`Resumable::run_phases`]).
 //!
 //! The checkpoint is `nn::io::checkpoint`'s (docs/FORMAT.md § Training checkpoints): the
 //! weights being trained, the optimizer, the position, the generators and the states of the
@@ -18,8 +21,9 @@ use nn::trainer::{FitControl, FitOutcome, Progress, TrainConfig, TrainReport, Tr
 /// The checkpoint options of a compressing command.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct CheckpointArgs {
-    /// Write a training checkpoint every N epochs (see --checkpoint). A Ctrl-C or SIGTERM
-    /// during training always writes one at the next step.
+    /// Write a training checkpoint every N epochs (of each training phase: a pruning round, a
+    /// recipe stage; see --checkpoint). A Ctrl-C or SIGTERM during the command always writes
+    /// one at the next training step.
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
     /// Where checkpoints go [default: OUTPUT.ckpt, the -o path with `.ckpt` appended].
@@ -29,8 +33,8 @@ pub struct CheckpointArgs {
     /// it, plus --resume. The model written is the one an uninterrupted run writes, bit for bit.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
-    /// Stop once N epochs of the training are complete, writing the checkpoint as an
-    /// interruption does (continue with --resume).
+    /// Stop once N epochs of the training (all its phases together) are complete, writing the
+    /// checkpoint as an interruption does (continue with --resume).
     #[arg(long, value_name = "N")]
     pub stop_after_epochs: Option<usize>,
 }
@@ -60,6 +64,52 @@ pub fn run_map(command: &str, options: &impl std::fmt::Debug) -> BTreeMap<String
         }
     }
     map
+}
+
+/// The command line of a run, for its checkpoints: the command's name and options (its
+/// output, checkpoint options and output style left out) and its checkpoint options.
+pub struct RunKey {
+    /// [`run_map`]'s map.
+    pub run: BTreeMap<String, String>,
+    /// `--checkpoint-every`, `--checkpoint`, `--resume`, `--stop-after-epochs`.
+    pub ckpt: CheckpointArgs,
+}
+
+impl RunKey {
+    /// The [`Resumable`] of a run writing `output` from the files `inputs`, which the key
+    /// fingerprints (the same command line on another model file is another run).
+    pub fn resumable(mut self, output: &Path, inputs: &[&Path]) -> Result<Resumable> {
+        let files: Vec<PathBuf> = inputs.iter().map(|p| p.to_path_buf()).collect();
+        self.run.insert(
+            "input_fingerprint".into(),
+            format!("{:016x}", crate::commands::fingerprint(&files)?),
+        );
+        Resumable::new(self.ckpt, self.run, output, inputs)
+    }
+}
+
+/// The [`RunKey`] of a command's `args`: `parts` reaches its output, checkpoint options and
+/// data options, which the key leaves out (the output style too).
+pub fn run_key<A: Clone + std::fmt::Debug>(
+    command: &str,
+    args: &A,
+    parts: impl Fn(
+        &mut A,
+    ) -> (
+        &mut PathBuf,
+        &mut CheckpointArgs,
+        &mut crate::commands::TrainDataArgs,
+    ),
+) -> RunKey {
+    let mut key = args.clone();
+    let (output, ckpt, common) = parts(&mut key);
+    *output = PathBuf::new();
+    let ckpt = std::mem::take(ckpt);
+    common.json = false;
+    RunKey {
+        run: run_map(command, &key),
+        ckpt,
+    }
 }
 
 /// The checkpoint path of a run writing `output`: `--checkpoint`, or `output` with `.ckpt`
@@ -104,9 +154,8 @@ impl Resumable {
         Ok(Self { args, path, run })
     }
 
-    /// The checkpoint of `--resume`, refused unless it was written by this command line and
-    /// `config`.
-    pub fn load(&self, config: &TrainConfig) -> Result<Option<nn::io::checkpoint::Checkpoint>> {
+    /// The checkpoint of `--resume`, refused unless it was written by this command line.
+    fn read_matching(&self) -> Result<Option<nn::io::checkpoint::Checkpoint>> {
         let Some(path) = &self.args.resume else {
             return Ok(None);
         };
@@ -128,6 +177,16 @@ impl Resumable {
                 differ.join(", ")
             );
         }
+        Ok(Some(ck))
+    }
+
+    /// The checkpoint of `--resume`, refused unless it was written by this command line and
+    /// `config`.
+    pub fn load(&self, config: &TrainConfig) -> Result<Option<nn::io::checkpoint::Checkpoint>> {
+        let Some(ck) = self.read_matching()? else {
+            return Ok(None);
+        };
+        let path = self.path_of_resume();
         if ck.recipe != *config {
             bail!(
                 "{}: --resume: the checkpoint's training settings differ from this run's",
@@ -142,6 +201,79 @@ impl Resumable {
             config.epochs
         );
         Ok(Some(ck))
+    }
+
+    /// The `--resume` path (empty when there is none).
+    fn path_of_resume(&self) -> &Path {
+        self.args.resume.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Runs `work`, a command's whole training in several phases (every `Trainer::fit` it
+    /// makes, in order: iterative pruning rounds, recipe stages, a retraining inside a
+    /// technique), as an [`nn::trainer::Session`]: phases finished before `--resume`'s
+    /// checkpoint are replayed from it, the one it stopped in continues, checkpoints are
+    /// written as the options say, and a Ctrl-C or SIGTERM anywhere in `work` stops the
+    /// training at its next step with a checkpoint. `Some(result)` when `work` ran to its
+    /// end; `None` when it stopped and its checkpoint was written (an interrupted process
+    /// then exits with code 130).
+    pub fn run_phases<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        let resume = self.read_matching()?;
+        let (path, run) = (self.path.clone(), self.run.clone());
+        let sink = move |c: &nn::trainer::SessionCheckpoint<'_>| -> nn::Result<()> {
+            nn::io::checkpoint::write_with_phases(
+                &path, &run, c.config, c.state, c.model, c.finished,
+            )?;
+            crate::note!(
+                "checkpoint at training phase {}, epoch {} step {}: {}",
+                c.finished.len() + 1,
+                c.state.epoch + 1,
+                c.state.step_in_epoch,
+                path.display()
+            );
+            Ok(())
+        };
+        let mut session = nn::trainer::Session::new(
+            pipeline::registry(),
+            self.args.checkpoint_every,
+            self.args.stop_after_epochs,
+            Box::new(crate::interrupt::requested),
+            Box::new(sink),
+        );
+        if let Some(ck) = resume {
+            crate::note!(
+                "resuming {}: {} finished training phases, then phase {} at epoch {} step {}",
+                self.path_of_resume().display(),
+                ck.phases.len(),
+                ck.phases.len() + 1,
+                ck.state.epoch + 1,
+                ck.state.step_in_epoch
+            );
+            session = session.resuming(
+                ck.phases,
+                nn::trainer::InProgress {
+                    config: ck.recipe,
+                    state: ck.state,
+                    model: ck.model,
+                },
+            );
+        }
+        crate::interrupt::defer();
+        let (out, session) = session.run(work)?;
+        if let Some(stop) = session.stopped() {
+            eprintln!(
+                "stopped at training phase {}, epoch {} step {}: checkpoint {}; continue with the \
+                 same command and --resume {}",
+                stop.phase + 1,
+                stop.epoch + 1,
+                stop.step_in_epoch,
+                self.path.display(),
+                self.path.display()
+            );
+            crate::interrupt::undefer();
+            return Ok(None);
+        }
+        crate::interrupt::undefer();
+        out.map(Some)
     }
 
     /// Trains `model` with `trainer`, checkpointing as the options say and continuing from

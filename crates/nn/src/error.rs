@@ -91,6 +91,18 @@ pub enum NnError {
     /// replaced under a running optimizer), or a gradient of the wrong shape.
     #[error("{0}")]
     OptimizerState(Box<StateMismatch>),
+    /// Training stopped on request (an interruption, `--stop-after-epochs`) inside a
+    /// checkpointing [`crate::trainer::Session`], its checkpoint written: not a failure, the
+    /// command ends there and a resume continues.
+    #[error("training stopped at phase {phase}, epoch {epoch}, step {step} (checkpoint written)")]
+    Stopped {
+        /// The training phase, from 1.
+        phase: usize,
+        /// The epoch of that phase, from 1.
+        epoch: usize,
+        /// Steps of that epoch already taken.
+        step: usize,
+    },
     /// An error of a crate built on nn (a technique's hook, objective or compressed layer),
     /// kept whole so that callers can downcast it ([`NnError::external`]).
     #[error(transparent)]

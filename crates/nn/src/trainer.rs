@@ -37,6 +37,10 @@ use crate::model::Model;
 use crate::optim::{OptimizerConfig, OptimizerState};
 use crate::schedule::Schedule;
 
+mod session;
+
+pub use session::{FinishedPhase, InProgress, Session, SessionCheckpoint, SessionSink, StopPoint};
+
 /// Where the Trainer is when it calls a hook's per-step method.
 #[derive(Clone, Copy, Debug)]
 pub struct StepContext<'a> {
@@ -291,7 +295,7 @@ pub struct Progress {
 }
 
 /// One epoch of a [`TrainReport`].
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {
     /// Epoch index, from 0.
     pub epoch: usize,
@@ -309,8 +313,8 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
-/// The outcome of [`Trainer::fit`] (serializable, for `--json` output).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The outcome of [`Trainer::fit`] (serializable, for `--json` output and checkpoints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainReport {
     /// One entry per epoch.
     pub epochs: Vec<EpochReport>,
@@ -523,13 +527,8 @@ impl Trainer {
         self.hooks.iter().map(|h| h.state()).collect()
     }
 
-    /// Restores the hooks' and the objective's saved states: one entry per hook, and a
-    /// state wherever the fresh hook (or objective) has one.
-    fn restore_states(
-        &mut self,
-        hooks: &[Option<Vec<u8>>],
-        objective: Option<&[u8]>,
-    ) -> Result<()> {
+    /// A saved state list must have one entry per hook.
+    fn check_hook_count(&self, hooks: &[Option<Vec<u8>>]) -> Result<()> {
         if hooks.len() != self.hooks.len() {
             return Err(NnError::Config(format!(
                 "train: resume: the checkpoint holds the state of {} training hooks, this run \
@@ -538,6 +537,29 @@ impl Trainer {
                 self.hooks.len()
             )));
         }
+        Ok(())
+    }
+
+    /// Restores the hooks' saved states (a replayed phase of a [`Session`]): one entry per
+    /// hook; a hook without a saved state keeps its own.
+    fn restore_hook_states(&mut self, hooks: &[Option<Vec<u8>>]) -> Result<()> {
+        self.check_hook_count(hooks)?;
+        for (h, saved) in self.hooks.iter_mut().zip(hooks) {
+            if let Some(bytes) = saved {
+                h.restore_state(bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the hooks' and the objective's saved states: one entry per hook, and a
+    /// state wherever the fresh hook (or objective) has one.
+    fn restore_states(
+        &mut self,
+        hooks: &[Option<Vec<u8>>],
+        objective: Option<&[u8]>,
+    ) -> Result<()> {
+        self.check_hook_count(hooks)?;
         let missing = |what: String| {
             NnError::Config(format!(
                 "train: resume: the checkpoint holds no state for {what}, which keeps one"
@@ -587,6 +609,11 @@ impl Trainer {
         test: Option<&Dataset>,
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<TrainReport> {
+        if let Some(mut session) = Session::take_active() {
+            let out = session.fit(self, model, train, test, on_progress);
+            session.put_back();
+            return out;
+        }
         match self.fit_controlled(model, train, test, on_progress, &mut FitControl::default())? {
             FitOutcome::Finished(report) | FitOutcome::Stopped { report, .. } => Ok(report),
         }

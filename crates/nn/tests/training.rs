@@ -1081,3 +1081,145 @@ fn hook_and_objective_states_travel_with_the_checkpoint() {
     .to_string();
     assert!(e.contains("keeps none"), "{e}");
 }
+
+/// 16 -> 12 -> 3 MLP of registered layers (a checkpoint can rebuild it).
+fn registered_mlp(init_seed: u64) -> Model {
+    let mut rng = Rng::seed_from_u64(init_seed);
+    Model::new(
+        "mlp",
+        &[16],
+        vec![
+            Box::new(nn::layers::Linear::new(16, 12, &mut rng).unwrap()),
+            Box::new(nn::layers::ReLU::default()),
+            Box::new(nn::layers::Linear::new(12, 3, &mut rng).unwrap()),
+        ],
+    )
+}
+
+/// Counts the steps it saw; the count is its checkpoint state.
+struct StepCounter(u64);
+
+impl nn::TrainHook for StepCounter {
+    fn after_step(&mut self, _m: &mut Model, _c: &nn::trainer::StepContext<'_>) -> nn::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+
+    fn state(&self) -> nn::Result<Option<Vec<u8>>> {
+        Ok(Some(self.0.to_le_bytes().to_vec()))
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> nn::Result<()> {
+        self.0 = u64::from_le_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| nn::NnError::Config(format!("StepCounter: {} bytes", bytes.len())))?,
+        );
+        Ok(())
+    }
+}
+
+#[test]
+fn a_session_replays_finished_phases_and_resumes_the_current_one() {
+    use nn::trainer::{InProgress, Session, SessionCheckpoint, StopPoint};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let data = clusters(90, 2);
+    let cfg = |epochs, seed| TrainConfig {
+        epochs,
+        batch_size: 8,
+        optimizer: nn::optim::OptimizerConfig::sgd(0.05, 0.9),
+        seed,
+        eval_every_epoch: false,
+        ..TrainConfig::default()
+    };
+    // Two phases, as a technique crate runs them: between them, the first phase's hook
+    // state and weights decide what the second starts from.
+    let work = |model: &mut Model| -> nn::Result<u64> {
+        let mut first = Trainer::new(cfg(2, 6)).with_hook(Box::new(StepCounter(0)));
+        first.fit(model, &data, None, &mut |_| {})?;
+        let count = first.hook::<StepCounter>().unwrap().0;
+        model.named_params_mut()[0].1.value.data_mut()[0] += count as f32 * 1e-3;
+        let mut second = Trainer::new(cfg(2, 7)).with_hook(Box::new(StepCounter(100)));
+        second.fit(model, &data, None, &mut |_| {})?;
+        Ok(count + second.hook::<StepCounter>().unwrap().0)
+    };
+    let never = || Box::new(|| false) as Box<dyn Fn() -> bool>;
+    let saved: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let sink = |into: Rc<RefCell<Vec<Vec<u8>>>>| {
+        Box::new(move |c: &SessionCheckpoint<'_>| {
+            let args = std::collections::BTreeMap::new();
+            let bytes = nn::io::checkpoint::encode_with_phases(
+                &args, c.config, c.state, c.model, c.finished,
+            )?;
+            into.borrow_mut().push(bytes);
+            Ok(())
+        }) as Box<nn::trainer::SessionSink>
+    };
+    let registry = nn::registry::LayerRegistry::nn_default().clone();
+
+    let mut straight = registered_mlp(3);
+    let session = Session::new(registry.clone(), None, None, never(), sink(saved.clone()));
+    let (count, session) = session.run(|| work(&mut straight)).unwrap();
+    assert_eq!((count.unwrap(), session.finished().len()), (24 + 124, 2));
+    assert!(saved.borrow().is_empty());
+
+    // Stopped after three epochs: inside the second phase, with the first one finished.
+    let mut stopped = registered_mlp(3);
+    let session = Session::new(
+        registry.clone(),
+        Some(1),
+        Some(3),
+        never(),
+        sink(saved.clone()),
+    );
+    let (out, session) = session.run(|| work(&mut stopped)).unwrap();
+    assert!(
+        matches!(out, Err(nn::NnError::Stopped { phase: 2, .. })),
+        "{out:?}"
+    );
+    let stop = StopPoint {
+        phase: 1,
+        epoch: 1,
+        step_in_epoch: 0,
+    };
+    assert_eq!(session.stopped(), Some(stop));
+    // `--checkpoint-every 1` wrote one within each phase, then the stop wrote its own.
+    assert_eq!(saved.borrow().len(), 3);
+    let last = saved.borrow().last().unwrap().clone();
+    let ck = nn::io::checkpoint::decode(&last, "t.ckpt", &registry).unwrap();
+    assert_eq!(ck.phases.len(), 1);
+
+    // Resumed on a fresh model: the first phase is replayed (its hook's count included),
+    // the second continues; weights equal the straight run's bit for bit.
+    let mut resumed = registered_mlp(99);
+    let current = InProgress {
+        config: ck.recipe,
+        state: ck.state,
+        model: ck.model,
+    };
+    let session = Session::new(registry.clone(), None, None, never(), sink(saved.clone()))
+        .resuming(ck.phases.clone(), current);
+    let (count, session) = session.run(|| work(&mut resumed)).unwrap();
+    assert_eq!(count.unwrap(), 24 + 124);
+    assert_eq!(session.stopped(), None);
+    assert_eq!(weight_bits(&straight), weight_bits(&resumed));
+
+    // A replay under other settings is refused, naming the phase.
+    let mut other = registered_mlp(3);
+    let mut phases = ck.phases;
+    phases[0].config.seed = 42;
+    let session = Session::new(registry.clone(), None, None, never(), sink(saved)).resuming(
+        phases,
+        InProgress {
+            config: cfg(2, 7),
+            state: nn::io::checkpoint::decode(&last, "t.ckpt", &registry)
+                .unwrap()
+                .state,
+            model: registered_mlp(3),
+        },
+    );
+    let (out, _) = session.run(|| work(&mut other)).unwrap();
+    let e = out.unwrap_err().to_string();
+    assert!(e.contains("training phase 1"), "{e}");
+}

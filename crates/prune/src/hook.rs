@@ -35,26 +35,37 @@ impl TrainHook for MaskHook {
 
     /// The masks (layer path and keep flags), for a training checkpoint.
     fn state(&self) -> nn::Result<Option<Vec<u8>>> {
-        let masks: Vec<(String, &[bool])> = (self.mask.layers.iter())
-            .map(|(path, m)| (path.to_string(), m.as_slice()))
-            .collect();
-        nn::io::native::encode_value(&masks, "pruning masks").map(Some)
+        mask_state(&self.mask).map(Some)
     }
 
     /// Restores [`TrainHook::state`]'s masks (checked against the weights when applied).
     fn restore_state(&mut self, bytes: &[u8]) -> nn::Result<()> {
-        let masks: Vec<(String, Vec<bool>)> =
-            nn::io::native::decode_value(bytes, "checkpoint", "pruning masks")?;
-        let mut layers = std::collections::BTreeMap::new();
-        for (path, keep) in masks {
-            layers.insert(
-                nn::LayerPath::parse(&path)?,
-                crate::mask::Mask::from_keep(keep),
-            );
-        }
-        self.mask = ModelMask { layers };
+        self.mask = mask_from_state(bytes)?;
         Ok(())
     }
+}
+
+/// `mask` as checkpoint bytes (layer path and keep flags): the state of every hook holding
+/// a mask.
+pub(crate) fn mask_state(mask: &ModelMask) -> nn::Result<Vec<u8>> {
+    let masks: Vec<(String, &[bool])> = (mask.layers.iter())
+        .map(|(path, m)| (path.to_string(), m.as_slice()))
+        .collect();
+    nn::io::native::encode_value(&masks, "pruning masks")
+}
+
+/// The mask [`mask_state`] wrote.
+pub(crate) fn mask_from_state(bytes: &[u8]) -> nn::Result<ModelMask> {
+    let masks: Vec<(String, Vec<bool>)> =
+        nn::io::native::decode_value(bytes, "checkpoint", "pruning masks")?;
+    let mut layers = std::collections::BTreeMap::new();
+    for (path, keep) in masks {
+        layers.insert(
+            nn::LayerPath::parse(&path)?,
+            crate::mask::Mask::from_keep(keep),
+        );
+    }
+    Ok(ModelMask { layers })
 }
 
 #[cfg(test)]

@@ -315,6 +315,17 @@ impl TrainHook for Gradual {
         }
         Ok(self.mask.apply(model)?)
     }
+
+    /// The mask held now, for a training checkpoint (the ramp follows from the run's length
+    /// again at the first resumed step).
+    fn state(&self) -> nn::Result<Option<Vec<u8>>> {
+        crate::hook::mask_state(&self.mask).map(Some)
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> nn::Result<()> {
+        self.mask = crate::hook::mask_from_state(bytes)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

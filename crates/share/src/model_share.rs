@@ -115,6 +115,46 @@ impl TrainHook for ShareHook {
             members_from_codebook(&s.codes, &s.codebook.centroids, w)
         })?)
     }
+
+    /// The centroids of every codebook (layer path and values), for a training checkpoint;
+    /// the codes never change during fine-tuning and are not part of it.
+    fn state(&self) -> nn::Result<Option<Vec<u8>>> {
+        let books: Vec<(String, &[f32])> = (self.share.layers.iter())
+            .map(|(path, s)| (path.to_string(), s.codebook.centroids.as_slice()))
+            .collect();
+        nn::io::native::encode_value(&books, "sharing codebooks").map(Some)
+    }
+
+    /// Restores [`TrainHook::state`]'s centroids onto this hook's codebooks: the same layers,
+    /// each codebook of the same size.
+    fn restore_state(&mut self, bytes: &[u8]) -> nn::Result<()> {
+        let books: Vec<(String, Vec<f32>)> =
+            nn::io::native::decode_value(bytes, "checkpoint", "sharing codebooks")?;
+        let bad = |reason: String| {
+            nn::NnError::Config(format!("ShareHook: resume: sharing codebooks: {reason}"))
+        };
+        if books.len() != self.share.layers.len() {
+            return Err(bad(format!(
+                "{} saved, {} shared layers here",
+                books.len(),
+                self.share.layers.len()
+            )));
+        }
+        for (path, centroids) in books {
+            let shared = (self.share.layers)
+                .get_mut(&LayerPath::parse(&path)?)
+                .ok_or_else(|| bad(format!("layer {path} is not shared here")))?;
+            if centroids.len() != shared.codebook.centroids.len() {
+                return Err(bad(format!(
+                    "layer {path}: {} centroids saved, its codebook has {}",
+                    centroids.len(),
+                    shared.codebook.centroids.len()
+                )));
+            }
+            shared.codebook.centroids = centroids;
+        }
+        Ok(())
+    }
 }
 
 /// How [`to_shared_layers_with`] writes each shared layer (`Default`: the dense form above

@@ -14,10 +14,11 @@ use pipeline::recipe::{Recipe, Stage};
 use pipeline::report::CompressReport;
 
 use super::{Baseline, ModelArgs, TrainDataArgs, Written, print_json};
+use crate::checkpointing::{CheckpointArgs, RunKey, run_key};
 use crate::progress;
 
 /// Arguments of `slimnet compress`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -33,6 +34,9 @@ pub struct Args {
     report: Option<PathBuf>,
     #[command(flatten)]
     common: TrainDataArgs,
+    /// Checkpoints of the recipe's training (every stage's, in order).
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
 }
 
 /// A progress bar per stage on stderr, and a line per finished stage.
@@ -97,19 +101,27 @@ pub struct Outcome {
     pub written: Written,
 }
 
-/// Runs `recipe` on `model` and writes the container to `output` atomically.
+/// Runs `recipe` on `model` and writes the container to `output` atomically; its training
+/// (every stage's, in order) is checkpointed as `key` says. `None`: the training stopped at
+/// a checkpoint (an interruption, `--stop-after-epochs`), nothing written.
 pub fn run_recipe(
     model: &ModelArgs,
     recipe: Recipe,
     output: &Path,
     common: &TrainDataArgs,
-) -> Result<Outcome> {
+    key: RunKey,
+) -> Result<Option<Outcome>> {
     super::check_model_output(
         output,
         &[&model.model],
         super::Writes::Compressed("the compressed layers of a recipe's .slim container"),
         None,
     )?;
+    let mut key = key;
+    // A recipe file may change between two runs of one command line.
+    key.run
+        .insert("recipe_resolved".into(), serde_json::to_string(&recipe)?);
+    let resumable = key.resumable(output, &[&model.model])?;
     let input = model.load()?;
     let (train, test) = common.load()?;
     let source = model.model.display().to_string();
@@ -120,8 +132,13 @@ pub fn run_recipe(
     };
     let accuracy = c.accuracy_before(&data)?;
     crate::note!("input {source}: accuracy {:.2}%", 100.0 * accuracy);
-    c.run_stages(&data, &mut Bars::new(common.json))?;
-    let out = c.finish(&data)?;
+    let Some(out) = resumable.run_phases(|| {
+        c.run_stages(&data, &mut Bars::new(common.json))?;
+        Ok(c.finish(&data)?)
+    })?
+    else {
+        return Ok(None);
+    };
     nn::io::atomic::write_atomic(output, &out.bytes)
         .with_context(|| format!("writing {}", output.display()))?;
     let r = &out.report;
@@ -139,10 +156,10 @@ pub fn run_recipe(
         },
         ratio: r.ratio,
     };
-    Ok(Outcome {
+    Ok(Some(Outcome {
         report: out.report,
         written,
-    })
+    }))
 }
 
 #[derive(serde::Serialize)]
@@ -160,7 +177,18 @@ struct Json<'a> {
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::resolve(&args.recipe)?;
-    let out = run_recipe(&args.model, recipe, &args.output, &args.common)?;
+    let Some(out) = run_recipe(
+        &args.model,
+        recipe,
+        &args.output,
+        &args.common,
+        run_key("compress", &args, |a| {
+            (&mut a.output, &mut a.ckpt, &mut a.common)
+        }),
+    )?
+    else {
+        return Ok(());
+    };
     let r = &out.report;
     let md = r.markdown(
         &format!("slimnet compress {}", args.model.model.display()),

@@ -18,10 +18,11 @@ use decompose::{
 use nn::trainer::{TrainConfig, Trainer};
 
 use super::{Baseline, ModelArgs, TrainDataArgs, Written, print_json};
+use crate::checkpointing::{CheckpointArgs, run_key};
 use crate::progress;
 
 /// Arguments of `slimnet decompose`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("ranks").args(["rank", "energy", "mac_target"])))]
 pub struct Args {
     #[command(flatten)]
@@ -74,6 +75,9 @@ pub struct Args {
     teacher: super::TeacherArgs,
     #[command(flatten)]
     common: TrainDataArgs,
+    /// Checkpoints of the fine-tuning (--finetune-epochs).
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -111,6 +115,10 @@ fn selection(args: &Args) -> Selection {
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     super::check_output(&args.output, &[&args.model.model])?;
+    let key = run_key("decompose", &args, |a| {
+        (&mut a.output, &mut a.ckpt, &mut a.common)
+    });
+    let resumable = key.resumable(&args.output, &[&args.model.model])?;
     let Some(method) = Method::parse(&args.method) else {
         bail!(
             "unknown --method {:?} (svd, separable, separable1 or channel)",
@@ -164,7 +172,12 @@ pub fn run(args: Args) -> Result<()> {
     let decomposition = decompose::decompose(&mut model, &params, calibration.as_ref())?;
     let accuracy_before_finetune = nn::metrics::evaluate(&mut model, &test, 256)?.accuracy;
     let accuracy = if args.finetune_epochs > 0 {
-        finetune(&mut model, &args, objective, &train, &test)?
+        let tuned =
+            resumable.run_phases(|| finetune(&mut model, &args, objective, &train, &test))?;
+        let Some(accuracy) = tuned else {
+            return Ok(());
+        };
+        accuracy
     } else {
         accuracy_before_finetune
     };

@@ -13,9 +13,10 @@ use pipeline::recipe::{
 
 use super::compress::run_recipe;
 use super::{ModelArgs, TrainDataArgs, Written, print_json};
+use crate::checkpointing::{CheckpointArgs, run_key};
 
 /// Arguments of `slimnet prune`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -69,6 +70,9 @@ pub struct Args {
     teacher: super::TeacherArgs,
     #[command(flatten)]
     common: TrainDataArgs,
+    /// Checkpoints of the retraining (every round of the schedule).
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
 }
 
 /// The prune stage the arguments describe.
@@ -137,7 +141,12 @@ pub fn run(args: Args) -> Result<()> {
         huffman: true,
     };
     recipe.validate("from the command line")?;
-    let mut out = run_recipe(&args.model, recipe, &args.output, &args.common)?;
+    let key = run_key("prune", &args, |a| {
+        (&mut a.output, &mut a.ckpt, &mut a.common)
+    });
+    let Some(mut out) = run_recipe(&args.model, recipe, &args.output, &args.common, key)? else {
+        return Ok(());
+    };
     let detail = match out.report.stages.pop().map(|s| s.detail) {
         Some(StageDetail::Prune(d)) => d,
         _ => bail!("the prune stage left no report"),

@@ -12,9 +12,10 @@ use pipeline::recipe::{LrSchedule, Recipe, Retrain, ShareInit, ShareStage, Stage
 
 use super::compress::run_recipe;
 use super::{ModelArgs, TrainDataArgs, Written, print_json};
+use crate::checkpointing::{CheckpointArgs, run_key};
 
 /// Arguments of `slimnet share`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -43,6 +44,9 @@ pub struct Args {
     teacher: super::TeacherArgs,
     #[command(flatten)]
     common: TrainDataArgs,
+    /// Checkpoints of the centroid fine-tuning.
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -83,7 +87,12 @@ pub fn run(args: Args) -> Result<()> {
         huffman: true,
     };
     recipe.validate("from the command line")?;
-    let mut out = run_recipe(&args.model, recipe, &args.output, &args.common)?;
+    let key = run_key("share", &args, |a| {
+        (&mut a.output, &mut a.ckpt, &mut a.common)
+    });
+    let Some(mut out) = run_recipe(&args.model, recipe, &args.output, &args.common, key)? else {
+        return Ok(());
+    };
     let detail = match out.report.stages.pop().map(|s| s.detail) {
         Some(StageDetail::Share(d)) => d,
         _ => bail!("the share stage left no report"),

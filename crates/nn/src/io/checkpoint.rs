@@ -2,13 +2,13 @@
 //! needs to continue bit for bit ([`TrainState`]), with the recipe and the arguments of the
 //! run that wrote it.
 //!
-//! File layout (version 2, all integers little-endian; docs/FORMAT.md § Training checkpoint):
+//! File layout (version 3, all integers little-endian; docs/FORMAT.md § Training checkpoint):
 //!
 //! | bytes | content |
 //! |---|---|
 //! | 8 | magic `SLIMCKPT` |
-//! | 4 | format version (2; version 1, without `hooks`, is read too) |
-//! | per section, in this order: `args`, `recipe`, `progress`, `optimizer`, `hooks`, `model` | |
+//! | 4 | format version (3; version 2, without `phases`, and 1, without `hooks` either, are read too) |
+//! | per section, in this order: `args`, `recipe`, `progress`, `optimizer`, `hooks`, `phases`, `model` | |
 //! | 1 + n | section name: its length n, then n ASCII bytes (checked against the expected name) |
 //! | 8 + len | section length, then the section bytes |
 //! | 4 | CRC-32 of every byte before it |
@@ -16,7 +16,9 @@
 //! `args` holds the options of the command line that started the run (a map of strings); `recipe` the
 //! [`TrainConfig`], `progress` the [`TrainState`] without its optimizer entries and hook
 //! states (so a version-1 `progress` reads the same), `optimizer` those entries and `hooks` the states of the training hooks and of the
-//! objective ([`crate::trainer::TrainHook::state`]), each encoded as the native format encodes values
+//! objective ([`crate::trainer::TrainHook::state`]), `phases` the training phases finished
+//! before the one in progress ([`crate::trainer::FinishedPhase`]: a command whose training is
+//! several runs, [`crate::trainer::Session`]; empty for one run), each encoded as the native format encodes values
 //! ([`crate::io::native::encode_value`], bincode 2 with an allocation limit derived from the
 //! section's length); `model` a native model file image ([`crate::io::native`]), the weights.
 //!
@@ -31,16 +33,24 @@ use crate::error::{NnError, Result};
 use crate::model::Model;
 use crate::optim::OptimizerState;
 use crate::registry::LayerRegistry;
-use crate::trainer::{TrainConfig, TrainState};
+use crate::trainer::{FinishedPhase, TrainConfig, TrainState};
 
 /// The first eight bytes of a checkpoint.
 pub const MAGIC: [u8; 8] = *b"SLIMCKPT";
 
-/// The version this code writes (it reads this one and version 1).
-pub const VERSION: u32 = 2;
+/// The version this code writes (it reads this one, 2 and 1).
+pub const VERSION: u32 = 3;
 
-/// The sections, in file order (version 1 lacks `hooks`).
-const SECTIONS: [&str; 6] = ["args", "recipe", "progress", "optimizer", "hooks", "model"];
+/// The sections, in file order (version 2 lacks `phases`, version 1 `hooks` too).
+const SECTIONS: [&str; 7] = [
+    "args",
+    "recipe",
+    "progress",
+    "optimizer",
+    "hooks",
+    "phases",
+    "model",
+];
 
 /// The `hooks` section: the opaque states of the training hooks and the objective.
 type HookStates = (Vec<Option<Vec<u8>>>, Option<Vec<u8>>);
@@ -55,6 +65,8 @@ pub struct Checkpoint {
     pub state: TrainState,
     /// The weights at that point.
     pub model: Model,
+    /// The training phases finished before the one `state` is in (empty for one run).
+    pub phases: Vec<FinishedPhase>,
 }
 
 /// The checkpoint file image of a run (see the module docs).
@@ -63,6 +75,17 @@ pub fn encode(
     recipe: &TrainConfig,
     state: &TrainState,
     model: &Model,
+) -> Result<Vec<u8>> {
+    encode_with_phases(args, recipe, state, model, &[])
+}
+
+/// [`encode`] of a run in several phases, `phases` finished before the current one.
+pub fn encode_with_phases(
+    args: &BTreeMap<String, String>,
+    recipe: &TrainConfig,
+    state: &TrainState,
+    model: &Model,
+    phases: &[FinishedPhase],
 ) -> Result<Vec<u8>> {
     let mut progress = state.clone();
     let optimizer = std::mem::take(&mut progress.optimizer);
@@ -76,6 +99,7 @@ pub fn encode(
         crate::io::native::encode_value(&progress, "checkpoint progress")?,
         crate::io::native::encode_value(&optimizer, "checkpoint optimizer")?,
         crate::io::native::encode_value(&hooks, "checkpoint hooks")?,
+        crate::io::native::encode_value(&phases, "checkpoint phases")?,
         crate::io::native::to_bytes(model)?,
     ];
     let mut out = Vec::with_capacity(16 + sections.iter().map(|s| s.len() + 32).sum::<usize>());
@@ -101,7 +125,19 @@ pub fn write(
     state: &TrainState,
     model: &Model,
 ) -> Result<u64> {
-    let bytes = encode(args, recipe, state, model)?;
+    write_with_phases(path, args, recipe, state, model, &[])
+}
+
+/// [`write`] of a run in several phases ([`encode_with_phases`]).
+pub fn write_with_phases(
+    path: impl AsRef<Path>,
+    args: &BTreeMap<String, String>,
+    recipe: &TrainConfig,
+    state: &TrainState,
+    model: &Model,
+    phases: &[FinishedPhase],
+) -> Result<u64> {
+    let bytes = encode_with_phases(args, recipe, state, model, phases)?;
     crate::io::atomic::write_atomic(path, &bytes)?;
     Ok(bytes.len() as u64)
 }
@@ -183,10 +219,10 @@ pub fn decode(bytes: &[u8], source: &str, registry: &LayerRegistry) -> Result<Ch
     let (body, trailer) = bytes.split_at(bytes.len() - 4);
     let stored = u32::from_le_bytes(trailer.try_into().unwrap_or([0; 4]));
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4]));
-    if version != VERSION && version != 1 {
+    if !(1..=VERSION).contains(&version) {
         return Err(corrupt(
             "checkpoint version",
-            format!("version {version}; this slimnet reads versions 1 and {VERSION}"),
+            format!("version {version}; this slimnet reads versions 1 to {VERSION}"),
         ));
     }
     let actual = crate::io::native::crc32(body);
@@ -240,6 +276,26 @@ pub fn decode(bytes: &[u8], source: &str, registry: &LayerRegistry) -> Result<Ch
             "checkpoint section `hooks`",
         )?;
     }
+    let phases: Vec<FinishedPhase> = if version >= 3 {
+        crate::io::native::decode_value(
+            r.section("phases")?,
+            source,
+            "checkpoint section `phases`",
+        )?
+    } else {
+        Vec::new()
+    };
+    for (i, p) in phases.iter().enumerate() {
+        p.config.validate().map_err(|e| {
+            corrupt(
+                "checkpoint section `phases`",
+                format!("phase {}: {e}", i + 1),
+            )
+        })?;
+        // Read now, so that a corrupt end model names this file (a replay reads it again).
+        let name = format!("{source} (model of phase {})", i + 1);
+        crate::io::native::from_bytes_with(&p.model, &name, registry)?;
+    }
     let model_bytes = r.section("model")?;
     if r.pos != body.len() {
         return Err(corrupt(
@@ -254,6 +310,7 @@ pub fn decode(bytes: &[u8], source: &str, registry: &LayerRegistry) -> Result<Ch
         recipe,
         state,
         model,
+        phases,
     })
 }
 
@@ -308,30 +365,82 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_version_1_file_reads_without_hook_states() {
-        let (args, recipe, state, model) = sample();
-        let v2 = encode(&args, &recipe, &state, &model).unwrap();
-        // Rebuild the file without its `hooks` section, as version 1 wrote it.
-        let mut v1 = Vec::from(&v2[..8]);
-        v1.extend_from_slice(&1u32.to_le_bytes());
+    /// `image` rewritten as `version` wrote it: without the sections in `drop`.
+    fn as_version(image: &[u8], version: u32, drop: &[&str]) -> Vec<u8> {
+        let mut out = Vec::from(&image[..8]);
+        out.extend_from_slice(&version.to_le_bytes());
         let mut pos = 12;
-        while pos < v2.len() - 4 {
-            let name_len = v2[pos] as usize;
+        while pos < image.len() - 4 {
+            let name_len = image[pos] as usize;
             let at = pos + 1 + name_len;
-            let len = u64::from_le_bytes(v2[at..at + 8].try_into().unwrap()) as usize;
+            let len = u64::from_le_bytes(image[at..at + 8].try_into().unwrap()) as usize;
             let end = at + 8 + len;
-            if &v2[pos + 1..at] != b"hooks" {
-                v1.extend_from_slice(&v2[pos..end]);
+            if !drop.iter().any(|d| d.as_bytes() == &image[pos + 1..at]) {
+                out.extend_from_slice(&image[pos..end]);
             }
             pos = end;
         }
-        let crc = crate::io::native::crc32(&v1);
-        v1.extend_from_slice(&crc.to_le_bytes());
+        let crc = crate::io::native::crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_version_1_file_reads_without_hook_states() {
+        let (args, recipe, state, model) = sample();
+        let v3 = encode(&args, &recipe, &state, &model).unwrap();
+        let v1 = as_version(&v3, 1, &["hooks", "phases"]);
         let back = decode(&v1, "v1.ckpt", LayerRegistry::nn_default()).unwrap();
         assert_eq!((back.state.hooks.len(), back.state.objective), (0, None));
         assert_eq!(back.state.optimizer, state.optimizer);
         assert_eq!(back.state.global_step, state.global_step);
+        // Version 2 has the hooks, not the phases.
+        let v2 = as_version(&v3, 2, &["phases"]);
+        let back = decode(&v2, "v2.ckpt", LayerRegistry::nn_default()).unwrap();
+        assert_eq!((back.state, back.phases.len()), (state, 0));
+        // A version-2 header over version-3 sections is refused, naming the section.
+        let mixed = as_version(&v3, 2, &[]);
+        let e = decode(&mixed, "m.ckpt", LayerRegistry::nn_default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`model`"), "{e}");
+    }
+
+    #[test]
+    fn finished_phases_round_trip() {
+        let (args, recipe, state, model) = sample();
+        let phase = FinishedPhase {
+            config: TrainConfig {
+                epochs: 2,
+                ..TrainConfig::default()
+            },
+            report: crate::trainer::TrainReport {
+                epochs: Vec::new(),
+                steps: 14,
+                total_seconds: 0.5,
+            },
+            hooks: vec![Some(vec![4, 5])],
+            dropout_rngs: vec![("1".into(), [1, 1, 1, 1])],
+            model: crate::io::native::to_bytes(&model).unwrap(),
+        };
+        let phases = vec![phase.clone(), phase];
+        let bytes = encode_with_phases(&args, &recipe, &state, &model, &phases).unwrap();
+        let back = decode(&bytes, "t.ckpt", LayerRegistry::nn_default()).unwrap();
+        assert_eq!(back.phases, phases);
+        assert_eq!(back.state, state);
+        // A phase whose settings are invalid is refused, naming the phase.
+        let mut bad = phases.clone();
+        bad[1].config.batch_size = 0;
+        let bytes = encode_with_phases(&args, &recipe, &state, &model, &bad).unwrap();
+        let e = decode(&bytes, "t.ckpt", LayerRegistry::nn_default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("section `phases`") && e.contains("phase 2"),
+            "{e}"
+        );
     }
 
     #[test]

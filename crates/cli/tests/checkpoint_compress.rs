@@ -5,34 +5,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{bytes, fixtures, interrupt_at_line, no_debris, ok, scratch, slimnet};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A small trained MLP with two hidden layers (a teacher, and a model with a layer that
-/// binarize may binarize besides the first and last).
-fn teacher(dir: &Path) -> PathBuf {
-    let out = dir.join("teacher.model");
-    let d = fixtures();
-    ok(&slimnet(&[
-        "train",
-        "--model",
-        "mlp:784-32-32-10",
-        "--epochs",
-        "1",
-        "--limit",
-        "300",
-        "--data",
-        s(&d),
-        "-o",
-        s(&out),
-    ]));
-    out
-}
+use common::{bytes, fixtures, interrupt_at_line, no_debris, ok, s, scratch, slimnet, teacher};
 
 /// `slimnet distill` of a tiny student, alpha annealed (so the objective's step matters).
 fn distill(teacher: &Path, out: &Path, extra: &[&str]) -> Vec<String> {

@@ -6,34 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use common::{bytes, fixtures, interrupt_at_line, no_debris, ok, scratch, slimnet};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A small trained MLP with two hidden layers.
-fn teacher(dir: &Path) -> PathBuf {
-    let out = dir.join("teacher.model");
-    let d = fixtures();
-    ok(&slimnet(&[
-        "train",
-        "--model",
-        "mlp:784-32-32-10",
-        "--epochs",
-        "1",
-        "--limit",
-        "300",
-        "--data",
-        s(&d),
-        "-o",
-        s(&out),
-    ]));
-    out
-}
+use common::{bytes, fixtures, interrupt_at_line, no_debris, ok, s, scratch, slimnet, teacher};
 
 /// `slimnet ARGS -o OUT EXTRA` on the fixtures' first 300 training images.
 fn run(args: &[&str], out: &Path, extra: &[&str]) -> Output {

@@ -79,3 +79,30 @@ pub fn interrupt_at_line(args: &[&str], prefix: &str) -> (ExitStatus, String) {
     }
     (child.wait().unwrap(), log)
 }
+
+/// A path as the `&str` argument the command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A small MLP with two hidden layers trained for one epoch on the fixtures' first 300
+/// training images, at `dir/teacher.model` (a teacher, and a model with a layer besides the
+/// first and last for binarize, prune and share).
+pub fn teacher(dir: &Path) -> PathBuf {
+    let out = dir.join("teacher.model");
+    let d = fixtures();
+    ok(&slimnet(&[
+        "train",
+        "--model",
+        "mlp:784-32-32-10",
+        "--epochs",
+        "1",
+        "--limit",
+        "300",
+        "--data",
+        s(&d),
+        "-o",
+        s(&out),
+    ]));
+    out
+}

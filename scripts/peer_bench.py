@@ -21,7 +21,8 @@ median / p90 / p99 of the per-pass times; images_per_s = batch / median.
 - onnxruntime-int8 (with --int8-model PATH): onnxruntime's own static int8 of the same
   model (`quantize_static`, QDQ, u8 activations / s8 per-channel weights, reduce_range on CPUs
   without VNNI as its documentation advises, min-max calibration on the first 512 training
-  images of --data), written to PATH and timed like the f32 session.
+  images of --data), written to PATH and timed like the f32 session (--reuse-int8: the file
+  already at PATH, as a previous run wrote it).
 
 --json prints {"model", "runs": [{"runtime", "version", "batch", "threads", "median_us",
 "p90_us", "p99_us", "mean_us", "min_us", "images_per_s", "iterations"}, ...]}.
@@ -30,6 +31,7 @@ Needs: pip install onnx onnxruntime torch numpy.
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -212,6 +214,9 @@ def main():
                     help="comma-separated subset of onnxruntime,torch")
     ap.add_argument("--int8-model", metavar="PATH",
                     help="also build onnxruntime's static int8 of the model at PATH and time it")
+    ap.add_argument("--reuse-int8", action="store_true",
+                    help="time the --int8-model PATH already there instead of building it again "
+                         "(later rounds of `cargo xtask bench`)")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
                     help="Fashion-MNIST directory (calibration images of --int8-model)")
     ap.add_argument("--json", action="store_true")
@@ -246,7 +251,7 @@ def main():
         if not np.allclose(got, want, rtol=1e-4, atol=1e-4):
             sys.exit(f"torch and onnxruntime disagree: max |diff| {np.abs(got - want).max()}")
 
-    if a.int8_model:
+    if a.int8_model and not (a.reuse_int8 and os.path.exists(a.int8_model)):
         ort_int8(a.model, a.int8_model, a.data)
 
     for t in a.threads:

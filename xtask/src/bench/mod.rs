@@ -8,7 +8,14 @@
 //! by the command the report prints ([`reps::command`], cached under `<out>/models/` and
 //! remade when the command or its input changes), its accuracy by `slimnet eval --json` on all
 //! 10,000 test images, its speed by `slimnet bench --json`; peers by `scripts/peer_bench.py`
-//! and `scripts/eval_onnxruntime.py`. Output: a table on the terminal, `report.md`,
+//! and `scripts/eval_onnxruntime.py`.
+//!
+//! Timing runs in rounds ([`Args::rounds`]): each round times every row once, a model's
+//! representations and then its peers one after another, and each figure of the report is
+//! the median over rounds. A slow moment of the machine then lands on one round of every row
+//! alike instead of on whichever row happened to be timed in it, so that the ratios between
+//! rows (slimnet against onnxruntime) are taken under the same conditions; the per-round
+//! medians stay in report.json. Output: a table on the terminal, `report.md`,
 //! `report.json`, `accuracy-vs-size.svg` and `accuracy-vs-latency.svg` under
 //! target/slimnet/bench/.
 
@@ -37,9 +44,14 @@ pub struct Args {
     /// 0.3 s per timing.
     #[arg(long)]
     quick: bool,
-    /// Seconds of timed runs per batch size and thread count [default: 2, 0.3 with --quick].
+    /// Seconds of timed runs per batch size and thread count, in each round
+    /// [default: 0.5, 0.3 with --quick].
     #[arg(long)]
     seconds: Option<f64>,
+    /// Timing rounds: every row is timed once per round (a model's representations, then its
+    /// peers) and each figure is the median over rounds [default: 5, 1 with --quick].
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Thread counts.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
@@ -65,6 +77,51 @@ pub struct Run {
     pub p90_us: f64,
     pub p99_us: f64,
     pub images_per_s: f64,
+    /// The median of each round, in round order (when the figures are medians over rounds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_medians_us: Vec<f64>,
+}
+
+/// The nearest-rank median of `v` (sorted here), as `slimnet bench` takes its percentiles.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().div_ceil(2).saturating_sub(1))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// Per (batch, threads), in the order of their first appearance, the median over `rounds` of
+/// the median, p90 and p99; images/s follow from the median as a single timing's do.
+fn median_over_rounds(rounds: &[Vec<Run>]) -> Vec<Run> {
+    let mut keys: Vec<(usize, usize)> = Vec::new();
+    for r in rounds.iter().flatten() {
+        if !keys.contains(&(r.batch, r.threads)) {
+            keys.push((r.batch, r.threads));
+        }
+    }
+    keys.into_iter()
+        .map(|(batch, threads)| {
+            let cells: Vec<&Run> = rounds
+                .iter()
+                .filter_map(|round| {
+                    round
+                        .iter()
+                        .find(|r| r.batch == batch && r.threads == threads)
+                })
+                .collect();
+            let of = |f: fn(&Run) -> f64| median(cells.iter().map(|r| f(r)).collect());
+            let median_us = of(|r| r.median_us);
+            Run {
+                batch,
+                threads,
+                median_us,
+                p90_us: of(|r| r.p90_us),
+                p99_us: of(|r| r.p99_us),
+                images_per_s: batch as f64 / (median_us * 1e-6),
+                round_medians_us: cells.iter().map(|r| r.median_us).collect(),
+            }
+        })
+        .collect()
 }
 
 /// One row of the report: a representation run by slimnet, or a peer runtime.
@@ -105,7 +162,8 @@ impl Row {
     }
 }
 
-/// The `slimnet` binary next to this xtask (built first by `cargo build --release -p cli`).
+/// The `slimnet` binary next to this xtask (built first by `cargo build --release -p cli`, which
+/// shares the build of `cargo xtask` itself: see the feature pins in the workspace Cargo.toml).
 struct Slimnet {
     bin: PathBuf,
 }
@@ -242,22 +300,32 @@ fn make(
     Ok(Some((out, line)))
 }
 
-/// Accuracy, bytes, MACs and timings of one slimnet file.
-fn measure(slimnet: &Slimnet, row: &mut Row, file: &Path, args: &Args, seconds: f64) -> Result<()> {
-    let f = file.display().to_string();
-    let mut eval = vec!["eval".to_string(), f.clone()];
+/// Accuracy of one slimnet file on the whole test set.
+fn evaluate(slimnet: &Slimnet, row: &mut Row, args: &Args) -> Result<()> {
+    let mut eval = vec!["eval".to_string(), row.file.clone()];
     if let Some(d) = &args.source.data {
         eval.extend(["--data".into(), d.display().to_string()]);
     }
     row.accuracy = slimnet.json(&eval)?["evaluation"]["accuracy"].as_f64();
-    let bench = slimnet.json(&[vec!["bench".into(), f], timing(args, seconds)].concat())?;
+    Ok(())
+}
+
+/// One round's timings of one slimnet file (`slimnet bench --json`); bytes, MACs and the
+/// energy estimate come with the first.
+fn time_round(slimnet: &Slimnet, row: &mut Row, args: &Args, seconds: f64) -> Result<Vec<Run>> {
+    let bench = slimnet.json(
+        &[
+            vec!["bench".into(), row.file.clone()],
+            timing(args, seconds),
+        ]
+        .concat(),
+    )?;
     row.file_bytes = bench["file_bytes"].as_u64();
     row.macs = bench["macs"].as_u64();
-    row.runs = runs_of(&bench)?;
     if let (Some(b), Some(m)) = (row.file_bytes, row.macs) {
         row.energy_uj = Some(energy_uj(b, m, row.representation == "int8"));
     }
-    Ok(())
+    runs_of(&bench)
 }
 
 /// `--batch B --threads T --seconds S`, as both `slimnet bench` and peer_bench.py take them.
@@ -276,113 +344,154 @@ fn join(v: &[usize]) -> String {
     v.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// The peer rows of `model`: its dense file exported to ONNX, timed by onnxruntime (f32 and
-/// its static int8) and PyTorch, evaluated by onnxruntime. A peer that cannot run gives a
-/// row whose note says why.
-fn peers(
-    slimnet: &Slimnet,
-    model: &str,
-    dense: &Path,
-    dense_row: &Row,
-    dir: &Path,
-    args: &Args,
-    seconds: f64,
-) -> Vec<Row> {
-    let onnx = dir.join("dense.onnx");
-    let int8 = dir.join("dense-ort-int8.onnx");
-    let mut rows: Vec<Row> = [
-        ("dense", "onnxruntime", &onnx),
-        ("dense", "torch", &onnx),
-        ("int8", "onnxruntime-int8", &int8),
-    ]
-    .iter()
-    .map(|(rep, rt, f)| Row::new(model, rep, rt, f))
-    .collect();
-    let fail = |rows: &mut Vec<Row>, why: String| {
-        for r in rows.iter_mut() {
-            r.note.get_or_insert_with(|| why.clone());
+/// The peers of one model: its dense file exported to ONNX, timed by onnxruntime (f32 and
+/// its static int8, built by the first round) and PyTorch, evaluated by onnxruntime. A peer
+/// that cannot run keeps a row whose note says why.
+struct Peers {
+    onnx: PathBuf,
+    int8: PathBuf,
+    rows: Vec<Row>,
+    /// Each row's timings, one entry per round.
+    rounds: Vec<Vec<Vec<Run>>>,
+}
+
+impl Peers {
+    /// Exports `dense` to ONNX under `dir`; rows are given notes instead when that fails.
+    fn new(slimnet: &Slimnet, model: &str, dense: &Path, dir: &Path) -> Self {
+        let onnx = dir.join("dense.onnx");
+        let int8 = dir.join("dense-ort-int8.onnx");
+        let mut rows: Vec<Row> = [
+            ("dense", "onnxruntime", &onnx),
+            ("dense", "torch", &onnx),
+            ("int8", "onnxruntime-int8", &int8),
+        ]
+        .iter()
+        .map(|(rep, rt, f)| Row::new(model, rep, rt, f))
+        .collect();
+        let exported = slimnet.run(&[
+            "export".into(),
+            dense.display().to_string(),
+            "-o".into(),
+            onnx.display().to_string(),
+        ]);
+        if let Err(e) = exported {
+            Self::fail(&mut rows, &format!("export to ONNX failed: {e:#}"));
         }
-    };
-    let exported = slimnet.run(&[
-        "export".into(),
-        dense.display().to_string(),
-        "-o".into(),
-        onnx.display().to_string(),
-    ]);
-    if let Err(e) = exported {
-        fail(&mut rows, format!("export to ONNX failed: {e:#}"));
-        return rows;
+        let n = rows.len();
+        Self {
+            onnx,
+            int8,
+            rows,
+            rounds: vec![Vec::new(); n],
+        }
     }
-    let scripts = crate::workspace_root().join("scripts");
-    let data = args
-        .source
-        .data
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
-    let mut py: Vec<String> = vec![
-        scripts.join("peer_bench.py").display().to_string(),
-        onnx.display().to_string(),
-    ];
-    py.extend(timing(args, seconds));
-    py.extend([
-        "--int8-model".into(),
-        int8.display().to_string(),
-        "--data".into(),
-        data.display().to_string(),
-        "--json".into(),
-    ]);
-    match run_json(Command::new("python3").args(&py), "python3", &py) {
-        Ok(v) => {
-            let all: Vec<(String, Run)> = v["runs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| {
-                    let rt = r["runtime"].as_str()?.to_string();
-                    Some((rt, serde_json::from_value(r.clone()).ok()?))
-                })
-                .collect();
-            for row in &mut rows {
-                row.runs = all
-                    .iter()
-                    .filter(|(rt, _)| *rt == row.runtime)
-                    .map(|(_, r)| r.clone())
-                    .collect();
-            }
+
+    fn fail(rows: &mut [Row], why: &str) {
+        for r in rows {
+            r.note.get_or_insert_with(|| why.to_string());
         }
-        Err(e) => fail(
-            &mut rows,
-            format!(
-                "scripts/peer_bench.py failed (needs python3 with onnx, onnxruntime, torch): {e:#}"
-            ),
-        ),
     }
-    for row in &mut rows {
-        let file = PathBuf::from(&row.file);
-        if !file.exists() {
-            continue;
+
+    fn usable(&self) -> bool {
+        self.rows.iter().all(|r| r.note.is_none())
+    }
+
+    fn data(args: &Args) -> PathBuf {
+        args.source
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"))
+    }
+
+    /// One round of `scripts/peer_bench.py` (the first builds onnxruntime's int8 model, later
+    /// rounds reuse it).
+    fn time_round(&mut self, args: &Args, seconds: f64, first: bool) {
+        if !self.usable() {
+            return;
         }
-        row.file_bytes = std::fs::metadata(&file).ok().map(|m| m.len());
-        row.macs = dense_row.macs;
-        let ev: Vec<String> = vec![
-            scripts.join("eval_onnxruntime.py").display().to_string(),
-            row.file.clone(),
-            "--data".into(),
-            data.display().to_string(),
-            "--json".into(),
+        let scripts = crate::workspace_root().join("scripts");
+        let mut py: Vec<String> = vec![
+            scripts.join("peer_bench.py").display().to_string(),
+            self.onnx.display().to_string(),
         ];
-        match run_json(Command::new("python3").args(&ev), "python3", &ev) {
-            Ok(v) => row.accuracy = v["accuracy"].as_f64(),
-            Err(e) => {
-                row.note
-                    .get_or_insert_with(|| format!("evaluation failed: {e:#}"));
-            }
+        py.extend(timing(args, seconds));
+        py.extend([
+            "--int8-model".into(),
+            self.int8.display().to_string(),
+            "--data".into(),
+            Self::data(args).display().to_string(),
+            "--json".into(),
+        ]);
+        if !first {
+            py.push("--reuse-int8".into());
         }
-        if let (Some(b), Some(m)) = (row.file_bytes, row.macs) {
-            row.energy_uj = Some(energy_uj(b, m, row.runtime == "onnxruntime-int8"));
+        match run_json(Command::new("python3").args(&py), "python3", &py) {
+            Ok(v) => {
+                let all: Vec<(String, Run)> = v["runs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| {
+                        let rt = r["runtime"].as_str()?.to_string();
+                        Some((rt, serde_json::from_value(r.clone()).ok()?))
+                    })
+                    .collect();
+                for (row, rounds) in self.rows.iter().zip(&mut self.rounds) {
+                    rounds.push(
+                        all.iter()
+                            .filter(|(rt, _)| *rt == row.runtime)
+                            .map(|(_, r)| r.clone())
+                            .collect(),
+                    );
+                }
+            }
+            Err(e) => Self::fail(
+                &mut self.rows,
+                &format!(
+                    "scripts/peer_bench.py failed (needs python3 with onnx, onnxruntime, torch): {e:#}"
+                ),
+            ),
         }
     }
-    rows
+
+    /// The rows with their medians over rounds, bytes, accuracy and energy.
+    fn finish(mut self, dense_row: &Row, args: &Args) -> Vec<Row> {
+        let scripts = crate::workspace_root().join("scripts");
+        for (row, rounds) in self.rows.iter_mut().zip(&self.rounds) {
+            row.runs = median_over_rounds(rounds);
+            let file = PathBuf::from(&row.file);
+            if row.note.is_some() || !file.exists() {
+                continue;
+            }
+            row.file_bytes = std::fs::metadata(&file).ok().map(|m| m.len());
+            row.macs = dense_row.macs;
+            let ev: Vec<String> = vec![
+                scripts.join("eval_onnxruntime.py").display().to_string(),
+                row.file.clone(),
+                "--data".into(),
+                Self::data(args).display().to_string(),
+                "--json".into(),
+            ];
+            match run_json(Command::new("python3").args(&ev), "python3", &ev) {
+                Ok(v) => row.accuracy = v["accuracy"].as_f64(),
+                Err(e) => {
+                    row.note
+                        .get_or_insert_with(|| format!("evaluation failed: {e:#}"));
+                }
+            }
+            if let (Some(b), Some(m)) = (row.file_bytes, row.macs) {
+                row.energy_uj = Some(energy_uj(b, m, row.runtime == "onnxruntime-int8"));
+            }
+        }
+        self.rows
+    }
+}
+
+/// One model's rows: its slimnet representations (with their per-round timings) and peers.
+struct ModelRows {
+    rows: Vec<Row>,
+    rounds: Vec<Vec<Vec<Run>>>,
+    peers: Option<Peers>,
 }
 
 /// Runs the task.
@@ -408,16 +517,21 @@ pub fn run(args: Args) -> Result<()> {
             reps::ALL.join(", ")
         );
     }
-    let seconds = args.seconds.unwrap_or(if args.quick { 0.3 } else { 2.0 });
+    let seconds = args.seconds.unwrap_or(if args.quick { 0.3 } else { 0.5 });
     if !(seconds > 0.0 && seconds <= 3600.0) {
         bail!("--seconds must be in (0, 3600], got {seconds}");
+    }
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 5 });
+    if !(1..=1000).contains(&rounds) {
+        bail!("--rounds must be in 1..=1000, got {rounds}");
     }
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| crate::workspace_root().join("target/slimnet/bench"));
     let slimnet = Slimnet::build()?;
-    let mut rows = Vec::new();
+    // Every file made and evaluated first, so that the timing rounds run back to back.
+    let mut all: Vec<ModelRows> = Vec::new();
     for (mi, model) in models.iter().enumerate() {
         eprintln!("[{}/{}] {model}", mi + 1, models.len());
         let dense = dense_model(model, &args)?;
@@ -426,28 +540,103 @@ pub fn run(args: Args) -> Result<()> {
             .map_or_else(|| model.clone(), |s| s.to_string_lossy().into_owned());
         let dir = out.join("models").join(&name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut dense_row = None;
+        let mut rows = Vec::new();
         for rep in &reps {
             let Some((file, command)) = make(&slimnet, &name, rep, &dense, &dir, &args)? else {
                 continue;
             };
-            eprintln!("  {name} {rep}: measuring");
+            eprintln!("  {name} {rep}: evaluating");
             let mut row = Row::new(&name, rep, "slimnet", &file);
             row.command = command;
-            measure(&slimnet, &mut row, &file, &args, seconds)?;
-            if rep == "dense" {
-                dense_row = Some(row.clone());
-            }
+            evaluate(&slimnet, &mut row, &args)?;
             rows.push(row);
         }
-        if !args.no_peers {
-            eprintln!("  {name}: peers");
-            let base = dense_row
-                .clone()
-                .unwrap_or_else(|| Row::new(&name, "dense", "", &dense));
-            rows.extend(peers(&slimnet, &name, &dense, &base, &dir, &args, seconds));
+        let peers = (!args.no_peers).then(|| Peers::new(&slimnet, &name, &dense, &dir));
+        let n = rows.len();
+        all.push(ModelRows {
+            rows,
+            rounds: vec![Vec::new(); n],
+            peers,
+        });
+    }
+    for round in 0..rounds {
+        for m in &mut all {
+            for (row, timings) in m.rows.iter_mut().zip(&mut m.rounds) {
+                eprintln!(
+                    "  round {}/{rounds}: {} {}",
+                    round + 1,
+                    row.model,
+                    row.representation
+                );
+                timings.push(time_round(&slimnet, row, &args, seconds)?);
+            }
+            if let Some(p) = &mut m.peers {
+                eprintln!("  round {}/{rounds}: peers", round + 1);
+                p.time_round(&args, seconds, round == 0);
+            }
         }
     }
-    let context = report::Context::here(&args, seconds, t0.elapsed().as_secs_f64());
+    let mut rows = Vec::new();
+    for m in all {
+        let mut mine: Vec<Row> = m
+            .rows
+            .into_iter()
+            .zip(&m.rounds)
+            .map(|(mut row, timings)| {
+                row.runs = median_over_rounds(timings);
+                row
+            })
+            .collect();
+        if let Some(p) = m.peers {
+            let base = mine
+                .iter()
+                .find(|r| r.representation == "dense")
+                .cloned()
+                .unwrap_or_else(|| Row::new("", "dense", "", Path::new("")));
+            mine.extend(p.finish(&base, &args));
+        }
+        rows.extend(mine);
+    }
+    let context = report::Context::here(&args, seconds, rounds, t0.elapsed().as_secs_f64());
     report::write(&out, &rows, &context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(batch: usize, threads: usize, us: f64) -> Run {
+        Run {
+            batch,
+            threads,
+            median_us: us,
+            p90_us: 2.0 * us,
+            p99_us: 3.0 * us,
+            images_per_s: batch as f64 / (us * 1e-6),
+            round_medians_us: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn figures_are_medians_over_rounds_per_configuration() {
+        let rounds = vec![
+            vec![run(1, 1, 10.0), run(256, 1, 1000.0)],
+            vec![run(1, 1, 30.0), run(256, 1, 900.0)],
+            vec![run(1, 1, 20.0), run(256, 1, 5000.0)],
+        ];
+        let m = median_over_rounds(&rounds);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].batch, m[0].median_us, m[0].p90_us), (1, 20.0, 40.0));
+        assert_eq!(m[0].round_medians_us, vec![10.0, 30.0, 20.0]);
+        assert_eq!((m[1].batch, m[1].median_us), (256, 1000.0));
+        assert!((m[1].images_per_s - 256_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn an_even_number_of_rounds_takes_the_lower_middle_and_none_gives_no_runs() {
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert!(median_over_rounds(&[]).is_empty());
+        let one = median_over_rounds(&[vec![run(1, 2, 7.0)]]);
+        assert_eq!((one[0].threads, one[0].median_us), (2, 7.0));
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 use pipeline::chart::{LineChart, Series};
 
-use super::{Args, Row};
+use super::{Args, Row, Run};
 
 /// Where and how the figures were measured.
 #[derive(serde::Serialize)]
@@ -20,6 +20,8 @@ pub struct Context {
     pub threads: Vec<usize>,
     pub batch: Vec<usize>,
     pub seconds_per_timing: f64,
+    /// Timing rounds; each figure is the median over them.
+    pub rounds: usize,
     pub date: String,
     pub git: String,
     pub total_seconds: f64,
@@ -27,7 +29,7 @@ pub struct Context {
 
 impl Context {
     /// This machine and checkout, now.
-    pub fn here(args: &Args, seconds: f64, total_seconds: f64) -> Self {
+    pub fn here(args: &Args, seconds: f64, rounds: usize, total_seconds: f64) -> Self {
         let m = crate::machine::Machine::here();
         let argv: Vec<String> = std::env::args().skip(1).collect();
         Self {
@@ -37,6 +39,7 @@ impl Context {
             threads: args.threads.clone(),
             batch: args.batch.clone(),
             seconds_per_timing: seconds,
+            rounds,
             date: m.date,
             git: git_revision(),
             total_seconds,
@@ -99,13 +102,37 @@ fn configs(rows: &[Row], ctx: &Context) -> Vec<(usize, usize)> {
     out
 }
 
-/// The fastest batch-1 median of a row over its thread counts.
-fn best_batch1_us(r: &Row) -> Option<f64> {
+/// The fastest batch-1 timing of a row over its thread counts.
+fn best_batch1_run(r: &Row) -> Option<&Run> {
     r.runs
         .iter()
         .filter(|x| x.batch == 1)
-        .map(|x| x.median_us)
-        .min_by(f64::total_cmp)
+        .min_by(|a, b| a.median_us.total_cmp(&b.median_us))
+}
+
+/// The fastest batch-1 median of a row over its thread counts.
+fn best_batch1_us(r: &Row) -> Option<f64> {
+    best_batch1_run(r).map(|x| x.median_us)
+}
+
+/// `, per round a-b x`: the range over rounds of `peer / ours` (each round times both one
+/// after the other), when both have the same number of rounds (more than one).
+fn per_round(ours: Option<&Run>, peer: Option<&Run>) -> String {
+    let (Some(o), Some(p)) = (ours, peer) else {
+        return String::new();
+    };
+    if o.round_medians_us.len() < 2 || o.round_medians_us.len() != p.round_medians_us.len() {
+        return String::new();
+    }
+    let ratios: Vec<f64> = o
+        .round_medians_us
+        .iter()
+        .zip(&p.round_medians_us)
+        .map(|(o, p)| p / o)
+        .collect();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("; per round {lo:.2}x-{hi:.2}x over {} rounds", ratios.len())
 }
 
 /// Whether `r` is on its model's Pareto front of (accuracy up, `cost` down).
@@ -140,13 +167,15 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
     );
     let _ = writeln!(
         s,
-        "`{}` on {} ({} CPUs; kernels: {}), threads {:?}, {} s per timing, {}, git {}; {:.0} s in all.\n",
+        "`{}` on {} ({} CPUs; kernels: {}), threads {:?}, {} s per timing, median over {} \
+         interleaved round(s), {}, git {}; {:.0} s in all.\n",
         ctx.command,
         ctx.cpu,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         ctx.kernels,
         ctx.threads,
         ctx.seconds_per_timing,
+        ctx.rounds,
         ctx.date,
         ctx.git,
         ctx.total_seconds
@@ -228,11 +257,17 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
             let _ = writeln!(
                 s,
                 "- {model}: fastest compressed representation at batch 1 is {} ({t:.1} us, {}), \
-                 {:.2}x onnxruntime's static int8 ({p:.1} us).",
+                 {:.2}x onnxruntime's static int8 ({p:.1} us){}.",
                 r.representation,
                 r.accuracy
                     .map_or("accuracy -".into(), |a| format!("{:.2}%", 100.0 * a)),
-                p / t
+                p / t,
+                per_round(
+                    best_batch1_run(r),
+                    mine.iter()
+                        .find(|r| r.runtime == "onnxruntime-int8")
+                        .and_then(|r| best_batch1_run(r))
+                )
             );
         }
     }
@@ -274,7 +309,9 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
          scripts/eval_onnxruntime.py). Energy: 45 nm prices (Horowitz, ISSCC 2014), weights read \
          once per inference from SRAM when the file fits 512 KiB, else DRAM (pipeline::report::energy). \
          Timing: `slimnet bench` and scripts/peer_bench.py, the same method (seeded uniform input, \
-         warm-up, nearest-rank percentiles)."
+         warm-up, nearest-rank percentiles), in interleaved rounds (each round times every row \
+         of a model, then its peers); each figure is the median over rounds, the per-round \
+         medians are in report.json."
     );
     s
 }
@@ -346,7 +383,6 @@ pub fn write(out: &Path, rows: &[Row], ctx: &Context) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Run;
     use super::*;
 
     fn row(model: &str, rep: &str, bytes: u64, acc: f64, us: f64) -> Row {
@@ -360,6 +396,7 @@ mod tests {
             p90_us: us,
             p99_us: us,
             images_per_s: 1e6 / us,
+            round_medians_us: Vec::new(),
         }];
         r
     }
@@ -372,6 +409,7 @@ mod tests {
             threads: vec![1],
             batch: vec![1],
             seconds_per_timing: 0.1,
+            rounds: 1,
             date: "2026-11-30".into(),
             git: "abc".into(),
             total_seconds: 1.0,
@@ -416,6 +454,23 @@ mod tests {
         let md = markdown(&rows, &ctx());
         assert!(
             md.contains("is pruned (5.0 us, 89.00%), 3.00x onnxruntime's static int8 (15.0 us)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_summary_gives_the_ratio_range_over_interleaved_rounds() {
+        let mut ours = row("m", "pruned", 100, 0.89, 5.0);
+        ours.runs[0].round_medians_us = vec![5.0, 4.0, 6.0];
+        let mut peer = row("m", "int8", 250, 0.9, 15.0);
+        peer.runtime = "onnxruntime-int8".into();
+        peer.runs[0].round_medians_us = vec![15.0, 16.0, 12.0];
+        let rows = vec![row("m", "dense", 1000, 0.9, 20.0), ours, peer];
+        let md = markdown(&rows, &ctx());
+        assert!(
+            md.contains(
+                "3.00x onnxruntime's static int8 (15.0 us); per round 2.00x-4.00x over 3 rounds."
+            ),
             "{md}"
         );
     }

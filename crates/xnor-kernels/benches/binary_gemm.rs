@@ -5,7 +5,8 @@
 //! (binary MACs for the binary kernel). The binary operands are packed before timing (weights
 //! are stored packed; activations pay a packing pass, benched apart as `pack`). `binary/avx2`
 //! is the default AVX2 kernel (nibble planes), `binary/avx2-table` the table tile on the
-//! packed words.
+//! packed words, `binary/amx-int8` the AMX path (±1 bytes on tile registers; where the CPU
+//! and OS have it, the default for these shapes), its expansion of the bits timed with it.
 
 use std::hint::black_box;
 
@@ -13,7 +14,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use tensor_core::dispatch::PopcountPath;
 use tensor_core::gemm::{GemmParams, gemm};
 use tensor_core::rng::Rng;
-use xnor_kernels::{BinaryGemmParams, PackedRows, binary_gemm_with};
+use xnor_kernels::{
+    AMX_NEEDS, AMX_PATH_NAME, AmxUse, BinaryGemmParams, PackedRows, amx_usable, binary_gemm_with,
+};
 
 fn rand_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.normal()).collect()
@@ -67,6 +70,18 @@ fn versus_f32(c: &mut Criterion) {
                     })
                 });
             }
+        }
+        if amx_usable() {
+            // Every product on AMX tiles (the default for these shapes on such a CPU).
+            let ba = BinaryGemmParams::default().amx(AmxUse::Always);
+            g.bench_function(BenchmarkId::new("binary", AMX_PATH_NAME), |bench| {
+                bench.iter(|| {
+                    binary_gemm_with(black_box(&pa), black_box(&pb), &mut outi, &ba).unwrap();
+                    black_box(&outi);
+                })
+            });
+        } else {
+            println!("skipped: binary/{AMX_PATH_NAME} (CPU or OS lacks {AMX_NEEDS})");
         }
         g.bench_function("pack A", |bench| {
             bench.iter(|| black_box(PackedRows::pack(black_box(&a), m, k).unwrap()))

@@ -6,6 +6,9 @@
 //! - the clock, from a chain of dependent `add`s (one cycle each: iterations x adds per
 //!   CPU-second is the clock the core runs at, boost included);
 //! - `f32 fma`: ten independent `vfmadd231ps ymm` (f32 MACs per cycle; 16 at two FMA pipes);
+//! - `f32 fma zmm` (on AVX-512 F CPUs, where faer runs 512-bit FMAs): ten independent
+//!   `vfmadd231ps zmm` (32 per cycle at two 512-bit FMA pipes); the ratios are then against it;
+//! - `vpopcntq zmm`, `vpaddq zmm` alone (VPOPCNTDQ CPUs): how many 512-bit pipes take each;
 //! - `nibble table`: the AVX2 kernel's step per (row, column) pair and 256-bit vector
 //!   (`vpxor`, `vpsrlw`, two `vpand`, two `vpshufb`, two `vpaddb`), four independent pairs;
 //! - `nibble planes`: operands stored pre-split into low and high nibble planes (`vpxor`
@@ -17,6 +20,9 @@
 //! - mixes: each vector loop with `s` scalar word pairs interleaved per four vector pairs;
 //! - `avx512 vpopcntdq` (on CPUs that have it; skipped with a note elsewhere): `vpxorq`,
 //!   `vpopcntq`, `vpaddq` per 512-bit pair-vector, four independent pairs;
+//! - `amx int8` (CPUs with AMX-TILE and AMX-INT8, where Linux grants the tile state):
+//!   four independent `tdpbssd` on resident tiles, int8 MACs per cycle, which on ±1 bytes are
+//!   binary MACs: the ceiling of a binary GEMM run on AMX instead of XNOR + popcount;
 //! - `f32 faer` and `binary <path>`: the library kernels on the criterion bench's shapes
 //!   (`256 x 512 x K`), one thread, MACs per CPU-cycle.
 //!
@@ -30,7 +36,9 @@ use std::hint::black_box;
 use tensor_core::dispatch::{KernelPath, PopcountPath};
 use tensor_core::gemm::{GemmParams, gemm};
 use tensor_core::rng::Rng;
-use xnor_kernels::{BinaryGemmParams, PackedRows, binary_gemm_with};
+use xnor_kernels::{
+    AMX_PATH_NAME, AmxUse, BinaryGemmParams, PackedRows, amx_usable, binary_gemm_with,
+};
 
 #[repr(C)]
 struct Timespec {
@@ -74,79 +82,111 @@ mod loops {
     use std::arch::asm;
     use std::arch::x86_64::*;
 
-    /// `ITERS` x 16 dependent `add`s: returns cycles elapsed (16 per iteration).
+    /// `ITERS` x 16 dependent `add`s of a register (not an immediate: Golden Cove folds
+    /// `add reg, imm` chains at rename, and the immediate loop read 21 GHz on a Xeon of that
+    /// core): returns cycles elapsed (16 per iteration).
     pub fn clock(iters: u64) -> f64 {
         let mut x = 0u64;
+        let one = std::hint::black_box(1u64);
         // SAFETY: integer registers only.
         unsafe {
             asm!(
                 "2:",
-                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-                "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+                "add {x}, {o}", "add {x}, {o}", "add {x}, {o}", "add {x}, {o}",
+                "add {x}, {o}", "add {x}, {o}", "add {x}, {o}", "add {x}, {o}",
+                "add {x}, {o}", "add {x}, {o}", "add {x}, {o}", "add {x}, {o}",
+                "add {x}, {o}", "add {x}, {o}", "add {x}, {o}", "add {x}, {o}",
                 "dec {n}", "jnz 2b",
-                n = inout(reg) iters => _, x = inout(reg) x, options(nostack, nomem),
+                n = inout(reg) iters => _, x = inout(reg) x, o = in(reg) one,
+                options(nostack, nomem),
             );
         }
         std::hint::black_box(x);
         iters as f64 * 16.0
     }
 
-    /// Ten independent 256-bit FMAs per iteration: returns f32 MACs (80 per iteration).
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn fma(iters: u64) -> f64 {
-        // SAFETY: the caller checked the features; the asm touches only named registers.
-        unsafe {
-            asm!(
-                "vxorps ymm0, ymm0, ymm0", "vxorps ymm1, ymm1, ymm1",
-                "vxorps ymm2, ymm2, ymm2", "vxorps ymm3, ymm3, ymm3",
-                "vxorps ymm4, ymm4, ymm4", "vxorps ymm5, ymm5, ymm5",
-                "vxorps ymm6, ymm6, ymm6", "vxorps ymm7, ymm7, ymm7",
-                "vxorps ymm8, ymm8, ymm8", "vxorps ymm9, ymm9, ymm9",
-                "vxorps ymm14, ymm14, ymm14", "vxorps ymm15, ymm15, ymm15",
-                "2:",
-                "vfmadd231ps ymm0, ymm14, ymm15", "vfmadd231ps ymm1, ymm14, ymm15",
-                "vfmadd231ps ymm2, ymm14, ymm15", "vfmadd231ps ymm3, ymm14, ymm15",
-                "vfmadd231ps ymm4, ymm14, ymm15", "vfmadd231ps ymm5, ymm14, ymm15",
-                "vfmadd231ps ymm6, ymm14, ymm15", "vfmadd231ps ymm7, ymm14, ymm15",
-                "vfmadd231ps ymm8, ymm14, ymm15", "vfmadd231ps ymm9, ymm14, ymm15",
-                "dec {n}", "jnz 2b",
-                n = inout(reg) iters => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-                out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-                out("ymm8") _, out("ymm9") _, out("ymm14") _, out("ymm15") _,
-                options(nostack, nomem),
-            );
-        }
-        iters as f64 * 80.0
+    /// `"$op {x:m}, {y:m}, {z:m}"`: one instruction on the operands `x`, `y`, `z` of a register
+    /// class, printed with the modifier `m` (`y` for ymm, `z` for zmm).
+    macro_rules! op3 {
+        ($op:literal, $m:literal, $x:literal, $y:literal, $z:literal) => {
+            concat!(
+                $op, " {", $x, ":", $m, "}, {", $y, ":", $m, "}, {", $z, ":", $m, "}"
+            )
+        };
     }
 
-    /// Eight independent `$op ymm` per iteration: returns instructions (their throughput
-    /// per cycle says how many vector pipes take the instruction).
-    macro_rules! pipes_loop {
-        ($name:ident, $op:literal) => {
-            /// # Safety
-            /// The CPU has AVX2.
-            #[target_feature(enable = "avx2")]
+    /// Ten independent `vfmadd231ps` on `$class` registers per iteration (modifier `$m`),
+    /// `$lanes` f32 lanes each: returns f32 MACs.
+    macro_rules! fma_loop {
+        ($(#[$doc:meta])* $name:ident, $feature:literal, $class:ident, $m:literal, $lanes:literal) => {
+            $(#[$doc])*
+            #[target_feature(enable = $feature)]
             pub unsafe fn $name(iters: u64) -> f64 {
-                // SAFETY: the caller checked AVX2; the asm touches only named registers.
+                // SAFETY: the caller checked the features; the asm touches only its operands.
                 unsafe {
                     asm!(
-                        "vpxor ymm15, ymm15, ymm15",
+                        op3!("vxorps", $m, "a0", "a0", "a0"), op3!("vxorps", $m, "a1", "a1", "a1"),
+                        op3!("vxorps", $m, "a2", "a2", "a2"), op3!("vxorps", $m, "a3", "a3", "a3"),
+                        op3!("vxorps", $m, "a4", "a4", "a4"), op3!("vxorps", $m, "a5", "a5", "a5"),
+                        op3!("vxorps", $m, "a6", "a6", "a6"), op3!("vxorps", $m, "a7", "a7", "a7"),
+                        op3!("vxorps", $m, "a8", "a8", "a8"), op3!("vxorps", $m, "a9", "a9", "a9"),
+                        op3!("vxorps", $m, "s", "s", "s"), op3!("vxorps", $m, "t", "t", "t"),
                         "2:",
-                        concat!($op, " ymm0, ymm0, ymm15"), concat!($op, " ymm1, ymm1, ymm15"),
-                        concat!($op, " ymm2, ymm2, ymm15"), concat!($op, " ymm3, ymm3, ymm15"),
-                        concat!($op, " ymm4, ymm4, ymm15"), concat!($op, " ymm5, ymm5, ymm15"),
-                        concat!($op, " ymm6, ymm6, ymm15"), concat!($op, " ymm7, ymm7, ymm15"),
+                        op3!("vfmadd231ps", $m, "a0", "s", "t"), op3!("vfmadd231ps", $m, "a1", "s", "t"),
+                        op3!("vfmadd231ps", $m, "a2", "s", "t"), op3!("vfmadd231ps", $m, "a3", "s", "t"),
+                        op3!("vfmadd231ps", $m, "a4", "s", "t"), op3!("vfmadd231ps", $m, "a5", "s", "t"),
+                        op3!("vfmadd231ps", $m, "a6", "s", "t"), op3!("vfmadd231ps", $m, "a7", "s", "t"),
+                        op3!("vfmadd231ps", $m, "a8", "s", "t"), op3!("vfmadd231ps", $m, "a9", "s", "t"),
                         "dec {n}", "jnz 2b",
                         n = inout(reg) iters => _,
-                        out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-                        out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-                        out("ymm15") _,
+                        a0 = out($class) _, a1 = out($class) _, a2 = out($class) _,
+                        a3 = out($class) _, a4 = out($class) _, a5 = out($class) _,
+                        a6 = out($class) _, a7 = out($class) _, a8 = out($class) _,
+                        a9 = out($class) _, s = out($class) _, t = out($class) _,
+                        options(nostack, nomem),
+                    );
+                }
+                iters as f64 * 10.0 * $lanes
+            }
+        };
+    }
+
+    fma_loop!(
+        /// Ten independent 256-bit FMAs per iteration: returns f32 MACs (80 per iteration).
+        ///
+        /// # Safety
+        /// The CPU has AVX2 and FMA.
+        fma, "avx2,fma", ymm_reg, "y", 8.0
+    );
+    fma_loop!(
+        /// Ten independent 512-bit FMAs per iteration: returns f32 MACs (160 per iteration),
+        /// the peak of an AVX-512 f32 GEMM (faer's on such a CPU).
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F.
+        fma512, "avx512f", zmm_reg, "z", 16.0
+    );
+
+    /// Eight independent instructions per iteration, `$line!("a0")` .. `$line!("a7")` on
+    /// registers of `$class` (the source `s` left as it is: the values do not matter):
+    /// returns instructions, whose rate per cycle says how many pipes take the instruction.
+    macro_rules! pipes_loop {
+        ($name:ident, $feature:literal, $class:ident, $line:ident) => {
+            /// # Safety
+            /// The CPU has the features of the loop's `target_feature`.
+            #[target_feature(enable = $feature)]
+            pub unsafe fn $name(iters: u64) -> f64 {
+                // SAFETY: the caller checked the features; the asm touches only its operands.
+                unsafe {
+                    asm!(
+                        "2:",
+                        $line!("a0"), $line!("a1"), $line!("a2"), $line!("a3"),
+                        $line!("a4"), $line!("a5"), $line!("a6"), $line!("a7"),
+                        "dec {n}", "jnz 2b",
+                        n = inout(reg) iters => _,
+                        a0 = out($class) _, a1 = out($class) _, a2 = out($class) _,
+                        a3 = out($class) _, a4 = out($class) _, a5 = out($class) _,
+                        a6 = out($class) _, a7 = out($class) _, s = out($class) _,
                         options(nostack, nomem),
                     );
                 }
@@ -155,9 +195,48 @@ mod loops {
         };
     }
 
-    pipes_loop!(vpaddb, "vpaddb");
-    pipes_loop!(vpxor, "vpxor");
-    pipes_loop!(vpshufb, "vpshufb");
+    /// `$op r, r, s` on ymm registers.
+    macro_rules! ymm3 {
+        ($op:literal, $r:literal) => {
+            op3!($op, "y", $r, $r, "s")
+        };
+    }
+    macro_rules! vpaddb_line {
+        ($r:literal) => {
+            ymm3!("vpaddb", $r)
+        };
+    }
+    macro_rules! vpxor_line {
+        ($r:literal) => {
+            ymm3!("vpxor", $r)
+        };
+    }
+    macro_rules! vpshufb_line {
+        ($r:literal) => {
+            ymm3!("vpshufb", $r)
+        };
+    }
+    macro_rules! vpaddq_zmm_line {
+        ($r:literal) => {
+            op3!("vpaddq", "z", $r, $r, "s")
+        };
+    }
+    macro_rules! vpopcntq_zmm_line {
+        ($r:literal) => {
+            concat!("vpopcntq {", $r, ":z}, {s:z}")
+        };
+    }
+
+    pipes_loop!(vpaddb, "avx2", ymm_reg, vpaddb_line);
+    pipes_loop!(vpxor, "avx2", ymm_reg, vpxor_line);
+    pipes_loop!(vpshufb, "avx2", ymm_reg, vpshufb_line);
+    pipes_loop!(vpaddq_zmm, "avx512f", zmm_reg, vpaddq_zmm_line);
+    pipes_loop!(
+        vpopcntq_zmm,
+        "avx512f,avx512vpopcntdq",
+        zmm_reg,
+        vpopcntq_zmm_line
+    );
 
     /// One pair's nibble-table step as `tile_avx2` does it: `x = a ^ b`, `acc += T[x & 15] +
     /// T[(x >> 4) & 15]` (ymm15 the table, ymm14 the nibble mask, ymm12/13 the operands).
@@ -436,6 +515,45 @@ mod loops {
         iters as f64 * 4.0 * 512.0
     }
 
+    /// AMX-INT8: four independent `tdpbssd` (a 16 x 64 int8 tile times a 64 x 16 one into a
+    /// 16 x 16 i32 tile, 16,384 MACs) per iteration on tiles loaded once: returns int8 MACs,
+    /// which on ±1 operands are binary MACs (the ceiling of a binary GEMM run as int8 on
+    /// AMX rather than XNOR + popcount).
+    ///
+    /// # Safety
+    /// `xnor_kernels::amx_usable()` returned true (it requests the OS permission).
+    pub unsafe fn amx_int8(iters: u64) -> f64 {
+        // Palette 1; tiles 0-7 of 16 rows x 64 bytes.
+        #[repr(C, align(64))]
+        struct Config([u8; 64]);
+        let mut config = Config([0; 64]);
+        config.0[0] = 1;
+        for t in 0..8 {
+            config.0[16 + 2 * t] = 64;
+            config.0[48 + t] = 16;
+        }
+        let data = [1i8; 1024];
+        // SAFETY: the caller checked AMX and the OS permission; the tile loads read the
+        // 1,024 bytes of `data` (16 rows of 64, stride 64); the tiles are released at the end.
+        unsafe {
+            asm!(
+                "ldtilecfg [{cfg}]",
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                "tileloadd tmm4, [{d} + {s}*1]", "tileloadd tmm5, [{d} + {s}*1]",
+                "tileloadd tmm6, [{d} + {s}*1]", "tileloadd tmm7, [{d} + {s}*1]",
+                "2:",
+                "tdpbssd tmm0, tmm4, tmm6", "tdpbssd tmm1, tmm4, tmm7",
+                "tdpbssd tmm2, tmm5, tmm6", "tdpbssd tmm3, tmm5, tmm7",
+                "dec {n}", "jnz 2b",
+                "tilerelease",
+                cfg = in(reg) config.0.as_ptr(), d = in(reg) data.as_ptr(), s = in(reg) 64usize,
+                n = inout(reg) iters => _,
+                options(nostack, readonly),
+            );
+        }
+        iters as f64 * 4.0 * 16384.0
+    }
+
     /// Carry-save adder: `(high, low)` bits of `a + b + c` per bit position.
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -609,16 +727,45 @@ fn main() {
         } else {
             println!("skipped: AVX2 popcount loops (CPU lacks AVX2 or POPCNT)");
         }
+        if has!("avx512f") {
+            // SAFETY: AVX-512 F checked.
+            let fma = per_cycle(best_rate(reps, || unsafe { loops::fma512(ITERS) }));
+            // faer runs 512-bit FMAs where the CPU has AVX-512 F: their peak is the baseline.
+            f32_peak = Some(fma);
+            rows.push(("f32 fma zmm (f32 MACs)".into(), fma));
+        } else {
+            println!("skipped: f32 fma zmm loop (CPU lacks AVX-512 F)");
+        }
         if has!("avx512f") && has!("avx512vpopcntdq") {
+            type Pipes = unsafe fn(u64) -> f64;
+            let pipes: [(&str, Pipes); 2] = [
+                ("vpopcntq", loops::vpopcntq_zmm),
+                ("vpaddq", loops::vpaddq_zmm),
+            ];
+            for (name, f) in pipes {
+                // SAFETY: AVX-512 F and VPOPCNTDQ checked.
+                let r = per_cycle(best_rate(reps, || unsafe { f(ITERS) }));
+                println!("# {name} zmm, 8 independent: {r:.2} per cycle");
+            }
             // SAFETY: AVX-512 F and VPOPCNTDQ checked.
             let r = per_cycle(best_rate(reps, || unsafe { loops::vpopcntdq(ITERS) }));
             rows.push(("avx512 vpopcntdq".into(), r));
         } else {
             println!("skipped: avx512-vpopcntdq loop (CPU lacks AVX-512 F + VPOPCNTDQ)");
         }
+        if amx_usable() {
+            // SAFETY: AMX-TILE, AMX-INT8 and the OS permission checked.
+            let r = per_cycle(best_rate(reps, || unsafe { loops::amx_int8(ITERS / 16) }));
+            rows.push(("amx int8 tdpbssd (+-1 bytes)".into(), r));
+        } else {
+            println!("skipped: amx int8 loop (CPU lacks AMX-TILE + AMX-INT8, or the OS denies it)");
+        }
     }
     let peak = f32_peak.unwrap_or(f64::NAN);
-    println!("{:<28} {:>12} {:>14}", "loop", "MACs/cycle", "vs f32 peak");
+    println!(
+        "{:<28} {:>12} {:>14}",
+        "loop", "MACs/cycle", "vs f32 peak (the last fma row)"
+    );
     for (name, r) in &rows {
         println!("{name:<28} {r:>12.1} {:>13.1}x", r / peak);
     }
@@ -648,6 +795,9 @@ fn main() {
             let mut variants = vec![(path.name(), BinaryGemmParams::on(path).threads(1))];
             if path == PopcountPath::Avx2 {
                 variants.push(("avx2-table", variants[0].1.nibble_planes(false)));
+            }
+            if path == PopcountPath::best() && amx_usable() {
+                variants.push((AMX_PATH_NAME, variants[0].1.amx(AmxUse::Always)));
             }
             for (name, bp) in variants {
                 let bin = per_cycle(best_rate(reps, || {

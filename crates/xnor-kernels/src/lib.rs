@@ -28,7 +28,9 @@
 //! - [`binary_gemm`] (module [`gemm`]): `C = A B^T` on packed rows, register-blocked tiles,
 //!   cache panels and rayon over both cores; paths `portable`, `avx2` (nibble-table
 //!   `vpshufb` popcount) and `avx512-vpopcntdq`, chosen at run time through
-//!   [`tensor_core::dispatch::PopcountPath`] and bit-exact with [`binary_gemm_reference`].
+//!   [`tensor_core::dispatch::PopcountPath`], and `amx-int8` (±1 bytes on AMX tiles, for
+//!   products of at least [`AMX_MIN_SIDE`] rows a side where the CPU and OS allow it,
+//!   [`AmxUse`]); all bit-exact with [`binary_gemm_reference`].
 //! - [`binary_conv2d`] (module [`conv`]): channels-last sign packing, binary im2col into
 //!   packed rows (`(ki, kj, c)` bit order), the binary GEMM, and an exact zero-padding
 //!   correction, so the result equals the f32 conv of `sign(x)` and `sign(w)`.
@@ -66,7 +68,10 @@ pub use conv::{
     padding_correction,
 };
 pub use error::{Result, XnorError};
-pub use gemm::{BinaryGemmParams, binary_gemm, binary_gemm_reference, binary_gemm_with};
+pub use gemm::{
+    AMX_MIN_SIDE, AMX_NEEDS, AMX_PATH_NAME, AmxUse, BinaryGemmParams, amx_usable, binary_gemm,
+    binary_gemm_reference, binary_gemm_with,
+};
 pub use input_scale::{conv_input_scale, linear_input_scale};
 pub use layers::{BinaryConv2d, BinaryLinear, BinaryMode, InputScaled, register};
 pub use pack::{PackedRows, pack_signs, words_for};

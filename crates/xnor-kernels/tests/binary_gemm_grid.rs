@@ -4,7 +4,10 @@
 use proptest::prelude::*;
 use tensor_core::dispatch::{KernelPath, PopcountPath, report};
 use tensor_core::rng::Rng;
-use xnor_kernels::{BinaryGemmParams, PackedRows, binary_gemm_reference, binary_gemm_with};
+use xnor_kernels::{
+    AMX_NEEDS, AMX_PATH_NAME, AmxUse, BinaryGemmParams, PackedRows, amx_usable,
+    binary_gemm_reference, binary_gemm_with,
+};
 
 /// The depths of the grid: each side of 1, 64, 128 and 512 bits.
 const DEPTHS: [usize; 10] = [1, 63, 64, 65, 127, 128, 129, 511, 512, 513];
@@ -39,17 +42,24 @@ fn announce_paths() -> Vec<PopcountPath> {
     for p in PopcountPath::skipped() {
         eprintln!("skipped: {} (CPU lacks {})", p.name(), p.needs());
     }
+    if !amx_usable() {
+        eprintln!("skipped: {AMX_PATH_NAME} (CPU or OS lacks {AMX_NEEDS})");
+    }
     PopcountPath::supported()
 }
 
 /// The kernel variants of `path`: AVX2 runs on nibble planes (the default) and on the packed
-/// words; the other paths have one.
+/// words; the other paths have one. The AMX path (every product on it, `AmxUse::Always`)
+/// rides with the portable path, which every CPU has.
 fn variants(path: PopcountPath) -> Vec<(String, BinaryGemmParams)> {
     let p = BinaryGemmParams::on(path);
     let mut v = vec![(path.name().to_string(), p)];
     if path == PopcountPath::Avx2 {
         v[0].0 = "avx2 (nibble planes)".into();
         v.push(("avx2 (nibble table)".into(), p.nibble_planes(false)));
+    }
+    if path == PopcountPath::Portable && amx_usable() {
+        v.push((AMX_PATH_NAME.into(), p.amx(AmxUse::Always)));
     }
     v
 }
@@ -110,7 +120,9 @@ fn parallel_panels_and_the_transposed_split_agree() {
         // Few rows, many columns: computed as C^T = B A^T, then transposed.
         check(path, 1, 4000, 1100, 0, 2);
         check(path, 3, 2049, 513, 0, 3);
-        eprintln!("path {}: parallel cases bit-exact", path.name());
+        for (name, _) in variants(path) {
+            eprintln!("path {name}: parallel cases bit-exact");
+        }
     }
 }
 
@@ -144,6 +156,14 @@ fn mismatches_are_errors() {
     for path in PopcountPath::skipped() {
         let e = binary_gemm_with(&a, &a, &mut [0], &BinaryGemmParams::on(path)).unwrap_err();
         assert!(e.to_string().contains(path.needs()), "{e}");
+    }
+    let amx = BinaryGemmParams::default().amx(AmxUse::Always);
+    match binary_gemm_with(&a, &a, &mut [0], &amx) {
+        Ok(()) => assert!(amx_usable()),
+        Err(e) => {
+            assert!(!amx_usable());
+            assert!(e.to_string().contains(AMX_NEEDS), "{e}");
+        }
     }
 }
 

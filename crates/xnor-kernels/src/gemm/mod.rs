@@ -18,9 +18,14 @@
 //!
 //! Paths ([`PopcountPath`]): `portable` (`u64::count_ones`), `avx2` (nibble-table
 //! `vpshufb` + `vpsadbw` on rows split into nibble planes once per product ([`planes`]),
-//! 2 x 4 tiles), `avx512-vpopcntdq` (`vpopcntq`, 4 x 4 tiles). Every path returns the same
-//! integers as [`binary_gemm_reference`].
+//! 2 x 4 tiles), `avx512-vpopcntdq` (`vpopcntq`, 4 x 4 tiles, the last partial vector of a
+//! row as a masked load, the tile's sums reduced eight at a time). Beside them, on CPUs with
+//! AMX-INT8, `amx-int8` ([`AmxUse`]; module `amx`): the ±1 values as int8 bytes on tile
+//! registers, 32 x 32 blocks of `C`. Every path returns the same integers as
+//! [`binary_gemm_reference`].
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod planes;
 mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -29,7 +34,7 @@ mod x86;
 use std::borrow::Cow;
 
 use rayon::prelude::*;
-use tensor_core::dispatch::{KernelPath, PopcountPath};
+use tensor_core::dispatch::{KernelPath, Level, PopcountPath, ceiling};
 
 use crate::error::{Result, XnorError};
 use crate::pack::PackedRows;
@@ -48,11 +53,68 @@ pub fn panel_rows(words: usize) -> usize {
     (rows / 4 * 4).max(4)
 }
 
-/// Options of a binary GEMM (`Default`: the selected path, rayon's pool).
+/// Products with fewer rows than this on either side stay on the popcount path under
+/// [`AmxUse::Large`]: an AMX register block is 32 x 32, so a batch-1 row would pay for 32.
+pub const AMX_MIN_SIDE: usize = 32;
+
+/// When the AMX-INT8 path (±1 bytes multiplied on tile registers, `tdpbssd`; x86_64 CPUs
+/// with AMX-TILE and AMX-INT8 where the OS grants the tile state) runs instead of
+/// [`BinaryGemmParams::path`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmxUse {
+    /// Never: the popcount path runs every product.
+    Never,
+    /// Products with at least [`AMX_MIN_SIDE`] rows of `A` and of `B`.
+    Large,
+    /// Every product (tests reach the edge tiles with it).
+    Always,
+}
+
+impl AmxUse {
+    /// The default: [`AmxUse::Never`] for now. Measured on a Sapphire Rapids class Xeon
+    /// (`popcount_ceiling`, one thread, 256 x 512 x K, BENCHMARKS "Binary GEMM against faer
+    /// on AVX-512 (issue 11), session 10"), AMX beats `avx512-vpopcntdq` at K = 256 (106
+    /// against 62 MACs per cycle) and 1024 (214 against 175) but not at 4096 (129 against
+    /// 249): its tile loads stall on L2 (perf: a third of the kernel's samples on one
+    /// `tileloadd`). [`AmxUse::Large`] is the choice to make once it wins at every depth.
+    pub fn selected() -> Self {
+        Self::Never
+    }
+
+    /// [`AmxUse::Large`] where the AMX path runs and `SLIMNET_KERNEL` allows AVX-512-level
+    /// paths, else [`AmxUse::Never`].
+    pub fn large_if_usable() -> Self {
+        if amx_usable() && ceiling() == Level::Avx512 {
+            Self::Large
+        } else {
+            Self::Never
+        }
+    }
+}
+
+/// Whether this CPU and OS run the AMX-INT8 path (AMX-TILE, AMX-INT8, AVX-512 F and BW, and
+/// on Linux the tile data permission, requested once per process).
+pub fn amx_usable() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return amx::usable();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The name of the AMX path in reports and test messages.
+pub const AMX_PATH_NAME: &str = "amx-int8";
+
+/// What the AMX path needs, for skip lines and errors.
+pub const AMX_NEEDS: &str = "amx-tile + amx-int8 + avx512bw and the OS tile permission";
+
+/// Options of a binary GEMM (`Default`: the selected path, [`AmxUse::selected`], rayon's
+/// pool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BinaryGemmParams {
-    /// The kernel path.
+    /// The popcount kernel path.
     pub path: PopcountPath,
+    /// When the AMX-INT8 path runs instead of `path`.
+    pub amx: AmxUse,
     /// Threads: 0 = the current rayon pool, 1 = sequential (callers already running in
     /// parallel), `n > 1` = the pool too (the split adapts to it).
     pub threads: usize,
@@ -66,6 +128,7 @@ impl Default for BinaryGemmParams {
     fn default() -> Self {
         Self {
             path: PopcountPath::selected(),
+            amx: AmxUse::selected(),
             threads: 0,
             nibble_planes: true,
         }
@@ -73,12 +136,18 @@ impl Default for BinaryGemmParams {
 }
 
 impl BinaryGemmParams {
-    /// Defaults on `path`.
+    /// Defaults on `path`, which then runs every product (AMX off).
     pub fn on(path: PopcountPath) -> Self {
         Self {
             path,
+            amx: AmxUse::Never,
             ..Self::default()
         }
+    }
+
+    /// Same options with [`Self::amx`] replaced.
+    pub fn amx(self, amx: AmxUse) -> Self {
+        Self { amx, ..self }
     }
 
     /// Same options with `threads` replaced.
@@ -127,6 +196,24 @@ pub fn binary_gemm_with(
         p.threads
     };
     let parallel = threads > 1 && m.saturating_mul(n).saturating_mul(w) >= PAR_MIN_WORD_PAIRS;
+    let amx = match p.amx {
+        AmxUse::Never => false,
+        AmxUse::Large => m >= AMX_MIN_SIDE && n >= AMX_MIN_SIDE,
+        AmxUse::Always => true,
+    };
+    if amx {
+        if !amx_usable() {
+            return Err(XnorError::InvalidArgument {
+                op: OP,
+                reason: format!(
+                    "path {AMX_PATH_NAME} needs {AMX_NEEDS}, which this CPU or OS lacks"
+                ),
+            });
+        }
+        #[cfg(target_arch = "x86_64")]
+        amx_product(a, b, c, if parallel { threads } else { 1 });
+        return Ok(());
+    }
     // The AVX2 tile reads both operands as nibble planes, split once here.
     let split = p.nibble_planes && matches!(p.path, PopcountPath::Avx2) && w >= 4;
     let (a_words, b_words, stride) = if split {
@@ -162,6 +249,37 @@ pub fn binary_gemm_with(
         }
     }
     Ok(())
+}
+
+/// `C = A B^T` on the AMX path (see module `amx`): `A` expanded to bytes and `B` packed in
+/// the VNNI tile layout once, then blocks of 32 rows of `C` split over `threads` (rayon).
+/// Callers checked [`amx_usable`].
+#[cfg(target_arch = "x86_64")]
+fn amx_product(a: &PackedRows, b: &PackedRows, c: &mut [i32], threads: usize) {
+    let (n, w, depth) = (b.rows(), a.words_per_row(), a.depth());
+    // SAFETY: the caller checked amx_usable (AVX-512 F and BW among its features).
+    let (ea, pb) = unsafe {
+        (
+            amx::expand_rows(a.words(), w, depth),
+            amx::pack_vnni(b.words(), w, depth),
+        )
+    };
+    // SAFETY (every call): AMX usable (the caller); `ea` and `pb` come from expand_rows and
+    // pack_vnni with the same `w`, and each task's rows start at a multiple of 32 rows of
+    // `ea`, which holds every row of `A` rounded up to 32.
+    let run = |first_row: usize, c: &mut [i32]| unsafe {
+        amx::rows(&ea[first_row * 64 * w..], &pb, w, n, c)
+    };
+    if threads <= 1 {
+        run(0, c);
+        return;
+    }
+    // Two tasks a thread (an idle worker steals from a descheduled one), each as tall as it
+    // can be, so that each pass of `B` serves many rows.
+    let rows_per_task = a.rows().div_ceil(2 * threads).next_multiple_of(amx::BLOCK);
+    c.par_chunks_mut(rows_per_task * n)
+        .enumerate()
+        .for_each(|(t, c)| run(t * rows_per_task, c));
 }
 
 /// The naive reference: one `count_ones` loop per dot product, no blocking.

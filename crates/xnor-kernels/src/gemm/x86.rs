@@ -230,12 +230,16 @@ fn counts<const MR: usize, const NR: usize>(
 }
 
 /// AVX-512 VPOPCNTDQ: `vpopcntq` on eight words of `a ^ b` at a time, accumulated in u64
-/// lanes per (row, column) pair.
+/// lanes per (row, column) pair. The words past the last full vector (`w % 8`) run as one
+/// more vector with a zero-masked load (masked-off words read as 0 on both sides, and
+/// `0 ^ 0` counts nothing), so K = 256 (4 words) is one half-used vector, not four scalar
+/// `popcnt`s per pair. The tile's lane sums come from [`lane_sums`], eight pairs at a time.
 ///
 /// Callers check that the CPU has AVX-512 F, VPOPCNTDQ and POPCNT; `a` holds `MR` rows and
 /// `b` `NR` rows of `w` words each.
 #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
 #[inline]
+#[allow(clippy::needless_range_loop)] // indices keep the tile in registers
 pub(super) fn tile_avx512<const MR: usize, const NR: usize>(
     a: &[u64],
     b: &[u64],
@@ -245,26 +249,82 @@ pub(super) fn tile_avx512<const MR: usize, const NR: usize>(
     assert!(a.len() >= MR * w && b.len() >= NR * w);
     let vectors = w / 8;
     let mut acc = [[_mm512_setzero_si512(); NR]; MR];
-    #[allow(clippy::needless_range_loop)] // indices keep the tile in registers
-    for s in 0..vectors {
-        // SAFETY: row i's words s*8..s*8+8 lie within a[..MR*w] (s < w/8), checked above.
-        let av: [__m512i; MR] = std::array::from_fn(|i| unsafe {
-            _mm512_loadu_si512(a.as_ptr().add(i * w + 8 * s).cast())
-        });
-        for j in 0..NR {
-            // SAFETY: as above, for b.
-            let bv = unsafe { _mm512_loadu_si512(b.as_ptr().add(j * w + 8 * s).cast()) };
-            for i in 0..MR {
-                let x = _mm512_xor_si512(av[i], bv);
-                acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(x));
+    // One vector step at word `$at` of every row, each row's vector loaded by `$load`.
+    macro_rules! step {
+        ($at:expr, $load:expr) => {
+            let at = $at;
+            let av: [__m512i; MR] = std::array::from_fn(|i| $load(a, i * w + at));
+            for j in 0..NR {
+                let bv = $load(b, j * w + at);
+                for i in 0..MR {
+                    let x = _mm512_xor_si512(av[i], bv);
+                    acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(x));
+                }
             }
-        }
+        };
     }
-    for i in 0..MR {
-        for j in 0..NR {
-            // The depth bound (MAX_DEPTH) keeps every count within u32.
-            out[i][j] = _mm512_reduce_add_epi64(acc[i][j]) as u32;
-        }
+    // SAFETY: words at..at+8 of a row lie within it (s < w/8), and the rows within
+    // a[..MR*w] and b[..NR*w] (checked above); loadu has no alignment requirement.
+    let full = |p: &[u64], at: usize| unsafe { _mm512_loadu_si512(p.as_ptr().add(at).cast()) };
+    for s in 0..vectors {
+        step!(8 * s, full);
     }
-    tail(a, b, w, vectors * 8, out);
+    let rest = w % 8;
+    if rest != 0 {
+        let mask: __mmask8 = (1u8 << rest) - 1;
+        // SAFETY: the mask enables the row's last `rest` words, within the slice (as
+        // above); masked-off words are not read, so nothing past the slice is touched.
+        let part = |p: &[u64], at: usize| unsafe {
+            _mm512_maskz_loadu_epi64(mask, p.as_ptr().add(at).cast())
+        };
+        step!(8 * vectors, part);
+    }
+    let flat = out.as_flattened_mut();
+    for g in (0..MR * NR).step_by(8) {
+        let v: [__m512i; 8] = std::array::from_fn(|l| {
+            let p = g + l;
+            if p < MR * NR {
+                acc[p / NR][p % NR]
+            } else {
+                _mm512_setzero_si512()
+            }
+        });
+        // The depth bound (MAX_DEPTH) keeps every count within u32.
+        let mut sums = [0u32; 8];
+        // SAFETY: `sums` is 8 writable u32; storeu has no alignment requirement.
+        unsafe {
+            _mm256_storeu_si256(
+                sums.as_mut_ptr().cast(),
+                _mm512_cvtepi64_epi32(lane_sums(v)),
+            )
+        };
+        let n = (MR * NR - g).min(8);
+        flat[g..g + n].copy_from_slice(&sums[..n]);
+    }
+}
+
+/// The sums of eight vectors' u64 lanes: lane `l` of the result is the sum of the eight lanes
+/// of `v[l]` (21 shuffle and add instructions for eight sums, where a
+/// `_mm512_reduce_add_epi64` per vector takes 7 each).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lane_sums(v: [__m512i; 8]) -> __m512i {
+    // Per 128-bit chunk c of x and y: [x_2c + x_2c+1, y_2c + y_2c+1].
+    let pair = |x, y| _mm512_add_epi64(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+    // Chunks of x and y: [x_0 + x_1, x_2 + x_3, y_0 + y_1, y_2 + y_3].
+    let halve = |x, y| {
+        _mm512_add_epi64(
+            _mm512_shuffle_i64x2::<0b10_00_10_00>(x, y),
+            _mm512_shuffle_i64x2::<0b11_01_11_01>(x, y),
+        )
+    };
+    let (t01, t23, t45, t67) = (
+        pair(v[0], v[1]),
+        pair(v[2], v[3]),
+        pair(v[4], v[5]),
+        pair(v[6], v[7]),
+    );
+    // Chunk c of halve(halve(t01, t23), halve(t45, t67)) is t_{2c,2c+1} summed over its four
+    // chunks: lanes 2c and 2c + 1 hold the totals of v[2c] and v[2c + 1].
+    halve(halve(t01, t23), halve(t45, t67))
 }

@@ -22,9 +22,11 @@
 //! The AVX2 int8 path does not use `vpmaddubsw` (`_mm256_maddubs_epi16`): it adds two u8 x i8
 //! products into a *saturating* i16, and `255*127*2 = 64770 > 32767`. The AVX2 popcount is
 //! the nibble-table method of Muła, Kurz and Lemire ("Faster population counts using AVX2
-//! instructions", 2018). AMX (`amx-tile`, `amx-int8`, `amx-bf16`: tile matrix multiply) is
-//! not usable on stable Rust (its target features and intrinsics are nightly-only, and Linux
-//! also requires an `arch_prctl` permission request), so no family has an AMX path.
+//! instructions", 2018). AMX (`amx-tile`, `amx-int8`, `amx-bf16`: tile matrix multiply) has
+//! no stable intrinsics or target features; the one AMX path, xnor-kernels' opt-in `amx-int8`
+//! binary GEMM (±1 as bytes on `tdpbssd`), writes the tile instructions in `asm!` after the
+//! Linux `arch_prctl` permission request, and is off unless asked for. No dispatch family
+//! here selects AMX.
 //!
 //! # Choosing a path
 //! [`capabilities`] detects the features once. Each family's `selected()` is the best path

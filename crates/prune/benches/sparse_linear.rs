@@ -5,7 +5,8 @@
 //! The dense baselines call `tensor_core::gemm` the way nn's Linear does (`W [out x in] * x`
 //! at batch 1, `X W^T` for a batch) and `tensor_core::conv::conv2d_forward`. The masks are
 //! random (seeded), keeping each weight with probability 0.1. At batch 1, `sparse` is CSR
-//! spmv, `sparse_sell` the SELL-C-σ layout built once from the same CSR matrix,
+//! spmv, `sparse_sell` the SELL-C-σ layout built once from the same CSR matrix on the
+//! dispatched tier (`sparse_sell_avx2`: its AVX2 kernel, where the dispatched tier is wider),
 //! `sparse_sell_perm` column-block SELL, and `sparse_layer_*` the layout SparseLinear picks. Times only, no throughput: the
 //! sparse and dense kernels do different amounts of arithmetic for the same layer.
 
@@ -19,6 +20,7 @@ use prune::sparse::{
 };
 use tensor_core::Tensor;
 use tensor_core::conv::{Conv2dParams, conv2d_forward};
+use tensor_core::dispatch::F32Path;
 use tensor_core::gemm::{GemmParams, gemm};
 use tensor_core::rng::Rng;
 
@@ -84,6 +86,17 @@ fn linear(c: &mut Criterion, name: &str, rows: usize, cols: usize) {
                         black_box(&y);
                     })
                 });
+                // The AVX2 SELL kernel beside the dispatched one (AVX-512 where the CPU has it).
+                if threads == 1 && F32Path::Avx2Fma.is_supported() && p.tier != F32Path::Avx2Fma {
+                    let pa = p.tier(F32Path::Avx2Fma);
+                    g.bench_function("sparse_sell_avx2/threads=1", |b| {
+                        b.iter(|| {
+                            spmv_sell(&sell, black_box(&x), Some(&bias), &mut y, &pa)
+                                .expect("lengths match");
+                            black_box(&y);
+                        })
+                    });
+                }
                 let id = BenchmarkId::new("sparse_sell_perm", format!("threads={threads}"));
                 g.bench_function(id, |b| {
                     b.iter(|| {

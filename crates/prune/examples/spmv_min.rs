@@ -5,13 +5,15 @@
 //! `cargo run --release -p prune --example spmv_min -- [ROWS COLS [DENSITY]]` (default 300 784
 //! 0.1, the shape of lenet300.fc1, random mask), or `-- --model PATH DENSITY` (the model's first
 //! Linear layer, magnitude-pruned to DENSITY); `perm` is the column-block SELL ([`prune::sparse::SellPerm`]);
-//! `sell2t` and `perm2t` run on two threads with the size threshold lifted.
+//! `sell2t` and `perm2t` run on two threads with the size threshold lifted; `sell` runs the
+//! dispatched tier (AVX-512 F where the CPU has it) and `sell-a2` the AVX2 + FMA kernel.
 use std::hint::black_box;
 use std::time::Instant;
 
 use nn::layers::Linear;
 use prune::criteria::mask_by_density;
 use prune::sparse::{Csr, SellCs, SellPerm, SparseParams, spmv, spmv_sell, spmv_sell_perm};
+use tensor_core::dispatch::F32Path;
 use tensor_core::gemm::{GemmParams, gemm};
 use tensor_core::rng::Rng;
 
@@ -66,15 +68,12 @@ fn main() {
     let p = SparseParams::default().threads(1);
     let mut y = vec![0.0f32; rows];
     let p2 = SparseParams::default().threads(2).par_threshold(Some(0));
+    let avx2 = F32Path::Avx2Fma
+        .is_supported()
+        .then(|| p.tier(F32Path::Avx2Fma));
+    println!("dispatched tier: {}", p.tier.name());
     let n = 3000;
-    let mut t = [
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    ];
+    let mut t: [Vec<f64>; 7] = Default::default();
     for _ in 0..n {
         let s = Instant::now();
         gemm(
@@ -112,10 +111,19 @@ fn main() {
         spmv_sell_perm(&perm, black_box(&x), Some(&bias), &mut y, &p2).unwrap();
         black_box(&y);
         t[5].push(s.elapsed().as_nanos() as f64 / 1e3);
+        if let Some(pa) = &avx2 {
+            let s = Instant::now();
+            spmv_sell(&sell, black_box(&x), Some(&bias), &mut y, pa).unwrap();
+            black_box(&y);
+            t[6].push(s.elapsed().as_nanos() as f64 / 1e3);
+        }
     }
-    for (name, v) in ["dense", "csr", "sell", "sell2t", "perm", "perm2t"]
-        .iter()
-        .zip(t.iter_mut())
+    for (name, v) in [
+        "dense", "csr", "sell", "sell2t", "perm", "perm2t", "sell-a2",
+    ]
+    .iter()
+    .zip(t.iter_mut())
+    .filter(|(_, v)| !v.is_empty())
     {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!(

@@ -305,17 +305,25 @@ fn non_finite_inputs_at_pruned_columns_do_not_propagate() {
     }
 }
 
-/// The cost model keeps SELL for lenet300.fc1 at 10% density and picks the column-block
-/// layout at 50% (a 2:4 layer's density), as measured (see `Batch1Layout`).
+/// The cost model keeps SELL for lenet300.fc1 at 10% density on every tier and picks the
+/// column-block layout at 50% (a 2:4 layer's density) on the AVX2 tier but not on AVX-512
+/// F, whose gathering SELL kernel ran faster there, as measured (see `Batch1Layout`).
 #[test]
-fn batch1_layout_follows_density() {
+fn batch1_layout_follows_density_and_tier() {
     let mut rng = Rng::seed_from_u64(41);
-    for (density, want) in [(0.1, "sell"), (0.5, "sell_perm")] {
+    for (density, avx2, avx512) in [(0.1, "sell", "sell"), (0.5, "sell_perm", "sell")] {
         let w: Vec<f32> = (0..300 * 784)
             .map(|_| if rng.uniform() < density { 1.0 } else { 0.0 })
             .collect();
-        let layout = Batch1Layout::for_csr(&Csr::from_dense(300, 784, &w).unwrap());
-        assert_eq!(layout.name(), want, "density {density}");
+        let csr = Csr::from_dense(300, 784, &w).unwrap();
+        for (tier, want) in [
+            (F32Path::Portable, avx2),
+            (F32Path::Avx2Fma, avx2),
+            (F32Path::Avx512F, avx512),
+        ] {
+            let layout = Batch1Layout::for_csr_on(&csr, tier);
+            assert_eq!(layout.name(), want, "density {density} {tier:?}");
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use nn::layers::{Conv2d, Conv2dParams, Linear, Padding};
 use nn::{Layer, LayerRegistry, Mode};
 use prune::{ModelMask, SparseConv2d, SparseLinear, sparsify};
 use tensor_core::Tensor;
+use tensor_core::dispatch::F32Path;
 use tensor_core::rng::Rng;
 use tensor_core::testing::assert_close;
 
@@ -105,7 +106,10 @@ fn batch_one_inference_follows_weight_updates() {
             let got = sparse.forward(&x, Mode::Eval).unwrap();
             assert_close(got.data(), want.data(), 1e-5, 1e-6);
             let name = sparse.batch1_layout().name();
-            assert_eq!(name, if keep < 0.3 { "sell" } else { "sell_perm" });
+            // The column-block layout at 60% only where SELL does not gather (the AVX-512
+            // tier's cost model keeps SELL).
+            let sell = keep < 0.3 || F32Path::selected() == F32Path::Avx512F;
+            assert_eq!(name, if sell { "sell" } else { "sell_perm" });
             for v in sparse.params_mut()[0].value.data_mut() {
                 *v = -2.0 * *v + 0.5;
             }

@@ -66,7 +66,7 @@ mod spmv_sell;
 mod spmv_sell_perm;
 mod transpose;
 
-pub use batch1::{Batch1Layout, PERM_STEP_COST, SELL_STEP_COST};
+pub use batch1::{AVX512_STEP_COSTS, Batch1Layout, PERM_STEP_COST, SELL_STEP_COST};
 pub use bitpack::{pack_bits, packed_len, unpack_bits};
 pub use conv::sparse_conv2d;
 pub use csr::{ColIndices, Csr, MAX_SPARSE_DIM};
@@ -91,7 +91,7 @@ pub struct SparseParams {
     /// runs on the calling thread.
     pub threads: usize,
     /// SIMD path of the f32 family. `Portable` is plain Rust; `Avx2Fma` uses AVX2 and FMA; `Avx512F`
-    /// currently runs the AVX2 code (no AVX-512 kernel yet). A tier the CPU lacks is an
+    /// runs [`spmv_sell`]'s AVX-512 kernel and the AVX2 code of the other kernels. A tier the CPU lacks is an
     /// error ([`PruneError::UnsupportedTier`]).
     pub tier: F32Path,
     /// Work from which a call forks: `None` = the measured defaults ([`PAR_MIN_NNZ`]

@@ -1,7 +1,7 @@
 //! Checkpoints of the training inside compressing commands: `--checkpoint-every N`,
 //! `--checkpoint PATH`, `--resume CKPT`, `--stop-after-epochs N`, and a Ctrl-C or SIGTERM
-//! during their training writes a checkpoint at the next step. `distill` and `binarize`
-//! train once ([`Resumable::fit`]); `prune`, `share`, `decompose` and `compress` train in
+//! during their training writes a checkpoint at the next step. `distill`, `binarize` and
+//! `quantize --qat-epochs` train once ([`Resumable::fit`]); `prune`, `share`, `decompose` and `compress` train in
 //! phases made inside the technique crates (rounds, stages), checkpointed as an
 //! [`nn::trainer::Session`] ([`Resumable::run_phases`]).
 //!

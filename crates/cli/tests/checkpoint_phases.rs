@@ -7,18 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
 use common::{bytes, fixtures, interrupt_at_line, no_debris, ok, s, scratch, slimnet, teacher};
 
-/// `slimnet ARGS -o OUT EXTRA` on the fixtures' first 300 training images.
-fn run(args: &[&str], out: &Path, extra: &[&str]) -> Output {
-    let d = fixtures();
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["--limit", "300", "--data", s(&d), "-o", s(out)]);
-    a.extend_from_slice(extra);
-    slimnet(&a)
-}
+use common::on_fixtures as run;
 
 /// Runs `args` straight, then in pieces: `--stop-after-epochs` at each of `stops` in turn
 /// (each a stop with its checkpoint and no output), each continuing the last with

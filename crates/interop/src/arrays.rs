@@ -3,12 +3,13 @@
 //! Images are `[N, H, W]`, `[N, C, H, W]` or `[N, H, W, C]` (channels last is recognised when
 //! the last axis has at most 4 entries and the second more than 4), `uint8` (scaled by
 //! `1/255`, exactly as the IDX reader does) or float (kept as stored, and required finite).
-//! Labels are `[N]` (or `[N, 1]`) of any integer type, each in `0..=255`. The result is a
+//! Labels are `[N]` (or `[N, 1]`) of any integer type, each in `0..=65535` ([`Label`]). The result is a
 //! [`Dataset`] `[N, C, H, W]` whose class count is one more than the largest label.
 
 use std::path::Path;
 
 use nn::Dataset;
+use nn::data::Label;
 use nn::io::npy::{NpyHeader, parse_header, parse_npy};
 use tensor_core::Tensor;
 
@@ -102,8 +103,8 @@ pub fn nhwc_to_nchw(data: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
     out
 }
 
-/// Labels from `.npy` bytes: `[N]` or `[N, 1]` integers in `0..=255`.
-pub fn labels_from_npy(file: &Path, entry: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+/// Labels from `.npy` bytes: `[N]` or `[N, 1]` integers in `0..=65535`.
+pub fn labels_from_npy(file: &Path, entry: &str, bytes: &[u8]) -> Result<Vec<Label>> {
     let source = format!("{}: {entry}", file.display());
     let header = parse_header(bytes, &source)?;
     if !header.is_integer() {
@@ -130,13 +131,13 @@ pub fn labels_from_npy(file: &Path, entry: &str, bytes: &[u8]) -> Result<Vec<u8>
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            if (0.0..=255.0).contains(&v) {
-                Ok(v as u8)
+            if (0.0..=f32::from(Label::MAX)).contains(&v) {
+                Ok(v as Label)
             } else {
                 Err(InteropError::corrupt(
                     file,
                     entry,
-                    format!("label {v} at index {i} is not in 0..=255"),
+                    format!("label {v} at index {i} is not in 0..={}", Label::MAX),
                 ))
             }
         })
@@ -165,7 +166,7 @@ pub fn dataset(pair: &ArrayPair<'_>, classes: Option<usize>) -> Result<Dataset> 
 }
 
 /// One more than the largest label (0 for no labels).
-pub fn class_count(labels: &[u8]) -> usize {
+pub fn class_count(labels: &[Label]) -> usize {
     labels.iter().max().map_or(0, |&m| m as usize + 1)
 }
 

@@ -25,8 +25,8 @@ use crate::transform::{Resize, resize_bilinear};
 pub const MAX_SIDE: u32 = 16_384;
 /// Largest decoding buffer of one image (256 MiB).
 pub const MAX_DECODE_BYTES: u64 = 256 << 20;
-/// Most classes: labels are bytes.
-pub const MAX_CLASSES: usize = 256;
+/// Most classes: as many as a [`nn::data::Label`] numbers.
+pub const MAX_CLASSES: usize = nn::data::MAX_CLASSES;
 
 /// How to read a folder.
 #[derive(Clone, Copy, Debug, Default)]
@@ -161,7 +161,7 @@ fn pixels(img: &DynamicImage, channels: usize) -> Vec<f32> {
 /// Reads class folders `class_dirs` (label = position in `classes`) under `root`.
 fn read_classes(root: &Path, classes: &[String], opts: FolderOptions) -> Result<Dataset> {
     let mut data: Vec<f32> = Vec::new();
-    let mut labels: Vec<u8> = Vec::new();
+    let mut labels: Vec<nn::data::Label> = Vec::new();
     // Channels and size fixed by the first image: (channels, height, width, its file).
     let mut first: Option<(usize, usize, usize, PathBuf)> = None;
     // The files by class, listed before any decoding so that progress knows the total.
@@ -222,7 +222,7 @@ fn read_classes(root: &Path, classes: &[String], opts: FolderOptions) -> Result<
                 _ => px,
             };
             data.extend_from_slice(&px);
-            labels.push(label as u8);
+            labels.push(label as nn::data::Label);
             let done = labels.len();
             if done * 10 / total != (done - 1) * 10 / total {
                 report(done);

@@ -323,7 +323,7 @@ mod tests {
     fn fit_reshapes_equal_sizes_and_names_mismatches() {
         let d = Dataset::new(
             Tensor::new(&[2, 1, 2, 2], vec![0.0; 8]).unwrap(),
-            vec![0, 1],
+            vec![0u8, 1],
             2,
         )
         .unwrap();

@@ -405,9 +405,9 @@ fn hostile_npz_files_are_typed_errors() {
         (
             vec![
                 ("x.npy", npy_u8(&[1, 1, 1], &[0])),
-                ("y.npy", labels(&[300])),
+                ("y.npy", labels(&[70000])),
             ],
-            "label 300",
+            "label 70000",
         ),
         (
             vec![

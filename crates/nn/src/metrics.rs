@@ -271,7 +271,7 @@ mod tests {
         assert!(evaluate(&mut wrong, &data, 1).is_err());
         // Output with 3 columns but the dataset says 4 classes.
         let images = Tensor::new(&[1, 1, 1, 3], vec![0.0; 3]).unwrap();
-        let data4 = Dataset::new(images, vec![3], 4).unwrap();
+        let data4 = Dataset::new(images, vec![3u8], 4).unwrap();
         assert!(evaluate(&mut model, &data4, 1).is_err());
     }
 

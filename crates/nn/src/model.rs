@@ -163,6 +163,16 @@ impl Model {
         Ok(rows)
     }
 
+    /// The output shape of one sample, batch dimension left out (`[10]` for a classifier of
+    /// ten classes).
+    pub fn output_dims(&self) -> Result<Vec<usize>> {
+        let mut shape = self.batch_shape(1)?;
+        for layer in &self.layers {
+            shape = layer.output_shape(&shape)?;
+        }
+        Ok(shape.dims()[1..].to_vec())
+    }
+
     /// Multiply-accumulates for one sample.
     pub fn macs_per_sample(&self) -> Result<u64> {
         Ok(self.summary()?.iter().map(|r| r.macs).sum())

@@ -292,12 +292,8 @@ fn raw_file_names_are_accepted_and_round_trip() {
         false,
     )
     .unwrap();
-    idx::write_idx_labels(
-        &dir.path().join("train-labels-idx1-ubyte"),
-        &train.labels,
-        false,
-    )
-    .unwrap();
+    let bytes: Vec<u8> = train.labels.iter().map(|&l| l as u8).collect();
+    idx::write_idx_labels(&dir.path().join("train-labels-idx1-ubyte"), &bytes, false).unwrap();
     idx::write_split(dir.path(), Split::Test, &test).unwrap();
     let (a, b) = load_fashion_mnist(dir.path()).unwrap();
     assert_eq!(a.images, train.images);

@@ -626,7 +626,7 @@ fn bad_arguments_are_errors() {
             .fit(&mut model, &empty, None, &mut |_| {})
             .is_err()
     );
-    let other = Dataset::new(Tensor::zeros_dims(&[1, 1, 4, 4]).unwrap(), vec![0], 5).unwrap();
+    let other = Dataset::new(Tensor::zeros_dims(&[1, 1, 4, 4]).unwrap(), vec![0u8], 5).unwrap();
     assert!(
         Trainer::new(config(1, 0))
             .fit(&mut model, &train, Some(&other), &mut |_| {})

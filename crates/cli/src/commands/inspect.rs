@@ -74,28 +74,33 @@ fn sections(bytes: &[u8], source: &str) -> Result<Vec<Section>> {
         .collect())
 }
 
-/// The model, its sections and its metadata, the file read and decoded once: a container
-/// directly, anything else through the loader (metadata only from older native files).
+/// The model, its sections and its metadata: a container read whole and decoded once,
+/// anything else through the loader alone (ONNX and safetensors files are read once, by
+/// their importer; metadata only from older native files).
 fn read(args: &Args) -> Result<(nn::Model, Vec<Section>, BTreeMap<String, String>)> {
     let path = &args.model.model;
     let source = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) if pipeline::container::is_container(&bytes) => {
-            let record = pipeline::container::decode(&bytes, &source)
-                .and_then(|r| {
-                    let metadata = r.metadata.clone();
-                    Ok((r.into_model_with(&pipeline::registry())?, metadata))
-                })
-                .with_context(|| format!("loading model {source}"))?;
-            Ok((record.0, sections(&bytes, &source)?, record.1))
-        }
-        _ => {
-            let metadata = pipeline::load_record(path)
-                .map(|r| r.metadata)
-                .unwrap_or_default();
-            Ok((args.model.load()?, Vec::new(), metadata))
-        }
+    let head = nn::io::any::read_head(path).context("loading model")?;
+    if pipeline::container::is_container(&head) {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {source}"))?;
+        let record = pipeline::container::decode(&bytes, &source)
+            .and_then(|r| {
+                let metadata = r.metadata.clone();
+                Ok((r.into_model_with(&pipeline::registry())?, metadata))
+            })
+            .with_context(|| format!("loading model {source}"))?;
+        return Ok((record.0, sections(&bytes, &source)?, record.1));
     }
+    let native =
+        nn::io::any::ModelFormat::detect(path, &head) == Some(nn::io::any::ModelFormat::Native);
+    let metadata = if native {
+        pipeline::load_record(path)
+            .map(|r| r.metadata)
+            .unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
+    Ok((args.model.load()?, Vec::new(), metadata))
 }
 
 /// Runs the command.

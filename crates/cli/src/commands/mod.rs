@@ -196,7 +196,9 @@ pub use nn::data::idx::Split;
 
 /// `d` shaped for `model`'s input, or an error naming the data and both shapes: for a
 /// directory of IDX files the images file of `split` (whose shape is the one that does not
-/// fit), else the data source.
+/// fit), else the data source. Its class count becomes the model's (the data's largest label
+/// may be below the model's last class); a label the model has no class for is an error
+/// naming it, its index and the data.
 pub fn fit_split(
     d: nn::Dataset,
     model: &nn::Model,
@@ -214,11 +216,32 @@ pub fn fit_split(
             name = images.display().to_string();
         }
     }
-    Ok(interop::transform::fit_to_model(
-        d,
-        &model.input_shape,
-        &name,
-    )?)
+    let d = interop::transform::fit_to_model(d, &model.input_shape, &name)?;
+    with_model_classes(d, model, &name)
+}
+
+/// `d` with the class count of `model`'s output (`[K]` logits), when the model has one;
+/// an error naming the first label the model has no class for.
+fn with_model_classes(d: nn::Dataset, model: &nn::Model, data: &str) -> Result<nn::Dataset> {
+    let [classes] = model.output_dims()?[..] else {
+        return Ok(d);
+    };
+    if let Some((i, l)) = d
+        .labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= classes)
+    {
+        bail!(
+            "{data}: label {l} of sample {i} has no class in the model, whose output has \
+             {classes} classes (0..={})",
+            classes.saturating_sub(1)
+        );
+    }
+    if d.classes == classes {
+        return Ok(d);
+    }
+    Ok(nn::Dataset::new(d.images, d.labels, classes)?)
 }
 
 /// Options of every command that compresses a model with (re)training on Fashion-MNIST.

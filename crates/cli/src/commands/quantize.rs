@@ -10,28 +10,33 @@
 //! With `--qat-epochs N`, quantization-aware training comes first (quant::qat): N epochs of
 //! training with fake-quantized weights and activations (straight-through estimator, Adam at
 //! `--lr` with a cosine schedule, from the labels or from `--teacher`'s soft targets), then
-//! the same conversion with the trained ranges.
+//! the same conversion with the trained ranges. That training checkpoints and resumes as
+//! the other compressing commands' does (`--checkpoint-every`, `--checkpoint`, `--resume`,
+//! `--stop-after-epochs`, Ctrl-C): the checkpoint holds the latent weights, and the moving
+//! activation ranges as the state of the training hook ([`QatResume`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use nn::optim::OptimizerConfig;
 use nn::schedule::Schedule;
-use nn::trainer::{TrainConfig, Trainer};
+use nn::trainer::{EpochContext, StepContext, TrainConfig, Trainer};
+use nn::{NnError, TrainHook};
 use quant::calibrate::Calibration;
 use quant::layers::{QuantConv2d, QuantLinear};
 use quant::mixed::{MixedTarget, choose_bits, sensitivity_scan};
-use quant::qat::{convert_qat, prepare_qat};
+use quant::qat::{EMA_AVERAGING, EmaFakeQuantize, QatHook, convert_qat, prepare_qat};
 use quant::{LayerReport, QuantConfig, calibrate_ranges, convert_with_layer_bits, quantize_model};
 use tensor_core::Tensor;
 use tensor_core::rng::Rng;
 
 use super::{Baseline, ModelArgs, TrainDataArgs, Written, print_json, save_model};
+use crate::checkpointing::{CheckpointArgs, Resumable, run_key};
 use crate::progress;
 
 /// Arguments of `slimnet quantize`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -88,6 +93,9 @@ pub struct Args {
     sensitivity_samples: usize,
     #[command(flatten)]
     common: TrainDataArgs,
+    /// Checkpoints of the quantization-aware training (with --qat-epochs).
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -215,12 +223,40 @@ pub fn run(args: Args) -> Result<()> {
         calibration: Calibration::parse(&args.calibration)?,
         ..QuantConfig::default()
     };
+    let c = &args.ckpt;
+    let checkpointing = c.checkpoint_every.is_some()
+        || c.checkpoint.is_some()
+        || c.resume.is_some()
+        || c.stop_after_epochs.is_some();
+    if checkpointing && args.qat_epochs == 0 {
+        bail!(
+            "--checkpoint-every, --checkpoint, --resume and --stop-after-epochs checkpoint the \
+             quantization-aware training: give --qat-epochs N > 0"
+        );
+    }
     super::check_model_output(
         &args.output,
         &[&args.model.model],
         super::Writes::Compressed("integer layers"),
         None,
     )?;
+    // The training's checkpoints: the input model and a teacher file are fingerprinted.
+    let resumable = if args.qat_epochs > 0 {
+        let mut inputs = vec![args.model.model.as_path()];
+        inputs.extend(
+            args.teacher
+                .teacher
+                .as_deref()
+                .filter(|t| *t != "self")
+                .map(Path::new),
+        );
+        let key = run_key("quantize", &args, |a| {
+            (&mut a.output, &mut a.ckpt, &mut a.common)
+        });
+        Some(key.resumable(&args.output, &inputs)?)
+    } else {
+        None
+    };
     let model = args.model.load()?;
     let (train, test) = args.common.load()?;
     let mut float = pipeline::compress::copy(&model)?;
@@ -259,7 +295,13 @@ pub fn run(args: Args) -> Result<()> {
                    quantization only, not with --qat-epochs"
             );
         }
-        let (q, l, j) = train_qat(&args, model, &calib, &config, (&train, &test))?;
+        let Some(resumable) = &resumable else {
+            bail!("quantization-aware training without its checkpoint settings");
+        };
+        let trained = train_qat(&args, model, &calib, &config, (&train, &test), resumable)?;
+        let Some((q, l, j)) = trained else {
+            return Ok(());
+        };
         (q, l, Some(j))
     } else if let Some(target) = target {
         let held_out: Vec<usize> = {
@@ -445,16 +487,18 @@ fn quantize_mixed(
     Ok((q, layers, json))
 }
 
-/// Quantization-aware training of `model` for `--qat-epochs`, then its conversion.
+/// Quantization-aware training of `model` for `--qat-epochs`, then its conversion; `None`
+/// when the training stopped at a checkpoint (`resumable`'s).
 fn train_qat(
     args: &Args,
     mut model: nn::Model,
     calib: &Tensor,
     config: &QuantConfig,
     data: (&nn::Dataset, &nn::Dataset),
-) -> Result<(nn::Model, Vec<LayerReport>, QatJson)> {
+    resumable: &Resumable,
+) -> Result<Option<(nn::Model, Vec<LayerReport>, QatJson)>> {
     let objective = args.teacher.objective(&model, false)?;
-    let hook = prepare_qat(&mut model, calib, config)?;
+    let hook = QatResume::new(prepare_qat(&mut model, calib, config)?, &model, config);
     let train_config = TrainConfig {
         epochs: args.qat_epochs,
         batch_size: args.batch_size,
@@ -480,11 +524,32 @@ fn train_qat(
             )
         })
     });
+    // A resume keeps the prepared model (its moving activation quantizers, which the
+    // checkpoint's model file holds as fixed ones) and takes the checkpoint's other layers.
+    let resume = match resumable.load(&train_config)? {
+        Some(ck) => {
+            adopt_checkpoint_layers(&mut model, ck.model)?;
+            Some(ck.state)
+        }
+        None => None,
+    };
     let mut trainer = Trainer::new(train_config)
         .with_hook(Box::new(hook))
         .with_objective(objective);
-    let report = trainer.fit(&mut model, data.0, Some(data.1), &mut on_progress)?;
+    let note = |msg: String| progress::line(&pb, quiet, msg);
+    let report = resumable.fit(
+        &mut trainer,
+        &mut model,
+        (data.0, Some(data.1)),
+        resume,
+        &mut on_progress,
+        &note,
+    )?;
     pb.finish_and_clear();
+    let Some(report) = report else {
+        return Ok(None);
+    };
+    model.clear_cache();
     let (quantized, layers) = convert_qat(model, config)?;
     let json = QatJson {
         epochs: args.qat_epochs,
@@ -494,5 +559,153 @@ fn train_qat(
         epoch_accuracy: report.epochs.iter().map(|e| e.test_accuracy).collect(),
         train_seconds: report.total_seconds,
     };
-    Ok((quantized, layers, json))
+    Ok(Some((quantized, layers, json)))
+}
+
+/// Puts the layers of a checkpoint's model into the model [`prepare_qat`] made, except its
+/// activation quantizers (saved as fixed `fake_quantize` layers; their moving ranges come
+/// back through [`QatResume`]'s state): the model must have the same layers in the same order.
+fn adopt_checkpoint_layers(model: &mut nn::Model, saved: nn::Model) -> Result<()> {
+    if saved.layers.len() != model.layers.len() {
+        bail!(
+            "--resume: the checkpoint's model has {} layers, the model prepared for \
+             quantization-aware training {}",
+            saved.layers.len(),
+            model.layers.len()
+        );
+    }
+    for (i, (mine, theirs)) in model.layers.iter_mut().zip(saved.layers).enumerate() {
+        let quantizer = mine.as_any().is::<EmaFakeQuantize>();
+        let expected = if quantizer {
+            "fake_quantize"
+        } else {
+            mine.kind()
+        };
+        if theirs.kind() != expected {
+            bail!(
+                "--resume: layer {i} of the checkpoint's model is {}, the prepared model's is \
+                 {expected}",
+                theirs.kind()
+            );
+        }
+        if !quantizer {
+            *mine = theirs;
+        }
+    }
+    model.clear_cache();
+    Ok(())
+}
+
+/// The activation quantizers' current ranges, in layer order.
+fn ema_ranges(model: &nn::Model) -> Vec<(f32, f32)> {
+    model
+        .layers
+        .iter()
+        .filter_map(|l| l.as_any().downcast_ref::<EmaFakeQuantize>())
+        .map(EmaFakeQuantize::range)
+        .collect()
+}
+
+/// [`QatHook`] with a checkpoint state: the ranges of the activation quantizers, which move
+/// with every training batch (an exponential moving average) and which the model's file
+/// records only as scales and zero points. They are read after each step; a restored state
+/// is put into the model before the next forward pass or evaluation.
+struct QatResume {
+    inner: QatHook,
+    /// The quantizers' symmetry (the configuration's, as [`prepare_qat`] made them).
+    symmetry: quant::Symmetry,
+    ranges: Vec<(f32, f32)>,
+    pending: bool,
+}
+
+impl QatResume {
+    fn new(inner: QatHook, model: &nn::Model, config: &QuantConfig) -> Self {
+        Self {
+            inner,
+            symmetry: config.activation_symmetry(),
+            ranges: ema_ranges(model),
+            pending: false,
+        }
+    }
+
+    /// Sets the model's quantizers to the restored ranges, once.
+    fn apply(&mut self, model: &mut nn::Model) -> nn::Result<()> {
+        if !std::mem::take(&mut self.pending) {
+            return Ok(());
+        }
+        let mut ranges = self.ranges.iter();
+        for layer in &mut model.layers {
+            let Some(fq) = layer.as_any().downcast_ref::<EmaFakeQuantize>() else {
+                continue;
+            };
+            let range = ranges.next().ok_or_else(|| {
+                NnError::Config("quantize: resume: fewer saved ranges than quantizers".into())
+            })?;
+            let (qtype, symmetry) = (fq.params().qtype(), self.symmetry);
+            let fresh = EmaFakeQuantize::new(qtype, symmetry, *range, EMA_AVERAGING)
+                .map_err(|e| NnError::Config(format!("quantize: resume: {e}")))?;
+            *layer = Box::new(fresh);
+        }
+        if ranges.next().is_some() {
+            return Err(NnError::Config(
+                "quantize: resume: more saved ranges than quantizers".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TrainHook for QatResume {
+    fn before_forward(&mut self, model: &mut nn::Model, ctx: &StepContext<'_>) -> nn::Result<()> {
+        self.apply(model)?;
+        self.inner.before_forward(model, ctx)
+    }
+
+    fn after_backward(&mut self, model: &mut nn::Model, ctx: &StepContext<'_>) -> nn::Result<()> {
+        self.inner.after_backward(model, ctx)
+    }
+
+    fn after_step(&mut self, model: &mut nn::Model, ctx: &StepContext<'_>) -> nn::Result<()> {
+        self.inner.after_step(model, ctx)?;
+        self.ranges = ema_ranges(model);
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, model: &mut nn::Model, ctx: &EpochContext) -> nn::Result<()> {
+        self.inner.on_epoch_end(model, ctx)
+    }
+
+    fn before_eval(&mut self, model: &mut nn::Model) -> nn::Result<()> {
+        self.apply(model)?;
+        self.inner.before_eval(model)
+    }
+
+    fn after_eval(&mut self, model: &mut nn::Model) -> nn::Result<()> {
+        self.inner.after_eval(model)
+    }
+
+    fn state(&self) -> nn::Result<Option<Vec<u8>>> {
+        let mut bytes = Vec::with_capacity(8 * self.ranges.len());
+        for (lo, hi) in &self.ranges {
+            bytes.extend_from_slice(&lo.to_le_bytes());
+            bytes.extend_from_slice(&hi.to_le_bytes());
+        }
+        Ok(Some(bytes))
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> nn::Result<()> {
+        if bytes.len() != 8 * self.ranges.len() {
+            return Err(NnError::Config(format!(
+                "quantize: resume: the checkpoint holds {} bytes of activation ranges, this \
+                 model's {} quantizers need {}",
+                bytes.len(),
+                self.ranges.len(),
+                8 * self.ranges.len()
+            )));
+        }
+        let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        self.ranges = bytes.chunks_exact(8).map(|c| (f(c), f(&c[4..]))).collect();
+        self.pending = true;
+        Ok(())
+    }
 }

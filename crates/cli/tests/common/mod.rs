@@ -65,11 +65,12 @@ pub fn interrupt_at_line(args: &[&str], prefix: &str) -> (ExitStatus, String) {
         log.push_str(&line);
         log.push('\n');
         if line.starts_with(prefix) {
-            let sent = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(sent.success());
+            // Sent from this process (no `kill` to start first: the signal lands while the
+            // line's work is still going on).
+            let pid = libc::pid_t::try_from(child.id()).unwrap();
+            // SAFETY: kill(2) on the child's pid, which is alive until `wait` reaps it below.
+            let sent = unsafe { libc::kill(pid, libc::SIGINT) };
+            assert_eq!(sent, 0, "kill -INT {pid}");
             break;
         }
     }
@@ -85,24 +86,21 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `slimnet ARGS -o OUT EXTRA` on the fixtures' first 300 training images.
+pub fn on_fixtures(args: &[&str], out: &Path, extra: &[&str]) -> Output {
+    let d = fixtures();
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["--limit", "300", "--data", s(&d), "-o", s(out)]);
+    a.extend_from_slice(extra);
+    slimnet(&a)
+}
+
 /// A small MLP with two hidden layers trained for one epoch on the fixtures' first 300
 /// training images, at `dir/teacher.model` (a teacher, and a model with a layer besides the
 /// first and last for binarize, prune and share).
 pub fn teacher(dir: &Path) -> PathBuf {
     let out = dir.join("teacher.model");
-    let d = fixtures();
-    ok(&slimnet(&[
-        "train",
-        "--model",
-        "mlp:784-32-32-10",
-        "--epochs",
-        "1",
-        "--limit",
-        "300",
-        "--data",
-        s(&d),
-        "-o",
-        s(&out),
-    ]));
+    let train = ["train", "--model", "mlp:784-32-32-10", "--epochs", "1"];
+    ok(&on_fixtures(&train, &out, &[]));
     out
 }

@@ -531,8 +531,20 @@ pub fn write_idx_labels(path: &Path, labels: &[u8], compress: bool) -> Result<()
 pub fn write_split(dir: &Path, split: Split, dataset: &Dataset) -> Result<()> {
     let [images, _] = split.image_names();
     let [labels, _] = split.label_names();
+    let bytes = dataset
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            u8::try_from(l).map_err(|_| {
+                NnError::Config(format!(
+                    "IDX labels are bytes: label {l} at index {i} does not fit in {labels}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<u8>>>()?;
     write_idx_images(&dir.join(images), &dataset.images, true)?;
-    write_idx_labels(&dir.join(labels), &dataset.labels, true)
+    write_idx_labels(&dir.join(labels), &bytes, true)
 }
 
 #[cfg(test)]

@@ -12,21 +12,30 @@ pub use augment::{Augment, augment_batch};
 pub use idx::{FASHION_MNIST_CLASSES, FASHION_MNIST_LABELS, Split, load_fashion_mnist};
 pub use source::{DataSource, SourceKind};
 
+/// A class index. Two bytes: models with more than 256 classes (ImageNet's 1,000) are
+/// evaluated and trained as any other; file formats that store bytes widen on reading.
+pub type Label = u16;
+
+/// The largest class count a [`Dataset`] holds (one more than the largest [`Label`]).
+pub const MAX_CLASSES: usize = Label::MAX as usize + 1;
+
 /// A labelled image set in memory: `images` is `[N, C, H, W]` with pixels scaled to [0, 1],
-/// `labels[i]` the class of image `i`.
+/// `labels[i]` the class of image `i` (a [`Label`]: up to 65,536 classes).
 #[derive(Clone, Debug)]
 pub struct Dataset {
     /// `[N, C, H, W]`, f32 in [0, 1].
     pub images: Tensor,
     /// One class index per image.
-    pub labels: Vec<u8>,
+    pub labels: Vec<Label>,
     /// Number of classes.
     pub classes: usize,
 }
 
 impl Dataset {
-    /// A dataset, checking that images and labels agree in count and labels are in range.
-    pub fn new(images: Tensor, labels: Vec<u8>, classes: usize) -> Result<Self> {
+    /// A dataset, checking that images and labels agree in count and labels are in range
+    /// (labels of any unsigned type up to [`Label`]: IDX and CIFAR files store bytes).
+    pub fn new<L: Into<Label>>(images: Tensor, labels: Vec<L>, classes: usize) -> Result<Self> {
+        let labels: Vec<Label> = labels.into_iter().map(Into::into).collect();
         let n = images.dims().first().copied().unwrap_or(0);
         if images.dims().len() != 4 || n != labels.len() {
             return Err(NnError::Config(format!(
@@ -103,7 +112,7 @@ impl Dataset {
         let (images, labels) = self.batch(indices)?;
         Ok(Self {
             images,
-            labels: labels.into_iter().map(|l| l as u8).collect(),
+            labels: labels.into_iter().map(|l| l as Label).collect(),
             classes: self.classes,
         })
     }

@@ -47,6 +47,24 @@ impl ModelFormat {
     }
 }
 
+/// The first 16 bytes of a model file (fewer if it is shorter): enough for
+/// [`ModelFormat::detect`] and a container's magic. An empty file is an error.
+pub fn read_head(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .map_err(|e| NnError::io(path, e))?;
+    if head.is_empty() {
+        return Err(NnError::corrupt(
+            path,
+            "model file",
+            "the file is empty (0 bytes)",
+        ));
+    }
+    Ok(head)
+}
+
 /// Loads a model from `path` in any format slimnet reads: native, `.onnx`, or
 /// `.safetensors` (the architecture is `arch`, or the one the file records in its `slimnet_arch`
 /// metadata),
@@ -63,29 +81,8 @@ pub fn load_any_with(
     registry: &LayerRegistry,
 ) -> Result<Model> {
     let path = path.as_ref();
-    let mut head = [0u8; 16];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| NnError::io(path, e))?;
-        let mut n = 0;
-        while n < head.len() {
-            match f.read(&mut head[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(NnError::io(path, e)),
-            }
-        }
-        n
-    };
-    if n == 0 {
-        return Err(NnError::corrupt(
-            path,
-            "model file",
-            "the file is empty (0 bytes)",
-        ));
-    }
-    match ModelFormat::detect(path, &head[..n]) {
+    let head = read_head(path)?;
+    match ModelFormat::detect(path, &head) {
         Some(ModelFormat::Native) => crate::io::native::load_with(path, registry),
         Some(ModelFormat::Onnx) => crate::io::onnx::import(path),
         Some(ModelFormat::Safetensors) => {

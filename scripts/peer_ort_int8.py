@@ -4,7 +4,7 @@ accuracy on all 10,000 Fashion-MNIST test images and inference time at batch 1 a
 and 2 threads, measured one after the other in one run.
 
     python3 scripts/peer_ort_int8.py SLIMNET_BINARY FLOAT.model SLIMNET_INT8.slim \
-        [--calib-samples 512] [--seconds 2] [--json]
+        [--calib-samples 512] [--seconds 2] [--threads 1,2] [--rounds 3] [--json]
 
 1. `slimnet export FLOAT.model -o float.onnx` (plain Conv/Gemm graph).
 2. onnxruntime's static int8 as scripts/peer_bench.py builds it (`ort_int8`: quantize_static,
@@ -12,10 +12,12 @@ and 2 threads, measured one after the other in one run.
    onnxruntime advises, MinMax calibration on the first --calib-samples training images). `slimnet quantize` calibrates on a seeded random choice of as many
    training images, not the same images (slimnet's generator is not reproduced here).
 3. Accuracy of the onnxruntime int8 model, and of SLIMNET_INT8 (`slimnet eval --json`).
-4. Timing: scripts/peer_bench.py (onnxruntime, the statistics of `slimnet bench`) on the int8
-   ONNX, then `slimnet bench SLIMNET_INT8 --batch 1,256 --threads T`, then the same of
-   FLOAT.model (slimnet's f32), one after the other (--threads, default 1,2).
-Prints a markdown table (or --json).
+4. Timing, interleaved: --rounds times (default 3), scripts/peer_bench.py (onnxruntime, the
+   statistics of `slimnet bench`) on the int8 ONNX, then `slimnet bench SLIMNET_INT8 --batch
+   1,256 --threads T`, then the same of FLOAT.model (slimnet's f32) (--threads, default 1,2).
+   Each row reports the median over the rounds of each round's median time, and the smallest
+   and largest of those medians (the spread the machine's load gave).
+Prints a markdown table (or --json, with every round's figures).
 """
 import argparse
 import json
@@ -60,6 +62,7 @@ def main():
     ap.add_argument("--calib-samples", type=int, default=512)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     xte, yte = images("t10k")
@@ -75,29 +78,46 @@ def main():
             "slimnet int8": run_json([a.slimnet, "eval", a.int8_model, "--json", "-q"])
             ["evaluation"]["accuracy"],
         }
-        peer = run_json([sys.executable, os.path.join(HERE, "peer_bench.py"), i8, "--batch",
-                         "1,256", "--threads", a.threads, "--seconds", str(a.seconds), "--peers",
-                         "onnxruntime", "--json"])
-    ours = run_json([a.slimnet, "bench", a.int8_model, "--batch", "1,256", "--threads", a.threads,
-                     "--seconds", str(a.seconds), "--json", "-q"])
-    f32 = run_json([a.slimnet, "bench", a.float_model, "--batch", "1,256", "--threads",
-                    a.threads, "--seconds", str(a.seconds), "--json", "-q"])
-    result = {"accuracy": acc, "onnxruntime": peer["runs"], "slimnet": ours,
-              "slimnet_f32": f32, "onnxruntime_version": ort.__version__}
+        rounds = {"onnxruntime": [], "slimnet": [], "slimnet_f32": []}
+        for _ in range(a.rounds):
+            peer = run_json([sys.executable, os.path.join(HERE, "peer_bench.py"), i8,
+                             "--batch", "1,256", "--threads", a.threads, "--seconds",
+                             str(a.seconds), "--peers", "onnxruntime", "--json"])
+            rounds["onnxruntime"].append(peer["runs"])
+            for key, model in [("slimnet", a.int8_model), ("slimnet_f32", a.float_model)]:
+                bench = run_json([a.slimnet, "bench", model, "--batch", "1,256", "--threads",
+                                  a.threads, "--seconds", str(a.seconds), "--json", "-q"])
+                rounds[key].append(bench.get("runs", bench.get("results", [])))
+    table = {key: summarize(runs) for key, runs in rounds.items()}
+    medians = [{"runtime": key, "batch": b, "threads": t, "median_us": m, "min_us": lo,
+                "max_us": hi}
+               for key, rows in table.items() for (b, t), (m, lo, hi) in rows.items()]
+    result = {"accuracy": acc, "rounds": rounds, "medians": medians,
+              "onnxruntime_version": ort.__version__}
     if a.json:
         print(json.dumps(result, indent=2))
         return
     for k, v in acc.items():
         print(f"{k}: {100 * v:.2f}%")
-    print("| runtime | batch | threads | median us | images/s |")
-    print("|---|---|---|---|---|")
-    for r in peer["runs"]:
-        print(f"| onnxruntime {ort.__version__} int8 | {r['batch']} | {r['threads']} | "
-              f"{r['median_us']:.0f} | {r['images_per_s']:,.0f} |")
-    for name, bench in [("slimnet int8", ours), ("slimnet f32", f32)]:
-        for r in bench.get("runs", bench.get("results", [])):
-            print(f"| {name} | {r.get('batch')} | {r.get('threads')} | "
-                  f"{r.get('median_us', 0):.0f} | {r.get('images_per_s', 0):,.0f} |")
+    print(f"{a.rounds} interleaved rounds; median over rounds of each round's median "
+          "(smallest - largest)")
+    print("| runtime | batch | threads | median us | min - max us | images/s |")
+    print("|---|---|---|---|---|---|")
+    names = {"onnxruntime": f"onnxruntime {ort.__version__} int8", "slimnet": "slimnet int8",
+             "slimnet_f32": "slimnet f32"}
+    cells = sorted((b, t, key, row) for key, rows in table.items() for (b, t), row in rows.items())
+    for b, t, key, (med, lo, hi) in cells:
+        print(f"| {names[key]} | {b} | {t} | {med:.0f} | {lo:.0f} - {hi:.0f} | "
+              f"{b * 1e6 / med:,.0f} |")
+
+
+def summarize(rounds):
+    """{(batch, threads): (median, min, max)} of the per-round median times."""
+    by = {}
+    for runs in rounds:
+        for r in runs:
+            by.setdefault((int(r["batch"]), int(r["threads"])), []).append(r["median_us"])
+    return {k: (float(np.median(v)), min(v), max(v)) for k, v in by.items()}
 
 
 if __name__ == "__main__":

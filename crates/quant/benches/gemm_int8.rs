@@ -9,11 +9,17 @@
 //! Throughput is `Elements(m*n*k)`: criterion's "elem/s" is multiply-accumulates per second
 //! for both, so the ratio of the two lines of a shape is the speed-up. Threads: rayon's pool
 //! (`RAYON_NUM_THREADS`); f32 uses the same pool through faer.
+//!
+//! `QUANT_BENCH_CLOCK=cpu` (Linux) measures the process's CPU time (`CLOCK_PROCESS_CPUTIME_ID`)
+//! instead of wall time: on a loaded machine a time slice given to another process is then not
+//! counted. With one thread it is the time the GEMM ran; with several, the CPU time of all of
+//! them (the work, not the latency).
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use quant::gemm::{PackedWeights, gemm_u7i8_with, padded_depth};
 use tensor_core::dispatch::Int8Path;
 use tensor_core::gemm::{GemmParams, gemm};
@@ -39,7 +45,53 @@ fn shapes() -> Vec<(&'static str, usize, usize, usize)> {
     ]
 }
 
-fn bench(c: &mut Criterion) {
+/// Process CPU time as a criterion measurement (`QUANT_BENCH_CLOCK=cpu`).
+struct CpuTime {
+    /// Formats durations as wall time does.
+    wall: WallTime,
+}
+
+// The C library std links already; `ts` is Linux x86-64's timespec, two i64.
+unsafe extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut [i64; 2]) -> i32;
+}
+
+/// The process's CPU time (clock 2: Linux's `CLOCK_PROCESS_CPUTIME_ID`).
+fn cpu_now() -> Duration {
+    let mut ts = [0i64; 2];
+    // SAFETY: `ts` is a valid, writable timespec.
+    assert_eq!(
+        unsafe { clock_gettime(2, &mut ts) },
+        0,
+        "clock_gettime failed"
+    );
+    Duration::new(ts[0] as u64, ts[1] as u32)
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
+fn bench<M: Measurement>(c: &mut Criterion<M>) {
     let path = Int8Path::selected();
     let filter = std::env::var("QUANT_BENCH_SHAPES").ok();
     for (name, m, n, k) in shapes() {
@@ -99,5 +151,16 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn benches() {
+    if std::env::var("QUANT_BENCH_CLOCK").as_deref() == Ok("cpu") {
+        let mut c = Criterion::default()
+            .with_measurement(CpuTime { wall: WallTime })
+            .configure_from_args();
+        bench(&mut c);
+    } else {
+        let mut c = Criterion::default().configure_from_args();
+        bench(&mut c);
+    }
+}
+
 criterion_main!(benches);

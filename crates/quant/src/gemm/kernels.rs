@@ -12,6 +12,13 @@ use super::pack::{GROUP_BYTES, KG, NR};
 /// room for the two weight vectors, the broadcast row and the temporaries.
 pub const MR: usize = 4;
 
+/// Rows per AVX-512 VNNI tile: eight rows x two zmm accumulators (32 columns) are 16 of the
+/// 32 zmm registers, with room for the two weight vectors and the broadcasts.
+pub const ZMM_MR: usize = 8;
+
+/// Panels (of [`NR`] columns) per AVX-512 VNNI tile.
+pub const ZMM_PANELS: usize = 2;
+
 /// One tile's accumulators.
 pub type Tile = [[i32; NR]; MR];
 
@@ -82,7 +89,7 @@ pub mod x86 {
     //! the features (`KernelPath::require`) and the driver checked every slice length.
     use std::arch::x86_64::*;
 
-    use super::{GROUP_BYTES, KG, MR, NR, Segments, Tile};
+    use super::{GROUP_BYTES, KG, MR, NR, Segments, Tile, ZMM_MR, ZMM_PANELS};
 
     /// The four activation bytes `a[4g .. 4g + 4]` as one i32 (unaligned read).
     ///
@@ -241,38 +248,71 @@ pub mod x86 {
         });
     }
 
-    /// AVX-512 VNNI: EVEX `vpdpbusd` on zmm, one register per row for all sixteen columns.
+    /// Where an AVX-512 VNNI tile goes: row `r` at `c + r * ldc`; `masks[p]` has bit `j` set
+    /// when column `16 p + j` of the tile lies in C (a masked-off lane of `vmovdqu32` never
+    /// touches memory).
+    #[derive(Clone, Copy)]
+    pub struct ZmmOut {
+        /// The tile's first element in C.
+        pub c: *mut i32,
+        /// C's row stride, in elements.
+        pub ldc: usize,
+        /// The columns of each panel that lie in C.
+        pub masks: [u16; ZMM_PANELS],
+    }
+
+    /// AVX-512 VNNI: EVEX `vpdpbusd` on zmm, a `ROWS x 16 PANELS` tile (up to
+    /// [`ZMM_MR`]` x 32`) over the whole depth, stored straight into `C`.
+    ///
+    /// Per depth group: `PANELS` 64-byte weight loads, `ROWS` broadcasts of four activation
+    /// bytes, `ROWS * PANELS` `vpdpbusd`. The `8 x 2` tile keeps 16 independent accumulators
+    /// in flight (two `vpdpbusd` per cycle with a latency of five need ten) and issues ten
+    /// loads per sixteen multiply instructions; a `4 x 1` tile had four accumulators and
+    /// issued five loads per four.
+    ///
+    /// Columns past `n` are not stored (see [`ZmmOut`]).
     ///
     /// # Safety
-    /// AVX-512 F, BW and VNNI present; rows readable for `seg.span()` bytes; `panel` for
-    /// `64 * seg.total_groups()`.
+    /// AVX-512 F, BW and VNNI present; `a_rows[..ROWS]` readable for `seg.span()` bytes;
+    /// `panels[..PANELS]` readable for `64 * seg.total_groups()` bytes each; `out.c`
+    /// writable at `out.c + r * out.ldc + 16 p + j` for every `r < ROWS`, `p < PANELS` and
+    /// `j` set in `out.masks[p]`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn avx512_vnni<const ROWS: usize>(
-        a_rows: &[*const u8; MR],
-        panel: *const i8,
+    pub unsafe fn avx512_vnni<const ROWS: usize, const PANELS: usize>(
+        a_rows: &[*const u8; ZMM_MR],
+        panels: [*const i8; ZMM_PANELS],
         seg: Segments,
-        tile: &mut Tile,
+        out: ZmmOut,
     ) {
-        let mut acc = [_mm512_setzero_si512(); ROWS];
+        let mut acc = [[_mm512_setzero_si512(); PANELS]; ROWS];
         for s in 0..seg.count {
             let rows: [*const u8; ROWS] =
                 std::array::from_fn(|r| a_rows[r].wrapping_add(s * seg.stride));
-            let panel = panel.wrapping_add(s * seg.groups * GROUP_BYTES);
+            let pan: [*const i8; PANELS] =
+                std::array::from_fn(|p| panels[p].wrapping_add(s * seg.groups * GROUP_BYTES));
             for g in 0..seg.groups {
-                // SAFETY: as in `avx2`.
+                // SAFETY: the panels hold `total_groups` groups of 64 bytes; rows hold `span`
+                // bytes (the caller's contract).
                 unsafe {
-                    let w = _mm512_loadu_si512(panel.add(g * GROUP_BYTES).cast());
+                    let w: [__m512i; PANELS] = std::array::from_fn(|p| {
+                        _mm512_loadu_si512(pan[p].add(g * GROUP_BYTES).cast())
+                    });
                     for r in 0..ROWS {
                         let x = _mm512_set1_epi32(group_of(rows[r], g));
-                        acc[r] = _mm512_dpbusd_epi32(acc[r], x, w);
+                        for p in 0..PANELS {
+                            acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], x, w[p]);
+                        }
                     }
                 }
             }
         }
-        for r in 0..ROWS {
-            // SAFETY: each tile row is 16 i32 = one 64-byte store.
-            unsafe { _mm512_storeu_si512(tile[r].as_mut_ptr().cast(), acc[r]) };
+        for (r, lanes) in acc.iter().enumerate() {
+            for (p, &v) in lanes.iter().enumerate() {
+                // SAFETY: the lanes set in `masks[p]` lie in C (the caller's contract).
+                unsafe {
+                    _mm512_mask_storeu_epi32(out.c.add(r * out.ldc + p * NR), out.masks[p], v)
+                };
+            }
         }
-        let _ = NR;
     }
 }

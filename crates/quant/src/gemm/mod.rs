@@ -4,7 +4,7 @@
 //!
 //! Structure (Goto and van de Geijn's, as in FBGEMM and oneDNN): the weights are packed once
 //! into 16-column panels ([`PackedWeights`]); a register-blocked microkernel computes a
-//! `4 x 16` tile over the whole depth (one panel of `16 * k` bytes stays in L1 while it meets
+//! `4 x 16` tile (AVX-512 VNNI: `8 x 32`, two panels, [`ZMM_MR`]) over the whole depth (one panel of `16 * k` bytes stays in L1 while it meets
 //! every row of a block); rows are blocked by [`MC`] so a block of activations stays in L2
 //! while it meets every panel; blocks x panel ranges are spread over rayon's threads. The
 //! depth is not blocked: the widest layer of the zoo (`k = 3136`) keeps a panel at 49 KiB,
@@ -28,7 +28,7 @@
 mod kernels;
 mod pack;
 
-pub use kernels::{MR, Segments};
+pub use kernels::{MR, Segments, ZMM_MR, ZMM_PANELS};
 pub use pack::{KG, NR, PackedWeights, padded_depth};
 
 use rayon::prelude::*;
@@ -337,6 +337,45 @@ fn block(
     seg: Segments,
     out: OutPtr,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if path == Int8Path::Avx512Vnni {
+        // Tiles of up to ZMM_MR rows x ZMM_PANELS panels, stored straight into C under a
+        // column mask.
+        let n = w.n();
+        let mut p = panels.start;
+        while p < panels.end {
+            let np = ZMM_PANELS.min(panels.end - p);
+            let ptrs = std::array::from_fn(|i| w.panel(p + i.min(np - 1)).as_ptr());
+            let masks = std::array::from_fn(|i| {
+                let cols = n.saturating_sub((p + i) * NR).min(NR);
+                if i < np {
+                    ((1u32 << cols) - 1) as u16
+                } else {
+                    0
+                }
+            });
+            let mut r0 = rows.start;
+            while r0 < rows.end {
+                let mr = ZMM_MR.min(rows.end - r0);
+                let row_ptrs: [*const u8; ZMM_MR] =
+                    std::array::from_fn(|r| a.as_ptr().wrapping_add((r0 + r.min(mr - 1)) * lda));
+                debug_assert!((r0 + mr - 1) * lda + seg.span() <= a.len());
+                let dst = kernels::x86::ZmmOut {
+                    c: out.0.wrapping_add(r0 * n + p * NR),
+                    ldc: n,
+                    masks,
+                };
+                // SAFETY: the caller checked the path's features (`require`), that rows
+                // r0 .. r0 + mr are readable for `seg.span()` bytes and the panels for all
+                // their groups; the masked columns of rows r0 .. r0 + mr lie in this task's
+                // region of C.
+                unsafe { zmm_tile(mr, np, &row_ptrs, ptrs, seg, dst) };
+                r0 += mr;
+            }
+            p += np;
+        }
+        return;
+    }
     let n = w.n();
     let sum = summed_groups(w.max_abs());
     let mut tile: Tile = [[0; NR]; MR];
@@ -364,6 +403,40 @@ fn block(
             r0 += mr;
         }
     }
+}
+
+/// Dispatches one AVX-512 VNNI tile of `mr` rows and `np` panels to its instantiation.
+///
+/// # Safety
+/// As [`kernels::x86::avx512_vnni`] with `ROWS = mr`, `PANELS = np`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn zmm_tile(
+    mr: usize,
+    np: usize,
+    rows: &[*const u8; ZMM_MR],
+    panels: [*const i8; ZMM_PANELS],
+    seg: Segments,
+    out: kernels::x86::ZmmOut,
+) {
+    use kernels::x86::avx512_vnni as k;
+    macro_rules! by_rows {
+        ($p:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match mr {
+                    1 => k::<1, $p>(rows, panels, seg, out),
+                    2 => k::<2, $p>(rows, panels, seg, out),
+                    3 => k::<3, $p>(rows, panels, seg, out),
+                    4 => k::<4, $p>(rows, panels, seg, out),
+                    5 => k::<5, $p>(rows, panels, seg, out),
+                    6 => k::<6, $p>(rows, panels, seg, out),
+                    7 => k::<7, $p>(rows, panels, seg, out),
+                    _ => k::<8, $p>(rows, panels, seg, out),
+                }
+            }
+        };
+    }
+    if np == 1 { by_rows!(1) } else { by_rows!(2) }
 }
 
 /// One `mr x 16` tile (`mr <= MR`) on `path`.
@@ -448,9 +521,9 @@ unsafe fn x86_tile(
             }
         };
     }
+    // AVX-512 VNNI never comes here: `block` runs its own tiles.
     match (path, sum) {
         (Int8Path::AvxVnni, _) => by_rows!(avx_vnni),
-        (Int8Path::Avx512Vnni, _) => by_rows!(avx512_vnni),
         (_, 4) => by_rows!(avx2_summed, 4),
         (_, 2) => by_rows!(avx2_summed, 2),
         _ => by_rows!(avx2),

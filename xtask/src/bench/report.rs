@@ -117,10 +117,7 @@ fn best_batch1_us(r: &Row) -> Option<f64> {
 
 /// `, per round a-b x`: the range over rounds of `peer / ours` (each round times both one
 /// after the other), when both have the same number of rounds (more than one).
-fn per_round(ours: Option<&Run>, peer: Option<&Run>) -> String {
-    let (Some(o), Some(p)) = (ours, peer) else {
-        return String::new();
-    };
+fn per_round(o: &Run, p: &Run) -> String {
     if o.round_medians_us.len() < 2 || o.round_medians_us.len() != p.round_medians_us.len() {
         return String::new();
     }
@@ -247,13 +244,14 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
         let best = mine
             .iter()
             .filter(|r| r.runtime == "slimnet" && r.representation != "dense")
-            .filter_map(|r| best_batch1_us(r).map(|t| (t, *r)))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
+            .filter_map(|r| best_batch1_run(r).map(|x| (x, *r)))
+            .min_by(|a, b| a.0.median_us.total_cmp(&b.0.median_us));
         let peer = mine
             .iter()
             .find(|r| r.runtime == "onnxruntime-int8")
-            .and_then(|r| best_batch1_us(r));
-        if let (Some((t, r)), Some(p)) = (best, peer) {
+            .and_then(|r| best_batch1_run(r));
+        if let (Some((ours, r)), Some(theirs)) = (best, peer) {
+            let (t, p) = (ours.median_us, theirs.median_us);
             let _ = writeln!(
                 s,
                 "- {model}: fastest compressed representation at batch 1 is {} ({t:.1} us, {}), \
@@ -262,12 +260,7 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
                 r.accuracy
                     .map_or("accuracy -".into(), |a| format!("{:.2}%", 100.0 * a)),
                 p / t,
-                per_round(
-                    best_batch1_run(r),
-                    mine.iter()
-                        .find(|r| r.runtime == "onnxruntime-int8")
-                        .and_then(|r| best_batch1_run(r))
-                )
+                per_round(ours, theirs)
             );
         }
     }

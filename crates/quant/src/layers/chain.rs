@@ -294,7 +294,7 @@ impl<'a> Chain<'a> {
                     let kp = padded_depth(next.core().packed().k());
                     rows = vec![0u8; n * kp];
                     for (dst, raw) in rows.chunks_exact_mut(kp).zip(c.chunks_exact(o)) {
-                        l.core().requantize_row(p, raw, &mut dst[..o], |v| v as u8);
+                        l.core().requantize_codes(path, p, raw, &mut dst[..o]);
                     }
                 }
                 _ => {

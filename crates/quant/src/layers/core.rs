@@ -4,6 +4,9 @@
 use nn::{LayerRecord, NnError, Payload};
 use tensor_core::Tensor;
 
+use tensor_core::dispatch::Int8Path;
+
+use super::requantize::Requant;
 use crate::affine::{round_half_even, round_half_even_f32};
 use crate::error::{QuantError, Result};
 use crate::gemm::PackedWeights;
@@ -154,7 +157,17 @@ impl IntegerCore {
             QuantOutput::Codes(p) => p.scales()[0],
             QuantOutput::Float => 1.0,
         };
-        let multipliers = weight_scales.iter().map(|&s| s_in * s / s_out).collect();
+        let multipliers: Vec<f32> = weight_scales.iter().map(|&s| s_in * s / s_out).collect();
+        if let Some((j, m)) = multipliers.iter().enumerate().find(|(_, m)| !m.is_finite()) {
+            return Err(QuantError::InvalidArgument {
+                op: OP,
+                reason: format!(
+                    "requantization multiplier {m} of channel {j} (input scale {s_in} x weight \
+                     scale {} / output scale {s_out}) is not finite",
+                    weight_scales[j]
+                ),
+            });
+        }
         let zp_in = i64::from(input.zero_points()[0]);
         let max_raw = k as i64 * 127 * 128;
         let offsets = bias
@@ -253,7 +266,7 @@ impl IntegerCore {
         let (raw, out) = (&raw[..n], &mut out[..n]);
         let (offsets, multipliers) = (&self.offsets[..n], &self.multipliers[..n]);
         match &self.output {
-            QuantOutput::Codes(p) => self.requantize_row(p, raw, out, |v| v),
+            QuantOutput::Codes(p) => self.requantize_row(p, raw, out),
             QuantOutput::Float => {
                 let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
                 for j in 0..n {
@@ -264,17 +277,10 @@ impl IntegerCore {
     }
 
     /// The codes of channels `0..raw.len()` for output quantization `p` (the core's own
-    /// [`QuantOutput::Codes`]) from the raw sums, each passed through `cast` from its
-    /// integer-valued f32: `cast = |v| v as u8` gives the u8 codes a chain of quantized layers
-    /// keeps between layers, the same integers [`finish_row`](Self::finish_row) emits.
+    /// [`QuantOutput::Codes`]) from the raw sums, as integer-valued f32: the integers
+    /// [`finish_row`](Self::finish_row) emits.
     #[inline]
-    pub(crate) fn requantize_row<T>(
-        &self,
-        p: &QuantParams,
-        raw: &[i32],
-        out: &mut [T],
-        cast: impl Fn(f32) -> T,
-    ) {
+    fn requantize_row(&self, p: &QuantParams, raw: &[i32], out: &mut [f32]) {
         let n = raw.len().min(out.len());
         let (raw, out) = (&raw[..n], &mut out[..n]);
         let (offsets, multipliers) = (&self.offsets[..n], &self.multipliers[..n]);
@@ -283,8 +289,30 @@ impl IntegerCore {
         let (hi, zp) = (t.qmax() as f32, zp as f32);
         for j in 0..n {
             let v = (raw[j] + offsets[j]) as f32 * multipliers[j];
-            out[j] = cast((round_half_even_f32(v) + zp).clamp(lo, hi));
+            out[j] = (round_half_even_f32(v) + zp).clamp(lo, hi);
         }
+    }
+
+    /// The u8 codes of channels `0..raw.len()` for output quantization `p` (the core's own
+    /// [`QuantOutput::Codes`]): the integers [`requantize_row`](Self::requantize_row) gives,
+    /// on `path`'s vector width ([`Requant::codes_u8`]). A chain of quantized layers keeps
+    /// these between layers.
+    pub(crate) fn requantize_codes(
+        &self,
+        path: Int8Path,
+        p: &QuantParams,
+        raw: &[i32],
+        out: &mut [u8],
+    ) {
+        let (t, zp) = (p.qtype(), p.zero_points()[0]);
+        Requant {
+            offsets: &self.offsets,
+            multipliers: &self.multipliers,
+            zp,
+            lo: if self.relu { zp } else { t.qmin() },
+            hi: t.qmax(),
+        }
+        .codes_u8(path, raw, out);
     }
 
     /// Output values of channel `j` at `out.len()` positions whose raw sums are

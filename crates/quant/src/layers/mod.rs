@@ -55,11 +55,12 @@ pub mod chain;
 mod core;
 mod quant_conv2d;
 mod quant_linear;
+mod requantize;
 mod sink;
 
 pub use boundary::{Dequantize, Quantize};
 pub use core::{IntegerCore, QuantOutput};
-pub use quant_conv2d::QuantConv2d;
+pub use quant_conv2d::{QuantConv2d, SPLIT_MIN_MACS, set_split_min_macs};
 pub use quant_linear::QuantLinear;
 
 use nn::LayerRegistry;

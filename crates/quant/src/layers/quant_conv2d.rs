@@ -2,6 +2,7 @@
 //! point) times packed i8 filters on the int8 GEMM.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nn::layers::Conv2d;
 use nn::layers::conv2d::{conv2d_params_from_record, conv2d_params_record};
@@ -12,7 +13,7 @@ use tensor_core::dispatch::Int8Path;
 use tensor_core::{Shape, Tensor};
 
 use super::core::{IntegerCore, QuantOutput};
-use super::sink::{Frame, Shared, Sink};
+use super::sink::{Frame, Row, Shared, Sink};
 use crate::error::QuantError;
 use crate::gemm::{
     KG, PackedWeights, Segments, gemm_u7i8_segmented, gemm_u7i8_serial, padded_depth,
@@ -261,7 +262,7 @@ impl QuantConv2d {
     fn bands(&self, g: &Geometry) -> usize {
         let threads = rayon::current_num_threads();
         let image_macs = g.ph * self.pool * g.ow * g.o * g.k;
-        if threads <= 1 || image_macs < SPLIT_MIN_MACS {
+        if threads <= 1 || image_macs < SPLIT_MIN.load(Ordering::Relaxed) {
             1
         } else {
             (threads * image_macs.div_ceil(BAND_MACS)).min(g.ph)
@@ -374,34 +375,34 @@ impl QuantConv2d {
         }
         let (ph, pw) = (g.ph, g.pw);
         if pool == 1 {
-            for (i, raw) in s.acc.chunks_exact(o).enumerate() {
-                let pos = rows.start * pw + i;
-                // SAFETY: this band owns its rows' positions.
-                unsafe { sink.put(&self.core, (pos / pw, pos % pw, ph, pw), raw, &mut s.row) };
+            for (i, raw) in s.acc.chunks_exact(pw * o).enumerate() {
+                // SAFETY: this band owns its rows.
+                unsafe {
+                    sink.put_row(path, &self.core, (rows.start + i, ph, pw), raw, &mut s.row)
+                };
             }
             return Ok(());
         }
-        s.max.resize(o, 0);
+        s.max.resize(pw * o, 0);
+        let line = g.ow * o;
         for py in 0..rows.len() {
-            for px in 0..pw {
-                let at = |dy: usize, dx: usize| {
-                    let r = (2 * py + dy) * g.ow + 2 * px + dx;
-                    &s.acc[r * o..(r + 1) * o]
-                };
-                let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                for (j, v) in s.max.iter_mut().enumerate() {
-                    *v = a[j].max(b[j]).max(c[j].max(d[j]));
+            let (top, bottom) = s.acc[2 * py * line..].split_at(line);
+            for (px, max) in s.max.chunks_exact_mut(o).enumerate() {
+                let (a, b) = (&top[2 * px * o..][..2 * o], &bottom[2 * px * o..][..2 * o]);
+                for (j, v) in max.iter_mut().enumerate() {
+                    *v = a[j].max(a[o + j]).max(b[j].max(b[o + j]));
                 }
-                // SAFETY: this band owns its rows' positions.
-                unsafe {
-                    sink.put(
-                        &self.core,
-                        (rows.start + py, px, ph, pw),
-                        &s.max,
-                        &mut s.row,
-                    )
-                };
             }
+            // SAFETY: this band owns its rows.
+            unsafe {
+                sink.put_row(
+                    path,
+                    &self.core,
+                    (rows.start + py, ph, pw),
+                    &s.max,
+                    &mut s.row,
+                )
+            };
         }
         Ok(())
     }
@@ -444,9 +445,23 @@ impl QuantConv2d {
 /// Bytes kept readable past a channels-last image and past the patch rows.
 const SLACK: usize = 8;
 
-/// Convolutions of fewer multiply-adds per image run on one thread at batch 1 (a fork/join
-/// costs microseconds).
-const SPLIT_MIN_MACS: usize = 1 << 18;
+/// Convolutions of fewer multiply-adds per image run on one thread at batch 1: waking rayon's
+/// sleeping worker for a fork/join costs about 15 us, what one core takes for 4-5 M int8
+/// multiply-adds. Measured on a quantized cnn-teacher (conv layers of 0.2-7.2 M MACs, AVX-512
+/// VNNI Xeon, 2 threads): splitting from 2^18 MACs up 127 us per image, from 2^22 145 us, from
+/// 2^23 (no layer split) 108.5 us, one thread 111 us. [`set_split_min_macs`] changes it.
+pub const SPLIT_MIN_MACS: usize = 1 << 24;
+
+/// The batch-1 split threshold in force ([`SPLIT_MIN_MACS`] unless set).
+static SPLIT_MIN: AtomicUsize = AtomicUsize::new(SPLIT_MIN_MACS);
+
+/// Sets the multiply-adds per image from which a convolution splits one image into bands of
+/// rows over threads (batches smaller than two images per thread). A tuning knob only: every
+/// split gives the same output bit for bit (tests lower it to run the banded code on small
+/// layers).
+pub fn set_split_min_macs(macs: usize) {
+    SPLIT_MIN.store(macs, Ordering::Relaxed);
+}
 
 /// Multiply-adds per band and thread at batch 1 beyond which an image gets more bands.
 const BAND_MACS: usize = 1 << 23;
@@ -516,7 +531,7 @@ struct Scratch {
     patches: Vec<u8>,
     acc: Vec<i32>,
     max: Vec<i32>,
-    row: Vec<f32>,
+    row: Row,
 }
 
 /// Rows of `[O, C * kh * kw]` weights in `(c, ki, kj)` order rewritten in `(ki, kj, c)` order.

@@ -3,7 +3,16 @@
 //! the next convolution's padding, or `[O, PH, PW]` order for a flatten into a linear layer).
 //! Tasks that own disjoint output positions write through one sink.
 
+use tensor_core::dispatch::Int8Path;
+
 use super::core::{IntegerCore, QuantOutput};
+
+/// A task's scratch row for one output position: real values or codes.
+#[derive(Debug, Default)]
+pub(crate) struct Row {
+    values: Vec<f32>,
+    codes: Vec<u8>,
+}
 
 /// A slice shared by tasks that write disjoint elements.
 #[derive(Clone, Copy, Debug)]
@@ -71,42 +80,49 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
-    /// Finishes output position `(py, px)` (of a `ph x pw` output) from its raw sums `raw`
-    /// (one per channel); `row` is scratch.
+    /// Finishes output row `py` (of a `ph x pw` output) from its raw sums `raw` (`pw`
+    /// positions of `o` channels, position-major), requantizing on `path`'s vector width;
+    /// `row` is scratch.
     ///
     /// # Safety
-    /// No other task writes position `(py, px)`; the u8 sinks only for a core that emits
-    /// codes ([`QuantOutput::Codes`]; else the position is left as it is).
-    pub(crate) unsafe fn put(
+    /// No other task writes row `py`; the u8 sinks only for a core that emits codes
+    /// ([`QuantOutput::Codes`]; else the row is left as it is).
+    pub(crate) unsafe fn put_row(
         self,
+        path: Int8Path,
         core: &IntegerCore,
-        (py, px, ph, pw): (usize, usize, usize, usize),
+        (py, ph, pw): (usize, usize, usize),
         raw: &[i32],
-        row: &mut Vec<f32>,
+        row: &mut Row,
     ) {
-        let o = raw.len();
+        let o = raw.len() / pw.max(1);
         let codes = match core.output() {
             QuantOutput::Codes(p) => Some(p),
             QuantOutput::Float => None,
         };
         match (self, codes) {
             (Sink::Planes(y), _) => {
-                row.resize(o, 0.0);
-                core.finish_row(raw, row);
-                // SAFETY: forwarded from the caller.
-                unsafe { y.scatter(py * pw + px, ph * pw, row.iter().copied()) };
+                row.values.resize(o, 0.0);
+                for (px, raw) in raw.chunks_exact(o.max(1)).enumerate() {
+                    core.finish_row(raw, &mut row.values);
+                    // SAFETY: forwarded from the caller.
+                    unsafe { y.scatter(py * pw + px, ph * pw, row.values.iter().copied()) };
+                }
             }
             (Sink::ChannelsLast(y, f), Some(p)) => {
-                let at = ((py + f.top) * f.wp + px + f.left) * o;
-                // SAFETY: forwarded from the caller (position (py, px) owns these bytes).
-                let dst = unsafe { y.run(at, o) };
-                core.requantize_row(p, raw, dst, |v| v as u8);
+                // The row's positions are consecutive in the channels-last image.
+                let at = ((py + f.top) * f.wp + f.left) * o;
+                // SAFETY: forwarded from the caller (row py owns these bytes).
+                let dst = unsafe { y.run(at, pw * o) };
+                core.requantize_codes(path, p, raw, dst);
             }
             (Sink::CodePlanes(y), Some(p)) => {
-                row.resize(o, 0.0);
-                core.requantize_row(p, raw, row, |v| v);
-                // SAFETY: forwarded from the caller.
-                unsafe { y.scatter(py * pw + px, ph * pw, row.iter().map(|&v| v as u8)) };
+                row.codes.resize(pw * o, 0);
+                core.requantize_codes(path, p, raw, &mut row.codes);
+                for (px, codes) in row.codes.chunks_exact(o.max(1)).enumerate() {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { y.scatter(py * pw + px, ph * pw, codes.iter().copied()) };
+                }
             }
             (_, None) => {}
         }

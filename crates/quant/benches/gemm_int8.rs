@@ -4,7 +4,10 @@
 //! `k = in_channels * kh * kw`).
 //!
 //! Each shape runs the f32 GEMM, the int8 GEMM with 8-bit weights and with 7-bit weights
-//! (`int8-<path>-w7`, which the AVX2 path runs with two depth groups per widening).
+//! (`int8-<path>-w7`, which the AVX2 path runs with two depth groups per widening), and the
+//! int8 GEMM with its requantization epilogue (`int8-<path>-requant`: u8 codes out, what a
+//! quantized layer hands the next one, as the f32 GEMM's output is what the next f32 layer
+//! reads; on AVX-512 VNNI the i32 sums stay in registers).
 //!
 //! Throughput is `Elements(m*n*k)`: criterion's "elem/s" is multiply-accumulates per second
 //! for both, so the ratio of the two lines of a shape is the speed-up. Threads: rayon's pool
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
-use quant::gemm::{PackedWeights, gemm_u7i8_with, padded_depth};
+use quant::gemm::{PackedWeights, Requant, gemm_u7i8_requantized, gemm_u7i8_with, padded_depth};
 use tensor_core::dispatch::Int8Path;
 use tensor_core::gemm::{GemmParams, gemm};
 use tensor_core::rng::Rng;
@@ -117,6 +120,23 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
         let packed7 = PackedWeights::pack(&w7, n, k).unwrap();
         let mut cf = vec![0f32; m * n];
         let mut c8 = vec![0i32; m * n];
+        let mut codes = vec![0u8; m * n];
+        // Offsets and multipliers of the size a layer has: sums of ~sqrt(k) * 64 * 74 map
+        // onto the 7-bit codes.
+        let offsets: Vec<i32> = (0..n)
+            .map(|_| (rng.next_u64() % 2001) as i32 - 1000)
+            .collect();
+        let scale = 1.0 / (k.max(1) as f32).sqrt() / 2000.0;
+        let multipliers: Vec<f32> = (0..n)
+            .map(|_| scale * (0.5 + (rng.next_u64() % 1000) as f32 / 1000.0))
+            .collect();
+        let requant = Requant {
+            offsets: &offsets,
+            multipliers: &multipliers,
+            zp: 10,
+            lo: 10,
+            hi: 127,
+        };
         let mut g = c.benchmark_group("gemm int8 vs f32 (elements=MAC)");
         g.throughput(Throughput::Elements((m * n * k) as u64));
         g.sample_size(10);
@@ -144,6 +164,25 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
                 bench.iter(|| {
                     gemm_u7i8_with(path, black_box(&a8), kp, m, &packed7, &mut c8).unwrap();
                     black_box(&c8);
+                })
+            },
+        );
+        g.bench_function(
+            BenchmarkId::new(format!("int8-{}-requant", path.name()), name),
+            |bench| {
+                bench.iter(|| {
+                    gemm_u7i8_requantized(
+                        path,
+                        black_box(&a8),
+                        kp,
+                        m,
+                        &packed,
+                        &requant,
+                        &mut codes,
+                        n,
+                    )
+                    .unwrap();
+                    black_box(&codes);
                 })
             },
         );

@@ -89,6 +89,7 @@ pub mod x86 {
     //! the features (`KernelPath::require`) and the driver checked every slice length.
     use std::arch::x86_64::*;
 
+    use super::super::requantize::x86::Zmm;
     use super::{GROUP_BYTES, KG, MR, NR, Segments, Tile, ZMM_MR, ZMM_PANELS};
 
     /// The four activation bytes `a[4g .. 4g + 4]` as one i32 (unaligned read).
@@ -250,7 +251,8 @@ pub mod x86 {
 
     /// Where an AVX-512 VNNI tile goes: row `r` at `c + r * ldc`; `masks[p]` has bit `j` set
     /// when column `16 p + j` of the tile lies in C (a masked-off lane of `vmovdqu32` never
-    /// touches memory).
+    /// touches memory). With `codes`, the tile is requantized in registers and its u8 codes
+    /// stored instead (`c` is not written).
     #[derive(Clone, Copy)]
     pub struct ZmmOut {
         /// The tile's first element in C.
@@ -259,6 +261,29 @@ pub mod x86 {
         pub ldc: usize,
         /// The columns of each panel that lie in C.
         pub masks: [u16; ZMM_PANELS],
+        /// Requantized output instead of sums.
+        pub codes: Option<ZmmCodes>,
+    }
+
+    /// Where an AVX-512 VNNI tile's requantized codes go: row `r` at `out + r * ldo`, with
+    /// the offsets and multipliers of the tile's columns (readable under the masks) and the
+    /// constants of [`Requant`](super::super::Requant).
+    #[derive(Clone, Copy)]
+    pub struct ZmmCodes {
+        /// The tile's first code.
+        pub out: *mut u8,
+        /// Bytes from one output row to the next.
+        pub ldo: usize,
+        /// The offset of the tile's first column.
+        pub offsets: *const i32,
+        /// The multiplier of the tile's first column.
+        pub multipliers: *const f32,
+        /// The requantization's zero point and clamp (the rest of [`Requant`](super::super::Requant)).
+        pub zp: i32,
+        /// The lowest code.
+        pub lo: i32,
+        /// The highest code.
+        pub hi: i32,
     }
 
     /// AVX-512 VNNI: EVEX `vpdpbusd` on zmm, a `ROWS x 16 PANELS` tile (up to
@@ -276,7 +301,8 @@ pub mod x86 {
     /// AVX-512 F, BW and VNNI present; `a_rows[..ROWS]` readable for `seg.span()` bytes;
     /// `panels[..PANELS]` readable for `64 * seg.total_groups()` bytes each; `out.c`
     /// writable at `out.c + r * out.ldc + 16 p + j` for every `r < ROWS`, `p < PANELS` and
-    /// `j` set in `out.masks[p]`.
+    /// `j` set in `out.masks[p]` (with `out.codes`: instead, the codes, offsets and
+    /// multipliers of those rows and columns as [`ZmmCodes`] places them).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn avx512_vnni<const ROWS: usize, const PANELS: usize>(
         a_rows: &[*const u8; ZMM_MR],
@@ -284,7 +310,13 @@ pub mod x86 {
         seg: Segments,
         out: ZmmOut,
     ) {
-        let mut acc = [[_mm512_setzero_si512(); PANELS]; ROWS];
+        // Requantized tiles start from their columns' offsets (added to the sums anyway).
+        let init: [__m512i; PANELS] = std::array::from_fn(|p| match out.codes {
+            // SAFETY: the columns set in `masks[p]` have offsets (the caller's contract).
+            Some(q) => unsafe { _mm512_maskz_loadu_epi32(out.masks[p], q.offsets.add(p * NR)) },
+            None => _mm512_setzero_si512(),
+        });
+        let mut acc = [init; ROWS];
         for s in 0..seg.count {
             let rows: [*const u8; ROWS] =
                 std::array::from_fn(|r| a_rows[r].wrapping_add(s * seg.stride));
@@ -305,6 +337,24 @@ pub mod x86 {
                     }
                 }
             }
+        }
+        if let Some(q) = out.codes {
+            // SAFETY: AVX-512 F is present.
+            let consts = unsafe { Zmm::from_parts(q.zp, q.lo, q.hi) };
+            for p in 0..PANELS {
+                let mask = out.masks[p];
+                // SAFETY: the columns set in `masks[p]` have an offset, a multiplier and a
+                // code in each row (the caller's contract); AVX-512 F is present.
+                unsafe {
+                    let mul = _mm512_maskz_loadu_ps(mask, q.multipliers.add(p * NR));
+                    for (r, lanes) in acc.iter().enumerate() {
+                        let codes = consts.codes(lanes[p], mul);
+                        let dst = q.out.add(r * q.ldo + p * NR);
+                        _mm512_mask_cvtepi32_storeu_epi8(dst.cast(), mask, codes);
+                    }
+                }
+            }
+            return;
         }
         for (r, lanes) in acc.iter().enumerate() {
             for (p, &v) in lanes.iter().enumerate() {

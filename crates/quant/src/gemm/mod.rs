@@ -27,9 +27,11 @@
 
 mod kernels;
 mod pack;
+mod requantize;
 
 pub use kernels::{MR, Segments, ZMM_MR, ZMM_PANELS};
 pub use pack::{KG, NR, PackedWeights, padded_depth};
+pub use requantize::Requant;
 
 use rayon::prelude::*;
 use tensor_core::dispatch::{Int8Path, KernelPath};
@@ -71,12 +73,22 @@ pub fn gemm_u7i8_with(
     c: &mut [i32],
 ) -> Result<()> {
     const OP: &str = "gemm_u7i8";
-    check_args(OP, path, a, lda, m, w, c)?;
+    check_c(OP, m, w.n(), c)?;
+    check_args(OP, path, a, lda, m, w)?;
     if m == 0 || w.n() == 0 {
         return Ok(());
     }
     check_reduced_range(OP, a, lda, m, w.k())?;
-    run(path, a, lda, m, w, Segments::flat(w.groups()), c, true);
+    run(
+        path,
+        a,
+        lda,
+        m,
+        w,
+        Segments::flat(w.groups()),
+        Dest::Sums(c.as_mut_ptr()),
+        true,
+    );
     Ok(())
 }
 
@@ -94,9 +106,11 @@ pub(crate) fn gemm_u7i8_serial(
     w: &PackedWeights,
     c: &mut [i32],
 ) -> Result<()> {
-    check_args("gemm_u7i8", path, a, lda, m, w, c)?;
+    check_c("gemm_u7i8", m, w.n(), c)?;
+    check_args("gemm_u7i8", path, a, lda, m, w)?;
     if m > 0 && w.n() > 0 {
-        run(path, a, lda, m, w, Segments::flat(w.groups()), c, false);
+        let dest = Dest::Sums(c.as_mut_ptr());
+        run(path, a, lda, m, w, Segments::flat(w.groups()), dest, false);
     }
     Ok(())
 }
@@ -120,10 +134,135 @@ pub fn gemm_u7i8_segmented(
     c: &mut [i32],
 ) -> Result<()> {
     const OP: &str = "gemm_u7i8_segmented";
-    path.require(OP)?;
+    check_c(OP, m, w.n(), c)?;
+    if m == 0 || w.n() == 0 {
+        return Ok(());
+    }
+    check_segmented(OP, path, a, lda, m, w, seg)?;
+    run(path, a, lda, m, w, seg, Dest::Sums(c.as_mut_ptr()), false);
+    Ok(())
+}
+
+/// `C = A W^T` requantized into u8 codes ([`Requant`], a quantized layer's epilogue): row
+/// `i`'s codes at `out[i * ldo .. i * ldo + n]`, `a` as [`gemm_u7i8_with`] reads it (and
+/// checked the same way). The AVX-512 VNNI path requantizes each tile in registers, so the
+/// i32 sums never reach memory; the others requantize each tile row from the stack. Large
+/// products run on rayon's threads, as [`gemm_u7i8_with`].
+///
+/// Errors: as [`gemm_u7i8_with`]; a requantization that is not `n` channels or whose clamp
+/// leaves `0..=255`; `ldo < n`, or `out` shorter than `(m - 1) * ldo + n`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_u7i8_requantized(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    requant: &Requant,
+    out: &mut [u8],
+    ldo: usize,
+) -> Result<()> {
+    const OP: &str = "gemm_u7i8_requantized";
+    check_codes(OP, m, w, requant, out, ldo)?;
+    if m == 0 || w.n() == 0 {
+        return Ok(());
+    }
+    check_args(OP, path, a, lda, m, w)?;
+    check_reduced_range(OP, a, lda, m, w.k())?;
+    let dest = Dest::Codes {
+        out: out.as_mut_ptr(),
+        ldo,
+        requant,
+    };
+    run(path, a, lda, m, w, Segments::flat(w.groups()), dest, true);
+    Ok(())
+}
+
+/// [`gemm_u7i8_requantized`] on the calling thread with rows read as
+/// [`gemm_u7i8_segmented`] reads them (a convolution's band); activations are not checked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_u7i8_requantized_segmented(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    seg: Segments,
+    requant: &Requant,
+    out: &mut [u8],
+    ldo: usize,
+) -> Result<()> {
+    const OP: &str = "gemm_u7i8_requantized";
+    check_codes(OP, m, w, requant, out, ldo)?;
+    if m == 0 || w.n() == 0 {
+        return Ok(());
+    }
+    check_segmented(OP, path, a, lda, m, w, seg)?;
+    let dest = Dest::Codes {
+        out: out.as_mut_ptr(),
+        ldo,
+        requant,
+    };
+    run(path, a, lda, m, w, seg, dest, false);
+    Ok(())
+}
+
+/// A requantizing product's output checks: `n` channels, a u8 clamp, room for `m` rows of
+/// stride `ldo`.
+fn check_codes(
+    op: &'static str,
+    m: usize,
+    w: &PackedWeights,
+    requant: &Requant,
+    out: &[u8],
+    ldo: usize,
+) -> Result<()> {
+    let n = w.n();
+    if requant.offsets.len() != n || requant.multipliers.len() != n {
+        return Err(QuantError::LengthMismatch {
+            op,
+            what: "requantization offsets and multipliers",
+            got: requant.offsets.len().min(requant.multipliers.len()),
+            expected: n,
+        });
+    }
+    if !(0..=255).contains(&requant.lo) || !(requant.lo..=255).contains(&requant.hi) {
+        return Err(QuantError::InvalidArgument {
+            op,
+            reason: format!("clamp {}..={} is not a u8 range", requant.lo, requant.hi),
+        });
+    }
+    let need = if m == 0 || n == 0 {
+        0
+    } else {
+        (m - 1) * ldo + n
+    };
+    if ldo < n || out.len() < need {
+        return Err(QuantError::LengthMismatch {
+            op,
+            what: "output codes",
+            got: out.len(),
+            expected: need,
+        });
+    }
+    Ok(())
+}
+
+/// The checks of a segmented product's inputs (`m, n > 0`): the path runs here, the segments
+/// cover the weights' groups, the depth is bounded, and `a` holds every row's segments.
+fn check_segmented(
+    op: &'static str,
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    seg: Segments,
+) -> Result<()> {
+    path.require(op)?;
     if seg.total_groups() != w.groups() {
         return Err(QuantError::InvalidArgument {
-            op: OP,
+            op,
             reason: format!(
                 "{} segments of {} groups do not cover the weights' {} groups",
                 seg.count,
@@ -132,21 +271,16 @@ pub fn gemm_u7i8_segmented(
             ),
         });
     }
-    check_depth(OP, w.k())?;
-    check_c(OP, m, w.n(), c)?;
-    if m == 0 || w.n() == 0 {
-        return Ok(());
-    }
+    check_depth(op, w.k())?;
     let need = (m - 1) * lda + seg.span();
     if a.len() < need {
         return Err(QuantError::LengthMismatch {
-            op: OP,
+            op,
             what: "A",
             got: a.len(),
             expected: need,
         });
     }
-    run(path, a, lda, m, w, seg, c, false);
     Ok(())
 }
 
@@ -174,8 +308,8 @@ fn check_c(op: &'static str, m: usize, n: usize, c: &[i32]) -> Result<()> {
     Ok(())
 }
 
-/// The checks every entry makes: the path runs here, the depth is bounded, and the slices
-/// hold what the shapes say.
+/// The checks every entry on plain rows makes: the path runs here, the depth is bounded, and
+/// `a` holds what the shapes say.
 fn check_args(
     op: &'static str,
     path: Int8Path,
@@ -183,13 +317,11 @@ fn check_args(
     lda: usize,
     m: usize,
     w: &PackedWeights,
-    c: &[i32],
 ) -> Result<()> {
     path.require(op)?;
     let (n, k) = (w.n(), w.k());
     let kp = padded_depth(k);
     check_depth(op, k)?;
-    check_c(op, m, n, c)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -255,7 +387,18 @@ pub fn gemm_reference(a: &[u8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i
 }
 
 /// Refuses any activation above 127 in the first `k` bytes of each row.
+///
+/// First one OR over every byte the rows span (a vectorised pass: bytes between rows count
+/// too, so this can only over-report); rows are looked at one by one only when it finds a
+/// byte above 127. Row by row, a depth of 9 cost as much as the product itself.
 fn check_reduced_range(op: &'static str, a: &[u8], lda: usize, m: usize, k: usize) -> Result<()> {
+    if m == 0 {
+        return Ok(());
+    }
+    let span = &a[..(m - 1) * lda + k];
+    if span.iter().fold(0u8, |acc, &x| acc | x) <= MAX_ACTIVATION {
+        return Ok(());
+    }
     for r in 0..m {
         let row = &a[r * lda..r * lda + k];
         if row.iter().fold(0u8, |acc, &x| acc | x) > MAX_ACTIVATION {
@@ -277,14 +420,22 @@ fn check_reduced_range(op: &'static str, a: &[u8], lda: usize, m: usize, k: usiz
     Ok(())
 }
 
-/// A pointer to `C` shared by tasks that write disjoint tiles.
+/// Where the driver's tasks put their tiles: raw sums into `C` (`m x n`, row-major), or
+/// requantized codes, row `i` at `out + i * ldo`.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut i32);
-// SAFETY: tasks write disjoint (row range x column range) regions of C, and `run` returns
-// only after every task finished.
-unsafe impl Send for OutPtr {}
+enum Dest<'a> {
+    Sums(*mut i32),
+    Codes {
+        out: *mut u8,
+        ldo: usize,
+        requant: &'a Requant<'a>,
+    },
+}
+// SAFETY: tasks write disjoint (row range x column range) regions of the destination, and
+// `run` returns only after every task finished.
+unsafe impl Send for Dest<'_> {}
 // SAFETY: as above.
-unsafe impl Sync for OutPtr {}
+unsafe impl Sync for Dest<'_> {}
 
 /// The blocked, parallel driver (arguments already checked).
 #[allow(clippy::too_many_arguments)]
@@ -295,7 +446,7 @@ fn run(
     m: usize,
     w: &PackedWeights,
     seg: Segments,
-    c: &mut [i32],
+    dest: Dest,
     parallel: bool,
 ) {
     let n_panels = w.n_panels();
@@ -311,12 +462,11 @@ fn run(
     };
     let panels_per_task = n_panels.div_ceil(panel_splits);
     let tasks = row_blocks * panel_splits;
-    let out = OutPtr(c.as_mut_ptr());
     let task = |t: usize| {
         let (rb, ps) = (t / panel_splits, t % panel_splits);
         let rows = rb * MC..((rb + 1) * MC).min(m);
         let panels = ps * panels_per_task..((ps + 1) * panels_per_task).min(n_panels);
-        block(path, a, lda, rows, panels, w, seg, out);
+        block(path, a, lda, rows, panels, w, seg, dest);
     };
     if serial {
         (0..tasks).for_each(task);
@@ -325,7 +475,7 @@ fn run(
     }
 }
 
-/// One task: rows `rows` x panels `panels` of C.
+/// One task: rows `rows` x panels `panels` of the destination.
 #[allow(clippy::too_many_arguments)]
 fn block(
     path: Int8Path,
@@ -335,13 +485,13 @@ fn block(
     panels: std::ops::Range<usize>,
     w: &PackedWeights,
     seg: Segments,
-    out: OutPtr,
+    dest: Dest,
 ) {
+    let n = w.n();
     #[cfg(target_arch = "x86_64")]
     if path == Int8Path::Avx512Vnni {
-        // Tiles of up to ZMM_MR rows x ZMM_PANELS panels, stored straight into C under a
-        // column mask.
-        let n = w.n();
+        // Tiles of up to ZMM_MR rows x ZMM_PANELS panels, stored straight into the
+        // destination under a column mask.
         let mut p = panels.start;
         while p < panels.end {
             let np = ZMM_PANELS.min(panels.end - p);
@@ -360,15 +510,32 @@ fn block(
                 let row_ptrs: [*const u8; ZMM_MR] =
                     std::array::from_fn(|r| a.as_ptr().wrapping_add((r0 + r.min(mr - 1)) * lda));
                 debug_assert!((r0 + mr - 1) * lda + seg.span() <= a.len());
+                let (c, codes) = match dest {
+                    Dest::Codes { out, ldo, requant } => (
+                        std::ptr::null_mut(),
+                        Some(kernels::x86::ZmmCodes {
+                            out: out.wrapping_add(r0 * ldo + p * NR),
+                            ldo,
+                            offsets: requant.offsets.as_ptr().wrapping_add(p * NR),
+                            multipliers: requant.multipliers.as_ptr().wrapping_add(p * NR),
+                            zp: requant.zp,
+                            lo: requant.lo,
+                            hi: requant.hi,
+                        }),
+                    ),
+                    Dest::Sums(c) => (c.wrapping_add(r0 * n + p * NR), None),
+                };
                 let dst = kernels::x86::ZmmOut {
-                    c: out.0.wrapping_add(r0 * n + p * NR),
+                    c,
                     ldc: n,
                     masks,
+                    codes,
                 };
                 // SAFETY: the caller checked the path's features (`require`), that rows
                 // r0 .. r0 + mr are readable for `seg.span()` bytes and the panels for all
                 // their groups; the masked columns of rows r0 .. r0 + mr lie in this task's
-                // region of C.
+                // region of the destination (and, for codes, in the requantization's
+                // offsets and multipliers, `n` long).
                 unsafe { zmm_tile(mr, np, &row_ptrs, ptrs, seg, dst) };
                 r0 += mr;
             }
@@ -376,7 +543,6 @@ fn block(
         }
         return;
     }
-    let n = w.n();
     let sum = summed_groups(w.max_abs());
     let mut tile: Tile = [[0; NR]; MR];
     for p in panels {
@@ -387,16 +553,32 @@ fn block(
             let mr = MR.min(rows.end - r0);
             microkernel(path, a, lda, r0, mr, panel, seg, sum, &mut tile);
             for (r, lanes) in tile.iter().enumerate().take(mr) {
-                // SAFETY: row r0 + r < m and columns p*NR .. p*NR + cols < n lie in C
-                // (length m * n), and no other task writes this (row, panel) region.
-                unsafe {
-                    let dst = out.0.add((r0 + r) * n + p * NR);
-                    if cols == NR {
-                        // A whole row of the tile: a fixed-size store, not a `memmove` call
-                        // (15% of a quantized lenet5, whose first layer has 7 depth groups).
-                        dst.cast::<[i32; NR]>().write_unaligned(*lanes);
-                    } else {
-                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, cols);
+                match dest {
+                    // SAFETY: row r0 + r < m and columns p*NR .. p*NR + cols < n lie in C
+                    // (length m * n), and no other task writes this (row, panel) region.
+                    Dest::Sums(c) => unsafe {
+                        let dst = c.add((r0 + r) * n + p * NR);
+                        if cols == NR {
+                            // A whole row of the tile: a fixed-size store, not a `memmove`
+                            // call (15% of a quantized lenet5, whose first layer has 7 depth
+                            // groups).
+                            dst.cast::<[i32; NR]>().write_unaligned(*lanes);
+                        } else {
+                            std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, cols);
+                        }
+                    },
+                    Dest::Codes { out, ldo, requant } => {
+                        let q = Requant {
+                            offsets: &requant.offsets[p * NR..p * NR + cols],
+                            multipliers: &requant.multipliers[p * NR..p * NR + cols],
+                            ..*requant
+                        };
+                        // SAFETY: codes p*NR .. p*NR + cols of row r0 + r lie in the output
+                        // (checked by the entry), written by this task only.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(out.add((r0 + r) * ldo + p * NR), cols)
+                        };
+                        q.codes_u8(path, &lanes[..cols], dst);
                     }
                 }
             }

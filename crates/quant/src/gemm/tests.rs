@@ -251,3 +251,100 @@ fn segmented_shapes_that_disagree_are_refused() {
     gemm_u7i8_segmented(path, &[1; 17], 3, 2, &packed, seg, &mut c).unwrap();
     assert_eq!(c, vec![8; 4]);
 }
+
+/// The requantizing product equals the reference sums requantized by the scalar loop, on
+/// every path, around the tile edges, with a row stride past `n` whose gap bytes stay
+/// untouched; with ReLU (clamp at the zero point) and without.
+#[test]
+fn requantized_product_equals_reference_sums_requantized() {
+    let mut seed = 500;
+    for m in [1, 3, 8, 9, 17, 70] {
+        for n in [1, 15, 16, 17, 32, 33, 50] {
+            for k in [1, 9, 25, 64] {
+                seed += 1;
+                let (a, w) = random_case(seed, m, n, k, MAX_ACTIVATION);
+                let kp = padded_depth(k);
+                let mut padded = vec![0u8; m * kp];
+                for (dst, src) in padded.chunks_exact_mut(kp).zip(a.chunks_exact(k)) {
+                    dst[..k].copy_from_slice(src);
+                }
+                let sums = gemm_reference(&a, m, k, &w, n);
+                let mut rng = Rng::seed_from_u64(seed);
+                let offsets: Vec<i32> = (0..n)
+                    .map(|_| (rng.next_u64() % 4001) as i32 - 2000)
+                    .collect();
+                let multipliers: Vec<f32> = (0..n)
+                    .map(|_| (1 + rng.next_u64() % 1000) as f32 / 300_000.0)
+                    .collect();
+                let packed = PackedWeights::pack(&w, n, k).unwrap();
+                for (zp, lo) in [(40, 40), (64, 0)] {
+                    let rq = Requant {
+                        offsets: &offsets,
+                        multipliers: &multipliers,
+                        zp,
+                        lo,
+                        hi: 127,
+                    };
+                    let ldo = n + 3;
+                    let mut want = vec![0xEEu8; m * ldo];
+                    for (row, raw) in want.chunks_exact_mut(ldo).zip(sums.chunks_exact(n)) {
+                        rq.codes_u8(Int8Path::Portable, raw, &mut row[..n]);
+                    }
+                    for path in Int8Path::supported() {
+                        let mut got = vec![0xEEu8; m * ldo];
+                        if seed % 2 == 0 {
+                            // The segmented entry (a convolution band's) on half the cases.
+                            let seg = Segments::flat(packed.groups());
+                            gemm_u7i8_requantized_segmented(
+                                path, &padded, kp, m, &packed, seg, &rq, &mut got, ldo,
+                            )
+                            .unwrap();
+                        } else {
+                            gemm_u7i8_requantized(
+                                path, &padded, kp, m, &packed, &rq, &mut got, ldo,
+                            )
+                            .unwrap();
+                        }
+                        assert_eq!(got, want, "path {} m={m} n={n} k={k} zp={zp}", path.name());
+                    }
+                }
+            }
+        }
+    }
+    for path in Int8Path::ALL {
+        if !Int8Path::supported().contains(path) {
+            eprintln!("skipped: {} (CPU lacks {})", path.name(), path.needs());
+        }
+    }
+}
+
+#[test]
+fn requantized_shapes_that_disagree_are_refused() {
+    let path = Int8Path::Portable;
+    let packed = PackedWeights::pack(&[1i8; 2 * 4], 2, 4).unwrap();
+    let (off, mul) = ([0i32; 2], [0.5f32; 2]);
+    let rq = Requant {
+        offsets: &off,
+        multipliers: &mul,
+        zp: 0,
+        lo: 0,
+        hi: 127,
+    };
+    let mut out = [0u8; 4];
+    // Output too short for 3 rows of stride 2.
+    let e = gemm_u7i8_requantized(path, &[1; 12], 4, 3, &packed, &rq, &mut out, 2);
+    assert!(e.unwrap_err().to_string().contains("output codes"));
+    // One channel short.
+    let short = Requant {
+        offsets: &off[..1],
+        ..rq
+    };
+    let e = gemm_u7i8_requantized(path, &[1; 8], 4, 2, &packed, &short, &mut out, 2);
+    assert!(e.is_err());
+    // A clamp outside u8.
+    let wide = Requant { hi: 300, ..rq };
+    let e = gemm_u7i8_requantized(path, &[1; 8], 4, 2, &packed, &wide, &mut out, 2);
+    assert!(e.unwrap_err().to_string().contains("clamp"));
+    gemm_u7i8_requantized(path, &[1; 8], 4, 2, &packed, &rq, &mut out, 2).unwrap();
+    assert_eq!(out, [2, 2, 2, 2]);
+}

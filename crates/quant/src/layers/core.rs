@@ -6,10 +6,9 @@ use tensor_core::Tensor;
 
 use tensor_core::dispatch::Int8Path;
 
-use super::requantize::Requant;
 use crate::affine::{round_half_even, round_half_even_f32};
 use crate::error::{QuantError, Result};
-use crate::gemm::PackedWeights;
+use crate::gemm::{PackedWeights, Requant};
 use crate::params::QuantParams;
 use crate::qtype::QuantType;
 use crate::weights::{QuantizedWeight, WeightScheme};
@@ -304,6 +303,12 @@ impl IntegerCore {
         raw: &[i32],
         out: &mut [u8],
     ) {
+        self.requant(p).codes_u8(path, raw, out);
+    }
+
+    /// The requantization into output quantization `p`'s codes (the core's own
+    /// [`QuantOutput::Codes`]), ReLU fused as the lower clamp.
+    pub(crate) fn requant(&self, p: &QuantParams) -> Requant<'_> {
         let (t, zp) = (p.qtype(), p.zero_points()[0]);
         Requant {
             offsets: &self.offsets,
@@ -312,7 +317,6 @@ impl IntegerCore {
             lo: if self.relu { zp } else { t.qmin() },
             hi: t.qmax(),
         }
-        .codes_u8(path, raw, out);
     }
 
     /// Output values of channel `j` at `out.len()` positions whose raw sums are

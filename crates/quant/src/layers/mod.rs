@@ -55,7 +55,6 @@ pub mod chain;
 mod core;
 mod quant_conv2d;
 mod quant_linear;
-mod requantize;
 mod sink;
 
 pub use boundary::{Dequantize, Quantize};

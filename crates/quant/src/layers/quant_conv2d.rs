@@ -16,7 +16,8 @@ use super::core::{IntegerCore, QuantOutput};
 use super::sink::{Frame, Row, Shared, Sink};
 use crate::error::QuantError;
 use crate::gemm::{
-    KG, PackedWeights, Segments, gemm_u7i8_segmented, gemm_u7i8_serial, padded_depth,
+    KG, PackedWeights, Segments, gemm_u7i8_requantized_segmented, gemm_u7i8_segmented,
+    gemm_u7i8_serial, padded_depth,
 };
 use crate::params::QuantParams;
 use crate::weights::WeightScheme;
@@ -356,6 +357,11 @@ impl QuantConv2d {
         let conv_rows = rows.start * pool..rows.end * pool;
         let m = conv_rows.len() * g.ow;
         let o = g.o;
+        if let (1, Sink::ChannelsLast(y, f), QuantOutput::Codes(q)) =
+            (pool, sink, self.core.output())
+        {
+            return self.band_requantized(path, g, xp, rows, (y, f), q, s);
+        }
         s.acc.resize(m * o, 0);
         if let Some(imp) = self.implicit {
             let (sh, sw) = p.stride;
@@ -403,6 +409,62 @@ impl QuantConv2d {
                     &mut s.row,
                 )
             };
+        }
+        Ok(())
+    }
+
+    /// [`band`](Self::band) without pooling into the next convolution's channels-last codes:
+    /// each output row's GEMM requantizes its tiles straight into the row's place in `y`
+    /// ([`gemm_u7i8_requantized`]; the i32 sums stay in registers on AVX-512 VNNI).
+    #[allow(clippy::too_many_arguments)]
+    fn band_requantized(
+        &self,
+        path: Int8Path,
+        g: &Geometry,
+        xp: &[u8],
+        rows: Range<usize>,
+        (y, f): (Shared<u8>, Frame),
+        q: &QuantParams,
+        s: &mut Scratch,
+    ) -> nn::Result<()> {
+        let p = &self.params;
+        let (o, (sh, sw)) = (g.o, p.stride);
+        let requant = self.core.requant(q);
+        if self.implicit.is_none() {
+            self.patches(g, xp, rows.start, rows.len() * g.ow, &mut s.patches);
+        }
+        for (i, oy) in rows.enumerate() {
+            // SAFETY: this band owns its rows; a row's positions are consecutive in the
+            // channels-last image.
+            let dst = unsafe { y.run(((oy + f.top) * f.wp + f.left) * o, g.ow * o) };
+            match self.implicit {
+                Some(imp) => {
+                    let seg = Segments {
+                        count: p.kernel.0,
+                        groups: imp.groups,
+                        stride: p.dilation.0 * g.wp * g.c,
+                    };
+                    let a = &xp[oy * sh * g.wp * g.c..];
+                    gemm_u7i8_requantized_segmented(
+                        path,
+                        a,
+                        sw * g.c,
+                        g.ow,
+                        &self.hwc,
+                        seg,
+                        &requant,
+                        dst,
+                        o,
+                    )?;
+                }
+                None => {
+                    let a = &s.patches[i * g.ow * g.kp..];
+                    let seg = Segments::flat(self.hwc.groups());
+                    gemm_u7i8_requantized_segmented(
+                        path, a, g.kp, g.ow, &self.hwc, seg, &requant, dst, o,
+                    )?;
+                }
+            }
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ impl<T> Shared<T> {
     /// # Safety
     /// No other task may access these elements while the slice lives.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn run(&self, start: usize, len: usize) -> &mut [T] {
+    pub(crate) unsafe fn run(&self, start: usize, len: usize) -> &mut [T] {
         assert!(start + len <= self.len);
         // SAFETY: in bounds (checked above); exclusive by the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }

@@ -4,8 +4,9 @@
 //!
 //! The scalar loop cannot vectorise on baseline x86-64 (each f32 -> u8 conversion is a scalar
 //! `cvttss2si`): in a quantized cnn-teacher it took 45% of the time at batch 256, more than
-//! the GEMM. The AVX2 (8 lanes) and AVX-512 (16 lanes, masked tail) loops compute the same
-//! f32 operations in the same order, so every path gives the same codes (tested bit-exact).
+//! the GEMM. The AVX2 (8 lanes) and AVX-512 (16 lanes, masked tail) loops clamp before they
+//! round (see [`x86::Zmm::codes`]), which gives the same integers in fewer instructions;
+//! every path is tested bit-exact against the scalar reference.
 
 use tensor_core::dispatch::Int8Path;
 
@@ -14,21 +15,18 @@ use crate::affine::round_half_even_f32;
 /// What requantizing a row needs: per-channel offsets and multipliers (as long as the row),
 /// the output zero point and the clamp (`lo` is the zero point when ReLU is fused).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Requant<'a> {
-    pub(crate) offsets: &'a [i32],
-    pub(crate) multipliers: &'a [f32],
-    pub(crate) zp: i32,
-    pub(crate) lo: i32,
-    pub(crate) hi: i32,
+pub struct Requant<'a> {
+    /// Added to each raw sum, per channel (`bias - z_in * sum_k w`).
+    pub offsets: &'a [i32],
+    /// `s_in * s_w / s_out`, per channel.
+    pub multipliers: &'a [f32],
+    /// The output zero point.
+    pub zp: i32,
+    /// The lowest code (the zero point when ReLU is fused).
+    pub lo: i32,
+    /// The highest code.
+    pub hi: i32,
 }
-
-/// Bound of the rounded quotient (as [`round_half_even_f32`]): far beyond any code, and small
-/// enough that the rounded value is an exact integer in f32 and in i32.
-const BOUND: f32 = 65_536.0;
-
-/// `2^23 + 2^22`: adding and subtracting it rounds an f32 below `2^22` to an integer, half to
-/// even (under the default rounding mode), as [`round_half_even_f32`] does.
-const MAGIC: f32 = 12_582_912.0;
 
 impl Requant<'_> {
     /// Codes of `raw.len() / o` output positions of `o = offsets.len()` channels each
@@ -37,7 +35,7 @@ impl Requant<'_> {
     ///
     /// `raw` and `out` must be as long as each other, a whole number of positions; `lo..=hi`
     /// must lie in `0..=255` (a u8 code type).
-    pub(crate) fn codes_u8(&self, path: Int8Path, raw: &[i32], out: &mut [u8]) {
+    pub fn codes_u8(&self, path: Int8Path, raw: &[i32], out: &mut [u8]) {
         let o = self.offsets.len();
         assert!(
             self.multipliers.len() == o
@@ -88,10 +86,64 @@ impl Requant<'_> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{BOUND, MAGIC, Requant};
+    use super::Requant;
+
+    /// A [`Requant`]'s constants in zmm registers.
+    #[derive(Clone, Copy)]
+    pub struct Zmm {
+        /// `lo - zp` and `hi - zp` as f32: the clamp, applied before rounding.
+        lo: __m512,
+        hi: __m512,
+        zp: __m512i,
+    }
+
+    impl Zmm {
+        /// The constants of `r`.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn new(r: &Requant) -> Self {
+            // SAFETY: AVX-512 F (the caller's contract).
+            unsafe { Self::from_parts(r.zp, r.lo, r.hi) }
+        }
+
+        /// The constants of zero point `zp` and clamp `lo..=hi`.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn from_parts(zp: i32, lo: i32, hi: i32) -> Self {
+            Self {
+                lo: _mm512_set1_ps((lo - zp) as f32),
+                hi: _mm512_set1_ps((hi - zp) as f32),
+                zp: _mm512_set1_epi32(zp),
+            }
+        }
+
+        /// The codes (one per i32 lane) of 16 raw sums with their channels' offsets added
+        /// (`sums = raw + offset`, wrapping) and multipliers. The reference rounds, adds the zero point and clamps to `lo..=hi`;
+        /// this clamps to `lo - zp ..= hi - zp` first, then rounds (half to even) and adds the
+        /// zero point: the same integer, because rounding is monotonic and leaves integers
+        /// alone (and no reference clamp at `±65_536` can bind inside `0..=255`).
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn codes(self, sums: __m512i, mul: __m512) -> __m512i {
+            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), mul);
+            let c = _mm512_min_ps(_mm512_max_ps(v, self.lo), self.hi);
+            let q =
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(c);
+            _mm512_add_epi32(q, self.zp)
+        }
+    }
 
     /// 16 channels per step, the tail of each position under a mask.
     ///
@@ -101,16 +153,8 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512(r: &Requant, raw: &[i32], out: &mut [u8]) {
         let n = r.offsets.len();
-        let (bound, nbound, magic) = (
-            _mm512_set1_ps(BOUND),
-            _mm512_set1_ps(-BOUND),
-            _mm512_set1_ps(MAGIC),
-        );
-        let (zp, lo, hi) = (
-            _mm512_set1_epi32(r.zp),
-            _mm512_set1_epi32(r.lo),
-            _mm512_set1_epi32(r.hi),
-        );
+        // SAFETY: AVX-512 F (the caller's contract).
+        let k = unsafe { Zmm::new(r) };
         for (raw, out) in raw.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
             let mut j = 0;
             while j < n {
@@ -125,10 +169,7 @@ mod x86 {
                     let x = _mm512_maskz_loadu_epi32(mask, raw.as_ptr().add(j));
                     let o = _mm512_maskz_loadu_epi32(mask, r.offsets.as_ptr().add(j));
                     let m = _mm512_maskz_loadu_ps(mask, r.multipliers.as_ptr().add(j));
-                    let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, o)), m);
-                    let c = _mm512_min_ps(_mm512_max_ps(v, nbound), bound);
-                    let q = _mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(c, magic), magic));
-                    let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp), lo), hi);
+                    let q = k.codes(_mm512_add_epi32(x, o), m);
                     _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(j).cast(), mask, q);
                 }
                 j += 16;
@@ -143,15 +184,12 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn avx2(r: &Requant, raw: &[i32], out: &mut [u8]) {
         let n = r.offsets.len();
-        let (bound, nbound, magic) = (
-            _mm256_set1_ps(BOUND),
-            _mm256_set1_ps(-BOUND),
-            _mm256_set1_ps(MAGIC),
-        );
-        let (zp, lo, hi) = (
+        // As [`Zmm::codes`]: clamp to `lo - zp ..= hi - zp`, round half to even (the
+        // default rounding mode of `vcvtps2dq`), add the zero point.
+        let (lo, hi, zp) = (
+            _mm256_set1_ps((r.lo - r.zp) as f32),
+            _mm256_set1_ps((r.hi - r.zp) as f32),
             _mm256_set1_epi32(r.zp),
-            _mm256_set1_epi32(r.lo),
-            _mm256_set1_epi32(r.hi),
         );
         // Dwords 0 and 4 of the packed bytes: codes 0..4 and 4..8.
         let gather = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
@@ -164,9 +202,8 @@ mod x86 {
                     let o = _mm256_loadu_si256(r.offsets.as_ptr().add(j).cast());
                     let m = _mm256_loadu_ps(r.multipliers.as_ptr().add(j));
                     let v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(x, o)), m);
-                    let c = _mm256_min_ps(_mm256_max_ps(v, nbound), bound);
-                    let q = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(c, magic), magic));
-                    let q = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, zp), lo), hi);
+                    let c = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+                    let q = _mm256_add_epi32(_mm256_cvtps_epi32(c), zp);
                     // Codes are in 0..=255: the saturating packs keep them.
                     let w = _mm256_packus_epi32(q, q);
                     let b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w, w), gather);
@@ -235,27 +272,37 @@ mod tests {
         }
     }
 
-    /// Ties round to even, as ONNX QuantizeLinear: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2.
+    /// Ties round to even, as ONNX QuantizeLinear: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2; also ties
+    /// next to both ends of the clamp (with ReLU fused: the lower end is the zero point).
     #[test]
     fn ties_round_to_even_on_every_path() {
-        let raw = [5, 7, -5, 1, 3, 0, 9, 11, 13, -7, -9, 15, 17, 19, 21, 23, 25];
-        let offsets = [0; 17];
-        let multipliers = [0.5f32; 17];
-        let r = Requant {
-            offsets: &offsets,
-            multipliers: &multipliers,
-            zp: 10,
-            lo: 0,
-            hi: 127,
-        };
-        let want: Vec<u8> = raw
-            .iter()
-            .map(|&x| ((x as f64 / 2.0).round_ties_even() as i32 + 10) as u8)
-            .collect();
-        for path in Int8Path::supported() {
-            let mut got = [0u8; 17];
-            r.codes_u8(path, &raw, &mut got);
-            assert_eq!(got.as_slice(), want.as_slice(), "path {}", path.name());
+        let raw = [
+            5, 7, -5, 1, 3, 0, 9, 11, 13, -7, -9, 15, 17, 19, 21, 23, 25, -1, -3, 233, 235, 237,
+        ];
+        let offsets = [0; 22];
+        let multipliers = [0.5f32; 22];
+        for lo in [0, 10] {
+            let r = Requant {
+                offsets: &offsets,
+                multipliers: &multipliers,
+                zp: 10,
+                lo,
+                hi: 127,
+            };
+            let want: Vec<u8> = raw
+                .iter()
+                .map(|&x| ((x as f64 / 2.0).round_ties_even() as i32 + 10).clamp(lo, 127) as u8)
+                .collect();
+            for path in Int8Path::supported() {
+                let mut got = [0u8; 22];
+                r.codes_u8(path, &raw, &mut got);
+                assert_eq!(
+                    got.as_slice(),
+                    want.as_slice(),
+                    "path {} lo {lo}",
+                    path.name()
+                );
+            }
         }
     }
 }

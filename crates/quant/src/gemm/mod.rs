@@ -163,23 +163,17 @@ pub fn gemm_u7i8_requantized(
     ldo: usize,
 ) -> Result<()> {
     const OP: &str = "gemm_u7i8_requantized";
-    check_codes(OP, m, w, requant, out, ldo)?;
-    if m == 0 || w.n() == 0 {
-        return Ok(());
+    if m > 0 && w.n() > 0 {
+        check_args(OP, path, a, lda, m, w)?;
+        check_reduced_range(OP, a, lda, m, w.k())?;
     }
-    check_args(OP, path, a, lda, m, w)?;
-    check_reduced_range(OP, a, lda, m, w.k())?;
-    let dest = Dest::Codes {
-        out: out.as_mut_ptr(),
-        ldo,
-        requant,
-    };
-    run(path, a, lda, m, w, Segments::flat(w.groups()), dest, true);
-    Ok(())
+    let seg = Segments::flat(w.groups());
+    gemm_u7i8_requantized_segmented(path, a, lda, m, w, seg, requant, out, ldo, true)
 }
 
-/// [`gemm_u7i8_requantized`] on the calling thread with rows read as
-/// [`gemm_u7i8_segmented`] reads them (a convolution's band); activations are not checked.
+/// [`gemm_u7i8_requantized`] with rows read as [`gemm_u7i8_segmented`] reads them (a
+/// convolution's band), on rayon's threads when `parallel` and large; activations are not
+/// checked.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_u7i8_requantized_segmented(
     path: Int8Path,
@@ -191,6 +185,7 @@ pub(crate) fn gemm_u7i8_requantized_segmented(
     requant: &Requant,
     out: &mut [u8],
     ldo: usize,
+    parallel: bool,
 ) -> Result<()> {
     const OP: &str = "gemm_u7i8_requantized";
     check_codes(OP, m, w, requant, out, ldo)?;
@@ -203,7 +198,7 @@ pub(crate) fn gemm_u7i8_requantized_segmented(
         ldo,
         requant,
     };
-    run(path, a, lda, m, w, seg, dest, false);
+    run(path, a, lda, m, w, seg, dest, parallel);
     Ok(())
 }
 

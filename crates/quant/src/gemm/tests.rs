@@ -296,7 +296,7 @@ fn requantized_product_equals_reference_sums_requantized() {
                             // The segmented entry (a convolution band's) on half the cases.
                             let seg = Segments::flat(packed.groups());
                             gemm_u7i8_requantized_segmented(
-                                path, &padded, kp, m, &packed, seg, &rq, &mut got, ldo,
+                                path, &padded, kp, m, &packed, seg, &rq, &mut got, ldo, false,
                             )
                             .unwrap();
                         } else {

@@ -35,7 +35,7 @@ use super::quant_conv2d::Geometry;
 use super::sink::{Shared, Sink};
 use super::{QuantConv2d, QuantLinear};
 use crate::affine::quantize_value;
-use crate::gemm::{gemm_u7i8_with, padded_depth};
+use crate::gemm::{gemm_u7i8_requantized, gemm_u7i8_with, padded_depth};
 use crate::params::QuantParams;
 
 /// Images per task when a batch is spread over threads by image.
@@ -287,17 +287,28 @@ impl<'a> Chain<'a> {
         let mut out = Vec::new();
         for (i, l) in self.linears.iter().enumerate() {
             let (k, o) = (l.core().packed().k(), l.core().packed().n());
-            let mut c = vec![0i32; n * o];
-            gemm_u7i8_with(path, &rows, padded_depth(k), n, l.core().packed(), &mut c)?;
             match (self.linears.get(i + 1), l.core().output()) {
                 (Some(next), QuantOutput::Codes(p)) => {
+                    // Requantized in the GEMM's epilogue into the next layer's rows.
                     let kp = padded_depth(next.core().packed().k());
-                    rows = vec![0u8; n * kp];
-                    for (dst, raw) in rows.chunks_exact_mut(kp).zip(c.chunks_exact(o)) {
-                        l.core().requantize_codes(path, p, raw, &mut dst[..o]);
-                    }
+                    let mut next_rows = vec![0u8; n * kp];
+                    let requant = l.core().requant(p);
+                    let w = l.core().packed();
+                    gemm_u7i8_requantized(
+                        path,
+                        &rows,
+                        padded_depth(k),
+                        n,
+                        w,
+                        &requant,
+                        &mut next_rows,
+                        kp,
+                    )?;
+                    rows = next_rows;
                 }
                 _ => {
+                    let mut c = vec![0i32; n * o];
+                    gemm_u7i8_with(path, &rows, padded_depth(k), n, l.core().packed(), &mut c)?;
                     out = vec![0f32; n * o];
                     for (dst, raw) in out.chunks_exact_mut(o).zip(c.chunks_exact(o)) {
                         l.core().finish_row(raw, dst);

@@ -455,13 +455,14 @@ impl QuantConv2d {
                         &requant,
                         dst,
                         o,
+                        false,
                     )?;
                 }
                 None => {
                     let a = &s.patches[i * g.ow * g.kp..];
                     let seg = Segments::flat(self.hwc.groups());
                     gemm_u7i8_requantized_segmented(
-                        path, a, g.kp, g.ow, &self.hwc, seg, &requant, dst, o,
+                        path, a, g.kp, g.ow, &self.hwc, seg, &requant, dst, o, false,
                     )?;
                 }
             }

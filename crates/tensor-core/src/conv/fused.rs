@@ -59,8 +59,8 @@ pub fn conv2d_forward_fused(
 
 /// [`conv2d_forward_fused`] on an explicit path: `Portable` runs im2col + GEMM (faer) then
 /// the epilogue's passes; where the direct kernel applies, `Avx2Fma` runs its AVX2 twin
-/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (32 channels x 12 positions,
-/// then a 16-channel tile), both with the AVX2 epilogue. Errors if the CPU lacks the path, as
+/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (16 channels x 12 positions),
+/// both with the AVX2 epilogue. Errors if the CPU lacks the path, as
 /// the convolution does on bad shapes, or if `packed` is not `weight`'s shape.
 pub fn conv2d_forward_fused_with(
     path: F32Path,
@@ -177,8 +177,8 @@ fn with_buf<R>(
     })
 }
 
-/// One image: pad it, then every output-channel tile (in parallel when `split`): 16-channel
-/// tiles on AVX2, pairs of them (32 channels, the last one alone) on AVX-512 (`wide`).
+/// One image: pad it, then every 16-channel tile (in parallel when `split`), by the AVX-512
+/// kernel when `wide`, else the AVX2 one.
 #[allow(clippy::too_many_arguments)]
 fn direct_image(
     geo: &Direct,
@@ -196,44 +196,30 @@ fn direct_image(
     with_buf(&PADDED, geo.pad_len, |xp| {
         geo.pad_image(x, xp);
         let xp = &*xp;
-        // Output channels per task: the tiles one kernel call covers (on AVX-512 one tile
-        // when pairs would leave a thread idle in a split image).
-        let pairs = geo.o.div_ceil(2 * OB);
-        let run = if wide && (!split || pairs >= rayon::current_num_threads()) {
-            2 * OB
-        } else {
-            OB
-        };
-        let tile = |(r, yr): (usize, &mut [f32])| {
-            let tiles = (yr.len() / plane).div_ceil(OB);
-            with_buf(&ACC, geo.acc_len() * tiles, |acc| {
-                let t0 = r * run / OB;
-                let wt = packed.tiles(t0, tiles);
+        let tile = |(t, yt): (usize, &mut [f32])| {
+            with_buf(&ACC, geo.acc_len(), |acc| {
+                let wt = packed.tile(t);
                 // SAFETY: the caller chose the direct path only on x86_64 with AVX2 + FMA
                 // (`F32Path::Avx2Fma.is_supported()`), and `wide` only on the AVX-512 F path
                 // it required; `geo.np` is the kernel's; the buffer lengths are those
-                // `Direct` derives, `wt` and `acc` span `tiles` tiles.
+                // `Direct` derives.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
                     use super::direct::*;
-                    match (wide, tiles, yr.len() / plane > OB / 2) {
-                        (true, 2, _) => tile_avx512(geo, offs, bases, xp, wt, acc),
-                        (true, _, _) => tile_avx512_one(geo, offs, bases, xp, wt, acc),
-                        (false, _, true) => tile_avx2(geo, offs, bases, xp, wt, acc),
-                        (false, _, false) => tile_avx2_half(geo, offs, bases, xp, wt, acc),
+                    match (wide, yt.len() / plane > OB / 2) {
+                        (true, _) => tile_avx512(geo, offs, bases, xp, wt, acc),
+                        (false, true) => tile_avx2(geo, offs, bases, xp, wt, acc),
+                        (false, false) => tile_avx2_half(geo, offs, bases, xp, wt, acc),
                     }
-                    for (i, yt) in yr.chunks_mut(OB * plane).enumerate() {
-                        let acc_t = &acc[i * geo.acc_len()..(i + 1) * geo.acc_len()];
-                        let (relu, pool) = (epi.relu, epi.max_pool_2x2);
-                        epilogue_avx2(geo, acc_t, bias, (t0 + i) * OB, relu, pool, yt);
-                    }
+                    let (relu, pool) = (epi.relu, epi.max_pool_2x2);
+                    epilogue_avx2(geo, acc, bias, t * OB, relu, pool, yt);
                 }
             })
         };
         if split {
-            y.par_chunks_mut(run * plane).enumerate().for_each(tile);
+            y.par_chunks_mut(OB * plane).enumerate().for_each(tile);
         } else {
-            y.chunks_mut(run * plane).enumerate().for_each(tile);
+            y.chunks_mut(OB * plane).enumerate().for_each(tile);
         }
     });
 }

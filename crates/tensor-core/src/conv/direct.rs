@@ -19,10 +19,14 @@
 //! A last tile of at most 8 channels runs a one-vector variant (6 accumulators).
 //!
 //! The AVX-512 F twin (session 11) takes a packed line as one zmm: one 16-channel tile by
-//! [`NP512`] = 12 positions in 12 zmm accumulators; per tap one weight load and 12 FMAs whose
-//! broadcast is folded into the instruction (`vfmadd231ps m32{1to16}`). A 32-channel variant
-//! (two tiles x 12 positions, 24 accumulators) measured 10-40% slower: each broadcast then
-//! feeds two FMAs, LLVM hoists all 12 into registers and spills accumulators (38 zmm live).
+//! [`NP512`] = 10 positions in 10 zmm accumulators; per tap one weight load and 10 FMAs whose
+//! broadcast is folded into the instruction (`vfmadd231ps m32{1to16}`). Ten position
+//! pointers, the tap offset, the weight pointer and the loop bounds fit the 16
+//! general-purpose registers; with 12 positions LLVM reloaded 3 pointers from the stack per
+//! tap and the kernel measured 4-19% slower (two runs minutes apart, loaded machine; AVX2
+//! moved 2-8% between them). A 32-channel variant (two tiles x 12 positions,
+//! 24 accumulators) measured 10-40% slower still: each broadcast then feeds two FMAs, LLVM
+//! hoists all 12 into registers and spills accumulators (38 zmm live).
 //! The packing is the same for both paths (channels past `O` are zero, so no channel mask
 //! is needed) and the accumulators keep the `[P][OB]` layout, so the one epilogue below
 //! serves both. Both kernels are one macro (`direct_tile!`) over the vector width.
@@ -46,7 +50,7 @@ pub(super) const OB: usize = 16;
 /// Output positions per micro-tile of the AVX2 kernel.
 pub(super) const NP: usize = 6;
 /// Output positions per micro-tile of the AVX-512 kernel.
-pub(super) const NP512: usize = 12;
+pub(super) const NP512: usize = 10;
 
 /// One packed tap: the weights of [`OB`] output channels, on its own cache line.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -226,7 +230,7 @@ macro_rules! direct_tile {
              _mm256_storeu_ps), $w, $a);
     };
     (avx512, $name:ident, $doc:literal, $w:tt, $a:tt) => {
-        direct_tile!($name, $doc, "avx512f", 16, 12,
+        direct_tile!($name, $doc, "avx512f", 16, 10,
             (_mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
              _mm512_storeu_ps), $w, $a);
     };
@@ -326,10 +330,10 @@ direct_tile!(
     avx512,
     tile_avx512,
     "The 512-bit kernel: one 16-channel tile (a packed line is one zmm) by [`NP512`] \
-     positions in 12 zmm accumulators, each broadcast folded into its FMA \
+     positions in 10 zmm accumulators, each broadcast folded into its FMA \
      (`vfmadd231ps m32{1to16}`); `acc [p_len][OB]` as [`tile_avx2`] writes it.",
     [w0],
-    [[a00], [a10], [a20], [a30], [a40], [a50], [a60], [a70], [a80], [a90], [aa0], [ab0]]
+    [[a00], [a10], [a20], [a30], [a40], [a50], [a60], [a70], [a80], [a90]]
 );
 
 /// The epilogue of output channels `o0..o0+rows` from their accumulators `acc [p_len][OB]`

@@ -59,7 +59,7 @@ pub fn conv2d_forward_fused(
 
 /// [`conv2d_forward_fused`] on an explicit path: `Portable` runs im2col + GEMM (faer) then
 /// the epilogue's passes; where the direct kernel applies, `Avx2Fma` runs its AVX2 twin
-/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (16 channels x 12 positions),
+/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (16 channels x 10 positions),
 /// both with the AVX2 epilogue. Errors if the CPU lacks the path, as
 /// the convolution does on bad shapes, or if `packed` is not `weight`'s shape.
 pub fn conv2d_forward_fused_with(

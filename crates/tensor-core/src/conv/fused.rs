@@ -59,7 +59,8 @@ pub fn conv2d_forward_fused(
 
 /// [`conv2d_forward_fused`] on an explicit path: `Portable` runs im2col + GEMM (faer) then
 /// the epilogue's passes; where the direct kernel applies, `Avx2Fma` runs its AVX2 twin
-/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (16 channels x 10 positions),
+/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (16 channels x 10 positions;
+/// layers of one input channel keep the AVX2 twin),
 /// both with the AVX2 epilogue. Errors if the CPU lacks the path, as
 /// the convolution does on bad shapes, or if `packed` is not `weight`'s shape.
 pub fn conv2d_forward_fused_with(
@@ -118,7 +119,10 @@ pub fn conv2d_forward_fused_with(
         }
     };
     let d = input.dims();
-    let wide = path == F32Path::Avx512F;
+    // One-input-channel layers (the first convolution of lenet5 and cnn-teacher, 9 or 25 taps)
+    // are bound by their stores and the epilogue, not by FMAs: the 512-bit kernel measured
+    // 0.88-0.98x the AVX2 one on them at batch 1, so they keep the AVX2 kernel.
+    let wide = path == F32Path::Avx512F && p.in_channels > 1;
     let np = if wide { NP512 } else { NP };
     let geo = Direct::new(p, (d[1], d[2], d[3]), (oh, ow), np);
     let (offs, bases) = geo.tap_offsets().zip(geo.position_bases()).ok_or_else(|| {

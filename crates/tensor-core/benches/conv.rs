@@ -8,6 +8,12 @@
 //! reports).
 //!
 //! `cargo bench -p tensor-core --bench conv -- layers` runs the per-layer group only.
+//!
+//! `cargo bench -p tensor-core --bench conv -- fused` (session 11) times the fused forward as
+//! inference runs it: each cnn-teacher and lenet5 layer with its own epilogue (bias + ReLU,
+//! and the 2x2 max pool where the model pools), at batch 1 and 64, on every f32 path this
+//! CPU has (portable, avx2-fma, avx512f side by side), throughput in FLOP; it prints the peak
+//! of both vector widths at the nominal clock first.
 
 use std::hint::black_box;
 
@@ -103,24 +109,40 @@ fn zoo_layers() -> Vec<(&'static str, Conv2dParams, usize)> {
     ]
 }
 
-fn layers(c: &mut Criterion) {
+/// Prints the peak of `flop_per_cycle` FLOP per cycle per core at the nominal clock.
+fn print_peak(label: &str, flop_per_cycle: f64) {
     let threads = rayon::current_num_threads();
     if let Some(ghz) = clock_ghz() {
         eprintln!(
-            "peak: {:.1} GFLOP/s per core ({} FLOP/cycle at {ghz:.3} GHz), {:.1} on {threads} threads",
-            flop_per_cycle() * ghz,
-            flop_per_cycle(),
-            flop_per_cycle() * ghz * threads as f64
+            "peak {label}: {:.1} GFLOP/s per core ({flop_per_cycle} FLOP/cycle at {ghz:.3} GHz, \
+             the nominal /proc/cpuinfo clock), {:.1} on {threads} threads",
+            flop_per_cycle * ghz,
+            flop_per_cycle * ghz * threads as f64
         );
     }
+}
+
+/// Random input (`batch` images of side `hw`), weight, bias and packed weight of `p`.
+fn layer_inputs(
+    p: &Conv2dParams,
+    hw: usize,
+    batch: usize,
+    seed: u64,
+) -> (Tensor, Tensor, Vec<f32>, PackedConvWeights) {
+    let mut rng = Rng::seed_from_u64(seed);
+    let x = rand_tensor(&mut rng, &[batch, p.in_channels, hw, hw]);
+    let w = rand_tensor(&mut rng, &p.weight_dims());
+    let b = (0..p.out_channels).map(|_| rng.normal()).collect();
+    let packed = PackedConvWeights::pack(w.data(), p).unwrap();
+    (x, w, b, packed)
+}
+
+fn layers(c: &mut Criterion) {
+    print_peak(F32Path::best().name(), flop_per_cycle());
     for (name, p, hw) in zoo_layers() {
         let mut g = c.benchmark_group(format!("layers {name} (elements=FLOP)"));
         for batch in [1usize, 256] {
-            let mut rng = Rng::seed_from_u64(3);
-            let x = rand_tensor(&mut rng, &[batch, p.in_channels, hw, hw]);
-            let w = rand_tensor(&mut rng, &p.weight_dims());
-            let b: Vec<f32> = (0..p.out_channels).map(|_| rng.normal()).collect();
-            let packed = PackedConvWeights::pack(w.data(), &p).unwrap();
+            let (x, w, b, packed) = layer_inputs(&p, hw, batch, 3);
             let flop = 2 * p.macs(x.shape()).unwrap();
             g.throughput(Throughput::Elements(flop));
             if batch > 1 {
@@ -151,5 +173,64 @@ fn layers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, lenet5, layers);
+/// The cnn-teacher and lenet5 layers with the epilogue each has in its model: (name, params,
+/// input side, pooled).
+fn fused_layers() -> Vec<(&'static str, Conv2dParams, usize, bool)> {
+    let same = |c, o| Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
+    vec![
+        ("cnn-teacher.conv1", same(1, 32), 28, false),
+        ("cnn-teacher.conv2+pool", same(32, 32), 28, true),
+        ("cnn-teacher.conv3", same(32, 64), 14, false),
+        ("cnn-teacher.conv4+pool", same(64, 64), 14, true),
+        (
+            "lenet5.conv1+pool",
+            Conv2dParams::new(1, 20, (5, 5)),
+            28,
+            true,
+        ),
+        (
+            "lenet5.conv2+pool",
+            Conv2dParams::new(20, 50, (5, 5)),
+            12,
+            true,
+        ),
+    ]
+}
+
+fn fused(c: &mut Criterion) {
+    print_peak("avx2-fma", 32.0);
+    print_peak("avx512f", 64.0);
+    for (name, p, hw, pool) in fused_layers() {
+        let mut g = c.benchmark_group(format!("fused {name} (elements=FLOP)"));
+        g.warm_up_time(std::time::Duration::from_secs(1));
+        g.measurement_time(std::time::Duration::from_secs(2));
+        for batch in [1usize, 64] {
+            let (x, w, b, packed) = layer_inputs(&p, hw, batch, 4);
+            let epi = ConvEpilogue {
+                relu: true,
+                max_pool_2x2: pool,
+            };
+            g.throughput(Throughput::Elements(2 * p.macs(x.shape()).unwrap()));
+            for path in F32Path::supported() {
+                g.bench_function(BenchmarkId::new(path.name(), batch), |bench| {
+                    bench.iter(|| {
+                        let y = conv2d_forward_fused_with(
+                            path,
+                            black_box(&x),
+                            &w,
+                            Some(&packed),
+                            Some(&b),
+                            &p,
+                            epi,
+                        );
+                        black_box(y.unwrap())
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, lenet5, layers, fused);
 criterion_main!(benches);

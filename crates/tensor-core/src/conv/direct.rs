@@ -18,6 +18,19 @@
 //! row is computed and dropped, and 32-, 64- and 128-channel layers fill their tiles exactly.
 //! A last tile of at most 8 channels runs a one-vector variant (6 accumulators).
 //!
+//! The AVX-512 F twin (session 11) takes a packed line as one zmm: one 16-channel tile by
+//! [`NP512`] = 10 positions in 10 zmm accumulators; per tap one weight load and 10 FMAs whose
+//! broadcast is folded into the instruction (`vfmadd231ps m32{1to16}`). Ten position
+//! pointers, the tap offset, the weight pointer and the loop bounds fit the 16
+//! general-purpose registers; with 12 positions LLVM reloaded 3 pointers from the stack per
+//! tap and the kernel measured 4-19% slower (two runs minutes apart, loaded machine; AVX2
+//! moved 2-8% between them). A 32-channel variant (two tiles x 12 positions,
+//! 24 accumulators) measured 10-40% slower still: each broadcast then feeds two FMAs, LLVM
+//! hoists all 12 into registers and spills accumulators (38 zmm live).
+//! The packing is the same for both paths (channels past `O` are zero, so no channel mask
+//! is needed) and the accumulators keep the `[P][OB]` layout, so the one epilogue below
+//! serves both. Both kernels are one macro (`direct_tile!`) over the vector width.
+//!
 //! Weights are packed once per layer ([`PackedConvWeights`]) as `[ceil(O/OB)][K][OB]`, one
 //! 64-byte-aligned line per tap, channels past `O` zero. The kernel writes a tile's
 //! accumulators as `acc [P][OB]` (`P = OH*OW`, position-major); the epilogue reads them once:
@@ -34,8 +47,10 @@ use crate::error::TensorError;
 
 /// Output channels per micro-tile (two 8-lane vectors).
 pub(super) const OB: usize = 16;
-/// Output positions per micro-tile.
+/// Output positions per micro-tile of the AVX2 kernel.
 pub(super) const NP: usize = 6;
+/// Output positions per micro-tile of the AVX-512 kernel.
+pub(super) const NP512: usize = 10;
 
 /// One packed tap: the weights of [`OB`] output channels, on its own cache line.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -114,7 +129,9 @@ pub(super) struct Direct {
     pub(super) o: usize,
     pub(super) oh: usize,
     pub(super) ow: usize,
-    /// Output positions `OH*OW` rounded up to [`NP`] (the rows of the accumulator buffer).
+    /// Positions per micro-tile of the kernel that runs ([`NP`] or [`NP512`]).
+    pub(super) np: usize,
+    /// Output positions `OH*OW` rounded up to `np` (the rows of the accumulator buffer).
     pub(super) p_len: usize,
     /// Floats of the padded image buffer: `C*Hp*Wp`.
     pub(super) pad_len: usize,
@@ -122,11 +139,12 @@ pub(super) struct Direct {
 
 impl Direct {
     /// The geometry of `p` (stride 1, dilation 1, one group: checked by the caller) on
-    /// `C x H x W` images with output `OH x OW`.
+    /// `C x H x W` images with output `OH x OW`, for a kernel of `np` positions per tile.
     pub(super) fn new(
         p: &Conv2dParams,
         (c, h, w): (usize, usize, usize),
         (oh, ow): (usize, usize),
+        np: usize,
     ) -> Self {
         let pad = p.padding;
         let hp = h + pad.top + pad.bottom;
@@ -144,7 +162,8 @@ impl Direct {
             o: p.out_channels,
             oh,
             ow,
-            p_len: (oh * ow).div_ceil(NP) * NP,
+            np,
+            p_len: (oh * ow).div_ceil(np) * np,
             pad_len: c * hp * wp,
         }
     }
@@ -200,20 +219,34 @@ impl Direct {
     }
 }
 
-/// Generates the tile loop of one micro-kernel: `$nv` weight vectors (named `$w`) by [`NP`]
-/// broadcast positions, accumulators as named locals (as an array LLVM spilled them to the
-/// stack and shuffled the rest with a `vmovaps` per FMA).
+/// Generates the tile loop of one micro-kernel: `$nv` weight vectors (named `$w`) of
+/// `$lanes` channels (together one packed line of [`OB`]) by `$np` broadcast positions (one
+/// accumulator row per position), accumulators as named locals (as an array LLVM spilled
+/// them to the stack and shuffled the rest with a `vmovaps` per FMA).
 macro_rules! direct_tile {
-    ($name:ident, $doc:literal, [$($w:ident),+], [$([$($a:ident),+]),+]) => {
+    (avx2, $name:ident, $doc:literal, $w:tt, $a:tt) => {
+        direct_tile!($name, $doc, "avx2,fma", 8, 6,
+            (_mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
+             _mm256_storeu_ps), $w, $a);
+    };
+    (avx512, $name:ident, $doc:literal, $w:tt, $a:tt) => {
+        direct_tile!($name, $doc, "avx512f", 16, 10,
+            (_mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+             _mm512_storeu_ps), $w, $a);
+    };
+    ($name:ident, $doc:literal, $feat:literal, $lanes:literal, $np:literal,
+     ($zero:ident, $load:ident, $bcast:ident, $fma:ident, $store:ident),
+     [$($w:ident),+], [$([$($a:ident),+]),+]) => {
         #[doc = $doc]
         ///
         /// # Safety
-        /// The CPU must support AVX2 and FMA; `offs` is `d.tap_offsets()`, `bases` is
-        /// `d.position_bases()`, `xp.len() >= d.pad_len`, `wt.len() == K*OB` and
-        /// `acc.len() >= d.acc_len()` (every index below is then in bounds: the bases of
-        /// positions past the last are the last one's).
+        #[doc = concat!("The CPU must support ", $feat, "; `d.np` is ", stringify!($np), ", ")]
+        /// `offs` is `d.tap_offsets()`, `bases` is `d.position_bases()`,
+        /// `xp.len() >= d.pad_len`, `wt.len() == K*OB` and `acc.len() >= d.acc_len()` (every
+        /// index below is then in bounds: the bases of positions past the last are the last
+        /// one's).
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
+        #[target_feature(enable = $feat)]
         #[allow(unused_assignments)]
         pub(super) unsafe fn $name(
             d: &Direct,
@@ -225,6 +258,7 @@ macro_rules! direct_tile {
         ) {
             use std::arch::x86_64::*;
             debug_assert!(xp.len() >= d.pad_len && acc.len() >= d.acc_len());
+            debug_assert!(d.np == $np && d.p_len.is_multiple_of($np));
             debug_assert_eq!(bases.len(), d.p_len);
             debug_assert_eq!(wt.len(), offs.len() * OB);
             let xbase = xp.as_ptr();
@@ -233,39 +267,41 @@ macro_rules! direct_tile {
             while p0 < d.p_len {
                 // SAFETY (whole block): the bounds of the function's contract.
                 unsafe {
-                    let xs: [*const f32; NP] =
+                    let xs: [*const f32; $np] =
                         std::array::from_fn(|i| xbase.add(*bases.get_unchecked(p0 + i) as usize));
-                    let z = _mm256_setzero_ps();
+                    let z = $zero();
                     $($(let mut $a = z;)+)+
                     let mut wptr = wt.as_ptr();
                     for &off in offs {
                         let off = off as usize;
                         let mut v = 0;
-                        $(let $w = _mm256_loadu_ps(wptr.add(8 * v)); v += 1;)+
-                        direct_tile!(@rows xs, off, 0, [$($w),+] $(; [$($a),+])+);
+                        $(let $w = $load(wptr.add($lanes * v)); v += 1;)+
+                        direct_tile!(@rows $bcast, $fma, xs, off, 0, [$($w),+] $(; [$($a),+])+);
                         wptr = wptr.add(OB);
                     }
                     let mut i = 0;
                     $(
                         let mut v = 0;
-                        $(_mm256_storeu_ps(out.add((p0 + i) * OB + 8 * v), $a); v += 1;)+
+                        $($store(out.add((p0 + i) * OB + $lanes * v), $a); v += 1;)+
                         i += 1;
                     )+
                 }
-                p0 += NP;
+                p0 += $np;
             }
         }
     };
-    (@rows $xs:ident, $off:ident, $i:expr, [$($w:ident),+]; [$($a:ident),+] $(; [$($rest:ident),+])*) => {
-        let x = _mm256_broadcast_ss(&*$xs[$i].add($off));
-        $($a = _mm256_fmadd_ps(x, $w, $a);)+
-        direct_tile!(@rows $xs, $off, $i + 1, [$($w),+] $(; [$($rest),+])*);
+    (@rows $bcast:ident, $fma:ident, $xs:ident, $off:ident, $i:expr, [$($w:ident),+];
+     [$($a:ident),+] $(; [$($rest:ident),+])*) => {
+        let x = $bcast(*$xs[$i].add($off));
+        $($a = $fma(x, $w, $a);)+
+        direct_tile!(@rows $bcast, $fma, $xs, $off, $i + 1, [$($w),+] $(; [$($rest),+])*);
     };
-    (@rows $xs:ident, $off:ident, $i:expr, [$($w:ident),+]) => {
+    (@rows $bcast:ident, $fma:ident, $xs:ident, $off:ident, $i:expr, [$($w:ident),+]) => {
     };
 }
 
 direct_tile!(
+    avx2,
     tile_avx2,
     "Accumulators of one 16-channel tile over the whole image: `acc [p_len][OB]` from the \
      padded image `xp`, the packed tile `wt` (`[K][OB]`) and the tap offsets `offs` \
@@ -282,10 +318,22 @@ direct_tile!(
 );
 
 direct_tile!(
+    avx2,
     tile_avx2_half,
     "[`tile_avx2`] for a last tile of at most 8 channels: only `acc[p][0..8]` is written.",
     [w0],
     [[a00], [a10], [a20], [a30], [a40], [a50]]
+);
+
+#[rustfmt::skip]
+direct_tile!(
+    avx512,
+    tile_avx512,
+    "The 512-bit kernel: one 16-channel tile (a packed line is one zmm) by [`NP512`] \
+     positions in 10 zmm accumulators, each broadcast folded into its FMA \
+     (`vfmadd231ps m32{1to16}`); `acc [p_len][OB]` as [`tile_avx2`] writes it.",
+    [w0],
+    [[a00], [a10], [a20], [a30], [a40], [a50], [a60], [a70], [a80], [a90]]
 );
 
 /// The epilogue of output channels `o0..o0+rows` from their accumulators `acc [p_len][OB]`

@@ -1,12 +1,12 @@
 //! The forward convolution with a fused epilogue (bias, ReLU, 2x2 max pool), dispatched:
-//! the direct AVX2 kernel (`direct`) where it applies, im2col + GEMM and separate passes
-//! otherwise.
+//! the direct kernel (`direct`: AVX-512 F or AVX2 + FMA) where it applies, im2col + GEMM and
+//! separate passes otherwise.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::direct::{Direct, OB, PackedConvWeights};
+use super::direct::{Direct, NP, NP512, OB, PackedConvWeights};
 use super::{Conv2dParams, check_bias, conv2d_forward};
 use crate::activation::relu_inplace;
 use crate::dispatch::{F32Path, KernelPath};
@@ -58,10 +58,11 @@ pub fn conv2d_forward_fused(
 }
 
 /// [`conv2d_forward_fused`] on an explicit path: `Portable` runs im2col + GEMM (faer) then
-/// the epilogue's passes; `Avx2Fma` and `Avx512F` run the direct AVX2 kernel where it applies
-/// (there is no 512-bit direct kernel yet; AVX-512 CPUs run the AVX2 one). Errors if the CPU
-/// lacks the path, as the convolution does on bad shapes, or if `packed` is not `weight`'s
-/// shape.
+/// the epilogue's passes; where the direct kernel applies, `Avx2Fma` runs its AVX2 twin
+/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (16 channels x 10 positions;
+/// layers of one input channel keep the AVX2 twin),
+/// both with the AVX2 epilogue. Errors if the CPU lacks the path, as
+/// the convolution does on bad shapes, or if `packed` is not `weight`'s shape.
 pub fn conv2d_forward_fused_with(
     path: F32Path,
     input: &Tensor,
@@ -78,7 +79,8 @@ pub fn conv2d_forward_fused_with(
     } else {
         [n, o, oh, ow]
     };
-    // The direct kernel is AVX2 + FMA code: an AVX-512 path runs it too when the CPU has them.
+    // The epilogue is AVX2 + FMA code: an AVX-512 path needs them too (every AVX-512 CPU has
+    // them).
     let direct = path != F32Path::Portable
         && F32Path::Avx2Fma.is_supported()
         && direct_applies(p)
@@ -117,7 +119,12 @@ pub fn conv2d_forward_fused_with(
         }
     };
     let d = input.dims();
-    let geo = Direct::new(p, (d[1], d[2], d[3]), (oh, ow));
+    // One-input-channel layers (the first convolution of lenet5 and cnn-teacher, 9 or 25 taps)
+    // are bound by their stores and the epilogue, not by FMAs: the 512-bit kernel measured
+    // 0.88-0.98x the AVX2 one on them at batch 1, so they keep the AVX2 kernel.
+    let wide = path == F32Path::Avx512F && p.in_channels > 1;
+    let np = if wide { NP512 } else { NP };
+    let geo = Direct::new(p, (d[1], d[2], d[3]), (oh, ow), np);
     let (offs, bases) = geo.tap_offsets().zip(geo.position_bases()).ok_or_else(|| {
         TensorError::InvalidArgument {
             op: "conv2d: direct",
@@ -134,7 +141,7 @@ pub fn conv2d_forward_fused_with(
     let threads = rayon::current_num_threads();
     let per_image_macs = o * oh * ow * p.patch_len();
     let run = |xi: &[f32], yi: &mut [f32], split: bool| {
-        direct_image(&geo, &offs, &bases, packed, bias, epi, xi, yi, split)
+        direct_image(&geo, &offs, &bases, packed, bias, epi, wide, xi, yi, split)
     };
     if threads > 1 && n > 1 {
         y.data_mut()
@@ -174,7 +181,8 @@ fn with_buf<R>(
     })
 }
 
-/// One image: pad it, then every output-channel tile (in parallel when `split`).
+/// One image: pad it, then every 16-channel tile (in parallel when `split`), by the AVX-512
+/// kernel when `wide`, else the AVX2 one.
 #[allow(clippy::too_many_arguments)]
 fn direct_image(
     geo: &Direct,
@@ -183,6 +191,7 @@ fn direct_image(
     packed: &PackedConvWeights,
     bias: Option<&[f32]>,
     epi: ConvEpilogue,
+    wide: bool,
     x: &[f32],
     y: &mut [f32],
     split: bool,
@@ -195,24 +204,19 @@ fn direct_image(
             with_buf(&ACC, geo.acc_len(), |acc| {
                 let wt = packed.tile(t);
                 // SAFETY: the caller chose the direct path only on x86_64 with AVX2 + FMA
-                // (`F32Path::Avx2Fma.is_supported()`); the buffer lengths are those `Direct`
-                // derives.
+                // (`F32Path::Avx2Fma.is_supported()`), and `wide` only on the AVX-512 F path
+                // it required; `geo.np` is the kernel's; the buffer lengths are those
+                // `Direct` derives.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    if yt.len() / plane > OB / 2 {
-                        super::direct::tile_avx2(geo, offs, bases, xp, wt, acc)
-                    } else {
-                        super::direct::tile_avx2_half(geo, offs, bases, xp, wt, acc)
+                    use super::direct::*;
+                    match (wide, yt.len() / plane > OB / 2) {
+                        (true, _) => tile_avx512(geo, offs, bases, xp, wt, acc),
+                        (false, true) => tile_avx2(geo, offs, bases, xp, wt, acc),
+                        (false, false) => tile_avx2_half(geo, offs, bases, xp, wt, acc),
                     }
-                    super::direct::epilogue_avx2(
-                        geo,
-                        acc,
-                        bias,
-                        t * OB,
-                        epi.relu,
-                        epi.max_pool_2x2,
-                        yt,
-                    );
+                    let (relu, pool) = (epi.relu, epi.max_pool_2x2);
+                    epilogue_avx2(geo, acc, bias, t * OB, relu, pool, yt);
                 }
             })
         };

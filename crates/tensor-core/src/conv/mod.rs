@@ -22,9 +22,9 @@
 //! Files: this one holds the parameters ([`Padding`], [`Conv2dParams`]) and the output-size
 //! arithmetic; `geometry` the derived [`ConvGeometry`]; `im2col` im2col / col2im; `plan` the
 //! blocking plan and scratch; `forward`, `backward` the kernels; `reference` the direct loops
-//! they are tested against; `direct` the direct (im2col-free) AVX2 kernel for stride-1
-//! convolutions and `fused` its dispatching entry [`conv2d_forward_fused`], which also fuses
-//! bias, ReLU and a 2x2 max pool into the pass (the inference fast path).
+//! they are tested against; `direct` the direct (im2col-free) AVX2 and AVX-512 kernels for
+//! stride-1 convolutions and `fused` their dispatching entry [`conv2d_forward_fused`], which
+//! also fuses bias, ReLU and a 2x2 max pool into the pass (the inference fast path).
 
 mod backward;
 mod direct;

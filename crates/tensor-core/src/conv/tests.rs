@@ -146,7 +146,7 @@ mod fused {
 
     use super::super::*;
     use crate::activation::relu_inplace;
-    use crate::dispatch::{F32Path, report};
+    use crate::dispatch::{F32Path, KernelPath, report};
     use crate::pool::max_pool2d_forward;
     use crate::rng::Rng;
     use crate::tensor::Tensor;
@@ -318,6 +318,140 @@ mod fused {
             // Sums of 288 unit-normal products: error ~ sqrt(K) * eps * |terms|.
             let tol = 1e-5 * (p.patch_len() as f32).sqrt();
             assert_close(got.data(), want.data(), tol, tol);
+        }
+    }
+
+    /// Prints the dispatch report and every f32 path this CPU skips.
+    fn announce_paths() {
+        eprintln!("{}", report());
+        for path in F32Path::skipped() {
+            eprintln!(
+                "skipped: f32 path {} (CPU lacks {})",
+                path.name(),
+                path.needs()
+            );
+        }
+    }
+
+    #[test]
+    fn channel_counts_around_both_tile_widths() {
+        // 16-lane tiles of the AVX-512 kernel run in pairs (32 channels) then alone; the
+        // AVX2 one runs 16 then 8. Kernels 1x1, 3x3, 5x5, odd sizes, several paddings.
+        announce_paths();
+        let asym = Padding {
+            top: 0,
+            bottom: 2,
+            left: 1,
+            right: 0,
+        };
+        let cases = [(1, 1, 0), (3, 3, 1), (5, 5, 2), (3, 3, 0), (5, 5, 0)];
+        for (i, o) in [1, 3, 15, 16, 17, 20, 31, 32, 33, 50, 64]
+            .into_iter()
+            .enumerate()
+        {
+            let c = [1, 3, 2, 5][i % 4];
+            for (j, &(kh, kw, pad)) in cases.iter().enumerate() {
+                let pad = if j == 3 {
+                    asym
+                } else {
+                    Padding::symmetric(pad)
+                };
+                let p = Conv2dParams::new(c, o, (kh, kw)).with_padding(pad);
+                let n = 1 + (i + j) % 3;
+                check_exact(p, n, 9 + j % 2, 7 + 2 * (i % 3), (100 * i + j) as u64);
+            }
+        }
+    }
+
+    /// The zoo's layers on float data: every path within the reference's tolerance, and 1 and
+    /// 2 threads bit-identical on each path.
+    #[test]
+    fn zoo_layers_float_data_and_threads_agree() {
+        announce_paths();
+        let same = |c, o| Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
+        let layers = [
+            (same(1, 32), 28, false),
+            (same(32, 32), 28, true),
+            (same(32, 64), 14, false),
+            (same(64, 64), 14, true),
+            (Conv2dParams::new(1, 20, (5, 5)), 28, true),
+            (Conv2dParams::new(20, 50, (5, 5)), 12, true),
+        ];
+        let mut rng = Rng::seed_from_u64(11);
+        for (p, hw, pool) in layers {
+            let epi = ConvEpilogue {
+                relu: true,
+                max_pool_2x2: pool,
+            };
+            let normal = |rng: &mut Rng, dims: &[usize]| {
+                let len = dims.iter().product();
+                Tensor::new(dims, (0..len).map(|_| rng.normal()).collect()).unwrap()
+            };
+            let wt = normal(&mut rng, &p.weight_dims());
+            let b: Vec<f32> = (0..p.out_channels).map(|_| rng.normal()).collect();
+            let packed = PackedConvWeights::pack(wt.data(), &p).unwrap();
+            for n in [1, 3] {
+                let x = normal(&mut rng, &[n, p.in_channels, hw, hw]);
+                let want = reference(&x, &wt, Some(&b), &p, epi).unwrap();
+                let tol = 1e-5 * (p.patch_len() as f32).sqrt();
+                for path in F32Path::supported() {
+                    let runs: Vec<Tensor> = [1, 2]
+                        .map(|threads| {
+                            let pool = rayon::ThreadPoolBuilder::new()
+                                .num_threads(threads)
+                                .build()
+                                .unwrap();
+                            pool.install(|| {
+                                conv2d_forward_fused_with(
+                                    path,
+                                    &x,
+                                    &wt,
+                                    Some(&packed),
+                                    Some(&b),
+                                    &p,
+                                    epi,
+                                )
+                            })
+                            .unwrap()
+                        })
+                        .into();
+                    assert_close(runs[0].data(), want.data(), tol, tol);
+                    assert_eq!(runs[0].data(), runs[1].data(), "{} {p:?}", path.name());
+                }
+            }
+        }
+    }
+
+    /// NaN in the input: ReLU keeps it and the pool lets it win, on every path, as the
+    /// reference with separate passes does.
+    #[test]
+    fn nan_propagates_through_relu_and_pool() {
+        announce_paths();
+        for (c, o, k) in [(2, 20, 3), (3, 33, 3), (1, 50, 5)] {
+            let p = Conv2dParams::new(c, o, (k, k)).with_padding(Padding::symmetric(k / 2));
+            let mut rng = Rng::seed_from_u64(12 + o as u64);
+            let mut x = ints(&mut rng, &[2, c, 10, 9]);
+            let len = x.data().len();
+            x.data_mut()[len / 3] = f32::NAN;
+            x.data_mut()[len - 1] = f32::NAN;
+            let wt = ints(&mut rng, &p.weight_dims());
+            let b: Vec<f32> = (0..o).map(|_| rng.below(5) as f32 - 2.0).collect();
+            for (relu, max_pool_2x2) in [(true, false), (true, true), (false, true)] {
+                let epi = ConvEpilogue { relu, max_pool_2x2 };
+                let want = reference(&x, &wt, Some(&b), &p, epi).unwrap();
+                assert!(want.data().iter().any(|v| v.is_nan()));
+                for path in F32Path::supported() {
+                    let got =
+                        conv2d_forward_fused_with(path, &x, &wt, None, Some(&b), &p, epi).unwrap();
+                    for (i, (g, w)) in got.data().iter().zip(want.data()).enumerate() {
+                        assert!(
+                            g == w || (g.is_nan() && w.is_nan()),
+                            "path {} {p:?} {epi:?} at {i}: {g} vs {w}",
+                            path.name()
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -39,8 +39,12 @@ pub fn direct_applies(p: &Conv2dParams) -> bool {
 }
 
 /// Multiply-accumulates of one image below which a batch-1 call stays on the calling thread:
-/// a rayon fork/join costs more than the second core saves.
-pub const DIRECT_PAR_MIN_MACS: usize = 1 << 20;
+/// a rayon fork/join (waking the sleeping worker) costs more than the second core saves.
+/// Measured on the AVX-512 Xeon, 2 threads, batch 1 (`slimnet bench`, session 11): splitting
+/// from 2^20 MACs (lenet5 conv2's 1.6 M and up) 117-119 us for lenet5 and 435-445 us for
+/// cnn-teacher, from 2^22 (only cnn-teacher's 7.2 M layers) 88-93 / 459-462 us, never
+/// 87-92 / 420-431 us; one thread 94 / 446 us. 2^24 splits no zoo layer.
+pub const DIRECT_PAR_MIN_MACS: usize = 1 << 24;
 
 /// `pool(relu(conv(input) + bias))` on the selected f32 path ([`F32Path::selected`]): the
 /// direct kernel when [`direct_applies`] and the CPU has AVX2 + FMA, else im2col + GEMM and

@@ -226,8 +226,7 @@ mod fused {
             eprintln!("skipped on this CPU: f32 path {}", path.name());
         }
         let same = Padding::symmetric(1);
-        // cnn-teacher conv1 and a narrow conv2; lenet5 conv1 and conv2 (batch 1 splits
-        // conv2's 1.6M MACs over both threads).
+        // cnn-teacher conv1 and a narrow conv2; lenet5 conv1 and conv2.
         check_exact(
             Conv2dParams::new(1, 32, (3, 3)).with_padding(same),
             2,
@@ -244,6 +243,15 @@ mod fused {
         );
         check_exact(Conv2dParams::new(1, 20, (5, 5)), 2, 28, 28, 3);
         check_exact(Conv2dParams::new(20, 50, (5, 5)), 1, 12, 12, 4);
+        // 17.8 M MACs: batch 1 splits the image's channel tiles over both threads
+        // (`DIRECT_PAR_MIN_MACS`).
+        check_exact(
+            Conv2dParams::new(64, 64, (3, 3)).with_padding(same),
+            1,
+            22,
+            22,
+            8,
+        );
     }
 
     #[test]

@@ -255,3 +255,69 @@ fn a_model_at_inference_runs_its_chains_and_gives_the_layers_results() {
         }
     }
 }
+
+/// Unpooled convolutions read in place (one input channel: the zoo teacher's conv1 shape;
+/// then 16 channels) hand their codes to the next convolution straight from the requantizing
+/// GEMM: equal to the layers one by one on every path, batch and thread count.
+#[test]
+fn in_place_unpooled_convolutions_feeding_convolutions_equal_their_layers() {
+    let mut rng = Rng::seed_from_u64(93);
+    let a: Vec<QuantParams> = [(-1.0, 1.0), (0.0, 2.0), (-0.5, 1.5)]
+        .iter()
+        .map(|&(lo, hi)| act(lo, hi))
+        .collect();
+    let same = Padding::symmetric(1);
+    let mut layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Quantize::new(a[0].clone()).unwrap()),
+        conv(
+            &mut rng,
+            Conv2dParams::new(1, 16, (3, 3)).with_padding(same),
+            8,
+            &a[0],
+            Some(&a[1]),
+            true,
+            1,
+        ),
+        conv(
+            &mut rng,
+            Conv2dParams::new(16, 8, (3, 3)).with_padding(same),
+            8,
+            &a[1],
+            Some(&a[2]),
+            false,
+            1,
+        ),
+        conv(
+            &mut rng,
+            Conv2dParams::new(8, 4, (3, 3)),
+            8,
+            &a[2],
+            None,
+            true,
+            2,
+        ),
+    ];
+    for path in paths() {
+        for (threads, n) in [(1, 1), (2, 1), (2, 5)] {
+            let len = n * 13 * 11;
+            let x = Tensor::new(
+                &[n, 1, 13, 11],
+                (0..len).map(|_| 2.4 * rng.uniform() - 1.2).collect(),
+            )
+            .unwrap();
+            let (want, (got, used)) = pool(threads).install(|| {
+                (
+                    one_by_one(path, &mut layers, &x),
+                    chained(path, &layers, &x),
+                )
+            });
+            assert_eq!(used, layers.len(), "the chain spans every layer");
+            assert_eq!(
+                got.data(),
+                want.data(),
+                "{} batch {n} threads {threads}",
+                path.name()
+            );
+        }
+    }
+}

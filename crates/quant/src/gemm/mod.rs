@@ -135,12 +135,17 @@ pub fn gemm_u7i8_segmented(
 ) -> Result<()> {
     const OP: &str = "gemm_u7i8_segmented";
     check_c(OP, m, w.n(), c)?;
-    if m == 0 || w.n() == 0 {
-        return Ok(());
-    }
-    check_segmented(OP, path, a, lda, m, w, seg)?;
-    run(path, a, lda, m, w, seg, Dest::Sums(c.as_mut_ptr()), false);
-    Ok(())
+    run_segmented(
+        OP,
+        path,
+        a,
+        lda,
+        m,
+        w,
+        seg,
+        Dest::Sums(c.as_mut_ptr()),
+        false,
+    )
 }
 
 /// `C = A W^T` requantized into u8 codes ([`Requant`], a quantized layer's epilogue): row
@@ -189,15 +194,32 @@ pub(crate) fn gemm_u7i8_requantized_segmented(
 ) -> Result<()> {
     const OP: &str = "gemm_u7i8_requantized";
     check_codes(OP, m, w, requant, out, ldo)?;
-    if m == 0 || w.n() == 0 {
-        return Ok(());
-    }
-    check_segmented(OP, path, a, lda, m, w, seg)?;
     let dest = Dest::Codes {
         out: out.as_mut_ptr(),
         ldo,
         requant,
     };
+    run_segmented(OP, path, a, lda, m, w, seg, dest, parallel)
+}
+
+/// A segmented product into `dest` (whose size the caller checked): nothing for an empty
+/// product, else [`check_segmented`] and the driver.
+#[allow(clippy::too_many_arguments)]
+fn run_segmented(
+    op: &'static str,
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    w: &PackedWeights,
+    seg: Segments,
+    dest: Dest,
+    parallel: bool,
+) -> Result<()> {
+    if m == 0 || w.n() == 0 {
+        return Ok(());
+    }
+    check_segmented(op, path, a, lda, m, w, seg)?;
     run(path, a, lda, m, w, seg, dest, parallel);
     Ok(())
 }
@@ -543,6 +565,15 @@ fn block(
     for p in panels {
         let panel = w.panel(p);
         let cols = NR.min(n - p * NR);
+        // This panel's columns of a requantization.
+        let panel_requant = match dest {
+            Dest::Codes { requant, .. } => Some(Requant {
+                offsets: &requant.offsets[p * NR..p * NR + cols],
+                multipliers: &requant.multipliers[p * NR..p * NR + cols],
+                ..*requant
+            }),
+            Dest::Sums(_) => None,
+        };
         let mut r0 = rows.start;
         while r0 < rows.end {
             let mr = MR.min(rows.end - r0);
@@ -562,18 +593,16 @@ fn block(
                             std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, cols);
                         }
                     },
-                    Dest::Codes { out, ldo, requant } => {
-                        let q = Requant {
-                            offsets: &requant.offsets[p * NR..p * NR + cols],
-                            multipliers: &requant.multipliers[p * NR..p * NR + cols],
-                            ..*requant
-                        };
+                    Dest::Codes { out, ldo, .. } => {
                         // SAFETY: codes p*NR .. p*NR + cols of row r0 + r lie in the output
                         // (checked by the entry), written by this task only.
                         let dst = unsafe {
                             std::slice::from_raw_parts_mut(out.add((r0 + r) * ldo + p * NR), cols)
                         };
-                        q.codes_u8(path, &lanes[..cols], dst);
+                        // `panel_requant` is set for every `Codes` destination.
+                        if let Some(q) = &panel_requant {
+                            q.codes_u8(path, &lanes[..cols], dst);
+                        }
                     }
                 }
             }

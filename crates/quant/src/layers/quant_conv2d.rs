@@ -73,6 +73,24 @@ impl Implicit {
         (p.dilation.1 == 1 && kh * groups * KG <= flat + flat / 8).then_some(Self { groups })
     }
 
+    /// Conv row `oy`'s patches read in place from the channels-last image `xp` of `g`: the
+    /// bytes from the row's first patch on, the stride from one output position's patch to
+    /// the next, and the kernel rows' segments.
+    fn operand<'a>(
+        self,
+        p: &Conv2dParams,
+        g: &Geometry,
+        xp: &'a [u8],
+        oy: usize,
+    ) -> (&'a [u8], usize, Segments) {
+        let seg = Segments {
+            count: p.kernel.0,
+            groups: self.groups,
+            stride: p.dilation.0 * g.wp * g.c,
+        };
+        (&xp[oy * p.stride.0 * g.wp * g.c..], p.stride.1 * g.c, seg)
+    }
+
     /// `(ki, kj, c)`-ordered weight rows with each kernel row padded to `groups * 4` bytes.
     fn pad_rows(self, p: &Conv2dParams, hwc: &[i8]) -> Vec<i8> {
         let (seg, (kh, kw)) = (p.in_channels * p.kernel.1, p.kernel);
@@ -364,16 +382,10 @@ impl QuantConv2d {
         }
         s.acc.resize(m * o, 0);
         if let Some(imp) = self.implicit {
-            let (sh, sw) = p.stride;
-            let seg = Segments {
-                count: p.kernel.0,
-                groups: imp.groups,
-                stride: p.dilation.0 * g.wp * g.c,
-            };
             for (i, oy) in conv_rows.clone().enumerate() {
-                let a = &xp[oy * sh * g.wp * g.c..];
+                let (a, lda, seg) = imp.operand(p, g, xp, oy);
                 let c = &mut s.acc[i * g.ow * o..(i + 1) * g.ow * o];
-                gemm_u7i8_segmented(path, a, sw * g.c, g.ow, &self.hwc, seg, c)?;
+                gemm_u7i8_segmented(path, a, lda, g.ow, &self.hwc, seg, c)?;
             }
         } else {
             self.patches(g, xp, conv_rows.start, m, &mut s.patches);
@@ -415,7 +427,8 @@ impl QuantConv2d {
 
     /// [`band`](Self::band) without pooling into the next convolution's channels-last codes:
     /// each output row's GEMM requantizes its tiles straight into the row's place in `y`
-    /// ([`gemm_u7i8_requantized`]; the i32 sums stay in registers on AVX-512 VNNI).
+    /// ([`crate::gemm::gemm_u7i8_requantized`]; the i32 sums stay in registers on AVX-512
+    /// VNNI).
     #[allow(clippy::too_many_arguments)]
     fn band_requantized(
         &self,
@@ -427,8 +440,7 @@ impl QuantConv2d {
         q: &QuantParams,
         s: &mut Scratch,
     ) -> nn::Result<()> {
-        let p = &self.params;
-        let (o, (sh, sw)) = (g.o, p.stride);
+        let (p, o) = (&self.params, g.o);
         let requant = self.core.requant(q);
         if self.implicit.is_none() {
             self.patches(g, xp, rows.start, rows.len() * g.ow, &mut s.patches);
@@ -437,35 +449,17 @@ impl QuantConv2d {
             // SAFETY: this band owns its rows; a row's positions are consecutive in the
             // channels-last image.
             let dst = unsafe { y.run(((oy + f.top) * f.wp + f.left) * o, g.ow * o) };
-            match self.implicit {
-                Some(imp) => {
-                    let seg = Segments {
-                        count: p.kernel.0,
-                        groups: imp.groups,
-                        stride: p.dilation.0 * g.wp * g.c,
-                    };
-                    let a = &xp[oy * sh * g.wp * g.c..];
-                    gemm_u7i8_requantized_segmented(
-                        path,
-                        a,
-                        sw * g.c,
-                        g.ow,
-                        &self.hwc,
-                        seg,
-                        &requant,
-                        dst,
-                        o,
-                        false,
-                    )?;
-                }
-                None => {
-                    let a = &s.patches[i * g.ow * g.kp..];
-                    let seg = Segments::flat(self.hwc.groups());
-                    gemm_u7i8_requantized_segmented(
-                        path, a, g.kp, g.ow, &self.hwc, seg, &requant, dst, o, false,
-                    )?;
-                }
-            }
+            let (a, lda, seg) = match self.implicit {
+                Some(imp) => imp.operand(p, g, xp, oy),
+                None => (
+                    &s.patches[i * g.ow * g.kp..],
+                    g.kp,
+                    Segments::flat(self.hwc.groups()),
+                ),
+            };
+            gemm_u7i8_requantized_segmented(
+                path, a, lda, g.ow, &self.hwc, seg, &requant, dst, o, false,
+            )?;
         }
         Ok(())
     }

@@ -101,17 +101,6 @@ pub(super) mod x86 {
     }
 
     impl Zmm {
-        /// The constants of `r`.
-        ///
-        /// # Safety
-        /// The CPU has AVX-512 F.
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        pub unsafe fn new(r: &Requant) -> Self {
-            // SAFETY: AVX-512 F (the caller's contract).
-            unsafe { Self::from_parts(r.zp, r.lo, r.hi) }
-        }
-
         /// The constants of zero point `zp` and clamp `lo..=hi`.
         ///
         /// # Safety
@@ -154,7 +143,7 @@ pub(super) mod x86 {
     pub(super) unsafe fn avx512(r: &Requant, raw: &[i32], out: &mut [u8]) {
         let n = r.offsets.len();
         // SAFETY: AVX-512 F (the caller's contract).
-        let k = unsafe { Zmm::new(r) };
+        let k = unsafe { Zmm::from_parts(r.zp, r.lo, r.hi) };
         for (raw, out) in raw.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
             let mut j = 0;
             while j < n {

@@ -4,8 +4,6 @@
 use nn::{LayerRecord, NnError, Payload};
 use tensor_core::Tensor;
 
-use tensor_core::dispatch::Int8Path;
-
 use crate::affine::{round_half_even, round_half_even_f32};
 use crate::error::{QuantError, Result};
 use crate::gemm::{PackedWeights, Requant};
@@ -290,20 +288,6 @@ impl IntegerCore {
             let v = (raw[j] + offsets[j]) as f32 * multipliers[j];
             out[j] = (round_half_even_f32(v) + zp).clamp(lo, hi);
         }
-    }
-
-    /// The u8 codes of channels `0..raw.len()` for output quantization `p` (the core's own
-    /// [`QuantOutput::Codes`]): the integers [`requantize_row`](Self::requantize_row) gives,
-    /// on `path`'s vector width ([`Requant::codes_u8`]). A chain of quantized layers keeps
-    /// these between layers.
-    pub(crate) fn requantize_codes(
-        &self,
-        path: Int8Path,
-        p: &QuantParams,
-        raw: &[i32],
-        out: &mut [u8],
-    ) {
-        self.requant(p).codes_u8(path, raw, out);
     }
 
     /// The requantization into output quantization `p`'s codes (the core's own

@@ -114,11 +114,11 @@ impl Sink {
                 let at = ((py + f.top) * f.wp + f.left) * o;
                 // SAFETY: forwarded from the caller (row py owns these bytes).
                 let dst = unsafe { y.run(at, pw * o) };
-                core.requantize_codes(path, p, raw, dst);
+                core.requant(p).codes_u8(path, raw, dst);
             }
             (Sink::CodePlanes(y), Some(p)) => {
                 row.codes.resize(pw * o, 0);
-                core.requantize_codes(path, p, raw, &mut row.codes);
+                core.requant(p).codes_u8(path, raw, &mut row.codes);
                 for (px, codes) in row.codes.chunks_exact(o.max(1)).enumerate() {
                     // SAFETY: forwarded from the caller.
                     unsafe { y.scatter(py * pw + px, ph * pw, codes.iter().copied()) };

@@ -209,10 +209,14 @@ fn direct_image(
         (geo.pad_len, OB)
     };
     with_buf(&PADDED, pad_len, |xp| {
-        if wide {
-            geo.pad_image_blocked(x, xp);
-        } else {
+        if !wide {
             geo.pad_image(x, xp);
+        }
+        // SAFETY: `wide` only on the AVX-512 F path the caller required; `xp` has the
+        // blocked length.
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            unsafe { geo.pad_image_blocked(x, xp) };
         }
         let xp = &*xp;
         let tile = |(t, yt): (usize, &mut [f32])| {

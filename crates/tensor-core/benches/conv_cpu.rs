@@ -3,11 +3,13 @@
 //! process got, while FLOP per CPU-second (the process's `CLOCK_PROCESS_CPUTIME_ID`) measures
 //! the kernel (up to cache and SMT interference from the neighbours).
 //!
-//! `cargo bench -p tensor-core --bench conv_cpu [-- FILTER]` prints first the FMA clock (a
-//! tight loop of 10 independent 256-bit FMAs: FMAs per CPU-second / 2 FMA units, the clock
-//! the cores actually run vector code at, boost included) and the per-core peak it implies
-//! (32 f32 FLOP per cycle with AVX2 + FMA), then one line per layer, batch and f32 path: wall
-//! and CPU GFLOP/s, and the CPU figure as a share of that peak. Run it with
+//! `cargo bench -p tensor-core --bench conv_cpu [-- FILTER]` prints first the FMA clocks (tight
+//! loops of 12 independent 256-bit, then 512-bit FMAs: FMAs per CPU-second / 2 FMA units, the
+//! clock the cores actually run vector code of that width at, boost included) and the
+//! per-core peaks they imply (32 f32 FLOP per cycle with AVX2 + FMA, 64 with AVX-512 F), then
+//! one line per layer, batch and f32 path: wall and CPU GFLOP/s, and the CPU figure as a
+//! share of that path's peak (avx2-fma against the 256-bit one; avx512f and portable, whose
+//! GEMM runs 512-bit microkernels where it can, against the 512-bit one). Run it with
 //! `RAYON_NUM_THREADS=1` for one core (CPU GFLOP/s then reads directly against the per-core
 //! peak); with 2 threads the CPU figure is per core-second too.
 
@@ -20,68 +22,8 @@ use tensor_core::conv::{
 use tensor_core::dispatch::F32Path;
 use tensor_core::rng::Rng;
 
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-unsafe extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
-/// CPU time of the whole process (every thread), in seconds.
-fn cpu_seconds() -> f64 {
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is Linux's.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    ts.sec as f64 + ts.nsec as f64 * 1e-9
-}
-
-/// 256-bit FMAs per CPU-second in a loop of 10 independent accumulators (enough to cover
-/// the 4-cycle latency of two FMA pipes), or `None` without AVX2 + FMA.
-fn fma_per_cpu_second() -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if F32Path::Avx2Fma.is_supported() {
-        let iters: u64 = 50_000_000;
-        let mut best = 0.0f64;
-        for _ in 0..3 {
-            let t0 = cpu_seconds();
-            let mut n = iters;
-            // SAFETY: AVX2 + FMA are present (checked above); the asm only touches the named
-            // registers and `n`.
-            unsafe {
-                std::arch::asm!(
-                    "vxorps ymm0, ymm0, ymm0", "vxorps ymm1, ymm1, ymm1",
-                    "vxorps ymm2, ymm2, ymm2", "vxorps ymm3, ymm3, ymm3",
-                    "vxorps ymm4, ymm4, ymm4", "vxorps ymm5, ymm5, ymm5",
-                    "vxorps ymm6, ymm6, ymm6", "vxorps ymm7, ymm7, ymm7",
-                    "vxorps ymm8, ymm8, ymm8", "vxorps ymm9, ymm9, ymm9",
-                    "vxorps ymm14, ymm14, ymm14", "vxorps ymm15, ymm15, ymm15",
-                    "2:",
-                    "vfmadd231ps ymm0, ymm14, ymm15", "vfmadd231ps ymm1, ymm14, ymm15",
-                    "vfmadd231ps ymm2, ymm14, ymm15", "vfmadd231ps ymm3, ymm14, ymm15",
-                    "vfmadd231ps ymm4, ymm14, ymm15", "vfmadd231ps ymm5, ymm14, ymm15",
-                    "vfmadd231ps ymm6, ymm14, ymm15", "vfmadd231ps ymm7, ymm14, ymm15",
-                    "vfmadd231ps ymm8, ymm14, ymm15", "vfmadd231ps ymm9, ymm14, ymm15",
-                    "dec {n}",
-                    "jnz 2b",
-                    n = inout(reg) n,
-                    out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-                    out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-                    out("ymm8") _, out("ymm9") _, out("ymm14") _, out("ymm15") _,
-                    options(nostack),
-                );
-            }
-            let _ = n;
-            best = best.max(iters as f64 * 10.0 / (cpu_seconds() - t0));
-        }
-        return Some(best);
-    }
-    None
-}
+mod fma_peak;
+use fma_peak::{cpu_seconds, measured_peak};
 
 fn rand_tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
     let n = dims.iter().product();
@@ -126,16 +68,15 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    let peak = fma_per_cpu_second().map(|fma| {
-        let ghz = fma / 2.0 / 1e9;
-        println!(
-            "# FMA loop: {:.2} G 256-bit FMA per CPU-second = {ghz:.2} GHz at 2 FMA/cycle; \
-             peak {:.1} GFLOP/s per core",
-            fma / 1e9,
-            fma * 16.0 / 1e9
-        );
-        fma * 16.0 / 1e9
-    });
+    let peak256 = measured_peak(256);
+    let peak512 = measured_peak(512);
+    // Each path against the peak of the widest FMA it may run: im2col + GEMM (faer's `gemm`
+    // picks its AVX-512 microkernels where the CPU has them) and the AVX-512 path against the
+    // 512-bit one, the AVX2 path against the 256-bit one.
+    let peak_of = |path: F32Path| match path {
+        F32Path::Avx2Fma => peak256,
+        _ => peak512.or(peak256),
+    };
     println!(
         "{:<20} {:>5} {:<9} {:>10} {:>10} {:>10} {:>7}",
         "layer", "batch", "path", "ms/call", "wall GF/s", "cpu GF/s", "% peak"
@@ -164,7 +105,7 @@ fn main() {
                 }
                 let wall = t0.elapsed().as_secs_f64() / calls as f64;
                 let cpu = (cpu_seconds() - c0) / calls as f64;
-                let share = peak.map_or(String::from("-"), |pk| {
+                let share = peak_of(path).map_or(String::from("-"), |pk| {
                     format!("{:.0}%", 100.0 * flop / cpu / 1e9 / pk)
                 });
                 println!(

@@ -18,18 +18,14 @@
 //! row is computed and dropped, and 32-, 64- and 128-channel layers fill their tiles exactly.
 //! A last tile of at most 8 channels runs a one-vector variant (6 accumulators).
 //!
-//! The AVX-512 F twin (session 11) takes a packed line as one zmm: one 16-channel tile by
-//! [`NP512`] = 10 positions in 10 zmm accumulators; per tap one weight load and 10 FMAs whose
-//! broadcast is folded into the instruction (`vfmadd231ps m32{1to16}`). Ten position
-//! pointers, the tap offset, the weight pointer and the loop bounds fit the 16
-//! general-purpose registers; with 12 positions LLVM reloaded 3 pointers from the stack per
-//! tap and the kernel measured 4-19% slower (two runs minutes apart, loaded machine; AVX2
-//! moved 2-8% between them). A 32-channel variant (two tiles x 12 positions,
-//! 24 accumulators) measured 10-40% slower still: each broadcast then feeds two FMAs, LLVM
-//! hoists all 12 into registers and spills accumulators (38 zmm live).
-//! The packing is the same for both paths (channels past `O` are zero, so no channel mask
-//! is needed) and the accumulators keep the `[P][OB]` layout, so the one epilogue below
-//! serves both. Both kernels are one macro (`direct_tile!`) over the vector width.
+//! The AVX-512 F path (session 12) runs on a channel-blocked copy of the image instead
+//! (module `blocked`: NCHW16c, two 16-channel output blocks by up to 14 positions of one
+//! row, every broadcast at a constant displacement from one base pointer); it writes the
+//! same `[P][OB]` accumulators per 16-channel block, so the one epilogue below serves all
+//! paths. It replaced session 11's 512-bit kernel on these NCHW planes (one 16-channel tile
+//! by 10 positions, one position pointer each, `vfmadd231ps (base,index,4){1to16}`).
+//! Channels past `O` are packed as zero, so no channel mask is needed. The AVX2 kernels are
+//! one macro (`direct_tile!`).
 //!
 //! Weights are packed once per layer ([`PackedConvWeights`]) as `[ceil(O/OB)][K][OB]`, one
 //! 64-byte-aligned line per tap, channels past `O` zero. The kernel writes a tile's
@@ -42,6 +38,8 @@
 //! session 6) dropped `kw - 1` of every `Wp` computed columns (2 of 16 on 14x14 layers),
 //! padded 32-channel layers to 36 and read input vectors across cache lines.
 
+pub(super) mod blocked;
+
 use super::Conv2dParams;
 use crate::error::TensorError;
 
@@ -49,13 +47,18 @@ use crate::error::TensorError;
 pub(super) const OB: usize = 16;
 /// Output positions per micro-tile of the AVX2 kernel.
 pub(super) const NP: usize = 6;
-/// Output positions per micro-tile of the AVX-512 kernel.
-pub(super) const NP512: usize = 10;
 
 /// One packed tap: the weights of [`OB`] output channels, on its own cache line.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C, align(64))]
 struct Line([f32; OB]);
+
+/// `lines` as their `lines.len() * OB` floats.
+fn as_floats(lines: &[Line]) -> &[f32] {
+    // SAFETY: `Line` is `repr(C)` over `[f32; OB]` (size 64, no padding), so the lines are
+    // `lines.len() * OB` contiguous, initialised f32 values.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), lines.len() * OB) }
+}
 
 /// The weights of one convolution packed for the direct kernel: `[ceil(O/OB)][K][OB]` with
 /// `K = C*kh*kw` (taps in weight order `(c, ki, kj)`), output channels past `O` zero, each
@@ -63,10 +66,13 @@ struct Line([f32; OB]);
 ///
 /// Packing is `O*K` copies, cheap next to a forward pass, but a layer that runs many
 /// inference calls keeps one (nn's `Conv2d` packs on its first inference call and drops the
-/// packing whenever its parameters are handed out for writing).
+/// packing whenever its parameters are handed out for writing). The same weights are kept
+/// packed for the AVX-512 kernel on the channel-blocked image as well
+/// (`[ceil(O/32)][ceil(C/16)][kh][kw][16][32]`, module `blocked`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedConvWeights {
     lines: Vec<Line>,
+    blocked: blocked::BlockedWeights,
     weight_dims: [usize; 4],
 }
 
@@ -96,7 +102,12 @@ impl PackedConvWeights {
                 }
             }
         }
-        Ok(Self { lines, weight_dims })
+        let blocked = blocked::BlockedWeights::pack(weight, weight_dims);
+        Ok(Self {
+            lines,
+            blocked,
+            weight_dims,
+        })
     }
 
     /// The dims `[O, C/groups, kh, kw]` of the weight that was packed.
@@ -107,10 +118,12 @@ impl PackedConvWeights {
     /// The packed tile `t` (`[K][OB]`, flat).
     pub(super) fn tile(&self, t: usize) -> &[f32] {
         let k = self.lines.len() / self.weight_dims[0].div_ceil(OB);
-        let lines = &self.lines[t * k..(t + 1) * k];
-        // SAFETY: `Line` is `repr(C)` over `[f32; OB]` (size 64, no padding), so `k` lines
-        // are `k * OB` contiguous, initialised f32 values.
-        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), k * OB) }
+        as_floats(&self.lines[t * k..(t + 1) * k])
+    }
+
+    /// The pair `t` (output channels `32t..32t+32`) packed for the blocked AVX-512 kernel.
+    pub(super) fn blocked_pair(&self, t: usize) -> &[f32] {
+        self.blocked.pair(t)
     }
 }
 
@@ -129,7 +142,8 @@ pub(super) struct Direct {
     pub(super) o: usize,
     pub(super) oh: usize,
     pub(super) ow: usize,
-    /// Positions per micro-tile of the kernel that runs ([`NP`] or [`NP512`]).
+    /// Positions per micro-tile of the kernel that runs ([`NP`], or the widest of the blocked
+    /// kernel's `WIDTHS`).
     pub(super) np: usize,
     /// Output positions `OH*OW` rounded up to `np` (the rows of the accumulator buffer).
     pub(super) p_len: usize,
@@ -229,11 +243,6 @@ macro_rules! direct_tile {
             (_mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
              _mm256_storeu_ps), $w, $a);
     };
-    (avx512, $name:ident, $doc:literal, $w:tt, $a:tt) => {
-        direct_tile!($name, $doc, "avx512f", 16, 10,
-            (_mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
-             _mm512_storeu_ps), $w, $a);
-    };
     ($name:ident, $doc:literal, $feat:literal, $lanes:literal, $np:literal,
      ($zero:ident, $load:ident, $bcast:ident, $fma:ident, $store:ident),
      [$($w:ident),+], [$([$($a:ident),+]),+]) => {
@@ -323,17 +332,6 @@ direct_tile!(
     "[`tile_avx2`] for a last tile of at most 8 channels: only `acc[p][0..8]` is written.",
     [w0],
     [[a00], [a10], [a20], [a30], [a40], [a50]]
-);
-
-#[rustfmt::skip]
-direct_tile!(
-    avx512,
-    tile_avx512,
-    "The 512-bit kernel: one 16-channel tile (a packed line is one zmm) by [`NP512`] \
-     positions in 10 zmm accumulators, each broadcast folded into its FMA \
-     (`vfmadd231ps m32{1to16}`); `acc [p_len][OB]` as [`tile_avx2`] writes it.",
-    [w0],
-    [[a00], [a10], [a20], [a30], [a40], [a50], [a60], [a70], [a80], [a90]]
 );
 
 /// The epilogue of output channels `o0..o0+rows` from their accumulators `acc [p_len][OB]`

@@ -6,7 +6,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::direct::{Direct, NP, NP512, OB, PackedConvWeights};
+use super::direct::blocked::{PAIR, WIDTHS};
+use super::direct::{Direct, NP, OB, PackedConvWeights};
 use super::{Conv2dParams, check_bias, conv2d_forward};
 use crate::activation::relu_inplace;
 use crate::dispatch::{F32Path, KernelPath};
@@ -63,9 +64,9 @@ pub fn conv2d_forward_fused(
 
 /// [`conv2d_forward_fused`] on an explicit path: `Portable` runs im2col + GEMM (faer) then
 /// the epilogue's passes; where the direct kernel applies, `Avx2Fma` runs its AVX2 twin
-/// (16 channels x 6 positions) and `Avx512F` its 512-bit twin (16 channels x 10 positions;
-/// layers of one input channel keep the AVX2 twin),
-/// both with the AVX2 epilogue. Errors if the CPU lacks the path, as
+/// (16 channels x 6 positions) and `Avx512F` the 512-bit kernel on the channel-blocked image
+/// (32 channels x up to 14 positions of a row; layers of one input channel keep the AVX2
+/// twin), all with the AVX2 epilogue. Errors if the CPU lacks the path, as
 /// the convolution does on bad shapes, or if `packed` is not `weight`'s shape.
 pub fn conv2d_forward_fused_with(
     path: F32Path,
@@ -127,7 +128,7 @@ pub fn conv2d_forward_fused_with(
     // are bound by their stores and the epilogue, not by FMAs: the 512-bit kernel measured
     // 0.88-0.98x the AVX2 one on them at batch 1, so they keep the AVX2 kernel.
     let wide = path == F32Path::Avx512F && p.in_channels > 1;
-    let np = if wide { NP512 } else { NP };
+    let np = if wide { WIDTHS[0] } else { NP };
     let geo = Direct::new(p, (d[1], d[2], d[3]), (oh, ow), np);
     let (offs, bases) = geo.tap_offsets().zip(geo.position_bases()).ok_or_else(|| {
         TensorError::InvalidArgument {
@@ -185,8 +186,9 @@ fn with_buf<R>(
     })
 }
 
-/// One image: pad it, then every 16-channel tile (in parallel when `split`), by the AVX-512
-/// kernel when `wide`, else the AVX2 one.
+/// One image: pad it, then every tile of output channels (in parallel when `split`): pairs
+/// of 16-channel blocks by the AVX-512 kernel on the channel-blocked image when `wide`, else
+/// 16-channel tiles by the AVX2 one on the NCHW padded planes.
 #[allow(clippy::too_many_arguments)]
 fn direct_image(
     geo: &Direct,
@@ -201,12 +203,24 @@ fn direct_image(
     split: bool,
 ) {
     let plane = y.len() / geo.o;
-    with_buf(&PADDED, geo.pad_len, |xp| {
-        geo.pad_image(x, xp);
+    let (pad_len, tile_channels) = if wide {
+        (geo.blocked_len(), PAIR)
+    } else {
+        (geo.pad_len, OB)
+    };
+    with_buf(&PADDED, pad_len, |xp| {
+        if !wide {
+            geo.pad_image(x, xp);
+        }
+        // SAFETY: `wide` only on the AVX-512 F path the caller required; `xp` has the
+        // blocked length.
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            unsafe { geo.pad_image_blocked(x, xp) };
+        }
         let xp = &*xp;
         let tile = |(t, yt): (usize, &mut [f32])| {
-            with_buf(&ACC, geo.acc_len(), |acc| {
-                let wt = packed.tile(t);
+            with_buf(&ACC, 2 * geo.acc_len(), |acc| {
                 // SAFETY: the caller chose the direct path only on x86_64 with AVX2 + FMA
                 // (`F32Path::Avx2Fma.is_supported()`), and `wide` only on the AVX-512 F path
                 // it required; `geo.np` is the kernel's; the buffer lengths are those
@@ -214,20 +228,35 @@ fn direct_image(
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
                     use super::direct::*;
-                    match (wide, yt.len() / plane > OB / 2) {
-                        (true, _) => tile_avx512(geo, offs, bases, xp, wt, acc),
-                        (false, true) => tile_avx2(geo, offs, bases, xp, wt, acc),
-                        (false, false) => tile_avx2_half(geo, offs, bases, xp, wt, acc),
-                    }
                     let (relu, pool) = (epi.relu, epi.max_pool_2x2);
-                    epilogue_avx2(geo, acc, bias, t * OB, relu, pool, yt);
+                    if wide {
+                        blocked::pair_avx512(geo, xp, packed.blocked_pair(t), acc);
+                        let (acc0, acc1) = acc.split_at(geo.acc_len());
+                        let (y0, y1) = yt.split_at_mut(yt.len().min(OB * plane));
+                        epilogue_avx2(geo, acc0, bias, t * PAIR, relu, pool, y0);
+                        if !y1.is_empty() {
+                            epilogue_avx2(geo, acc1, bias, t * PAIR + OB, relu, pool, y1);
+                        }
+                    } else {
+                        let wt = packed.tile(t);
+                        if yt.len() / plane > OB / 2 {
+                            tile_avx2(geo, offs, bases, xp, wt, acc);
+                        } else {
+                            tile_avx2_half(geo, offs, bases, xp, wt, acc);
+                        }
+                        epilogue_avx2(geo, acc, bias, t * OB, relu, pool, yt);
+                    }
                 }
             })
         };
         if split {
-            y.par_chunks_mut(OB * plane).enumerate().for_each(tile);
+            y.par_chunks_mut(tile_channels * plane)
+                .enumerate()
+                .for_each(tile);
         } else {
-            y.chunks_mut(OB * plane).enumerate().for_each(tile);
+            y.chunks_mut(tile_channels * plane)
+                .enumerate()
+                .for_each(tile);
         }
     });
 }

@@ -371,6 +371,39 @@ mod fused {
         }
     }
 
+    /// The AVX-512 kernel on the channel-blocked image (`direct::blocked`) around its block
+    /// and tile edges: input channels around 16 and 32, output channels around one and two
+    /// 16-channel blocks, output rows of each tile width (14, 8, 4, 1), narrower and just past.
+    #[test]
+    fn blocked_channel_blocks_and_row_tiles() {
+        announce_paths();
+        // Top 2, left 0, bottom 0, right 3.
+        let asym = Padding::from_onnx([2, 0, 0, 3]);
+        let kernels = [
+            ((1, 1), Padding::symmetric(0)),
+            ((3, 3), Padding::symmetric(1)),
+            ((5, 5), Padding::symmetric(2)),
+            ((3, 2), asym),
+        ];
+        let mut seed = 0;
+        for c in [15, 16, 17, 33] {
+            for o in [5, 16, 17, 33, 50] {
+                for (i, &(k, pad)) in kernels.iter().enumerate() {
+                    // Output widths 1..=3 (tile 1), 4..=7, 8..=13, 14 and 29 (14 + 14 + 1).
+                    let ow: usize = [1, 3, 5, 9, 14, 29][(c + o + i) % 6];
+                    let w = (ow + k.1 - 1).saturating_sub(pad.left + pad.right).max(1);
+                    seed += 1;
+                    let p = Conv2dParams::new(c, o, k).with_padding(pad);
+                    check_exact(p, 1 + seed as usize % 2, 4, w, seed);
+                }
+            }
+        }
+        let p = Conv2dParams::new(20, 40, (3, 3)).with_padding(Padding::symmetric(1));
+        for w in 1..=30 {
+            check_exact(p, 1, 3, w, 1000 + w as u64);
+        }
+    }
+
     /// The zoo's layers on float data: every path within the reference's tolerance, and 1 and
     /// 2 threads bit-identical on each path.
     #[test]

@@ -22,7 +22,8 @@
 //! im2col over any element type ([`conv::im2col`]) for the int8 and binary convolutions of
 //! other crates; run-time CPU feature dispatch per kernel family ([`dispatch`]) with the
 //! first dispatched kernels ([`bits::xor_popcount`], [`int8::dot_u8i8`]); a seeded, portable
-//! RNG ([`rng::Rng`]); and test helpers ([`testing::assert_close`]).
+//! RNG ([`rng::Rng`]); a two-thread fork/join whose helper stays awake between the layers of
+//! one inference ([`duo::join`]); and test helpers ([`testing::assert_close`]).
 //!
 //! What it is not for: autograd, layers or models (those live in `nn`), nor whole compressed
 //! kernels (sparse, int8, binary GEMMs: each lives in the crate of its technique, on top of
@@ -33,6 +34,7 @@ pub mod activation;
 pub mod bits;
 pub mod conv;
 pub mod dispatch;
+pub mod duo;
 pub mod error;
 pub mod gemm;
 pub mod int8;

@@ -11,6 +11,7 @@ use super::direct::{Direct, NP, OB, PackedConvWeights};
 use super::{Conv2dParams, check_bias, conv2d_forward};
 use crate::activation::relu_inplace;
 use crate::dispatch::{F32Path, KernelPath};
+use crate::duo;
 use crate::error::TensorError;
 use crate::pool::{Pool2dParams, max_pool2d_forward};
 use crate::shape::Shape;
@@ -39,13 +40,19 @@ pub fn direct_applies(p: &Conv2dParams) -> bool {
     p.stride == (1, 1) && p.dilation == (1, 1) && p.groups == 1
 }
 
-/// Multiply-accumulates of one image below which a batch-1 call stays on the calling thread:
-/// a rayon fork/join (waking the sleeping worker) costs more than the second core saves.
-/// Measured on the AVX-512 Xeon, 2 threads, batch 1 (`slimnet bench`, session 11): splitting
-/// from 2^20 MACs (lenet5 conv2's 1.6 M and up) 117-119 us for lenet5 and 435-445 us for
-/// cnn-teacher, from 2^22 (only cnn-teacher's 7.2 M layers) 88-93 / 459-462 us, never
-/// 87-92 / 420-431 us; one thread 94 / 446 us. 2^24 splits no zoo layer.
-pub const DIRECT_PAR_MIN_MACS: usize = 1 << 24;
+/// Multiply-accumulates of one image below which a batch-1 call stays on the calling thread;
+/// from it the image's output-channel tiles (16 channels on AVX2, pairs of 16 on AVX-512)
+/// are split between the caller and the [`duo`](crate::duo) helper (a round trip of ~0.4 us
+/// when the helper is awake, against ~15 us for a rayon fork/join that wakes a sleeping
+/// worker).
+///
+/// 2^20 splits lenet5 conv2 (1.6 M) and cnn-teacher conv2-4 (3.6-7.2 M), the wide teacher's
+/// conv2-4, and no first layer (one input channel, 0.2-0.45 M, 15-25 us). Session 11 measured
+/// rayon splits from 2^20 at 117-119 us (lenet5) and 435-445 us (cnn-teacher) on 2 threads
+/// against 87-92 / 420-431 us unsplit; session 12 measured the duo split only on a machine
+/// under load average 5-8 (no free core: see docs/BENCHMARKS.md, issue 16, session 12), so
+/// re-measure this threshold on a quiet machine.
+pub const DIRECT_PAR_MIN_MACS: usize = 1 << 20;
 
 /// `pool(relu(conv(input) + bias))` on the selected f32 path ([`F32Path::selected`]): the
 /// direct kernel when [`direct_applies`] and the CPU has AVX2 + FMA, else im2col + GEMM and
@@ -186,9 +193,10 @@ fn with_buf<R>(
     })
 }
 
-/// One image: pad it, then every tile of output channels (in parallel when `split`): pairs
-/// of 16-channel blocks by the AVX-512 kernel on the channel-blocked image when `wide`, else
-/// 16-channel tiles by the AVX2 one on the NCHW padded planes.
+/// One image: pad it, then every tile of output channels (split over two threads by
+/// [`duo::join`] when `split`): pairs of 16-channel blocks by the AVX-512 kernel on the
+/// channel-blocked image when `wide`, else 16-channel tiles by the AVX2 one on the NCHW padded
+/// planes.
 #[allow(clippy::too_many_arguments)]
 fn direct_image(
     geo: &Direct,
@@ -249,14 +257,22 @@ fn direct_image(
                 }
             })
         };
-        if split {
-            y.par_chunks_mut(tile_channels * plane)
-                .enumerate()
-                .for_each(tile);
+        // Split: the caller runs the first half of the tiles (the larger one: it starts at
+        // once), the duo helper the rest; a layer of one tile stays whole.
+        let span = tile_channels * plane;
+        let tiles = geo.o.div_ceil(tile_channels);
+        if split && tiles > 1 {
+            let mine = tiles.div_ceil(2);
+            let (lo, hi) = y.split_at_mut((mine * span).min(y.len()));
+            duo::join(
+                || lo.chunks_mut(span).enumerate().for_each(&tile),
+                || {
+                    let rest = hi.chunks_mut(span).enumerate();
+                    rest.for_each(|(t, yt)| tile((mine + t, yt)));
+                },
+            );
         } else {
-            y.chunks_mut(tile_channels * plane)
-                .enumerate()
-                .for_each(tile);
+            y.chunks_mut(span).enumerate().for_each(&tile);
         }
     });
 }

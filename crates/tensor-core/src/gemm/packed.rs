@@ -6,15 +6,18 @@
 //! # Layout
 //! [`PackedLinear`] holds `W^T` as `ceil(n / NR)` panels of [`NR`] = 32 columns by `k` rows,
 //! one 128-byte, 64-byte-aligned row per `p` (`panel[p][c] = W[32*j + c][p]`), columns past
-//! `n` zero. Each call packs `X`, one block of at most [`KC`] columns of `k` at a time, into
-//! micro-panels of `MR` rows interleaved by column (`a[p][i] = X[MR*q + i][k0 + p]`, rows past
-//! `m` zero), into a buffer kept per thread.
+//! `n` zero. `k` is cut into blocks of at most [`KC`]. The AVX-512 kernel reads `X` in place;
+//! the AVX2 and portable ones pack each k block of `X` into micro-panels of `MR` rows
+//! interleaved by column (`a[p][i] = X[MR*q + i][k0 + p]`, rows past `m` zero), into a buffer
+//! kept per thread. Packing `X` for the AVX-512 kernel too took 21% of `slimnet bench`
+//! lenet300 at batch 256 on one thread (`perf record`, session 12): the scatter costs as much
+//! as a tenth of the FMAs it feeds.
 //!
 //! # Kernels (per [`F32Path`])
 //! - `avx512f`: an `MR = 12` by 32 tile in 24 zmm accumulators; per `p` two aligned loads of the
-//!   packed weights and 12 FMAs whose broadcast is folded into the instruction
-//!   (`vfmadd231ps m32{1to16}`) at base + displacement from one pointer, no index register
-//!   (Intel cores un-laminate indexed memory operands of FMAs). The epilogue loads the
+//!   packed weights, 12 broadcasts (`vbroadcastss`, each feeding two FMAs: a pure load uop
+//!   even with an index register, so reading 12 rows of `X` in place costs only address
+//!   arithmetic) and 24 register FMAs. The epilogue loads the
 //!   previous partial sum (k blocks after the first), adds the bias and applies ReLU (last
 //!   block), with masked loads and stores on the `n` edge; `m` edges run the same kernel
 //!   with fewer rows (a const generic). `m = 1` is a GEMV reading `x` in place with 8
@@ -244,26 +247,35 @@ fn run_rows(
     let blocks = k.div_ceil(KC);
     let kc = k.div_ceil(blocks);
     let micro_panels = m.div_ceil(mr);
+    // The AVX-512 kernel reads `X` in place (see `X_IN_PLACE`).
+    let in_place = path == F32Path::Avx512F;
     X_PANELS.with(|buf| {
         let mut buf = buf.borrow_mut();
-        let need = micro_panels * mr * kc;
+        let need = if in_place { 0 } else { micro_panels * mr * kc };
         if buf.len() < need {
             buf.resize(need, 0.0);
         }
         for blk in 0..blocks {
             let k0 = blk * kc;
             let kl = kc.min(k - k0);
-            let a = &mut buf[..micro_panels * mr * kl];
-            pack_x(x, m, k, k0, kl, mr, a);
+            if !in_place {
+                pack_x(x, m, k, k0, kl, mr, &mut buf[..micro_panels * mr * kl]);
+            }
             let (first, last) = (blk == 0, blk + 1 == blocks);
             for j in 0..n.div_ceil(NR) {
                 let b = w.panel(j, k0, kl);
                 let cols = NR.min(n - j * NR);
                 let bias = epi.bias.map(|bias| &bias[j * NR..j * NR + cols]);
-                for (q, ap) in a.chunks_exact(mr * kl).enumerate() {
+                for q in 0..micro_panels {
                     let rows = mr.min(m - q * mr);
+                    let (a, lda) = if in_place {
+                        (&x[q * mr * k + k0..], k)
+                    } else {
+                        (&buf[q * mr * kl..(q + 1) * mr * kl], 0)
+                    };
                     let t = Tile {
-                        a: ap,
+                        a,
+                        lda,
                         b,
                         rows,
                         cols,
@@ -298,10 +310,13 @@ fn pack_x(x: &[f32], m: usize, k: usize, k0: usize, kl: usize, mr: usize, a: &mu
     }
 }
 
-/// One micro-tile's operands: `a` one packed micro-panel of `X` (`kl x mr`), `b` the packed
-/// weight rows of the same k block, the tile's extent and what its store applies.
+/// One micro-tile's operands: `a` one packed micro-panel of `X` (`kl x mr`) or its rows in
+/// place, `b` the packed weight rows of the same k block, the tile's extent and what its
+/// store applies.
 struct Tile<'a> {
     a: &'a [f32],
+    /// 0: `a` is a packed micro-panel; else `X` in place, row `i` at `a[i*lda..]`.
+    lda: usize,
     b: &'a [PanelRow],
     rows: usize,
     cols: usize,
@@ -403,10 +418,11 @@ fn tile_portable(t: &Tile<'_>, c: &mut [f32], ldc: usize) {
 
 /// The inner loop of the SIMD micro-kernels over `kl` packed rows: `v` vectors of weights
 /// (`lanes` floats each, aligned) per row, one broadcast of `X` per tile row,
-/// `acc[i][v] += a[p][i] * b[p][v]`; `ap` advances by `mr`, `bp` by [`NR`].
+/// `acc[i][v] += a[p][i] * b[p][v]` with `a[p][i]` at `ap[i*rs + p*ps]`; `bp` advances by
+/// [`NR`] per `p`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! fma_rows {
-    ($kl:expr, $ap:ident, $mr:expr, $bp:ident, $lanes:literal, $acc:ident, $v:expr,
+    ($kl:expr, $ap:ident, ($rs:expr, $ps:expr), $bp:ident, $lanes:literal, $acc:ident, $v:expr,
      $load:ident, $set1:ident, $fma:ident) => {
         for _ in 0..$kl {
             let mut b = [$acc[0][0]; $v];
@@ -414,12 +430,12 @@ macro_rules! fma_rows {
                 *bv = $load($bp.add(v * $lanes));
             }
             for (i, acc_row) in $acc.iter_mut().enumerate() {
-                let av = $set1(*$ap.add(i));
+                let av = $set1(*$ap.add(i * $rs));
                 for (s, &bv) in acc_row.iter_mut().zip(&b) {
                     *s = $fma(av, bv, *s);
                 }
             }
-            $ap = $ap.add($mr);
+            $ap = $ap.add($ps);
             $bp = $bp.add(NR);
         }
     };
@@ -445,7 +461,7 @@ unsafe fn tile_avx2<const R: usize>(t: &Tile<'_>, half: usize, c: &mut [f32], ld
         fma_rows!(
             kl,
             ap,
-            MR256,
+            (1, MR256),
             bp,
             8,
             acc,
@@ -478,14 +494,15 @@ unsafe fn tile_avx2<const R: usize>(t: &Tile<'_>, half: usize, c: &mut [f32], ld
 /// accumulators, fused epilogue with masked stores for `t.cols < 16V`.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F; `t.a` holds `kl` rows of [`MR512`], `t.b` `kl` rows, and
+/// The CPU must support AVX-512 F; `t.a` holds `R` rows of `X` in place (row `i` at
+/// `t.a[i*t.lda..]`, `kl` values each), `t.b` `kl` rows, and
 /// `c` is valid for rows `0..R` of `t.cols` floats at stride `ldc`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_avx512<const R: usize, const V: usize>(t: &Tile<'_>, c: *mut f32, ldc: usize) {
     use std::arch::x86_64::*;
     let kl = t.b.len();
-    debug_assert!(t.a.len() >= kl * MR512 && R <= MR512 && t.cols <= 16 * V && V <= 2);
+    debug_assert!(t.a.len() >= (R - 1) * t.lda + kl && R <= MR512 && t.cols <= 16 * V && V <= 2);
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let mut ap = t.a.as_ptr();
     let mut bp = t.b.as_ptr().cast::<f32>();
@@ -495,7 +512,7 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: &Tile<'_>, c: *mut f32,
         fma_rows!(
             kl,
             ap,
-            MR512,
+            (t.lda, 1),
             bp,
             16,
             acc,

@@ -178,5 +178,62 @@ fn linear_layers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, square, lenet5, linear_layers);
+/// lenet5 fc1's three training products at batch 128 (measure only: training still runs faer),
+/// each by faer beside the packed kernel *including* its per-step packing: forward
+/// `y = x W^T` (pack `W`), `dx = g W` (pack `W` given transposed), `dW = g^T x` (transpose `g`
+/// into `X`, pack `x` given transposed).
+fn lenet5_fc1_training(c: &mut Criterion) {
+    let (b, out, inp) = (128, 500, 800);
+    let mut rng = Rng::seed_from_u64(3);
+    let w = rand_vec(&mut rng, out * inp);
+    let x = rand_vec(&mut rng, b * inp);
+    let mut g = c.benchmark_group("lenet5.fc1 training products, batch 128 (elements=FLOP)");
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g.measurement_time(std::time::Duration::from_secs(2));
+    g.throughput(Throughput::Elements((2 * b * out * inp) as u64));
+    let epi = LinearEpilogue::default();
+    let p1 = GemmParams::default().threads(1);
+    let grad = rand_vec(&mut Rng::seed_from_u64(4), b * out);
+    let mut y = vec![0.0f32; b * out];
+    g.bench_function("forward/faer", |bench| {
+        let p = GemmParams::with_trans(false, true).threads(1);
+        bench.iter(|| gemm(b, out, inp, black_box(&x), &w, &mut y, &p).unwrap())
+    });
+    g.bench_function("forward/packed", |bench| {
+        bench.iter(|| {
+            let pw = PackedLinear::pack(black_box(&w), out, inp).unwrap();
+            linear_packed(&x, b, &pw, epi, &mut y, 1).unwrap()
+        })
+    });
+    let mut dx = vec![0.0f32; b * inp];
+    g.bench_function("dx = g W/faer", |bench| {
+        bench.iter(|| gemm(b, inp, out, black_box(&grad), &w, &mut dx, &p1).unwrap())
+    });
+    g.bench_function("dx = g W/packed", |bench| {
+        bench.iter(|| {
+            let pw = PackedLinear::pack_transposed(black_box(&w), out, inp).unwrap();
+            linear_packed(&grad, b, &pw, epi, &mut dx, 1).unwrap()
+        })
+    });
+    let mut dw = vec![0.0f32; out * inp];
+    g.bench_function("dW = g^T x/faer", |bench| {
+        let p = GemmParams::with_trans(true, false).threads(1);
+        bench.iter(|| gemm(out, inp, b, black_box(&grad), &x, &mut dw, &p).unwrap())
+    });
+    g.bench_function("dW = g^T x/packed", |bench| {
+        let mut gt = vec![0.0f32; out * b];
+        bench.iter(|| {
+            for (i, row) in black_box(&grad).chunks_exact(out).enumerate() {
+                for (o, &v) in row.iter().enumerate() {
+                    gt[o * b + i] = v;
+                }
+            }
+            let px = PackedLinear::pack_transposed(&x, b, inp).unwrap();
+            linear_packed(&gt, out, &px, epi, &mut dw, 1).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, square, lenet5, linear_layers, lenet5_fc1_training);
 criterion_main!(benches);

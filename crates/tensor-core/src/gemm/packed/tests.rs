@@ -157,6 +157,31 @@ fn one_and_two_threads_give_the_same_bits_on_float_data() {
 }
 
 #[test]
+fn packing_the_transpose_equals_packing_the_weight() {
+    for &(n, k) in &[(0, 3), (3, 0), (1, 1), (33, 7), (300, 100), (64, 5)] {
+        let mut rng = Rng::seed_from_u64((n * 1000 + k) as u64);
+        let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+        let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        assert_eq!(
+            PackedLinear::pack_transposed(&wt, k, n).unwrap(),
+            PackedLinear::pack(&w, n, k).unwrap(),
+            "n={n} k={k}"
+        );
+    }
+    let e = PackedLinear::pack_transposed(&[0.0; 5], 2, 3).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TensorError::DataLength {
+                op: "linear: pack transposed weight",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn k_zero_gives_the_bias() {
     let packed = PackedLinear::pack(&[], 3, 0).unwrap();
     let b = [1.0, -2.0, f32::NAN];

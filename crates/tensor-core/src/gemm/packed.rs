@@ -38,7 +38,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{PAR_MIN_FLOP, check_len};
+use super::{PAR_MIN_FLOP, TASKS_PER_THREAD, check_len};
 use crate::dispatch::{F32Path, KernelPath};
 use crate::error::TensorError;
 use crate::shape::Shape;
@@ -159,9 +159,9 @@ pub fn linear_packed(
 }
 
 /// `y [m, n] = act(x [m, k] W^T + b)` on `path`, with `W` packed in `w`. `threads`: 0 = the
-/// current rayon pool's size, 1 = sequential; products below [`PAR_MIN_FLOP`] and `m = 1`
-/// run on one thread, larger ones split `m` into one contiguous block of micro-panels per
-/// thread. Errors: [`TensorError::UnsupportedPath`] when this CPU cannot run `path`,
+/// current rayon pool's size, 1 = sequential; products below [`PAR_MIN_FLOP`] run on one
+/// thread, larger ones split `m` into contiguous blocks of micro-panels, four per thread,
+/// which idle workers steal; `m = 1` splits its panels in two from 512 Ki weights. Errors: [`TensorError::UnsupportedPath`] when this CPU cannot run `path`,
 /// [`TensorError::DataLength`] naming `x`, `y` or the bias when a length disagrees.
 pub fn linear_packed_with(
     path: F32Path,
@@ -221,10 +221,13 @@ pub fn linear_packed_with(
     let mr = mr_of(path);
     let micro_panels = m.div_ceil(mr);
     let flop = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
-    let tasks = if flop < PAR_MIN_FLOP {
+    // Several tasks per thread, stolen as workers come free: with one static half per
+    // thread, a worker descheduled by another process holds up the whole call (session 12,
+    // load average 3: 2 threads ran lenet300 at batch 256 no faster than 1, 0.92 CPUs used).
+    let tasks = if flop < PAR_MIN_FLOP || threads <= 1 {
         1
     } else {
-        threads.min(micro_panels)
+        (threads * TASKS_PER_THREAD).min(micro_panels)
     };
     if tasks <= 1 {
         run_rows(path, x, m, w, epi, y);

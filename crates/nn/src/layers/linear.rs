@@ -1,8 +1,9 @@
 //! Linear (fully connected) layer: `y = x W^T + b`, weight `[out, in]` as PyTorch stores it.
 
 use std::any::Any;
+use std::sync::OnceLock;
 
-use tensor_core::gemm::{GemmParams, gemm};
+use tensor_core::gemm::{GemmParams, LinearEpilogue, PackedLinear, gemm, linear_packed};
 use tensor_core::rng::Rng;
 use tensor_core::{Shape, Tensor};
 
@@ -16,10 +17,19 @@ use crate::record::LayerRecord;
 ///
 /// Backward (for `y = x W^T + b`, `g = dL/dy`): `dx = g W`, `dW += g^T x`,
 /// `db += sum_n g[n]`.
+///
+/// Inference ([`Mode::Eval`] and [`Linear::forward_relu`]) runs `tensor_core`'s packed-weight
+/// kernel with bias and ReLU fused into its store; the weight is packed by the first inference
+/// call (behind a `OnceLock`, as `Model` reaches this layer by shared reference) and the
+/// packing is dropped whenever the parameters are handed out for writing
+/// ([`Layer::params_mut`]). Training forward passes run the faer GEMM, as the weights change
+/// every step.
 #[derive(Clone, Debug)]
 pub struct Linear {
     /// Weight and bias with their gradients.
     wb: WeightBias,
+    /// The weight packed for inference, made by the first inference call.
+    packed: OnceLock<PackedLinear>,
     /// The input of the last training-mode forward pass.
     cache: Option<Tensor>,
     /// Whether `backward` computes the input gradient (see `Layer::set_input_grad_needed`).
@@ -58,6 +68,7 @@ impl Linear {
         }
         Ok(Self {
             wb: WeightBias::new(weight, bias),
+            packed: OnceLock::new(),
             cache: None,
             input_grad: true,
         })
@@ -97,11 +108,32 @@ impl Linear {
     /// `Model::forward` calls for a linear layer followed by ReLU in [`Mode::Eval`]). Caches
     /// nothing.
     pub fn forward_relu(&self, input: &Tensor) -> Result<Tensor> {
-        self.affine(input, true)
+        self.infer(input, true)
     }
 
-    /// `x W^T + b`, then ReLU (`v < 0 -> 0`, NaN kept) when `relu`.
-    fn affine(&self, input: &Tensor, relu: bool) -> Result<Tensor> {
+    /// Inference: `x W^T + b`, then ReLU (`v < 0 -> 0`, NaN kept) when `relu`, in one pass of
+    /// the packed-weight kernel (packing the weight on first use).
+    fn infer(&self, input: &Tensor, relu: bool) -> Result<Tensor> {
+        self.check_input(input.shape())?;
+        let (n, inf, outf) = (input.dims()[0], self.in_features(), self.out_features());
+        let packed = match self.packed.get() {
+            Some(p) => p,
+            None => {
+                let p = PackedLinear::pack(self.wb.weight.data(), outf, inf)?;
+                self.packed.get_or_init(|| p)
+            }
+        };
+        let mut y = Tensor::zeros_dims(&[n, outf])?;
+        let epi = LinearEpilogue {
+            bias: self.wb.bias.as_ref().map(|b| b.data()),
+            relu,
+        };
+        linear_packed(input.data(), n, packed, epi, y.data_mut(), 0)?;
+        Ok(y)
+    }
+
+    /// Training forward: `x W^T + b` by the faer GEMM, then the bias pass.
+    fn affine(&self, input: &Tensor) -> Result<Tensor> {
         self.check_input(input.shape())?;
         let (n, inf, outf) = (input.dims()[0], self.in_features(), self.out_features());
         let mut y = Tensor::zeros_dims(&[n, outf])?;
@@ -128,13 +160,9 @@ impl Linear {
                 &GemmParams::with_trans(false, true),
             )?;
         }
-        let bias = self.wb.bias.as_ref().map(|b| b.data());
-        for row in y.data_mut().chunks_exact_mut(outf) {
-            if let Some(b) = bias {
-                row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
-            }
-            if relu {
-                tensor_core::activation::relu_inplace(row);
+        if let Some(b) = &self.wb.bias {
+            for row in y.data_mut().chunks_exact_mut(outf) {
+                row.iter_mut().zip(b.data()).for_each(|(v, &bv)| *v += bv);
             }
         }
         Ok(y)
@@ -163,10 +191,11 @@ impl Layer for Linear {
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.affine(input, false)?;
-        if mode == Mode::Train {
-            self.cache = Some(input.clone());
+        if mode == Mode::Eval {
+            return self.infer(input, false);
         }
+        let y = self.affine(input)?;
+        self.cache = Some(input.clone());
         Ok(y)
     }
 
@@ -213,6 +242,8 @@ impl Layer for Linear {
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        // The caller may write the weight: the packing would be stale.
+        self.packed = OnceLock::new();
         self.wb.muts()
     }
 

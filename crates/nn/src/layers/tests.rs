@@ -234,6 +234,41 @@ fn linear_matches_naive_for_batch_one_and_many() {
 }
 
 #[test]
+fn linear_inference_matches_training_forward_and_repacks_after_params_mut() {
+    // Small integers: every sum is exact, so the packed inference kernel and the faer
+    // training product must agree bit for bit (batch 1 runs the GEMV, 29 the tiles).
+    let mut rng = Rng::seed_from_u64(8);
+    let ints = |rng: &mut Rng, dims: &[usize]| {
+        let n = dims.iter().product();
+        Tensor::new(dims, (0..n).map(|_| rng.below(7) as f32 - 3.0).collect()).unwrap()
+    };
+    let w = ints(&mut rng, &[300, 70]);
+    let b = ints(&mut rng, &[300]);
+    let mut l = Linear::from_parts(w, Some(b)).unwrap();
+    for n in [1, 29] {
+        let x = ints(&mut rng, &[n, 70]);
+        let eval = l.forward(&x, Mode::Eval).unwrap();
+        let train = l.forward(&x, Mode::Train).unwrap();
+        assert_eq!(eval.data(), train.data(), "batch {n}");
+        let mut relu = train.data().to_vec();
+        tensor_core::activation::relu_inplace(&mut relu);
+        assert_eq!(l.forward_relu(&x).unwrap().data(), &relu[..], "batch {n}");
+    }
+    // Writing the weight through params_mut must drop the packing made above.
+    let x = ints(&mut rng, &[3, 70]);
+    let before = l.forward(&x, Mode::Eval).unwrap();
+    for p in l.params_mut() {
+        if p.name == "weight" {
+            p.value.data_mut().iter_mut().for_each(|v| *v *= 2.0);
+        }
+    }
+    let after = l.forward(&x, Mode::Eval).unwrap();
+    let want = l.forward(&x, Mode::Train).unwrap();
+    assert_eq!(after.data(), want.data());
+    assert_ne!(after.data(), before.data());
+}
+
+#[test]
 fn init_bounds_follow_pytorch() {
     let mut rng = Rng::seed_from_u64(5);
     let l = Linear::new(100, 50, &mut rng).unwrap();

@@ -19,6 +19,10 @@ use crate::error::TensorError;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
+mod packed;
+
+pub use packed::{KC, LinearEpilogue, NR, PackedLinear, linear_packed, linear_packed_with};
+
 /// Options of a GEMM call: transposes, scalars and threads (`Default`: no transposes,
 /// `alpha = 1`, `beta = 0`, rayon's pool size).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn outputs_are_checked_before_work() {
-        let dir = std::env::temp_dir().join(format!("slimnet-atomic-{}", std::process::id()));
+        // A directory of its own: the tests run in parallel and each counts its entries.
+        let dir = std::env::temp_dir().join(format!("slimnet-atomic-c-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let input = dir.join("in.model");
         std::fs::write(&input, b"x").unwrap();

@@ -163,10 +163,19 @@ impl Layer for Linear {
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.affine(input, false)?;
         if mode == Mode::Train {
-            self.cache = Some(input.clone());
+            return self.forward_owned(input.clone(), mode);
         }
+        self.affine(input, false)
+    }
+
+    fn forward_owned(&mut self, input: Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Eval {
+            return self.forward(&input, mode);
+        }
+        let y = self.affine(&input, false)?;
+        // The input is kept, not copied.
+        self.cache = Some(input);
         Ok(y)
     }
 

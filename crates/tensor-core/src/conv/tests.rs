@@ -45,13 +45,19 @@ fn input_gradient_on_the_direct_kernel() {
     let applies = |p: &Conv2dParams| {
         let (kh, kw) = p.kernel;
         let d = p.padding;
-        direct_applies(p) && d.top < kh && d.bottom < kh && d.left < kw && d.right < kw
+        direct_applies(p)
+            && d.top < kh
+            && d.bottom < kh
+            && d.left < kw
+            && d.right < kw
+            && p.in_channels >= DIRECT_INPUT_GRAD_MIN_CHANNELS
     };
     // ONNX order: top 0, left 1, bottom 2, right 0.
     let asym = Padding::from_onnx([0, 1, 2, 0]);
     let cases = [
         // cnn-teacher conv2 and conv4 (at a smaller batch), edge widths around the kernel's
-        // 10- and 6-position tiles, one channel each way, asymmetric padding, 1x1 and 5x5.
+        // 10- and 6-position tiles, one channel each way, asymmetric padding, 1x1 and 5x5 (lenet5's conv2, 6 input
+        // channels, stays on the GEMM).
         (
             Conv2dParams::new(32, 32, (3, 3)).with_padding(Padding::symmetric(1)),
             3,
@@ -71,9 +77,15 @@ fn input_gradient_on_the_direct_kernel() {
             11,
         ),
         (Conv2dParams::new(17, 1, (3, 3)), 1, 9, 13),
-        (Conv2dParams::new(5, 6, (3, 3)).with_padding(asym), 2, 7, 10),
+        (
+            Conv2dParams::new(16, 6, (3, 3)).with_padding(asym),
+            2,
+            7,
+            10,
+        ),
         (Conv2dParams::new(6, 16, (5, 5)), 2, 12, 12),
-        (Conv2dParams::new(8, 3, (1, 1)), 2, 4, 21),
+        (Conv2dParams::new(20, 16, (5, 5)), 2, 12, 12),
+        (Conv2dParams::new(16, 3, (1, 1)), 2, 4, 21),
         (
             Conv2dParams::new(3, 4, (2, 3)).with_padding(Padding::symmetric(1)),
             1,

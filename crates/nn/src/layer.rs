@@ -77,6 +77,20 @@ pub trait Layer: Debug + Send + Sync {
     /// gradients.
     fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor>;
 
+    /// [`Layer::forward`] on an input the caller gives away (a training loop passing each
+    /// layer's output to the next): a layer that would copy its input (to cache it, or to
+    /// transform it in place) keeps or reuses the buffer instead. Must return exactly what
+    /// `forward(&input, mode)` returns and leave the same cache. Default: `forward`.
+    fn forward_owned(&mut self, input: Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward(&input, mode)
+    }
+
+    /// [`Layer::backward`] on a gradient the caller gives away; the same result and the
+    /// same accumulated parameter gradients. Default: `backward`.
+    fn backward_owned(&mut self, grad_output: Tensor) -> Result<Tensor> {
+        self.backward(&grad_output)
+    }
+
     /// The layer's own parameters and buffers (read-only), trainable or not. A container
     /// ([`Layer::branches`]) owns none: its nested layers' parameters are reached through
     /// the model walk ([`crate::Model::visit`]), each under its own [`crate::LayerPath`].

@@ -5,13 +5,13 @@
 //!    the optimizer;
 //! 2. gradients are zeroed; [`TrainHook::before_forward`] (every hook method gets a
 //!    [`StepContext`]: step, epoch, steps per epoch, learning rate, the batch);
-//! 3. forward in [`Mode::Train`], loss and its gradient from the [`Objective`] (softmax
+//! 3. forward in [`Mode::Train`](crate::Mode::Train), loss and its gradient from the [`Objective`] (softmax
 //!    cross-entropy by default), a non-finite loss stops the run with an error naming the
 //!    epoch and step; backward;
 //! 4. [`TrainHook::after_backward`]; the optimizer step; [`TrainHook::after_step`].
 //!
 //! At the end of each epoch: [`TrainHook::on_epoch_end`], then (if configured and a test set
-//! is given) an evaluation in [`Mode::Eval`] wrapped in [`TrainHook::before_eval`] and
+//! is given) an evaluation in [`Mode::Eval`](crate::Mode::Eval) wrapped in [`TrainHook::before_eval`] and
 //! [`TrainHook::after_eval`], as every evaluation through [`Trainer::evaluate`] is.
 //!
 //! Samples are shuffled every epoch and augmented (if configured) from generators forked off
@@ -30,7 +30,6 @@ use tensor_core::rng::Rng;
 
 use crate::data::{Augment, Dataset, augment_batch};
 use crate::error::{NnError, Result};
-use crate::layer::Mode;
 use crate::loss::softmax_cross_entropy;
 use crate::metrics::{Evaluation, evaluate, to_model_input};
 use crate::model::Model;
@@ -38,6 +37,7 @@ use crate::optim::{OptimizerConfig, OptimizerState};
 use crate::schedule::Schedule;
 
 mod session;
+mod step;
 
 pub use session::{FinishedPhase, InProgress, Session, SessionCheckpoint, SessionSink, StopPoint};
 
@@ -582,7 +582,7 @@ impl Trainer {
     }
 
     /// Evaluates `model` on `data` through the hooks: `before_eval` of each hook, the
-    /// evaluation in [`Mode::Eval`], then `after_eval` of each hook in reverse order (run even
+    /// evaluation in [`Mode::Eval`](crate::Mode::Eval), then `after_eval` of each hook in reverse order (run even
     /// when the evaluation failed). A quantization-aware or binary model is thus measured as
     /// it will run, not as its latent floats.
     pub fn evaluate(&mut self, model: &mut Model, data: &Dataset) -> Result<Evaluation> {
@@ -772,7 +772,7 @@ impl Trainer {
                 for h in self.hooks.iter_mut() {
                     h.before_forward(model, &ctx)?;
                 }
-                let logits = model.forward(&x, Mode::Train)?;
+                let logits = step::forward(model, &x)?;
                 let (loss, grad) = self.objective.loss(&logits, &x, &labels)?;
                 if !loss.is_finite() {
                     return Err(NnError::NonFiniteLoss {
@@ -785,7 +785,7 @@ impl Trainer {
                         lr,
                     });
                 }
-                model.backward(&grad)?;
+                step::backward(model, grad)?;
                 for h in self.hooks.iter_mut() {
                     h.after_backward(model, &ctx)?;
                 }

@@ -4,7 +4,7 @@ use std::any::Any;
 
 use tensor_core::conv::{
     Conv2dGradOut, Conv2dParams, ConvEpilogue, PackedConvWeights, conv2d_backward,
-    conv2d_forward_fused,
+    conv2d_forward_fused, conv2d_input_grad_direct,
 };
 use tensor_core::rng::Rng;
 use tensor_core::{Shape, Tensor};
@@ -176,16 +176,24 @@ impl Layer for Conv2d {
         if mode == Mode::Eval {
             return self.forward_fused(input, ConvEpilogue::default());
         }
+        self.forward_owned(input.clone(), mode)
+    }
+
+    fn forward_owned(&mut self, input: Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Eval {
+            return self.forward(&input, mode);
+        }
         self.output_shape(input.shape())?;
         let y = conv2d_forward_fused(
-            input,
+            &input,
             &self.wb.weight,
             None,
             self.wb.bias.as_ref().map(|b| b.data()),
             &self.params,
             ConvEpilogue::default(),
         )?;
-        self.cache = Some(input.clone());
+        // The input is kept, not copied.
+        self.cache = Some(input);
         Ok(y)
     }
 
@@ -193,14 +201,21 @@ impl Layer for Conv2d {
         let x = self.cache.as_ref().ok_or_else(|| no_cache("conv2d"))?;
         let want = self.params.output_dims(x.shape())?;
         check_grad("conv2d", grad_output, &want)?;
-        let mut dx = Tensor::zeros(x.shape().clone());
+        // The input gradient on the forward pass's direct kernel where it applies, else
+        // through col2im inside `conv2d_backward`.
+        let direct = match self.input_grad {
+            true => conv2d_input_grad_direct(grad_output, &self.wb.weight, &self.params, x.dims())?,
+            false => None,
+        };
+        let im2col_dx = self.input_grad && direct.is_none();
+        let mut dx = direct.unwrap_or_else(|| Tensor::zeros(x.shape().clone()));
         conv2d_backward(
             x,
             &self.wb.weight,
             grad_output,
             &self.params,
             Conv2dGradOut {
-                input: self.input_grad.then(|| dx.data_mut()),
+                input: im2col_dx.then(|| dx.data_mut()),
                 weight: self.wb.grad_weight.data_mut(),
                 bias: self.wb.grad_bias.as_mut().map(|b| b.data_mut()),
             },

@@ -83,6 +83,14 @@ impl Dropout {
     }
 }
 
+/// `t *= mask` elementwise (equal shapes).
+fn scale_by(t: &mut Tensor, mask: &Tensor) {
+    t.data_mut()
+        .iter_mut()
+        .zip(mask.data())
+        .for_each(|(v, &m)| *v *= m);
+}
+
 impl Layer for Dropout {
     fn kind(&self) -> &'static str {
         "dropout"
@@ -93,11 +101,15 @@ impl Layer for Dropout {
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_owned(input.clone(), mode)
+    }
+
+    fn forward_owned(&mut self, mut input: Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Eval || self.p == 0.0 {
             if mode == Mode::Train {
                 self.cache = Some(Tensor::full(input.shape().clone(), 1.0));
             }
-            return Ok(input.clone());
+            return Ok(input);
         }
         let scale = 1.0 / (1.0 - self.p);
         let mut mask = Tensor::zeros(input.shape().clone());
@@ -108,24 +120,20 @@ impl Layer for Dropout {
                 scale
             };
         }
-        let mut y = input.clone();
-        y.data_mut()
-            .iter_mut()
-            .zip(mask.data())
-            .for_each(|(v, &m)| *v *= m);
+        scale_by(&mut input, &mask);
         self.cache = Some(mask);
-        Ok(y)
+        Ok(input)
     }
 
     fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor> {
+        self.backward_owned(grad_output.clone())
+    }
+
+    fn backward_owned(&mut self, mut grad_output: Tensor) -> Result<Tensor> {
         let mask = self.cache.as_ref().ok_or_else(|| no_cache("dropout"))?;
-        check_grad("dropout", grad_output, mask.dims())?;
-        let mut g = grad_output.clone();
-        g.data_mut()
-            .iter_mut()
-            .zip(mask.data())
-            .for_each(|(v, &m)| *v *= m);
-        Ok(g)
+        check_grad("dropout", &grad_output, mask.dims())?;
+        scale_by(&mut grad_output, mask);
+        Ok(grad_output)
     }
 
     fn param_count(&self) -> usize {

@@ -71,29 +71,38 @@ macro_rules! elementwise_layer {
                 Ok(g)
             }
 
-            fn param_count(&self) -> usize {
-                0
-            }
-
-            fn macs(&self, _input: &tensor_core::Shape) -> $crate::error::Result<u64> {
-                Ok(0)
-            }
-
-            fn clear_cache(&mut self) {
-                self.cache = None;
-            }
-
             fn record(&self) -> $crate::error::Result<$crate::record::LayerRecord> {
                 Ok($crate::record::LayerRecord::new($kind))
             }
 
-            fn as_any(&self) -> &dyn std::any::Any {
-                self
-            }
+            parameter_free_methods!();
+        }
+    };
+}
 
-            fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-                self
-            }
+/// The [`crate::Layer`] methods a parameter-free layer with a `cache: Option<_>` field
+/// writes alike: no parameters, no multiply-accumulates, `clear_cache` dropping the cache,
+/// and the downcasting pair.
+macro_rules! parameter_free_methods {
+    () => {
+        fn param_count(&self) -> usize {
+            0
+        }
+
+        fn macs(&self, _input: &tensor_core::Shape) -> $crate::error::Result<u64> {
+            Ok(0)
+        }
+
+        fn clear_cache(&mut self) {
+            self.cache = None;
+        }
+
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
         }
     };
 }

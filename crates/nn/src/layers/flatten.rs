@@ -45,17 +45,25 @@ impl Layer for Flatten {
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_owned(input.clone(), mode)
+    }
+
+    fn forward_owned(&mut self, input: Tensor, mode: Mode) -> Result<Tensor> {
         let out = self.output_shape(input.shape())?;
         if mode == Mode::Train {
             self.cache = Some(input.shape().clone());
         }
-        Ok(input.clone().reshape(out.dims())?)
+        Ok(input.reshape(out.dims())?)
     }
 
     fn backward(&mut self, grad_output: &Tensor) -> Result<Tensor> {
+        self.backward_owned(grad_output.clone())
+    }
+
+    fn backward_owned(&mut self, grad_output: Tensor) -> Result<Tensor> {
         let shape = self.cache.as_ref().ok_or_else(|| no_cache("flatten"))?;
-        check_grad("flatten", grad_output, self.output_shape(shape)?.dims())?;
-        Ok(grad_output.clone().reshape(shape.dims())?)
+        check_grad("flatten", &grad_output, self.output_shape(shape)?.dims())?;
+        Ok(grad_output.reshape(shape.dims())?)
     }
 
     fn param_count(&self) -> usize {

@@ -194,8 +194,16 @@ impl Layer for Linear {
         if mode == Mode::Eval {
             return self.infer(input, false);
         }
-        let y = self.affine(input)?;
-        self.cache = Some(input.clone());
+        self.forward_owned(input.clone(), mode)
+    }
+
+    fn forward_owned(&mut self, input: Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Eval {
+            return self.infer(&input, false);
+        }
+        let y = self.affine(&input)?;
+        // The input is kept, not copied.
+        self.cache = Some(input);
         Ok(y)
     }
 

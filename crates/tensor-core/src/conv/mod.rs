@@ -35,7 +35,10 @@ mod im2col;
 mod plan;
 mod reference;
 
-pub use backward::{Conv2dGradOut, Conv2dGrads, conv2d_backward, conv2d_grads};
+pub use backward::{
+    Conv2dGradOut, Conv2dGrads, DIRECT_INPUT_GRAD_MIN_CHANNELS, conv2d_backward, conv2d_grads,
+    conv2d_input_grad_direct,
+};
 pub use direct::PackedConvWeights;
 pub use forward::{conv2d_forward, conv2d_forward_per_image};
 pub use fused::{

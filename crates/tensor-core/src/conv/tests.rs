@@ -31,6 +31,112 @@ fn check(p: Conv2dParams, n: usize, h: usize, w: usize, seed: u64) {
     assert_close(g.input.data(), gr.input.data(), tol, tol);
     assert_close(g.weight.data(), gr.weight.data(), big, big);
     assert_close(g.bias.data(), gr.bias.data(), big, big);
+    // The transposed direct route, where it applies, against the same reference.
+    let tol_t = 1e-5 * ((p.out_channels * p.kernel.0 * p.kernel.1) as f32).sqrt();
+    if let Some(dx) = conv2d_input_grad_direct(&gy, &wt, &p, x.dims()).unwrap() {
+        assert_eq!(dx.dims(), x.dims());
+        assert_close(dx.data(), gr.input.data(), tol_t, tol_t);
+    }
+}
+
+#[test]
+fn input_gradient_on_the_direct_kernel() {
+    use crate::dispatch::F32Path;
+    let applies = |p: &Conv2dParams| {
+        let (kh, kw) = p.kernel;
+        let d = p.padding;
+        direct_applies(p)
+            && d.top < kh
+            && d.bottom < kh
+            && d.left < kw
+            && d.right < kw
+            && p.in_channels >= DIRECT_INPUT_GRAD_MIN_CHANNELS
+    };
+    // ONNX order: top 0, left 1, bottom 2, right 0.
+    let asym = Padding::from_onnx([0, 1, 2, 0]);
+    let cases = [
+        // cnn-teacher conv2 and conv4 (at a smaller batch), edge widths around the kernel's
+        // 10- and 6-position tiles, one channel each way, asymmetric padding, 1x1 and 5x5 (lenet5's conv2, 6 input
+        // channels, stays on the GEMM).
+        (
+            Conv2dParams::new(32, 32, (3, 3)).with_padding(Padding::symmetric(1)),
+            3,
+            28,
+            28,
+        ),
+        (
+            Conv2dParams::new(64, 64, (3, 3)).with_padding(Padding::symmetric(1)),
+            2,
+            14,
+            14,
+        ),
+        (
+            Conv2dParams::new(1, 17, (3, 3)).with_padding(Padding::symmetric(1)),
+            2,
+            5,
+            11,
+        ),
+        (Conv2dParams::new(17, 1, (3, 3)), 1, 9, 13),
+        (
+            Conv2dParams::new(16, 6, (3, 3)).with_padding(asym),
+            2,
+            7,
+            10,
+        ),
+        (Conv2dParams::new(6, 16, (5, 5)), 2, 12, 12),
+        (Conv2dParams::new(20, 16, (5, 5)), 2, 12, 12),
+        (Conv2dParams::new(16, 3, (1, 1)), 2, 4, 21),
+        (
+            Conv2dParams::new(3, 4, (2, 3)).with_padding(Padding::symmetric(1)),
+            1,
+            1,
+            1,
+        ),
+    ];
+    let runs = F32Path::selected() != F32Path::Portable && F32Path::Avx2Fma.is_supported();
+    if !runs {
+        eprintln!("skipped: the direct f32 kernel does not run on this CPU");
+    }
+    for (i, (p, n, h, w)) in cases.into_iter().enumerate() {
+        let mut rng = Rng::seed_from_u64(40 + i as u64);
+        let x = rand_tensor(&mut rng, &[n, p.in_channels, h, w]);
+        let wt = rand_tensor(&mut rng, &p.weight_dims());
+        let [_, o, oh, ow] = p.output_dims(x.shape()).unwrap();
+        let gy = rand_tensor(&mut rng, &[n, o, oh, ow]);
+        let got = conv2d_input_grad_direct(&gy, &wt, &p, x.dims()).unwrap();
+        assert_eq!(got.is_some(), runs && applies(&p), "case {i}: {p:?}");
+        if let Some(dx) = got {
+            let want = conv2d_grads_reference(&x, &wt, &gy, &p).unwrap().input;
+            let tol = 1e-5 * ((o * p.kernel.0 * p.kernel.1) as f32).sqrt();
+            assert_close(dx.data(), want.data(), tol, tol);
+        }
+    }
+    // Not this route: stride 2, dilation, groups, padding wider than kernel - 1.
+    let mut rng = Rng::seed_from_u64(3);
+    for p in [
+        Conv2dParams::new(2, 2, (3, 3)).with_stride((2, 2)),
+        Conv2dParams::new(2, 2, (3, 3)).with_dilation((2, 2)),
+        Conv2dParams::new(2, 2, (3, 3)).with_groups(2),
+        Conv2dParams::new(2, 2, (3, 3)).with_padding(Padding::symmetric(3)),
+    ] {
+        let x = rand_tensor(&mut rng, &[1, 2, 9, 9]);
+        let wt = rand_tensor(&mut rng, &p.weight_dims());
+        let gy = rand_tensor(&mut rng, &p.output_dims(x.shape()).unwrap());
+        assert!(
+            conv2d_input_grad_direct(&gy, &wt, &p, x.dims())
+                .unwrap()
+                .is_none(),
+            "{p:?}"
+        );
+    }
+    // A gradient of the wrong shape is an error.
+    let p = Conv2dParams::new(2, 2, (3, 3));
+    let (x, wt) = (
+        rand_tensor(&mut rng, &[1, 2, 9, 9]),
+        rand_tensor(&mut rng, &[2, 2, 3, 3]),
+    );
+    let bad = rand_tensor(&mut rng, &[1, 2, 6, 7]);
+    assert!(conv2d_input_grad_direct(&bad, &wt, &p, x.dims()).is_err());
 }
 
 #[test]

@@ -362,10 +362,16 @@ impl Model {
 }
 
 /// Images per chunk of the inference fast path over a model's convolutional prefix
-/// ([`forward_in_chunks`]): small enough that a chunk's activations stay in cache (8
-/// cnn-teacher images: 800 KB after conv1, against 25 MB for a batch of 256), large enough
-/// that both cores get images of their own.
-pub const EVAL_CHUNK: usize = 8;
+/// ([`forward_in_chunks`]): small enough that a chunk's activations stay in cache (32
+/// cnn-teacher images: 3.2 MB after conv1, against 25 MB for a batch of 256), large enough
+/// that each layer's fork/join over the chunk's images is rare and both cores get images of
+/// their own. Measured on the 2-core Xeon, batch 256, 2 threads, quiet (`slimnet bench
+/// --seconds 2`, two rounds, images/s, chunk 8 / 32 / 64; session 12): cnn-teacher 6,422 /
+/// 7,324 / 7,164 and 6,115 / 7,093 / 7,270; lenet5 36,170 / 39,456 / 38,035 and 31,723 /
+/// 37,863 / 39,997; the wide teacher 2,059 / 2,174 / 1,865 and 2,001 / 2,107 / 2,063. One
+/// thread: cnn-teacher 4,036 / 3,922 and 4,189 / 4,031 (chunk 8 / 32), wide 1,084 / 1,176 and
+/// 1,087 / 1,096.
+pub const EVAL_CHUNK: usize = 32;
 
 /// How many leading layers are per-image spatial layers (conv2d, ReLU, max pooling) that
 /// [`forward_in_chunks`] may run a few images at a time.

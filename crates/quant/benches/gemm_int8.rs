@@ -58,21 +58,9 @@ struct CpuTime {
     wall: WallTime,
 }
 
-// The C library std links already; `ts` is Linux x86-64's timespec, two i64.
-unsafe extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut [i64; 2]) -> i32;
-}
-
-/// The process's CPU time (clock 2: Linux's `CLOCK_PROCESS_CPUTIME_ID`).
+/// The process's CPU time (Linux's `CLOCK_PROCESS_CPUTIME_ID`).
 fn cpu_now() -> Duration {
-    let mut ts = [0i64; 2];
-    // SAFETY: `ts` is a valid, writable timespec.
-    assert_eq!(
-        unsafe { clock_gettime(2, &mut ts) },
-        0,
-        "clock_gettime failed"
-    );
-    Duration::new(ts[0] as u64, ts[1] as u32)
+    tensor_core::testing::process_cpu_time()
 }
 
 impl Measurement for CpuTime {

@@ -1,4 +1,4 @@
-//! Test helpers: comparisons with stated tolerances.
+//! Test and bench helpers: comparisons with stated tolerances, and the process's CPU clock.
 
 /// Asserts `|a - b| <= atol + rtol * |b|` elementwise, reporting the worst element.
 ///
@@ -37,6 +37,28 @@ pub fn max_rel_error(actual: &[f32], expected: &[f32], floor: f32) -> f32 {
         .zip(expected)
         .map(|(&a, &b)| (a - b).abs() / b.abs().max(floor))
         .fold(0.0, f32::max)
+}
+
+/// CPU time of the whole process (every thread) so far: Linux's `CLOCK_PROCESS_CPUTIME_ID`.
+/// The benches that report work per CPU-second read it (a machine shared with other jobs slows
+/// their wall clock, not this one).
+///
+/// Panics (it is a bench helper) if the clock cannot be read.
+pub fn process_cpu_time() -> std::time::Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is Linux's.
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    std::time::Duration::new(ts.sec as u64, ts.nsec as u32)
 }
 
 #[cfg(test)]

@@ -40,24 +40,9 @@ use xnor_kernels::{
     AMX_PATH_NAME, AmxUse, BinaryGemmParams, PackedRows, amx_usable, binary_gemm_with,
 };
 
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-unsafe extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
 /// CPU time of the whole process, in seconds.
 fn cpu_now() -> f64 {
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is Linux's.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    ts.sec as f64 + ts.nsec as f64 * 1e-9
+    tensor_core::testing::process_cpu_time().as_secs_f64()
 }
 
 /// The best of `reps` runs of `f`, in work units per CPU-second (`f` returns its units).

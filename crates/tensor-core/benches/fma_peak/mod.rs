@@ -3,24 +3,9 @@
 
 use tensor_core::dispatch::F32Path;
 
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-unsafe extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
 /// CPU time of the whole process (every thread), in seconds.
 pub fn cpu_seconds() -> f64 {
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is Linux's.
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    ts.sec as f64 + ts.nsec as f64 * 1e-9
+    tensor_core::testing::process_cpu_time().as_secs_f64()
 }
 
 /// Defines `$name(n)`: `n` iterations of 12 independent FMAs on registers of `$class`

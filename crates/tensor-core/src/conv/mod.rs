@@ -304,8 +304,9 @@ impl Conv2dParams {
     }
 }
 
-/// Checks that `bias`, when present, has one value per output channel `o`.
-pub(super) fn check_bias(
+/// Checks that `bias`, when present, has one value per output `o` (a convolution's channels, a
+/// packed linear layer's features).
+pub(crate) fn check_bias(
     bias: Option<&[f32]>,
     o: usize,
     op: &'static str,

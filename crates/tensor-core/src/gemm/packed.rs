@@ -41,7 +41,6 @@ use rayon::prelude::*;
 use super::{PAR_MIN_FLOP, TASKS_PER_THREAD, check_len};
 use crate::dispatch::{F32Path, KernelPath};
 use crate::error::TensorError;
-use crate::shape::Shape;
 
 /// Columns of `W^T` per packed panel (two zmm).
 pub const NR: usize = 32;
@@ -176,16 +175,7 @@ pub fn linear_packed_with(
     let (n, k) = (w.n, w.k);
     check_len("linear: x", x.len(), m, k)?;
     check_len("linear: y", y.len(), m, n)?;
-    if let Some(b) = epi.bias
-        && b.len() != n
-    {
-        return Err(TensorError::DataLength {
-            op: "linear: bias",
-            len: b.len(),
-            expected: n,
-            shape: Shape::new(&[n])?,
-        });
-    }
+    crate::conv::check_bias(epi.bias, n, "linear: bias")?;
     if m == 0 || n == 0 {
         return Ok(());
     }

@@ -258,6 +258,17 @@ fn backward_images(
 /// (2 threads, loaded machine, load 4-6).
 pub const DIRECT_INPUT_GRAD_MIN_CHANNELS: usize = 16;
 
+/// The largest ratio of the input plane to the output plane (`H*W / (OH*OW)`, in quarters)
+/// for which [`conv2d_input_grad_direct`] computes the input gradient. The transposed
+/// convolution pads `dY` by `kernel - 1 - pad` on each side, so a convolution with little
+/// padding makes it compute every input position from a mostly zero window: lenet5's conv2
+/// (20 -> 50 channels, 5x5, no padding, 12x12 -> 8x8) costs 2.25x the GEMM's multiply-adds
+/// there, before lane padding (12 positions in two 8-wide tiles, 20 output channels in 32
+/// lanes). Through the GEMM and col2im instead, an epoch of 20,000 lenet5 images took 5.3-5.6 s
+/// of CPU against 6.8-6.9 s (2 threads, load 8-9). A "same" convolution (cnn-teacher's 3x3
+/// pad 1) has ratio 1 and keeps the direct route.
+pub const DIRECT_INPUT_GRAD_MAX_PLANE_QUARTERS: usize = 5;
+
 /// The input gradient of a convolution with stride 1, no dilation and one group, computed
 /// as a forward convolution on the direct kernel: `dX = conv(dY, W')` with
 /// `W'[c, o, a, b] = W[o, c, kh-1-a, kw-1-b]` (the weight transposed and flipped) and the
@@ -267,7 +278,8 @@ pub const DIRECT_INPUT_GRAD_MIN_CHANNELS: usize = 16;
 ///
 /// Returns `None` where that route does not apply: another stride, dilation or grouping, a
 /// padding wider than `kernel - 1`, fewer than [`DIRECT_INPUT_GRAD_MIN_CHANNELS`] input
-/// channels, or a CPU without the direct kernel (the caller then lets
+/// channels, an input plane more than [`DIRECT_INPUT_GRAD_MAX_PLANE_QUARTERS`] quarters of
+/// the output plane (too little padding), or a CPU without the direct kernel (the caller then lets
 /// [`conv2d_backward`] compute the input gradient). `input_dims` is the forward input's
 /// shape; errors when `grad_output` is not the forward output's shape.
 pub fn conv2d_input_grad_direct(
@@ -283,7 +295,10 @@ pub fn conv2d_input_grad_direct(
     let fits = pad.top < kh && pad.bottom < kh && pad.left < kw && pad.right < kw;
     let kernel_runs = F32Path::selected() != F32Path::Portable && F32Path::Avx2Fma.is_supported();
     let wide = p.in_channels >= DIRECT_INPUT_GRAD_MIN_CHANNELS;
-    if !(direct_applies(p) && fits && kernel_runs && wide) || geo.n * geo.o * geo.oh * geo.ow == 0 {
+    let padded = 4 * geo.h * geo.w <= DIRECT_INPUT_GRAD_MAX_PLANE_QUARTERS * geo.oh * geo.ow;
+    if !(direct_applies(p) && fits && kernel_runs && wide && padded)
+        || geo.n * geo.o * geo.oh * geo.ow == 0
+    {
         return Ok(None);
     }
     let (o, c) = (p.out_channels, p.in_channels);

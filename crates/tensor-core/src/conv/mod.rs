@@ -36,8 +36,8 @@ mod plan;
 mod reference;
 
 pub use backward::{
-    Conv2dGradOut, Conv2dGrads, DIRECT_INPUT_GRAD_MIN_CHANNELS, conv2d_backward, conv2d_grads,
-    conv2d_input_grad_direct,
+    Conv2dGradOut, Conv2dGrads, DIRECT_INPUT_GRAD_MAX_PLANE_QUARTERS,
+    DIRECT_INPUT_GRAD_MIN_CHANNELS, conv2d_backward, conv2d_grads, conv2d_input_grad_direct,
 };
 pub use direct::PackedConvWeights;
 pub use forward::{conv2d_forward, conv2d_forward_per_image};

@@ -42,10 +42,14 @@ fn check(p: Conv2dParams, n: usize, h: usize, w: usize, seed: u64) {
 #[test]
 fn input_gradient_on_the_direct_kernel() {
     use crate::dispatch::F32Path;
-    let applies = |p: &Conv2dParams| {
+    let applies = |p: &Conv2dParams, h: usize, w: usize| {
         let (kh, kw) = p.kernel;
         let d = p.padding;
+        let [_, _, oh, ow] = p
+            .output_dims(&Shape::new(&[1, p.in_channels, h, w]).unwrap())
+            .unwrap();
         direct_applies(p)
+            && 4 * h * w <= DIRECT_INPUT_GRAD_MAX_PLANE_QUARTERS * oh * ow
             && d.top < kh
             && d.bottom < kh
             && d.left < kw
@@ -56,8 +60,10 @@ fn input_gradient_on_the_direct_kernel() {
     let asym = Padding::from_onnx([0, 1, 2, 0]);
     let cases = [
         // cnn-teacher conv2 and conv4 (at a smaller batch), edge widths around the kernel's
-        // 10- and 6-position tiles, one channel each way, asymmetric padding, 1x1 and 5x5 (lenet5's conv2, 6 input
-        // channels, stays on the GEMM).
+        // 10- and 6-position tiles, one channel each way, asymmetric padding, 1x1 and 5x5
+        // (6 input channels stay on the GEMM; lenet5's conv2, 20 channels without padding,
+        // too: its 12x12 input plane is 2.25x its 8x8 output plane; with padding 2 it is
+        // direct). 17 -> 1 without padding (9x13 from 7x11) stays on the GEMM.
         (
             Conv2dParams::new(32, 32, (3, 3)).with_padding(Padding::symmetric(1)),
             3,
@@ -78,6 +84,12 @@ fn input_gradient_on_the_direct_kernel() {
         ),
         (Conv2dParams::new(17, 1, (3, 3)), 1, 9, 13),
         (
+            Conv2dParams::new(17, 1, (3, 3)).with_padding(Padding::symmetric(1)),
+            1,
+            9,
+            13,
+        ),
+        (
             Conv2dParams::new(16, 6, (3, 3)).with_padding(asym),
             2,
             7,
@@ -85,6 +97,12 @@ fn input_gradient_on_the_direct_kernel() {
         ),
         (Conv2dParams::new(6, 16, (5, 5)), 2, 12, 12),
         (Conv2dParams::new(20, 16, (5, 5)), 2, 12, 12),
+        (
+            Conv2dParams::new(20, 16, (5, 5)).with_padding(Padding::symmetric(2)),
+            2,
+            12,
+            12,
+        ),
         (Conv2dParams::new(16, 3, (1, 1)), 2, 4, 21),
         (
             Conv2dParams::new(3, 4, (2, 3)).with_padding(Padding::symmetric(1)),
@@ -104,7 +122,7 @@ fn input_gradient_on_the_direct_kernel() {
         let [_, o, oh, ow] = p.output_dims(x.shape()).unwrap();
         let gy = rand_tensor(&mut rng, &[n, o, oh, ow]);
         let got = conv2d_input_grad_direct(&gy, &wt, &p, x.dims()).unwrap();
-        assert_eq!(got.is_some(), runs && applies(&p), "case {i}: {p:?}");
+        assert_eq!(got.is_some(), runs && applies(&p, h, w), "case {i}: {p:?}");
         if let Some(dx) = got {
             let want = conv2d_grads_reference(&x, &wt, &gy, &p).unwrap().input;
             let tol = 1e-5 * ((o * p.kernel.0 * p.kernel.1) as f32).sqrt();

@@ -146,10 +146,9 @@ pub fn conv2d_forward_fused_with(
             reason: format!("padded image {:?} too large for u32 offsets", input.shape()),
         }
     })?;
-    let mut y = Tensor::zeros_dims(&out_dims)?;
     let img_out = out_dims[1] * out_dims[2] * out_dims[3];
     if n == 0 || img_out == 0 {
-        return Ok(y);
+        return Tensor::zeros_dims(&out_dims);
     }
     let img_in = d[1] * d[2] * d[3];
     let x = input.data();
@@ -165,17 +164,27 @@ pub fn conv2d_forward_fused_with(
         wide,
     };
     if threads > 1 && n > 1 {
+        let mut y = Tensor::zeros_dims(&out_dims)?;
         y.data_mut()
             .par_chunks_mut(img_out)
             .zip(x.par_chunks(img_in))
-            .for_each(|(yi, xi)| layer.image(xi, yi, Split::Whole));
-    } else {
-        let split = layer.split(threads > 1 && per_image_macs >= DIRECT_PAR_MIN_MACS);
-        for (yi, xi) in y.data_mut().chunks_mut(img_out).zip(x.chunks(img_in)) {
-            layer.image(xi, yi, split);
-        }
+            // SAFETY: `yi` is one image's `img_out` floats.
+            .for_each(|(yi, xi)| unsafe { layer.image(xi, Out(yi.as_mut_ptr()), Split::Whole) });
+        return Ok(y);
     }
-    Ok(y)
+    // One image at a time, into an output left unwritten until the epilogues write it: zeroing
+    // it first put every line in the caller's cache, and the duo helper's epilogue then
+    // paid a transfer from the other core for each line it wrote.
+    let split = layer.split(threads > 1 && per_image_macs >= DIRECT_PAR_MIN_MACS);
+    let mut data = Vec::<f32>::with_capacity(n * img_out);
+    let out = data.as_mut_ptr();
+    for (i, xi) in x.chunks(img_in).enumerate() {
+        // SAFETY: image `i`'s `img_out` floats are inside the capacity.
+        unsafe { layer.image(xi, Out(out.add(i * img_out)), split) };
+    }
+    // SAFETY: `Layer::image` wrote every float of every image (see its contract).
+    unsafe { data.set_len(n * img_out) };
+    Tensor::new(&out_dims, data)
 }
 
 std::thread_local! {
@@ -287,14 +296,29 @@ impl Layer<'_> {
         }
     }
 
-    /// One image `x` into `y` (its `O` output planes), split as `split` says.
-    fn image(&self, x: &[f32], y: &mut [f32], split: Split) {
+    /// Floats of one output plane (pooled when the epilogue pools).
+    fn plane(&self) -> usize {
+        let g = self.geo;
+        if self.epi.max_pool_2x2 {
+            (g.oh / 2) * (g.ow / 2)
+        } else {
+            g.oh * g.ow
+        }
+    }
+
+    /// One image `x` into `y` (its `O` output planes), split as `split` says. Writes every
+    /// float of the planes: each tile's epilogue writes every position of its channels'
+    /// planes at its rows, and the rows of a split cover `0..OH` (pooled rows `0..OH/2`).
+    ///
+    /// # Safety
+    /// `y` is valid for writes of `O` planes of [`Layer::plane`] floats, which nothing else
+    /// accesses during the call.
+    unsafe fn image(&self, x: &[f32], y: Out, split: Split) {
         let (tiles, oh) = (self.geo.o.div_ceil(self.tile_channels()), self.geo.oh);
-        let plane = y.len() / self.geo.o;
-        let out = Out(y.as_mut_ptr());
-        // SAFETY (each call): `out` is `y`, `O` planes of `plane`; the two halves of a join
-        // write other tiles or other rows.
-        let part = |t: Range<usize>, r: Range<usize>| unsafe { self.part(x, out, plane, t, r) };
+        let plane = self.plane();
+        // SAFETY (each call): the contract covers `y`; the two halves of a join write other
+        // tiles or other rows.
+        let part = |t: Range<usize>, r: Range<usize>| unsafe { self.part(x, y, plane, t, r) };
         match (split, self.mid_row()) {
             (Split::Tiles, _) if tiles > 1 => {
                 let mine = tiles.div_ceil(2);

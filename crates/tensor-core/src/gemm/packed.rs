@@ -243,6 +243,16 @@ pub fn linear_packed_with(
 /// (100 K) and 7.7-11.3 us when fc2 (30 K) splits too (25 K and 0).
 const GEMV_PAR_MIN_WEIGHTS: usize = 1 << 17;
 
+/// Rows of a panel that the GEMV prefetches ahead of the row it multiplies (4 KB; each step
+/// of 4 rows prefetches the 8 lines of the 4 rows this far ahead). The weights of a large
+/// layer stream from L3 (the wide teacher's fc1 is 6.4 MB) and the hardware prefetcher alone
+/// left the m = 1 kernel at ~28 GB/s per core. Session 13, `slimnet bench --batch 1`, medians
+/// of 6 interleaved runs at real-time priority (load average 8-10), none / 32 / 64 rows ahead:
+/// wide teacher 1 thread 1203-1310 / 1175-1261 / 1168-1501 us, 2 threads 612-688 / 616-679 /
+/// 620-671 us; cnn-teacher 1 thread 380-412 / 371-391 / 374-399 us; lenet5 2 threads
+/// 44.7-50.1 / 44.4-47.0 / 43.8-46.8 us.
+const GEMV_PREFETCH_ROWS: usize = 32;
+
 /// Rows per micro-tile of `path`.
 fn mr_of(path: F32Path) -> usize {
     match path {
@@ -662,6 +672,12 @@ unsafe fn gemv_avx512(
             let mut acc = [[z; 2]; 4];
             let mut p = 0;
             while p < k4 {
+                // May point past the panel (into the next one, or past the weights): a
+                // prefetch never faults.
+                let ahead = b.wrapping_add((p + GEMV_PREFETCH_ROWS) * NR).cast::<i8>();
+                for line in 0..4 * NR / 16 {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+                }
                 for (ph, acc_ph) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*xp.add(p + ph));
                     let row = b.add((p + ph) * NR);

@@ -51,9 +51,9 @@ pub fn direct_applies(p: &Conv2dParams) -> bool {
 /// 2^17 splits every convolution of the zoo, the one-input-channel first layers (0.23-0.45 M)
 /// included. Session 13, 2 threads, `slimnet bench --batch 1` medians of 5 interleaved runs
 /// at real-time priority (`chrt -f 10`; load average 9-11 from other builds): 100 K (the
-/// same layers as 2^17) against 2^20 gave lenet5 40.3-42.7 against 42.1-48.3 us, the wide teacher 603-624 against
-/// 620-641 us, cnn-teacher within the noise (191-225 against 182-210 us); 2^21 (cnn-teacher
-/// conv2-4 only) lenet5 49.6-54.0 us. Sessions 11-12 measured rayon splits from 2^20 slower
+/// same layers as 2^17) against 2^20 gave lenet5 40.3-42.7 against 42.1-48.3 us, the wide
+/// teacher 603-624 against 620-641 us, cnn-teacher within the noise (191-225 against 182-210
+/// us); 2^21 (cnn-teacher conv2-4 only) lenet5 49.6-54.0 us. Sessions 11-12 measured rayon splits from 2^20 slower
 /// than none (lenet5 117-119 against 87-92 us).
 pub const DIRECT_PAR_MIN_MACS: usize = 1 << 17;
 

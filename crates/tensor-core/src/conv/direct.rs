@@ -40,6 +40,8 @@
 
 pub(super) mod blocked;
 
+use std::ops::Range;
+
 use super::Conv2dParams;
 use crate::error::TensorError;
 
@@ -214,22 +216,30 @@ impl Direct {
             .collect()
     }
 
-    /// Copies image `x` (`[C, H, W]`) into the zero-padded buffer `xp` (`pad_len` floats).
-    pub(super) fn pad_image(&self, x: &[f32], xp: &mut [f32]) {
+    /// Copies rows `rows` (of `0..Hp`) of the zero-padded image of `x` (`[C, H, W]`) into the
+    /// buffer `xp` (`pad_len` floats, `[C][Hp][Wp]`); other rows of `xp` are left as they are.
+    /// A batch-1 split by output rows pads, on each thread, only the rows its half reads.
+    pub(super) fn pad_image(&self, x: &[f32], xp: &mut [f32], rows: Range<usize>) {
         let plane = self.h * self.w;
-        let pplane = self.hp * self.wp;
-        for ch in 0..self.c {
-            let dst = &mut xp[ch * pplane..(ch + 1) * pplane];
-            dst[..self.pt * self.wp].fill(0.0);
-            for iy in 0..self.h {
-                let src = &x[ch * plane + iy * self.w..ch * plane + (iy + 1) * self.w];
-                let row = &mut dst[(iy + self.pt) * self.wp..(iy + self.pt + 1) * self.wp];
-                row[..self.pl].fill(0.0);
-                row[self.pl..self.pl + self.w].copy_from_slice(src);
-                row[self.pl + self.w..].fill(0.0);
+        let (wp, pl, w) = (self.wp, self.pl, self.w);
+        for (ch, dst) in xp.chunks_exact_mut(self.hp * wp).take(self.c).enumerate() {
+            for r in rows.clone() {
+                let row = &mut dst[r * wp..(r + 1) * wp];
+                match r.checked_sub(self.pt).filter(|&iy| iy < self.h) {
+                    Some(iy) => {
+                        row[..pl].fill(0.0);
+                        row[pl..pl + w].copy_from_slice(&x[ch * plane + iy * w..][..w]);
+                        row[pl + w..].fill(0.0);
+                    }
+                    None => row.fill(0.0),
+                }
             }
-            dst[(self.h + self.pt) * self.wp..].fill(0.0);
         }
+    }
+
+    /// The padded rows that output rows `rows` read: `rows.start..rows.end + kh - 1`.
+    pub(super) fn padded_rows(&self, rows: &Range<usize>) -> Range<usize> {
+        rows.start..(rows.end + self.kh - 1).min(self.hp)
     }
 }
 
@@ -251,9 +261,10 @@ macro_rules! direct_tile {
         /// # Safety
         #[doc = concat!("The CPU must support ", $feat, "; `d.np` is ", stringify!($np), ", ")]
         /// `offs` is `d.tap_offsets()`, `bases` is `d.position_bases()`,
-        /// `xp.len() >= d.pad_len`, `wt.len() == K*OB` and `acc.len() >= d.acc_len()` (every
-        /// index below is then in bounds: the bases of positions past the last are the last
-        /// one's).
+        /// `xp.len() >= d.pad_len`, `wt.len() == K*OB`, `acc.len() >= d.acc_len()` and
+        /// `pos` (the positions computed) is within `0..d.p_len` with both ends multiples of
+        /// the tile width (every index below is then in bounds: the bases of positions past
+        /// the last are the last one's).
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feat)]
         #[allow(unused_assignments)]
@@ -264,16 +275,19 @@ macro_rules! direct_tile {
             xp: &[f32],
             wt: &[f32],
             acc: &mut [f32],
+            pos: Range<usize>,
         ) {
             use std::arch::x86_64::*;
             debug_assert!(xp.len() >= d.pad_len && acc.len() >= d.acc_len());
             debug_assert!(d.np == $np && d.p_len.is_multiple_of($np));
+            debug_assert!(pos.start.is_multiple_of($np) && pos.end.is_multiple_of($np));
+            debug_assert!(pos.end <= d.p_len);
             debug_assert_eq!(bases.len(), d.p_len);
             debug_assert_eq!(wt.len(), offs.len() * OB);
             let xbase = xp.as_ptr();
             let out = acc.as_mut_ptr();
-            let mut p0 = 0;
-            while p0 < d.p_len {
+            let mut p0 = pos.start;
+            while p0 < pos.end {
                 // SAFETY (whole block): the bounds of the function's contract.
                 unsafe {
                     let xs: [*const f32; $np] =
@@ -312,7 +326,7 @@ macro_rules! direct_tile {
 direct_tile!(
     avx2,
     tile_avx2,
-    "Accumulators of one 16-channel tile over the whole image: `acc [p_len][OB]` from the \
+    "Accumulators of one 16-channel tile at positions `pos`: `acc [p_len][OB]` from the \
      padded image `xp`, the packed tile `wt` (`[K][OB]`) and the tap offsets `offs` \
      ([`Direct::tap_offsets`]).",
     [w0, w1],
@@ -335,15 +349,19 @@ direct_tile!(
 );
 
 /// The epilogue of output channels `o0..o0+rows` from their accumulators `acc [p_len][OB]`
-/// into `y` (`rows` output planes, pooled or not): bias, ReLU, 2x2 max pool. The pooled
+/// into the `rows` output planes at `y` (pooled or not), for output rows `oy` only (pooled
+/// rows `oy.start/2..oy.end/2` when pooling): bias, ReLU, 2x2 max pool. The pooled
 /// maximum, bias and ReLU run on 8-channel vectors (each position's accumulators are
 /// contiguous channels); without pooling an 8 x 8 transpose per 8 channels x 8 positions
 /// writes every output plane by vector stores. Channels and positions past the last whole
-/// block of 8 take the same arithmetic in scalar form (same bits: `max_nan`, `v + b`, ReLU).
+/// block of 8 take the same arithmetic in scalar form (same bits: `max_nan`, `v + b`, ReLU),
+/// so any split of the rows gives the same output.
 ///
 /// # Safety
-/// The CPU must support AVX2; `acc.len() >= d.acc_len()`, `y` holds `rows <= OB` output planes
-/// (pooled when `pool`) and `bias`, when given, has `o0 + rows` values at least.
+/// The CPU must support AVX2; `acc.len() >= d.acc_len()` and its positions of rows `oy` are
+/// computed; `y` is valid for writes of `rows <= OB` output planes (pooled when `pool`), and
+/// no other thread touches their rows `oy`; `oy.end <= d.oh`, `oy.start` even when `pool`;
+/// `bias`, when given, has `o0 + rows` values at least.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -352,9 +370,10 @@ pub(super) unsafe fn epilogue_avx2(
     acc: &[f32],
     bias: Option<&[f32]>,
     o0: usize,
-    relu: bool,
-    pool: bool,
-    y: &mut [f32],
+    (relu, pool): (bool, bool),
+    y: *mut f32,
+    rows: usize,
+    oy: Range<usize>,
 ) {
     use std::arch::x86_64::*;
     let (ph, pw) = (d.oh / 2, d.ow / 2);
@@ -362,8 +381,8 @@ pub(super) unsafe fn epilogue_avx2(
     if plane == 0 {
         return;
     }
-    let rows = y.len() / plane;
-    debug_assert!(rows <= OB && acc.len() >= d.acc_len());
+    debug_assert!(rows <= OB && acc.len() >= d.acc_len() && oy.end <= d.oh);
+    debug_assert!(!pool || oy.start.is_multiple_of(2));
     let mut b = [0.0f32; OB];
     if let Some(bias) = bias {
         b[..rows].copy_from_slice(&bias[o0..o0 + rows]);
@@ -374,7 +393,8 @@ pub(super) unsafe fn epilogue_avx2(
     };
     let blocks = rows / 8;
     // SAFETY (whole body): every load reads `acc[p*OB + 8*cb..+8]` with `p < OH*OW <= p_len`
-    // and `cb < blocks <= OB/8`; every store is inside `y` (`rows` planes of `plane`).
+    // and `cb < blocks <= OB/8`; every store is inside `y` (`rows` planes of `plane`), at a
+    // position of rows `oy`.
     unsafe {
         let zero = _mm256_setzero_ps();
         let fin_v = |v: __m256, cb: usize| {
@@ -386,7 +406,7 @@ pub(super) unsafe fn epilogue_avx2(
             }
         };
         let a = acc.as_ptr();
-        let out = y.as_mut_ptr();
+        let out = y;
         if pool {
             // (a NaN || a > b) ? a : b, lane by lane: max_nan's bits.
             let vmax = |x: __m256, z: __m256| {
@@ -397,7 +417,7 @@ pub(super) unsafe fn epilogue_avx2(
                 _mm256_blendv_ps(z, x, take_x)
             };
             let mut m = [0.0f32; OB];
-            for py in 0..ph {
+            for py in oy.start / 2..(oy.end / 2).min(ph) {
                 for px in 0..pw {
                     let p00 = 2 * py * d.ow + 2 * px;
                     for cb in 0..blocks {
@@ -423,9 +443,10 @@ pub(super) unsafe fn epilogue_avx2(
                 }
             }
         } else {
-            let whole = plane / 8 * 8;
+            let (q0, q1) = (oy.start * d.ow, oy.end * d.ow);
+            let whole = q0 + (q1 - q0) / 8 * 8;
             for cb in 0..blocks {
-                for p in (0..whole).step_by(8) {
+                for p in (q0..whole).step_by(8) {
                     let r: [__m256; 8] = std::array::from_fn(|i| {
                         fin_v(_mm256_loadu_ps(a.add((p + i) * OB + 8 * cb)), cb)
                     });
@@ -461,8 +482,8 @@ pub(super) unsafe fn epilogue_avx2(
                 }
             }
             for (j, &bj) in b.iter().enumerate().take(rows) {
-                let from = if j < 8 * blocks { whole } else { 0 };
-                for p in from..plane {
+                let from = if j < 8 * blocks { whole } else { q0 };
+                for p in from..q1 {
                     *out.add(j * plane + p) = fin(*a.add(p * OB + j), bj);
                 }
             }

@@ -3,6 +3,7 @@
 //! separate passes otherwise.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -41,18 +42,20 @@ pub fn direct_applies(p: &Conv2dParams) -> bool {
 }
 
 /// Multiply-accumulates of one image below which a batch-1 call stays on the calling thread;
-/// from it the image's output-channel tiles (16 channels on AVX2, pairs of 16 on AVX-512)
-/// are split between the caller and the [`duo`](crate::duo) helper (a round trip of ~0.4 us
-/// when the helper is awake, against ~15 us for a rayon fork/join that wakes a sleeping
-/// worker).
+/// from it the image is split between the caller and the [`duo`](crate::duo) helper (a round
+/// trip of ~0.4 us when the helper is awake, against ~15 us for a rayon fork/join that wakes
+/// a sleeping worker): by output-channel tiles when they share evenly (16 channels on AVX2,
+/// pairs of 16 on AVX-512), else by output rows (an even count when pooling), each half
+/// padding only the input rows it reads into its own thread's buffer.
 ///
-/// 2^20 splits lenet5 conv2 (1.6 M) and cnn-teacher conv2-4 (3.6-7.2 M), the wide teacher's
-/// conv2-4, and no first layer (one input channel, 0.2-0.45 M, 15-25 us). Session 11 measured
-/// rayon splits from 2^20 at 117-119 us (lenet5) and 435-445 us (cnn-teacher) on 2 threads
-/// against 87-92 / 420-431 us unsplit; session 12 measured the duo split only on a machine
-/// under load average 5-8 (no free core: see docs/BENCHMARKS.md, issue 16, session 12), so
-/// re-measure this threshold on a quiet machine.
-pub const DIRECT_PAR_MIN_MACS: usize = 1 << 20;
+/// 2^17 splits every convolution of the zoo, the one-input-channel first layers (0.23-0.45 M)
+/// included. Session 13, 2 threads, `slimnet bench --batch 1` medians of 5 interleaved runs
+/// at real-time priority (`chrt -f 10`; load average 9-11 from other builds): 100 K (the
+/// same layers as 2^17) against 2^20 gave lenet5 40.3-42.7 against 42.1-48.3 us, the wide
+/// teacher 603-624 against 620-641 us, cnn-teacher within the noise (191-225 against 182-210
+/// us); 2^21 (cnn-teacher conv2-4 only) lenet5 49.6-54.0 us. Sessions 11-12 measured rayon splits from 2^20 slower
+/// than none (lenet5 117-119 against 87-92 us).
+pub const DIRECT_PAR_MIN_MACS: usize = 1 << 17;
 
 /// `pool(relu(conv(input) + bias))` on the selected f32 path ([`F32Path::selected`]): the
 /// direct kernel when [`direct_applies`] and the CPU has AVX2 + FMA, else im2col + GEMM and
@@ -143,30 +146,45 @@ pub fn conv2d_forward_fused_with(
             reason: format!("padded image {:?} too large for u32 offsets", input.shape()),
         }
     })?;
-    let mut y = Tensor::zeros_dims(&out_dims)?;
     let img_out = out_dims[1] * out_dims[2] * out_dims[3];
     if n == 0 || img_out == 0 {
-        return Ok(y);
+        return Tensor::zeros_dims(&out_dims);
     }
     let img_in = d[1] * d[2] * d[3];
     let x = input.data();
     let threads = rayon::current_num_threads();
     let per_image_macs = o * oh * ow * p.patch_len();
-    let run = |xi: &[f32], yi: &mut [f32], split: bool| {
-        direct_image(&geo, &offs, &bases, packed, bias, epi, wide, xi, yi, split)
+    let layer = Layer {
+        geo: &geo,
+        offs: &offs,
+        bases: &bases,
+        packed,
+        bias,
+        epi,
+        wide,
     };
     if threads > 1 && n > 1 {
+        let mut y = Tensor::zeros_dims(&out_dims)?;
         y.data_mut()
             .par_chunks_mut(img_out)
             .zip(x.par_chunks(img_in))
-            .for_each(|(yi, xi)| run(xi, yi, false));
-    } else {
-        let split = threads > 1 && per_image_macs >= DIRECT_PAR_MIN_MACS;
-        for (yi, xi) in y.data_mut().chunks_mut(img_out).zip(x.chunks(img_in)) {
-            run(xi, yi, split);
-        }
+            // SAFETY: `yi` is one image's `img_out` floats.
+            .for_each(|(yi, xi)| unsafe { layer.image(xi, Out(yi.as_mut_ptr()), Split::Whole) });
+        return Ok(y);
     }
-    Ok(y)
+    // One image at a time, into an output left unwritten until the epilogues write it: zeroing
+    // it first put every line in the caller's cache, and the duo helper's epilogue then
+    // paid a transfer from the other core for each line it wrote.
+    let split = layer.split(threads > 1 && per_image_macs >= DIRECT_PAR_MIN_MACS);
+    let mut data = Vec::<f32>::with_capacity(n * img_out);
+    let out = data.as_mut_ptr();
+    for (i, xi) in x.chunks(img_in).enumerate() {
+        // SAFETY: image `i`'s `img_out` floats are inside the capacity.
+        unsafe { layer.image(xi, Out(out.add(i * img_out)), split) };
+    }
+    // SAFETY: `Layer::image` wrote every float of every image (see its contract).
+    unsafe { data.set_len(n * img_out) };
+    Tensor::new(&out_dims, data)
 }
 
 std::thread_local! {
@@ -193,86 +211,221 @@ fn with_buf<R>(
     })
 }
 
-/// One image: pad it, then every tile of output channels (split over two threads by
-/// [`duo::join`] when `split`): pairs of 16-channel blocks by the AVX-512 kernel on the
-/// channel-blocked image when `wide`, else 16-channel tiles by the AVX2 one on the NCHW padded
-/// planes.
-#[allow(clippy::too_many_arguments)]
-fn direct_image(
-    geo: &Direct,
-    offs: &[u32],
-    bases: &[u32],
-    packed: &PackedConvWeights,
-    bias: Option<&[f32]>,
+/// How one image of a batch-1 call is shared between the caller and the
+/// [`duo`](crate::duo) helper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Split {
+    /// On the calling thread alone.
+    Whole,
+    /// The first half of the output-channel tiles on the caller, the rest on the helper.
+    Tiles,
+    /// The first half of the output rows (an even count when pooling) on the caller, the
+    /// rest on the helper; every tile on both.
+    Rows,
+}
+
+std::thread_local! {
+    /// The split of every batch-1 image on this thread, forced by a test whatever the thread
+    /// count and size (a split that does not apply runs whole).
+    #[cfg(test)]
+    pub(super) static FORCE_SPLIT: std::cell::Cell<Option<Split>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// One convolution layer on the direct path, everything but the image.
+struct Layer<'a> {
+    geo: &'a Direct,
+    offs: &'a [u32],
+    bases: &'a [u32],
+    packed: &'a PackedConvWeights,
+    bias: Option<&'a [f32]>,
     epi: ConvEpilogue,
+    /// The AVX-512 kernel on the channel-blocked image (pairs of 16-channel blocks), else
+    /// the AVX2 one on NCHW padded planes (16-channel tiles).
     wide: bool,
-    x: &[f32],
-    y: &mut [f32],
-    split: bool,
-) {
-    let plane = y.len() / geo.o;
-    let (pad_len, tile_channels) = if wide {
-        (geo.blocked_len(), PAIR)
-    } else {
-        (geo.pad_len, OB)
-    };
-    with_buf(&PADDED, pad_len, |xp| {
-        if !wide {
-            geo.pad_image(x, xp);
+}
+
+/// The output image written by both halves of a split: each writes only its own tiles or
+/// rows of the planes.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: `Out` is shared only between the two halves of one `duo::join` in
+// `Layer::image`, which write disjoint elements (other tiles or other rows) of one buffer
+// that outlives the join.
+unsafe impl Send for Out {}
+// SAFETY: as above.
+unsafe impl Sync for Out {}
+
+impl Layer<'_> {
+    /// Output channels per tile.
+    fn tile_channels(&self) -> usize {
+        if self.wide { PAIR } else { OB }
+    }
+
+    /// The row where a split by rows cuts: half the rows rounded up (to an even count when
+    /// pooling, so that each pooled row is one half's), `None` when a half would be empty.
+    fn mid_row(&self) -> Option<usize> {
+        let oh = self.geo.oh;
+        let mid = if self.epi.max_pool_2x2 {
+            2 * (oh / 2).div_ceil(2)
+        } else {
+            oh.div_ceil(2)
+        };
+        (mid > 0 && mid < oh).then_some(mid)
+    }
+
+    /// The split of a batch-1 image when `split` is asked for: by tiles when they share
+    /// evenly between two threads, else by rows; whole when neither cuts.
+    fn split(&self, split: bool) -> Split {
+        #[cfg(test)]
+        if let Some(forced) = FORCE_SPLIT.with(|f| f.get()) {
+            return forced;
         }
-        // SAFETY: `wide` only on the AVX-512 F path the caller required; `xp` has the
-        // blocked length.
-        #[cfg(target_arch = "x86_64")]
-        if wide {
-            unsafe { geo.pad_image_blocked(x, xp) };
+        if !split {
+            return Split::Whole;
         }
-        let xp = &*xp;
-        let tile = |(t, yt): (usize, &mut [f32])| {
+        let tc = self.tile_channels();
+        if self.geo.o.is_multiple_of(2 * tc) {
+            Split::Tiles
+        } else if self.mid_row().is_some() {
+            Split::Rows
+        } else if self.geo.o > tc {
+            Split::Tiles
+        } else {
+            Split::Whole
+        }
+    }
+
+    /// Floats of one output plane (pooled when the epilogue pools).
+    fn plane(&self) -> usize {
+        let g = self.geo;
+        if self.epi.max_pool_2x2 {
+            (g.oh / 2) * (g.ow / 2)
+        } else {
+            g.oh * g.ow
+        }
+    }
+
+    /// One image `x` into `y` (its `O` output planes), split as `split` says. Writes every
+    /// float of the planes: each tile's epilogue writes every position of its channels'
+    /// planes at its rows, and the rows of a split cover `0..OH` (pooled rows `0..OH/2`).
+    ///
+    /// # Safety
+    /// `y` is valid for writes of `O` planes of [`Layer::plane`] floats, which nothing else
+    /// accesses during the call.
+    unsafe fn image(&self, x: &[f32], y: Out, split: Split) {
+        let (tiles, oh) = (self.geo.o.div_ceil(self.tile_channels()), self.geo.oh);
+        let plane = self.plane();
+        // SAFETY (each call): the contract covers `y`; the two halves of a join write other
+        // tiles or other rows.
+        let part = |t: Range<usize>, r: Range<usize>| unsafe { self.part(x, y, plane, t, r) };
+        match (split, self.mid_row()) {
+            (Split::Tiles, _) if tiles > 1 => {
+                let mine = tiles.div_ceil(2);
+                duo::join(|| part(0..mine, 0..oh), || part(mine..tiles, 0..oh));
+            }
+            (Split::Rows, Some(mid)) => {
+                duo::join(|| part(0..tiles, 0..mid), || part(0..tiles, mid..oh));
+            }
+            _ => part(0..tiles, 0..oh),
+        }
+    }
+
+    /// Tiles `tiles` at output rows `rows` of one image: pads the input rows they read into
+    /// this thread's buffer, runs the kernel of each tile on those rows and its epilogue.
+    ///
+    /// # Safety
+    /// `y` is valid for writes of the image's `O` output planes of `plane` floats, and no
+    /// other thread writes the elements of these tiles and rows meanwhile; `rows.end <= OH`,
+    /// `rows.start` even when pooling; `tiles.end <= ceil(O / tile_channels)`.
+    unsafe fn part(
+        &self,
+        x: &[f32],
+        y: Out,
+        plane: usize,
+        tiles: Range<usize>,
+        rows: Range<usize>,
+    ) {
+        let geo = self.geo;
+        let pad_len = if self.wide {
+            geo.blocked_len()
+        } else {
+            geo.pad_len
+        };
+        let padded = geo.padded_rows(&rows);
+        with_buf(&PADDED, pad_len, |xp| {
+            if !self.wide {
+                geo.pad_image(x, xp, padded.clone());
+            }
+            // SAFETY: `wide` only on the AVX-512 F path the caller required; `xp` has the
+            // blocked length.
+            #[cfg(target_arch = "x86_64")]
+            if self.wide {
+                unsafe { geo.pad_image_blocked(x, xp, padded) };
+            }
+            let xp = &*xp;
             with_buf(&ACC, 2 * geo.acc_len(), |acc| {
-                // SAFETY: the caller chose the direct path only on x86_64 with AVX2 + FMA
-                // (`F32Path::Avx2Fma.is_supported()`), and `wide` only on the AVX-512 F path
-                // it required; `geo.np` is the kernel's; the buffer lengths are those
-                // `Direct` derives.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    use super::direct::*;
-                    let (relu, pool) = (epi.relu, epi.max_pool_2x2);
-                    if wide {
-                        blocked::pair_avx512(geo, xp, packed.blocked_pair(t), acc);
-                        let (acc0, acc1) = acc.split_at(geo.acc_len());
-                        let (y0, y1) = yt.split_at_mut(yt.len().min(OB * plane));
-                        epilogue_avx2(geo, acc0, bias, t * PAIR, relu, pool, y0);
-                        if !y1.is_empty() {
-                            epilogue_avx2(geo, acc1, bias, t * PAIR + OB, relu, pool, y1);
-                        }
-                    } else {
-                        let wt = packed.tile(t);
-                        if yt.len() / plane > OB / 2 {
-                            tile_avx2(geo, offs, bases, xp, wt, acc);
-                        } else {
-                            tile_avx2_half(geo, offs, bases, xp, wt, acc);
-                        }
-                        epilogue_avx2(geo, acc, bias, t * OB, relu, pool, yt);
+                for t in tiles {
+                    // SAFETY: the caller chose the direct path only on x86_64 with AVX2 +
+                    // FMA (`F32Path::Avx2Fma.is_supported()`), and `wide` only on the
+                    // AVX-512 F path it required; `geo.np` is the kernel's; the buffer
+                    // lengths are those `Direct` derives; the padded rows cover `rows`;
+                    // this function's contract covers `y`.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        self.tile(xp, acc, t, y, plane, rows.clone());
                     }
                 }
-            })
-        };
-        // Split: the caller runs the first half of the tiles (the larger one: it starts at
-        // once), the duo helper the rest; a layer of one tile stays whole.
-        let span = tile_channels * plane;
-        let tiles = geo.o.div_ceil(tile_channels);
-        if split && tiles > 1 {
-            let mine = tiles.div_ceil(2);
-            let (lo, hi) = y.split_at_mut((mine * span).min(y.len()));
-            duo::join(
-                || lo.chunks_mut(span).enumerate().for_each(&tile),
-                || {
-                    let rest = hi.chunks_mut(span).enumerate();
-                    rest.for_each(|(t, yt)| tile((mine + t, yt)));
-                },
-            );
-        } else {
-            y.chunks_mut(span).enumerate().for_each(&tile);
+            });
+        });
+    }
+
+    /// Tile `t` at output rows `rows`: the kernel into `acc`, then the epilogue into `y`.
+    ///
+    /// # Safety
+    /// As [`Layer::part`]; the CPU has AVX2 + FMA (and AVX-512 F when `wide`); `xp` holds the
+    /// padded rows of `rows`; `acc` is `2 * geo.acc_len()` long.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn tile(
+        &self,
+        xp: &[f32],
+        acc: &mut [f32],
+        t: usize,
+        y: Out,
+        plane: usize,
+        rows: Range<usize>,
+    ) {
+        use super::direct::*;
+        let geo = self.geo;
+        let relu_pool = (self.epi.relu, self.epi.max_pool_2x2);
+        let (o, bias) = (geo.o, self.bias);
+        // SAFETY (whole body): this function's contract; each epilogue writes the planes of
+        // its own channels, which are in `y`.
+        unsafe {
+            if self.wide {
+                blocked::pair_avx512(geo, xp, self.packed.blocked_pair(t), acc, rows.clone());
+                let (acc0, acc1) = acc.split_at(geo.acc_len());
+                for (half, acc) in [acc0, acc1].into_iter().enumerate() {
+                    let o0 = t * PAIR + half * OB;
+                    if o0 < o {
+                        let yt = y.0.add(o0 * plane);
+                        let ch = OB.min(o - o0);
+                        epilogue_avx2(geo, acc, bias, o0, relu_pool, yt, ch, rows.clone());
+                    }
+                }
+            } else {
+                let np = geo.np;
+                let pos = rows.start * geo.ow / np * np..(rows.end * geo.ow).div_ceil(np) * np;
+                let wt = self.packed.tile(t);
+                let o0 = t * OB;
+                let ch = OB.min(o - o0);
+                if ch > OB / 2 {
+                    tile_avx2(geo, self.offs, self.bases, xp, wt, acc, pos);
+                } else {
+                    tile_avx2_half(geo, self.offs, self.bases, xp, wt, acc, pos);
+                }
+                epilogue_avx2(geo, acc, bias, o0, relu_pool, y.0.add(o0 * plane), ch, rows);
+            }
         }
-    });
+    }
 }

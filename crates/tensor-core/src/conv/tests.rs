@@ -268,6 +268,7 @@ mod fused {
     //! The fused forward (direct AVX2 kernel and the portable fallback) against the reference
     //! loops followed by separate ReLU and max-pool passes, on every f32 path this CPU runs.
 
+    use super::super::fused::{FORCE_SPLIT, Split};
     use super::super::*;
     use crate::activation::relu_inplace;
     use crate::dispatch::{F32Path, KernelPath, report};
@@ -299,8 +300,18 @@ mod fused {
         Ok(y)
     }
 
-    /// Every path, every epilogue, with and without bias and packing, on 1 and 2 threads:
-    /// small integers make every order of summation exact, so results must be equal.
+    /// The batch-1 splits a test forces (`None`: the one the size and thread count choose).
+    const SPLITS: [Option<Split>; 4] = [
+        None,
+        Some(Split::Whole),
+        Some(Split::Tiles),
+        Some(Split::Rows),
+    ];
+
+    /// Every path, every epilogue, with and without bias and packing, on 1 and 2 threads,
+    /// at batch 1 under every split (forced, so that small layers split too; on one thread
+    /// both halves run on the caller): small integers make every order of summation exact,
+    /// so results must be equal.
     fn check_exact(p: Conv2dParams, n: usize, h: usize, w: usize, seed: u64) {
         let mut rng = Rng::seed_from_u64(seed);
         let x = ints(&mut rng, &[n, p.in_channels, h, w]);
@@ -319,9 +330,18 @@ mod fused {
                     [(false, false), (true, false), (false, true), (true, true)]
                 {
                     let epi = ConvEpilogue { relu, max_pool_2x2 };
-                    for (bias, pk) in [(Some(&b[..]), Some(&packed)), (None, None)] {
+                    for ((bias, pk), split) in [(Some(&b[..]), Some(&packed)), (None, None)]
+                        .into_iter()
+                        .flat_map(|bp| SPLITS.map(|s| (bp, s)))
+                    {
+                        if n > 1 && split.is_some() {
+                            continue;
+                        }
                         let got = pool.install(|| {
-                            conv2d_forward_fused_with(path, &x, &wt, pk, bias, &p, epi)
+                            FORCE_SPLIT.set(split);
+                            let y = conv2d_forward_fused_with(path, &x, &wt, pk, bias, &p, epi);
+                            FORCE_SPLIT.set(None);
+                            y
                         });
                         let Ok(want) = reference(&x, &wt, bias, &p, epi) else {
                             // An output too small to pool: the fused call refuses it too.
@@ -333,7 +353,8 @@ mod fused {
                         assert_eq!(
                             got.data(),
                             want.data(),
-                            "path {} {p:?} n={n} {h}x{w} {epi:?} bias={} threads={threads} seed={seed}",
+                            "path {} {p:?} n={n} {h}x{w} {epi:?} bias={} threads={threads} \
+                             split={split:?} seed={seed}",
                             path.name(),
                             bias.is_some()
                         );
@@ -582,6 +603,66 @@ mod fused {
                         .into();
                     assert_close(runs[0].data(), want.data(), tol, tol);
                     assert_eq!(runs[0].data(), runs[1].data(), "{} {p:?}", path.name());
+                }
+            }
+        }
+    }
+
+    /// Float data at batch 1: every split (by tiles, by rows, on one thread and on the duo
+    /// helper) gives the bits of the unsplit run, on layers of 1-3 tiles of both kernels,
+    /// odd and even rows, pooled or not (the same kernel sums each output in the same order
+    /// whoever computes it).
+    #[test]
+    fn batch1_splits_are_bit_identical_on_float_data() {
+        announce_paths();
+        let same = |c, o| Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
+        let layers = [
+            (same(1, 32), 13, 28),
+            (same(1, 48), 28, 7),
+            (same(32, 32), 28, 28),
+            (same(32, 32), 15, 9),
+            (same(20, 70), 14, 13),
+            (same(64, 96), 5, 3),
+            (Conv2dParams::new(20, 50, (5, 5)), 12, 11),
+        ];
+        let mut rng = Rng::seed_from_u64(17);
+        for (p, h, w) in layers {
+            let normal = |rng: &mut Rng, dims: &[usize]| {
+                let len = dims.iter().product();
+                Tensor::new(dims, (0..len).map(|_| rng.normal()).collect()).unwrap()
+            };
+            let wt = normal(&mut rng, &p.weight_dims());
+            let b: Vec<f32> = (0..p.out_channels).map(|_| rng.normal()).collect();
+            let x = normal(&mut rng, &[1, p.in_channels, h, w]);
+            for (relu, max_pool_2x2) in [(true, false), (true, true), (false, true)] {
+                let epi = ConvEpilogue { relu, max_pool_2x2 };
+                for path in F32Path::supported() {
+                    for threads in [1, 2] {
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .build()
+                            .unwrap();
+                        let [whole, tiles, rows] =
+                            [Split::Whole, Split::Tiles, Split::Rows].map(|split| {
+                                pool.install(|| {
+                                    FORCE_SPLIT.set(Some(split));
+                                    let y = conv2d_forward_fused_with(
+                                        path,
+                                        &x,
+                                        &wt,
+                                        None,
+                                        Some(&b),
+                                        &p,
+                                        epi,
+                                    );
+                                    FORCE_SPLIT.set(None);
+                                    y.unwrap()
+                                })
+                            });
+                        let at = format!("{} {p:?} {h}x{w} {epi:?} threads={threads}", path.name());
+                        assert_eq!(whole.data(), tiles.data(), "tiles: {at}");
+                        assert_eq!(whole.data(), rows.data(), "rows: {at}");
+                    }
                 }
             }
         }

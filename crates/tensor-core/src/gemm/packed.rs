@@ -40,6 +40,7 @@ use rayon::prelude::*;
 
 use super::{PAR_MIN_FLOP, TASKS_PER_THREAD, check_len};
 use crate::dispatch::{F32Path, KernelPath};
+use crate::duo;
 use crate::error::TensorError;
 
 /// Columns of `W^T` per packed panel (two zmm).
@@ -160,7 +161,9 @@ pub fn linear_packed(
 /// `y [m, n] = act(x [m, k] W^T + b)` on `path`, with `W` packed in `w`. `threads`: 0 = the
 /// current rayon pool's size, 1 = sequential; products below [`PAR_MIN_FLOP`] run on one
 /// thread, larger ones split `m` into contiguous blocks of micro-panels, four per thread,
-/// which idle workers steal; `m = 1` splits its panels in two from 512 Ki weights. Errors: [`TensorError::UnsupportedPath`] when this CPU cannot run `path`,
+/// which idle workers steal; `m = 1` splits its panels in two between the caller and the
+/// [`duo`] helper from 128 Ki weights. Errors: [`TensorError::UnsupportedPath`] when this
+/// CPU cannot run `path`,
 /// [`TensorError::DataLength`] naming `x`, `y` or the bias when a length disagrees.
 pub fn linear_packed_with(
     path: F32Path,
@@ -195,10 +198,10 @@ pub fn linear_packed_with(
     if m == 1 && path == F32Path::Avx512F {
         let panels = n.div_ceil(NR);
         if threads >= 2 && n * k >= GEMV_PAR_MIN_WEIGHTS && panels >= 2 {
-            let mid = panels / 2;
+            let mid = panels.div_ceil(2);
             let (y0, y1) = y.split_at_mut(mid * NR);
             // SAFETY: `require` checked AVX-512 F; lengths checked above.
-            rayon::join(
+            duo::join(
                 || unsafe { gemv_avx512(x, w, epi, y0, 0) },
                 || unsafe { gemv_avx512(x, w, epi, y1, mid) },
             );
@@ -230,13 +233,25 @@ pub fn linear_packed_with(
     Ok(())
 }
 
-/// Weights (`n*k`) from which a GEMV (`m = 1`) splits its panels over two threads: 512 Ki
-/// floats, the 2 MB L2 of one core of the reference Xeon, past which each core streaming
-/// half the weights from its own L2 pays for the fork. Measured there under load average 6-7
-/// (`cargo bench -p tensor-core --bench gemm -- linear`, session 12), 1 vs 2 threads:
-/// cnn-teacher fc1 (803 K weights) 114 vs 83 us, but lenet5 fc1 (400 K) 22 vs 37 us and
-/// lenet300 fc1 (235 K) 19 vs 124 us.
-const GEMV_PAR_MIN_WEIGHTS: usize = 1 << 19;
+/// Weights (`n*k`) from which a GEMV (`m = 1`) splits its panels over two threads, the
+/// caller and the [`duo`] helper (rounding the caller's half up): 128 Ki floats. With a
+/// rayon fork/join (~15 us to wake a worker) session 12 measured the split slower below
+/// 512 Ki (lenet5 fc1, 400 K weights: 22 vs 37 us; lenet300 fc1, 235 K: 19 vs 124 us, load
+/// 6-7). With the duo helper (session 13, `slimnet bench --batch 1 --threads 2`, medians of 4
+/// interleaved runs at real-time priority, load average 9-10): lenet5 52-57 us unsplit
+/// against 39-43 split from 200 K, 42-46 from 100 K; lenet300 8.9-9.9 against 7.2-8.1 us
+/// (100 K) and 7.7-11.3 us when fc2 (30 K) splits too (25 K and 0).
+const GEMV_PAR_MIN_WEIGHTS: usize = 1 << 17;
+
+/// Rows of a panel that the GEMV prefetches ahead of the row it multiplies (4 KB; each step
+/// of 4 rows prefetches the 8 lines of the 4 rows this far ahead). The weights of a large
+/// layer stream from L3 (the wide teacher's fc1 is 6.4 MB) and the hardware prefetcher alone
+/// left the m = 1 kernel at ~28 GB/s per core. Session 13, `slimnet bench --batch 1`, medians
+/// of 6 interleaved runs at real-time priority (load average 8-10), none / 32 / 64 rows ahead:
+/// wide teacher 1 thread 1203-1310 / 1175-1261 / 1168-1501 us, 2 threads 612-688 / 616-679 /
+/// 620-671 us; cnn-teacher 1 thread 380-412 / 371-391 / 374-399 us; lenet5 2 threads
+/// 44.7-50.1 / 44.4-47.0 / 43.8-46.8 us.
+const GEMV_PREFETCH_ROWS: usize = 32;
 
 /// Rows per micro-tile of `path`.
 fn mr_of(path: F32Path) -> usize {
@@ -657,6 +672,12 @@ unsafe fn gemv_avx512(
             let mut acc = [[z; 2]; 4];
             let mut p = 0;
             while p < k4 {
+                // May point past the panel (into the next one, or past the weights): a
+                // prefetch never faults.
+                let ahead = b.wrapping_add((p + GEMV_PREFETCH_ROWS) * NR).cast::<i8>();
+                for line in 0..4 * NR / 16 {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+                }
                 for (ph, acc_ph) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*xp.add(p + ph));
                     let row = b.add((p + ph) * NR);

@@ -24,6 +24,8 @@
 //! conv2-4 (batch 256, one thread). The measurements of this kernel are on
 //! `tensor_core::conv`'s dispatch ([`super::super::fused`]) and in docs/BENCHMARKS.md.
 
+use std::ops::Range;
+
 use super::{Direct, Line, OB, as_floats};
 
 /// Input channels per block of the blocked image (one 64-byte line per position).
@@ -88,27 +90,35 @@ impl Direct {
         self.cblocks() * self.hp * self.wp * CB
     }
 
-    /// Copies image `x` (`[C, H, W]`) into the blocked zero-padded buffer `xb`
-    /// ([`Direct::blocked_len`] floats): `xb[c/16, pt + iy, pl + ix, c%16] = x[c, iy, ix]`,
-    /// zero elsewhere. Each row of 16 channels is transposed 16 positions at a time in
-    /// registers ([`transpose_row_avx512`]): the scalar copy (one strided load and one store
-    /// per float) took 15% of the AVX-512 path's time on cnn-teacher conv4 at batch 256
-    /// (`perf record`, session 12).
+    /// Copies rows `rows` (of `0..Hp`) of image `x` (`[C, H, W]`) padded and blocked into
+    /// `xb` ([`Direct::blocked_len`] floats): `xb[c/16, pt + iy, pl + ix, c%16] = x[c, iy,
+    /// ix]`, zero elsewhere in those rows; other rows are left as they are. Each row of 16
+    /// channels is transposed 16 positions at a time in registers ([`transpose_row_avx512`]):
+    /// the scalar copy (one strided load and one store per float) took 15% of the AVX-512
+    /// path's time on cnn-teacher conv4 at batch 256 (`perf record`, session 12).
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F; `x.len() >= C*H*W`, `xb.len() >= self.blocked_len()`.
+    /// The CPU must support AVX-512 F; `x.len() >= C*H*W`, `xb.len() >= self.blocked_len()`,
+    /// `rows.end <= Hp`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    pub(in crate::conv) unsafe fn pad_image_blocked(&self, x: &[f32], xb: &mut [f32]) {
+    pub(in crate::conv) unsafe fn pad_image_blocked(
+        &self,
+        x: &[f32],
+        xb: &mut [f32],
+        rows: Range<usize>,
+    ) {
         let plane = self.h * self.w;
         let row_len = self.wp * CB;
         for (cb, block) in xb.chunks_exact_mut(self.hp * row_len).enumerate() {
             let cin = (self.c - cb * CB).min(CB);
             let src = &x[cb * CB * plane..(cb * CB + cin) * plane];
-            block[..self.pt * row_len].fill(0.0);
-            block[(self.pt + self.h) * row_len..].fill(0.0);
-            for iy in 0..self.h {
-                let row = &mut block[(self.pt + iy) * row_len..(self.pt + iy + 1) * row_len];
+            for r in rows.clone() {
+                let row = &mut block[r * row_len..(r + 1) * row_len];
+                let Some(iy) = r.checked_sub(self.pt).filter(|&iy| iy < self.h) else {
+                    row.fill(0.0);
+                    continue;
+                };
                 row[..self.pl * CB].fill(0.0);
                 row[(self.pl + self.w) * CB..].fill(0.0);
                 let inner = &mut row[self.pl * CB..(self.pl + self.w) * CB];
@@ -281,21 +291,29 @@ blocked_tile!(tile8, 8, [(a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, 
 blocked_tile!(tile4, 4, [(a0, b0), (a1, b1), (a2, b2), (a3, b3)]);
 blocked_tile!(tile1, 1, [(a0, b0)]);
 
-/// The accumulators of pair `wt` over the whole image: `acc [2][p_len][OB]` (block 0, then
+/// The accumulators of pair `wt` at output rows `rows`: `acc [2][p_len][OB]` (block 0, then
 /// block 1), each half in the layout [`super::epilogue_avx2`] reads.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F; `xb` is the image padded by [`Direct::pad_image_blocked`]
-/// (`xb.len() >= d.blocked_len()`), `wt` one pair of [`BlockedWeights`] for `d`, and
-/// `acc.len() >= 2 * d.acc_len()`.
+/// (`xb.len() >= d.blocked_len()`, at least the padded rows [`Direct::padded_rows`] of
+/// `rows`), `wt` one pair of [`BlockedWeights`] for `d`, `acc.len() >= 2 * d.acc_len()` and
+/// `rows.end <= d.oh`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(in crate::conv) unsafe fn pair_avx512(d: &Direct, xb: &[f32], wt: &[f32], acc: &mut [f32]) {
+pub(in crate::conv) unsafe fn pair_avx512(
+    d: &Direct,
+    xb: &[f32],
+    wt: &[f32],
+    acc: &mut [f32],
+    rows: Range<usize>,
+) {
     if d.ow == 0 {
         return;
     }
+    debug_assert!(rows.end <= d.oh);
     let n = WIDTHS.into_iter().find(|&n| n <= d.ow).unwrap_or(1);
-    for oy in 0..d.oh {
+    for oy in rows {
         let mut ox = 0;
         loop {
             let x0 = ox.min(d.ow - n);
@@ -347,7 +365,7 @@ mod tests {
             d.pad_image_blocked_reference(&x, &mut want);
             let mut got = vec![f32::NAN; d.blocked_len()];
             // SAFETY: AVX-512 F checked above; lengths as `Direct` derives them.
-            unsafe { d.pad_image_blocked(&x, &mut got) };
+            unsafe { d.pad_image_blocked(&x, &mut got, 0..d.hp) };
             assert_eq!(got, want, "C={c} {h}x{w}");
         }
     }

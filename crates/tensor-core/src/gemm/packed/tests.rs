@@ -132,13 +132,20 @@ fn nan_propagates_and_relu_keeps_it() {
 
 #[test]
 fn one_and_two_threads_give_the_same_bits_on_float_data() {
-    let (n, k) = (300, 784);
+    // lenet300 fc1 (10 panels) and 3 panels (the caller takes 2): both split at m = 1 (from
+    // 128 Ki weights), m > 1 splits rows.
+    for (n, k, ms) in [(300, 784, &[1, 5, 256, 257][..]), (70, 2000, &[1, 13][..])] {
+        same_bits_over_threads(n, k, ms);
+    }
+}
+
+fn same_bits_over_threads(n: usize, k: usize, ms: &[usize]) {
     let mut rng = Rng::seed_from_u64(21);
     let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
     let b: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
     let packed = PackedLinear::pack(&w, n, k).unwrap();
     for path in paths() {
-        for m in [1, 5, 256, 257] {
+        for &m in ms {
             let x: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
             let epi = LinearEpilogue {
                 bias: Some(&b),
@@ -148,7 +155,7 @@ fn one_and_two_threads_give_the_same_bits_on_float_data() {
             let mut y2 = vec![1.0; m * n];
             linear_packed_with(path, &x, m, &packed, epi, &mut y1, 1).unwrap();
             linear_packed_with(path, &x, m, &packed, epi, &mut y2, 2).unwrap();
-            assert_eq!(y1, y2, "path {} m={m}", path.name());
+            assert_eq!(y1, y2, "path {} m={m} n={n} k={k}", path.name());
             // Each entry sums k products of unit normals: error ~ sqrt(k) * eps * |terms|.
             let want = unfused(&x, m, &w, n, k, epi);
             assert_close(&y1, &want, 1e-4, 1e-4 * (k as f32).sqrt());

@@ -246,7 +246,7 @@ fn window_len_ceil_mode() {
     assert_eq!(window_out_len(usize::MAX, 3, 1, 1, 1, 0, false), None);
 }
 
-mod fused {
+pub(super) mod fused {
     //! The fused forward (direct AVX2 kernel and the portable fallback) against the reference
     //! loops followed by separate ReLU and max-pool passes, on every f32 path this CPU runs.
 
@@ -264,7 +264,7 @@ mod fused {
         Tensor::new(dims, (0..n).map(|_| rng.below(7) as f32 - 3.0).collect()).unwrap()
     }
 
-    fn reference(
+    pub(in crate::conv) fn reference(
         x: &Tensor,
         w: &Tensor,
         b: Option<&[f32]>,
@@ -279,6 +279,44 @@ mod fused {
             y = max_pool2d_forward(&y, &ConvEpilogue::pool_params())?.0;
         }
         Ok(y)
+    }
+
+    /// Every epilogue: none, ReLU, pool, both.
+    pub(in crate::conv) const EPILOGUES: [ConvEpilogue; 4] = [
+        ConvEpilogue {
+            relu: false,
+            max_pool_2x2: false,
+        },
+        ConvEpilogue {
+            relu: true,
+            max_pool_2x2: false,
+        },
+        ConvEpilogue {
+            relu: false,
+            max_pool_2x2: true,
+        },
+        ConvEpilogue {
+            relu: true,
+            max_pool_2x2: true,
+        },
+    ];
+
+    /// `got` equals the reference on `(x, weight, bias)` bit for bit, or both are errors (an
+    /// output too small to pool: the fused call refuses it too); `what` names the case.
+    pub(in crate::conv) fn assert_exact(
+        got: Result<Tensor, TensorError>,
+        (x, wt, bias): (&Tensor, &Tensor, Option<&[f32]>),
+        p: &Conv2dParams,
+        epi: ConvEpilogue,
+        what: &str,
+    ) {
+        let Ok(want) = reference(x, wt, bias, p, epi) else {
+            assert!(got.is_err(), "{what}");
+            return;
+        };
+        let got = got.unwrap();
+        assert_eq!(got.dims(), want.dims(), "{what}");
+        assert_eq!(got.data(), want.data(), "{what}");
     }
 
     /// Every path, every epilogue, with and without bias and packing, on 1 and 2 threads:
@@ -297,28 +335,17 @@ mod fused {
                 .build()
                 .unwrap();
             for path in F32Path::supported() {
-                for (relu, max_pool_2x2) in
-                    [(false, false), (true, false), (false, true), (true, true)]
-                {
-                    let epi = ConvEpilogue { relu, max_pool_2x2 };
+                for epi in EPILOGUES {
                     for (bias, pk) in [(Some(&b[..]), Some(&packed)), (None, None)] {
                         let got = pool.install(|| {
                             conv2d_forward_fused_with(path, &x, &wt, pk, bias, &p, epi)
                         });
-                        let Ok(want) = reference(&x, &wt, bias, &p, epi) else {
-                            // An output too small to pool: the fused call refuses it too.
-                            assert!(got.is_err(), "{p:?} {h}x{w} {epi:?}");
-                            continue;
-                        };
-                        let got = got.unwrap();
-                        assert_eq!(got.dims(), want.dims());
-                        assert_eq!(
-                            got.data(),
-                            want.data(),
+                        let what = format!(
                             "path {} {p:?} n={n} {h}x{w} {epi:?} bias={} threads={threads} seed={seed}",
                             path.name(),
                             bias.is_some()
                         );
+                        assert_exact(got, (&x, &wt, bias), &p, epi, &what);
                     }
                 }
             }

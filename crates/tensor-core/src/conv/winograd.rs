@@ -1,0 +1,656 @@
+//! Winograd convolution F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+//! Networks", CVPR 2016, section 4) for 3x3, stride-1, undilated, one-group layers on the
+//! AVX-512 F path of [`super::conv2d_forward_fused`].
+//!
+//! Each 2x2 output tile `Y` of one output channel is computed from the 4x4 input tile `d` at
+//! padded position `(2ty, 2tx)` of every input channel and the 3x3 filters `g` as
+//!
+//! `Y = A^T [ sum_c (G g[o,c] G^T) . (B^T d[c] B) ] A`
+//!
+//! with `.` the element-wise product of 4x4 matrices and
+//!
+//! ```text
+//! B^T = | 1  0 -1  0 |   G = | 1    0    0  |   A^T = | 1  1  1  0 |
+//!       | 0  1  1  0 |       | 1/2  1/2  1/2|         | 0  1 -1 -1 |
+//!       | 0 -1  1  0 |       | 1/2 -1/2  1/2|
+//!       | 0  1  0 -1 |       | 0    0    1  |
+//! ```
+//!
+//! The sum over channels of the 16 element-wise products is 16 independent GEMMs
+//! `M[xi] [tiles, O] = V[xi] [tiles, C] . U[xi] [C, O]` (`xi = 4i + j` one element of the 4x4
+//! tile): 16 multiplies per output tile and channel pair instead of the direct kernel's 36.
+//!
+//! - Weights: `U = G g G^T` once per layer ([`WinogradWeights`]), 16 matrices of `C16 x O`
+//!   (`C16` = `C` rounded up to 16, rows past `C` zero), each packed as a
+//!   [`PackedLinear`] for the 12x32 AVX-512 GEMM of `gemm::packed`, cached inside
+//!   [`PackedConvWeights`] on first use.
+//! - Input: the image padded and channel-blocked (NCHW16c) by the direct kernel's
+//!   `Direct::pad_image_blocked`, with one more zero row / column when the output height /
+//!   width is odd so that every tile reads a whole 4x4 window; `B^T d B` on 16 channels per
+//!   zmm, written as `V [16][tiles][C16]`.
+//! - Output: `A^T M A` on 16 output channels per zmm, then the epilogue in the same pass: bias,
+//!   ReLU (`v < 0 -> 0`, NaN kept) and the 2x2 max pool, which is exactly one output tile
+//!   (tiles start at even rows and columns; a last tile past the pooled output is dropped, as
+//!   floor mode drops that row), written to NCHW by a masked scatter.
+//! - Blocking: the tiles of one image in blocks of whole tile rows, `V` and `M` together at
+//!   most [`BLOCK_FLOATS`] (so that both stay in the 2 MB L2 between the transforms and the
+//!   GEMMs). Batches run one image per rayon task; batch 1 splits the tile rows in two halves
+//!   over [`duo::join`](crate::duo::join) from [`super::DIRECT_PAR_MIN_MACS`].
+//!
+//! Numerics: the transforms add at most 4 terms with coefficients 1 and 1/2; on small
+//! integers every step is exact (results equal the reference bit for bit), on floats the
+//! error measured against the reference is listed in the tests (module `tests` below).
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use rayon::prelude::*;
+
+use super::direct::blocked::CB;
+use super::direct::{Direct, PackedConvWeights};
+use super::fused::with_buf;
+use super::{Conv2dParams, ConvEpilogue, DIRECT_PAR_MIN_MACS, Padding};
+use crate::dispatch::F32Path;
+use crate::duo;
+use crate::error::TensorError;
+use crate::gemm::{LinearEpilogue, PackedLinear, linear_packed_with};
+use crate::tensor::Tensor;
+
+/// Elements of a 4x4 transformed tile.
+const XI: usize = 16;
+
+/// Floats of `V` and `M` together per block of tile rows (1 MB: half the L2 of one core of
+/// the reference Xeon).
+pub const BLOCK_FLOATS: usize = 1 << 18;
+
+/// The smallest input-channel count dispatched to Winograd (below it the GEMMs' depth is too
+/// short to pay for the transforms).
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// Whether Winograd F(2x2, 3x3) can compute `p`: 3x3 kernel, stride 1, dilation 1, one group.
+pub fn winograd_applies(p: &Conv2dParams) -> bool {
+    p.kernel == (3, 3) && p.stride == (1, 1) && p.dilation == (1, 1) && p.groups == 1
+}
+
+/// 0 = not read yet, 1 = on, 2 = off.
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether [`super::conv2d_forward_fused`] may dispatch to Winograd: on unless the
+/// environment variable `SLIMNET_WINOGRAD` is `0` when first asked (for before / after
+/// comparisons in one binary), or as last set by [`set_winograd_enabled`].
+pub fn winograd_enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = std::env::var("SLIMNET_WINOGRAD").map_or(true, |v| v.trim() != "0");
+            ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// Turns the Winograd dispatch on or off for the whole process (benches compare both).
+pub fn set_winograd_enabled(on: bool) {
+    ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether the fused forward on `path` runs `p` on `c x h x w` images by Winograd: the
+/// AVX-512 F path, the switch on, [`winograd_applies`], at least
+/// [`WINOGRAD_MIN_CHANNELS`] input channels.
+pub(super) fn dispatches(path: F32Path, p: &Conv2dParams) -> bool {
+    path == F32Path::Avx512F
+        && cfg!(target_arch = "x86_64")
+        && winograd_applies(p)
+        && p.in_channels >= WINOGRAD_MIN_CHANNELS
+        && winograd_enabled()
+}
+
+/// The 16 transformed weight matrices `U[xi] = (G g G^T)[xi]` of a layer, each `[C16, O]`
+/// packed for the GEMM.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct WinogradWeights {
+    u: Vec<PackedLinear>,
+}
+
+impl WinogradWeights {
+    /// Transforms and packs `weight` (`[O, C, 3, 3]`, length checked by the caller).
+    fn pack(weight: &[f32], o: usize, c: usize) -> Result<Self, TensorError> {
+        let c16 = c.div_ceil(CB) * CB;
+        let mut u = vec![0.0f32; XI * c16 * o];
+        for (oc, filters) in weight.chunks_exact(c * 9).enumerate() {
+            for (ch, g) in filters.chunks_exact(9).enumerate() {
+                // t = G g (4 x 3), then U = t G^T (4 x 4).
+                let row = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+                let cols: [[f32; 4]; 3] = std::array::from_fn(|j| row(g[j], g[3 + j], g[6 + j]));
+                for i in 0..4 {
+                    let ui = row(cols[0][i], cols[1][i], cols[2][i]);
+                    for (j, &v) in ui.iter().enumerate() {
+                        u[((4 * i + j) * c16 + ch) * o + oc] = v;
+                    }
+                }
+            }
+        }
+        let u = u
+            .chunks_exact(c16 * o)
+            .map(|m| PackedLinear::pack_transposed(m, c16, o))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { u })
+    }
+
+    /// The transformed weights of `weight` from `packed`'s cache, transforming them on first
+    /// use.
+    pub(super) fn cached<'a>(
+        cell: &'a OnceLock<WinogradWeights>,
+        weight: &[f32],
+        p: &Conv2dParams,
+    ) -> Result<&'a Self, TensorError> {
+        if let Some(w) = cell.get() {
+            return Ok(w);
+        }
+        let w = Self::pack(weight, p.out_channels, p.in_channels)?;
+        Ok(cell.get_or_init(|| w))
+    }
+}
+
+/// The geometry of F(2x2, 3x3) on one image.
+struct Tiles {
+    /// The padded, channel-blocked image (one more row / column when `OH` / `OW` is odd).
+    d: Direct,
+    /// Tile rows and columns: `ceil(OH/2)`, `ceil(OW/2)`.
+    th: usize,
+    tw: usize,
+    /// Input channels rounded up to 16.
+    c16: usize,
+    o: usize,
+    oh: usize,
+    ow: usize,
+    /// Tile rows per block of `V` / `M`.
+    rows_per_block: usize,
+}
+
+impl Tiles {
+    fn new(p: &Conv2dParams, (c, h, w): (usize, usize, usize), (oh, ow): (usize, usize)) -> Self {
+        let pad = p.padding;
+        let even = Padding {
+            bottom: pad.bottom + oh % 2,
+            right: pad.right + ow % 2,
+            ..pad
+        };
+        let d = Direct::new(
+            &p.with_padding(even),
+            (c, h, w),
+            (oh + oh % 2, ow + ow % 2),
+            1,
+        );
+        let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+        let c16 = c.div_ceil(CB) * CB;
+        let o = p.out_channels;
+        let per_row = (tw * XI * (c16 + o)).max(1);
+        Self {
+            d,
+            th,
+            tw,
+            c16,
+            o,
+            oh,
+            ow,
+            rows_per_block: (BLOCK_FLOATS / per_row).clamp(1, th.max(1)),
+        }
+    }
+}
+
+/// The output of one image, written through a raw pointer so that the two halves of a batch-1
+/// split write their own (interleaved) rows of every output plane.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: `Out` is only shared by the two halves of one image's split, which write disjoint
+// output positions (their own tile rows) while the `&mut` slice it came from is borrowed.
+unsafe impl Send for Out {}
+// SAFETY: as above.
+unsafe impl Sync for Out {}
+
+std::thread_local! {
+    /// Per-thread padded image, `V` and `M` blocks, reused across calls.
+    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static BLOCKS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `pool(relu(conv(input) + bias))` by F(2x2, 3x3) into `y` (zeroed, `out_dims`); the caller
+/// checked the shapes, the bias, the AVX-512 F path and [`winograd_applies`].
+pub(super) fn forward(
+    input: &Tensor,
+    weight: &[f32],
+    packed: &PackedConvWeights,
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+    epi: ConvEpilogue,
+    y: &mut Tensor,
+) -> Result<(), TensorError> {
+    let d = input.dims();
+    let (oh, ow) = p.output_hw(d[2], d[3])?;
+    let wts = WinogradWeights::cached(packed.winograd_cell(), weight, p)?;
+    let geo = Tiles::new(p, (d[1], d[2], d[3]), (oh, ow));
+    let out_dims = y.dims().to_vec();
+    let img_out = out_dims[1] * out_dims[2] * out_dims[3];
+    let img_in = d[1] * d[2] * d[3];
+    if d[0] == 0 || img_out == 0 {
+        return Ok(());
+    }
+    let x = input.data();
+    let threads = rayon::current_num_threads();
+    let run = |xi: &[f32], yi: &mut [f32], split: bool| {
+        image(&geo, wts, bias, epi, xi, yi, split && geo.th > 1)
+    };
+    if threads > 1 && d[0] > 1 {
+        y.data_mut()
+            .par_chunks_mut(img_out)
+            .zip(x.par_chunks(img_in))
+            .try_for_each(|(yi, xi)| run(xi, yi, false))
+    } else {
+        let macs = p.out_channels * oh * ow * p.patch_len();
+        let split = threads > 1 && macs >= DIRECT_PAR_MIN_MACS;
+        y.data_mut()
+            .chunks_mut(img_out)
+            .zip(x.chunks(img_in))
+            .try_for_each(|(yi, xi)| run(xi, yi, split))
+    }
+}
+
+/// One image: pad it, then its tile rows block by block (the two halves of the rows on two
+/// threads when `split`).
+fn image(
+    geo: &Tiles,
+    wts: &WinogradWeights,
+    bias: Option<&[f32]>,
+    epi: ConvEpilogue,
+    x: &[f32],
+    y: &mut [f32],
+    split: bool,
+) -> Result<(), TensorError> {
+    let out = Out {
+        ptr: y.as_mut_ptr(),
+        len: y.len(),
+    };
+    with_buf(&PADDED, geo.d.blocked_len(), |xb| {
+        // SAFETY: the caller checked the AVX-512 F path; `xb` has the blocked length.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            geo.d.pad_image_blocked(x, xb)
+        };
+        let xb = &*xb;
+        let rows = |r0: usize, r1: usize| tile_rows(geo, wts, bias, epi, xb, out, r0, r1);
+        if split {
+            let mid = geo.th.div_ceil(2);
+            let (a, b) = duo::join(|| rows(0, mid), || rows(mid, geo.th));
+            a.and(b)
+        } else {
+            rows(0, geo.th)
+        }
+    })
+}
+
+/// Tile rows `r0..r1` of one image, in blocks of `rows_per_block`: input transform, 16
+/// GEMMs, output transform with the epilogue.
+#[allow(clippy::too_many_arguments)]
+fn tile_rows(
+    geo: &Tiles,
+    wts: &WinogradWeights,
+    bias: Option<&[f32]>,
+    epi: ConvEpilogue,
+    xb: &[f32],
+    out: Out,
+    r0: usize,
+    r1: usize,
+) -> Result<(), TensorError> {
+    let most = geo.rows_per_block * geo.tw;
+    with_buf(&BLOCKS, XI * most * (geo.c16 + geo.o), |buf| {
+        let (v, m) = buf.split_at_mut(XI * most * geo.c16);
+        let mut b0 = r0;
+        while b0 < r1 {
+            let b1 = (b0 + geo.rows_per_block).min(r1);
+            let tiles = (b1 - b0) * geo.tw;
+            let (v, m) = (&mut v[..XI * tiles * geo.c16], &mut m[..XI * tiles * geo.o]);
+            // SAFETY: AVX-512 F checked by the caller; `xb` is the padded image of `geo.d`,
+            // `v` and `m` hold the block, `out` the image's output (disjoint rows per block).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                input_transform(geo, xb, b0, b1, v)
+            };
+            let vs = v.chunks_exact(tiles * geo.c16);
+            for ((vx, mx), u) in vs.zip(m.chunks_exact_mut(tiles * geo.o)).zip(&wts.u) {
+                let plain = LinearEpilogue::default();
+                linear_packed_with(F32Path::Avx512F, vx, tiles, u, plain, mx, 1)?;
+            }
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                output_transform(geo, m, b0, b1, bias, epi, out)
+            };
+            b0 = b1;
+        }
+        Ok(())
+    })
+}
+
+/// `V[xi][t][c] = (B^T d B)[xi]` for every tile `t` of tile rows `r0..r1` and channel `c`
+/// (16 channels per zmm).
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `xb` is the image padded by `geo.d.pad_image_blocked`,
+/// `v.len() == 16 * (r1 - r0) * tw * c16`, `r1 <= th`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn input_transform(geo: &Tiles, xb: &[f32], r0: usize, r1: usize, v: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (hp, wp) = (geo.d.hp, geo.d.wp);
+    let tiles = (r1 - r0) * geo.tw;
+    debug_assert!(xb.len() >= geo.d.blocked_len() && v.len() == XI * tiles * geo.c16);
+    debug_assert!(2 * geo.th + 2 <= hp && 2 * geo.tw + 2 <= wp);
+    let vp = v.as_mut_ptr();
+    for cb in 0..geo.c16 / CB {
+        for ty in r0..r1 {
+            for tx in 0..geo.tw {
+                let t = (ty - r0) * geo.tw + tx;
+                // SAFETY (whole block): rows `2ty..2ty+4 <= Hp` and columns `2tx..2tx+4 <=
+                // Wp` of channel block `cb` of `xb`; stores to `V[xi][t][cb*16..+16]`.
+                unsafe {
+                    let base = xb.as_ptr().add(((cb * hp + 2 * ty) * wp + 2 * tx) * CB);
+                    let d: [[__m512; 4]; 4] = std::array::from_fn(|r| {
+                        std::array::from_fn(|s| _mm512_loadu_ps(base.add((r * wp + s) * CB)))
+                    });
+                    // B^T d (rows), then (.) B (columns): the same four combinations.
+                    let bt = |a: [__m512; 4]| {
+                        [
+                            _mm512_sub_ps(a[0], a[2]),
+                            _mm512_add_ps(a[1], a[2]),
+                            _mm512_sub_ps(a[2], a[1]),
+                            _mm512_sub_ps(a[1], a[3]),
+                        ]
+                    };
+                    let rows: [[__m512; 4]; 4] = {
+                        let cols: [[__m512; 4]; 4] =
+                            std::array::from_fn(|s| bt([d[0][s], d[1][s], d[2][s], d[3][s]]));
+                        std::array::from_fn(|i| {
+                            bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i]])
+                        })
+                    };
+                    for (i, row) in rows.iter().enumerate() {
+                        for (j, &val) in row.iter().enumerate() {
+                            let at = ((4 * i + j) * tiles + t) * geo.c16 + cb * CB;
+                            _mm512_storeu_ps(vp.add(at), val);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Y = A^T M A` for every tile of tile rows `r0..r1`, 16 output channels per zmm, then bias,
+/// ReLU and the 2x2 max pool as `epi` says, scattered into the NCHW output `out`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `m.len() == 16 * (r1 - r0) * tw * o`, `r1 <= th`; `out`
+/// is the image's output (`O` planes of `OH x OW`, or pooled) and no other thread writes its
+/// rows of tiles `r0..r1`; `bias`, when given, has `O` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn output_transform(
+    geo: &Tiles,
+    m: &[f32],
+    r0: usize,
+    r1: usize,
+    bias: Option<&[f32]>,
+    epi: ConvEpilogue,
+    out: Out,
+) {
+    use std::arch::x86_64::*;
+    let (o, tw) = (geo.o, geo.tw);
+    let tiles = (r1 - r0) * tw;
+    debug_assert_eq!(m.len(), XI * tiles * o);
+    let (ph, pw) = (geo.oh / 2, geo.ow / 2);
+    let plane = if epi.max_pool_2x2 {
+        ph * pw
+    } else {
+        geo.oh * geo.ow
+    };
+    debug_assert_eq!(out.len, o * plane);
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let stride = _mm512_mullo_epi32(lane, _mm512_set1_epi32(plane as i32));
+    let zero = _mm512_setzero_ps();
+    for o0 in (0..o).step_by(16) {
+        let mask: __mmask16 = if o - o0 >= 16 {
+            !0
+        } else {
+            (1u16 << (o - o0)) - 1
+        };
+        // SAFETY (whole block): masked lanes are channels `o0 + j < O`: loads of `M[xi][t]`
+        // and of the bias, scattered stores to positions of the tile's own output rows.
+        unsafe {
+            let b = bias.map_or(zero, |b| _mm512_maskz_loadu_ps(mask, b.as_ptr().add(o0)));
+            let finish = |v: __m512| {
+                let v = _mm512_add_ps(v, b);
+                if epi.relu {
+                    _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero), zero)
+                } else {
+                    v
+                }
+            };
+            let base = out.ptr.add(o0 * plane);
+            let store = |at: usize, v: __m512| {
+                _mm512_mask_i32scatter_ps::<4>(base.add(at).cast(), mask, stride, finish(v));
+            };
+            for t in 0..tiles {
+                let (ty, tx) = (r0 + t / tw, t % tw);
+                let mp = m.as_ptr().add(t * o + o0);
+                let mm: [__m512; XI] =
+                    std::array::from_fn(|xi| _mm512_maskz_loadu_ps(mask, mp.add(xi * tiles * o)));
+                // A^T M (rows 0 and 1 of the 2 x 4), then (.) A.
+                let at = |a: [__m512; 4]| {
+                    [
+                        _mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]),
+                        _mm512_sub_ps(_mm512_sub_ps(a[1], a[2]), a[3]),
+                    ]
+                };
+                let cols: [[__m512; 2]; 4] =
+                    std::array::from_fn(|s| at([mm[s], mm[4 + s], mm[8 + s], mm[12 + s]]));
+                let r0v = at([cols[0][0], cols[1][0], cols[2][0], cols[3][0]]);
+                let r1v = at([cols[0][1], cols[1][1], cols[2][1], cols[3][1]]);
+                let y = [[r0v[0], r0v[1]], [r1v[0], r1v[1]]];
+                if epi.max_pool_2x2 {
+                    if ty < ph && tx < pw {
+                        // NaN wins, as `max_pool2d_forward`: `max_ps(a, b)` returns `b`
+                        // when either is NaN, so a NaN `a` is put back.
+                        let nan_max = |a: __m512, b: __m512| {
+                            let mx = _mm512_max_ps(a, b);
+                            _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a), a)
+                        };
+                        let v = nan_max(nan_max(y[0][0], y[0][1]), nan_max(y[1][0], y[1][1]));
+                        store(ty * pw + tx, v);
+                    }
+                } else {
+                    for (dy, row) in y.iter().enumerate() {
+                        for (dx, &v) in row.iter().enumerate() {
+                            let (oy, ox) = (2 * ty + dy, 2 * tx + dx);
+                            if oy < geo.oh && ox < geo.ow {
+                                store(oy * geo.ow + ox, v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::tests::fused::{EPILOGUES, assert_exact, reference};
+    use crate::rng::Rng;
+    use crate::shape::Shape;
+
+    /// Winograd itself (not the dispatch, whose channel threshold it bypasses).
+    fn winograd(
+        (x, w, b): (&Tensor, &Tensor, Option<&[f32]>),
+        p: &Conv2dParams,
+        epi: ConvEpilogue,
+    ) -> Result<Tensor, TensorError> {
+        let [n, o, oh, ow] = p.output_dims(x.shape())?;
+        let dims = if epi.max_pool_2x2 {
+            ConvEpilogue::pool_params().output_dims(&Shape::new(&[n, o, oh, ow])?)?
+        } else {
+            [n, o, oh, ow]
+        };
+        let packed = PackedConvWeights::pack(w.data(), p)?;
+        let mut y = Tensor::zeros_dims(&dims)?;
+        forward(x, w.data(), &packed, b, p, epi, &mut y)?;
+        Ok(y)
+    }
+
+    fn tensor(dims: &[usize], mut f: impl FnMut() -> f32) -> Tensor {
+        let len = dims.iter().product();
+        Tensor::new(dims, (0..len).map(|_| f()).collect()).unwrap()
+    }
+
+    fn skip() -> bool {
+        let lacks = !F32Path::Avx512F.is_supported();
+        if lacks {
+            eprintln!("skipped: Winograd F(2x2, 3x3) (CPU lacks avx512f)");
+        }
+        lacks
+    }
+
+    /// Small integers keep every transform and sum exact: equal to the reference bit for bit
+    /// over H, W in 1..=9 (odd and even, tiles cut by the edge), padding 0, 1 and asymmetric,
+    /// channels around one and two 16-lane blocks, batch 1 and 3, every epilogue, with and
+    /// without bias.
+    #[test]
+    fn small_integers_match_the_reference_exactly() {
+        if skip() {
+            return;
+        }
+        let pads = [
+            Padding::symmetric(0),
+            Padding::symmetric(1),
+            Padding::from_onnx([2, 0, 1, 3]),
+        ];
+        let mut seed = 0u64;
+        for h in 1..=9 {
+            for w in 1..=9 {
+                seed += 1;
+                let mut rng = Rng::seed_from_u64(seed);
+                let pad = pads[(h + w) % 3];
+                let (c, o) = [(1, 1), (16, 17), (17, 15), (33, 33), (5, 40)][(h * w) % 5];
+                let p = Conv2dParams::new(c, o, (3, 3)).with_padding(pad);
+                let n = 1 + 2 * (seed as usize % 2);
+                let mut int = || rng.below(7) as f32 - 3.0;
+                let x = tensor(&[n, c, h, w], &mut int);
+                let wt = tensor(&p.weight_dims(), &mut int);
+                let b: Vec<f32> = (0..o).map(|_| int()).collect();
+                for epi in EPILOGUES {
+                    for bias in [Some(&b[..]), None] {
+                        let got = winograd((&x, &wt, bias), &p, epi);
+                        let what = format!(
+                            "{p:?} n={n} {h}x{w} {epi:?} bias={} seed={seed}",
+                            bias.is_some()
+                        );
+                        assert_exact(got, (&x, &wt, bias), &p, epi, &what);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unit-normal data on the zoo's 3x3 layers (cnn-teacher conv2-4, the wide teacher's
+    /// conv2-4 at batch 1) and odd shapes: within the relative tolerance `1e-5 * sqrt(K)`
+    /// (`K = 9C`, as the direct kernel's tests), the measured worst error printed.
+    #[test]
+    fn unit_normal_data_within_tolerance() {
+        if skip() {
+            return;
+        }
+        let same = |c, o| Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
+        let layers = [
+            (same(32, 32), 28, 1),
+            (same(32, 64), 14, 3),
+            (same(64, 64), 14, 1),
+            (same(64, 64), 28, 1),
+            (same(64, 128), 14, 1),
+            (same(128, 128), 14, 1),
+            (Conv2dParams::new(20, 37, (3, 3)), 9, 2),
+            (same(50, 3), 7, 3),
+        ];
+        let mut rng = Rng::seed_from_u64(17);
+        for (p, hw, n) in layers {
+            let mut normal = || rng.normal();
+            let x = tensor(&[n, p.in_channels, hw, hw], &mut normal);
+            let wt = tensor(&p.weight_dims(), &mut normal);
+            let b: Vec<f32> = (0..p.out_channels).map(|_| normal()).collect();
+            for max_pool_2x2 in [false, true] {
+                let epi = ConvEpilogue {
+                    relu: false,
+                    max_pool_2x2,
+                };
+                let want = reference(&x, &wt, Some(&b), &p, epi).unwrap();
+                let got = winograd((&x, &wt, Some(&b)), &p, epi).unwrap();
+                let worst = got
+                    .data()
+                    .iter()
+                    .zip(want.data())
+                    .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+                    .fold(0.0f32, f32::max);
+                let tol = 1e-5 * (p.patch_len() as f32).sqrt();
+                eprintln!(
+                    "{p:?} {hw}x{hw} pool={max_pool_2x2}: worst |err|/(1+|y|) = {worst:.2e} (tol {tol:.2e})"
+                );
+                assert!(worst <= tol, "{p:?} {hw}x{hw}: {worst} > {tol}");
+            }
+        }
+    }
+
+    /// The dispatch takes Winograd on AVX-512 F from 16 input channels and gives the same
+    /// bits on 1 and 2 threads (the batch-1 split by tile rows), batch 1 and 2.
+    #[test]
+    fn dispatched_and_split_over_two_threads() {
+        if skip() {
+            return;
+        }
+        let p = Conv2dParams::new(32, 40, (3, 3)).with_padding(Padding::symmetric(1));
+        assert!(dispatches(F32Path::Avx512F, &p) || !winograd_enabled());
+        assert!(!dispatches(F32Path::Avx2Fma, &p));
+        assert!(!dispatches(
+            F32Path::Avx512F,
+            &Conv2dParams::new(8, 40, (3, 3))
+        ));
+        let mut rng = Rng::seed_from_u64(23);
+        let mut normal = || rng.normal();
+        let wt = tensor(&p.weight_dims(), &mut normal);
+        let b: Vec<f32> = (0..40).map(|_| normal()).collect();
+        let packed = PackedConvWeights::pack(wt.data(), &p).unwrap();
+        let epi = ConvEpilogue {
+            relu: true,
+            max_pool_2x2: true,
+        };
+        let in_pool = |threads: usize, x: &Tensor| {
+            let f = crate::conv::conv2d_forward_fused_with;
+            let run = || f(F32Path::Avx512F, x, &wt, Some(&packed), Some(&b), &p, epi);
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+            pool.unwrap().install(run).unwrap()
+        };
+        for n in [1, 2] {
+            // 40 x 31 x 30 x 288 = 10.7 M MACs per image: batch 1 splits on 2 threads.
+            let x = tensor(&[n, 32, 31, 30], &mut normal);
+            let one = in_pool(1, &x);
+            assert_eq!(one.data(), in_pool(2, &x).data(), "n={n}");
+            let direct = winograd((&x, &wt, Some(&b)), &p, epi).unwrap();
+            assert_eq!(one.data(), direct.data(), "n={n}");
+        }
+    }
+}

@@ -221,6 +221,20 @@ std::thread_local! {
     static BLOCKS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// [`with_buf`] on a 64-byte-aligned slice: every 16-channel vector of the padded image, `V`
+/// and `M` (`C16` and, for `M`, `O` a multiple of 16 floats) then sits on one cache line
+/// instead of straddling two.
+fn with_aligned<R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    with_buf(cell, len + CB, |buf| {
+        let skip = buf.as_ptr().align_offset(64).min(CB);
+        f(&mut buf[skip..skip + len])
+    })
+}
+
 /// `pool(relu(conv(input) + bias))` by F(2x2, 3x3) into `y` (zeroed, `out_dims`); the caller
 /// checked the shapes, the bias, the AVX-512 F path and [`winograd_applies`].
 pub(super) fn forward(
@@ -277,7 +291,7 @@ fn image(
         ptr: y.as_mut_ptr(),
         len: y.len(),
     };
-    with_buf(&PADDED, geo.d.blocked_len(), |xb| {
+    with_aligned(&PADDED, geo.d.blocked_len(), |xb| {
         // SAFETY: the caller checked the AVX-512 F path; `xb` has the blocked length.
         #[cfg(target_arch = "x86_64")]
         unsafe {
@@ -309,7 +323,7 @@ fn tile_rows(
     r1: usize,
 ) -> Result<(), TensorError> {
     let most = geo.rows_per_block * geo.tw;
-    with_buf(&BLOCKS, XI * most * (geo.c16 + geo.o), |buf| {
+    with_aligned(&BLOCKS, XI * most * (geo.c16 + geo.o), |buf| {
         let (v, m) = buf.split_at_mut(XI * most * geo.c16);
         let mut b0 = r0;
         while b0 < r1 {
@@ -353,10 +367,13 @@ unsafe fn input_transform(geo: &Tiles, xb: &[f32], r0: usize, r1: usize, v: &mut
     debug_assert!(xb.len() >= geo.d.blocked_len() && v.len() == XI * tiles * geo.c16);
     debug_assert!(2 * geo.th + 2 <= hp && 2 * geo.tw + 2 <= wp);
     let vp = v.as_mut_ptr();
-    for cb in 0..geo.c16 / CB {
-        for ty in r0..r1 {
-            for tx in 0..geo.tw {
-                let t = (ty - r0) * geo.tw + tx;
+    // Tiles outside, channel blocks inside: each of the 16 streams of `V` is written in
+    // order (cb outside measured 26% of a Winograd layer's time in this function, against
+    // 4-5% expected from its 16 loads and 16 stores per tile and channel block).
+    for ty in r0..r1 {
+        for tx in 0..geo.tw {
+            let t = (ty - r0) * geo.tw + tx;
+            for cb in 0..geo.c16 / CB {
                 // SAFETY (whole block): rows `2ty..2ty+4 <= Hp` and columns `2tx..2tx+4 <=
                 // Wp` of channel block `cb` of `xb`; stores to `V[xi][t][cb*16..+16]`.
                 unsafe {

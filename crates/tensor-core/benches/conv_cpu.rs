@@ -13,8 +13,8 @@
 //! `RAYON_NUM_THREADS=1` for one core (CPU GFLOP/s then reads directly against the per-core
 //! peak); with 2 threads the CPU figure is per core-second too.
 //!
-//! On AVX-512 F, a 3x3 layer Winograd F(2x2, 3x3) applies to is timed twice: `direct` (the
-//! direct kernel, Winograd switched off) and `winograd`; both report the direct convolution's
+//! On AVX-512 F, a 3x3 layer Winograd applies to is timed three times: `direct` (the direct
+//! kernel, Winograd switched off), `wino2x2` (F(2x2, 3x3)) and `wino4x4` (F(4x4, 3x3)); all report the direct convolution's
 //! FLOP count over their time (effective GFLOP/s: Winograd does fewer multiplies), so `% peak`
 //! above 100% is possible. Batches 1, 32 (the chunk nn's inference runs) and 256.
 
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use tensor_core::Tensor;
 use tensor_core::conv::{
-    Conv2dParams, ConvEpilogue, PackedConvWeights, Padding, WINOGRAD_MIN_CHANNELS,
-    conv2d_forward_fused_with, set_winograd_enabled, winograd_applies,
+    Conv2dParams, ConvEpilogue, PackedConvWeights, Padding, WINOGRAD_MIN_CHANNELS, WinogradMode,
+    conv2d_forward_fused_with, set_winograd_mode, winograd_applies,
 };
 use tensor_core::dispatch::F32Path;
 use tensor_core::rng::Rng;
@@ -99,18 +99,19 @@ fn main() {
             let packed = PackedConvWeights::pack(w.data(), &p).unwrap();
             let flop = 2.0 * p.macs(x.shape()).unwrap() as f64;
             let wino = winograd_applies(&p) && p.in_channels >= WINOGRAD_MIN_CHANNELS;
-            let mut runs: Vec<(&str, F32Path, bool)> = F32Path::supported()
+            let mut runs: Vec<(&str, F32Path, WinogradMode)> = F32Path::supported()
                 .into_iter()
-                .map(|f| (f.name(), f, false))
+                .map(|f| (f.name(), f, WinogradMode::Off))
                 .collect();
             if wino && F32Path::Avx512F.is_supported() {
                 for r in runs.iter_mut().filter(|r| r.1 == F32Path::Avx512F) {
                     r.0 = "direct";
                 }
-                runs.push(("winograd", F32Path::Avx512F, true));
+                runs.push(("wino2x2", F32Path::Avx512F, WinogradMode::F2x2));
+                runs.push(("wino4x4", F32Path::Avx512F, WinogradMode::F4x4));
             }
-            for (label, path, on) in runs {
-                set_winograd_enabled(on);
+            for (label, path, mode) in runs {
+                set_winograd_mode(mode);
                 let run = || {
                     conv2d_forward_fused_with(path, &x, &w, Some(&packed), Some(&b), &p, epi)
                         .unwrap()

@@ -52,7 +52,8 @@ pub use im2col::{col2im_add, im2col};
 pub use plan::{COL_BLOCK_FLOATS, PER_IMAGE_MIN_PLANE, block_images};
 pub use reference::{conv2d_forward_reference, conv2d_grads_reference};
 pub use winograd::{
-    BLOCK_FLOATS, WINOGRAD_MIN_CHANNELS, set_winograd_enabled, winograd_applies, winograd_enabled,
+    BLOCK_FLOATS, WINOGRAD_MIN_CHANNELS, WinogradMode, set_winograd_mode, winograd_applies,
+    winograd_mode,
 };
 
 use crate::error::TensorError;

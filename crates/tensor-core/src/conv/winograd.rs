@@ -631,11 +631,19 @@ unsafe fn output_transform<const M: usize>(
             for t in 0..tiles {
                 let (ty, tx) = (r0 + t / tw, t % tw);
                 let mp = m.as_ptr().add(t * o + o0);
-                let load = |xi: usize| _mm512_maskz_loadu_ps(mask, mp.add(xi * tiles * o));
+                let load = |xi: usize| {
+                    debug_assert!(xi < a * a);
+                    _mm512_maskz_loadu_ps(mask, mp.add(xi * tiles * o))
+                };
                 // A^T M by columns, then (.) A by rows: y[i][j] for i, j < M.
+                // Only the `a x a` elements exist: reading `s >= a` (F(2x2)) would run past `M`.
                 let cols: [[__m512; 4]; 6] = std::array::from_fn(|s| {
                     at::<M>(std::array::from_fn(|r| {
-                        if r < a { load(r * a + s) } else { zero }
+                        if r < a && s < a {
+                            load(r * a + s)
+                        } else {
+                            zero
+                        }
                     }))
                 });
                 let y: [[__m512; 4]; 4] =

@@ -76,6 +76,8 @@ pub struct PackedConvWeights {
     lines: Vec<Line>,
     blocked: blocked::BlockedWeights,
     weight_dims: [usize; 4],
+    /// The Winograd F(2x2, 3x3) transform of the weights, made on first use (`winograd`).
+    winograd: std::sync::OnceLock<super::winograd::WinogradWeights>,
 }
 
 impl PackedConvWeights {
@@ -109,12 +111,18 @@ impl PackedConvWeights {
             lines,
             blocked,
             weight_dims,
+            winograd: std::sync::OnceLock::new(),
         })
     }
 
     /// The dims `[O, C/groups, kh, kw]` of the weight that was packed.
     pub fn weight_dims(&self) -> [usize; 4] {
         self.weight_dims
+    }
+
+    /// The cache of the Winograd transform of these weights.
+    pub(super) fn winograd_cell(&self) -> &std::sync::OnceLock<super::winograd::WinogradWeights> {
+        &self.winograd
     }
 
     /// The packed tile `t` (`[K][OB]`, flat).

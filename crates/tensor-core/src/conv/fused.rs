@@ -133,6 +133,11 @@ pub fn conv2d_forward_fused_with(
             &owned
         }
     };
+    if super::winograd::dispatches(path, p) {
+        let mut y = Tensor::zeros_dims(&out_dims)?;
+        super::winograd::forward(input, weight.data(), packed, bias, p, epi, &mut y)?;
+        return Ok(y);
+    }
     let d = input.dims();
     // One-input-channel layers (the first convolution of lenet5 and cnn-teacher, 9 or 25 taps)
     // are bound by their stores and the epilogue, not by FMAs: the 512-bit kernel measured
@@ -195,7 +200,7 @@ std::thread_local! {
 }
 
 /// Runs `f` on `len` floats of `cell` (a fresh buffer if the cell is borrowed already).
-fn with_buf<R>(
+pub(super) fn with_buf<R>(
     cell: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,

@@ -24,7 +24,8 @@
 //! blocking plan and scratch; `forward`, `backward` the kernels; `reference` the direct loops
 //! they are tested against; `direct` the direct (im2col-free) AVX2 and AVX-512 kernels for
 //! stride-1 convolutions and `fused` their dispatching entry [`conv2d_forward_fused`], which
-//! also fuses bias, ReLU and a 2x2 max pool into the pass (the inference fast path).
+//! also fuses bias, ReLU and a 2x2 max pool into the pass (the inference fast path);
+//! `winograd` the Winograd F(2x2, 3x3) path that entry takes for 3x3 layers on AVX-512 F.
 
 mod backward;
 mod direct;
@@ -34,6 +35,7 @@ mod geometry;
 mod im2col;
 mod plan;
 mod reference;
+mod winograd;
 
 pub use backward::{
     Conv2dGradOut, Conv2dGrads, DIRECT_INPUT_GRAD_MAX_PLANE_QUARTERS,
@@ -49,6 +51,10 @@ pub use geometry::ConvGeometry;
 pub use im2col::{col2im_add, im2col};
 pub use plan::{COL_BLOCK_FLOATS, PER_IMAGE_MIN_PLANE, block_images};
 pub use reference::{conv2d_forward_reference, conv2d_grads_reference};
+pub use winograd::{
+    BLOCK_FLOATS, WINOGRAD_MIN_CHANNELS, WinogradMode, set_winograd_mode, winograd_applies,
+    winograd_mode,
+};
 
 use crate::error::TensorError;
 use crate::shape::Shape;

@@ -264,7 +264,7 @@ fn window_len_ceil_mode() {
     assert_eq!(window_out_len(usize::MAX, 3, 1, 1, 1, 0, false), None);
 }
 
-mod fused {
+pub(super) mod fused {
     //! The fused forward (direct AVX2 kernel and the portable fallback) against the reference
     //! loops followed by separate ReLU and max-pool passes, on every f32 path this CPU runs.
 
@@ -283,7 +283,7 @@ mod fused {
         Tensor::new(dims, (0..n).map(|_| rng.below(7) as f32 - 3.0).collect()).unwrap()
     }
 
-    fn reference(
+    pub(in crate::conv) fn reference(
         x: &Tensor,
         w: &Tensor,
         b: Option<&[f32]>,
@@ -308,6 +308,44 @@ mod fused {
         Some(Split::Rows),
     ];
 
+    /// Every epilogue: none, ReLU, pool, both.
+    pub(in crate::conv) const EPILOGUES: [ConvEpilogue; 4] = [
+        ConvEpilogue {
+            relu: false,
+            max_pool_2x2: false,
+        },
+        ConvEpilogue {
+            relu: true,
+            max_pool_2x2: false,
+        },
+        ConvEpilogue {
+            relu: false,
+            max_pool_2x2: true,
+        },
+        ConvEpilogue {
+            relu: true,
+            max_pool_2x2: true,
+        },
+    ];
+
+    /// `got` equals the reference on `(x, weight, bias)` bit for bit, or both are errors (an
+    /// output too small to pool: the fused call refuses it too); `what` names the case.
+    pub(in crate::conv) fn assert_exact(
+        got: Result<Tensor, TensorError>,
+        (x, wt, bias): (&Tensor, &Tensor, Option<&[f32]>),
+        p: &Conv2dParams,
+        epi: ConvEpilogue,
+        what: &str,
+    ) {
+        let Ok(want) = reference(x, wt, bias, p, epi) else {
+            assert!(got.is_err(), "{what}");
+            return;
+        };
+        let got = got.unwrap();
+        assert_eq!(got.dims(), want.dims(), "{what}");
+        assert_eq!(got.data(), want.data(), "{what}");
+    }
+
     /// Every path, every epilogue, with and without bias and packing, on 1 and 2 threads,
     /// at batch 1 under every split (forced, so that small layers split too; on one thread
     /// both halves run on the caller): small integers make every order of summation exact,
@@ -326,10 +364,7 @@ mod fused {
                 .build()
                 .unwrap();
             for path in F32Path::supported() {
-                for (relu, max_pool_2x2) in
-                    [(false, false), (true, false), (false, true), (true, true)]
-                {
-                    let epi = ConvEpilogue { relu, max_pool_2x2 };
+                for epi in EPILOGUES {
                     for ((bias, pk), split) in [(Some(&b[..]), Some(&packed)), (None, None)]
                         .into_iter()
                         .flat_map(|bp| SPLITS.map(|s| (bp, s)))
@@ -343,21 +378,13 @@ mod fused {
                             FORCE_SPLIT.set(None);
                             y
                         });
-                        let Ok(want) = reference(&x, &wt, bias, &p, epi) else {
-                            // An output too small to pool: the fused call refuses it too.
-                            assert!(got.is_err(), "{p:?} {h}x{w} {epi:?}");
-                            continue;
-                        };
-                        let got = got.unwrap();
-                        assert_eq!(got.dims(), want.dims());
-                        assert_eq!(
-                            got.data(),
-                            want.data(),
+                        let what = format!(
                             "path {} {p:?} n={n} {h}x{w} {epi:?} bias={} threads={threads} \
                              split={split:?} seed={seed}",
                             path.name(),
                             bias.is_some()
                         );
+                        assert_exact(got, (&x, &wt, bias), &p, epi, &what);
                     }
                 }
             }

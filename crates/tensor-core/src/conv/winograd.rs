@@ -1,0 +1,890 @@
+//! Winograd convolution F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+//! Networks", CVPR 2016, section 4) for 3x3, stride-1, undilated, one-group layers on the
+//! AVX-512 F path of [`super::conv2d_forward_fused`].
+//!
+//! Each 2x2 output tile `Y` of one output channel is computed from the 4x4 input tile `d` at
+//! padded position `(2ty, 2tx)` of every input channel and the 3x3 filters `g` as
+//!
+//! `Y = A^T [ sum_c (G g[o,c] G^T) . (B^T d[c] B) ] A`
+//!
+//! with `.` the element-wise product of 4x4 matrices and
+//!
+//! ```text
+//! B^T = | 1  0 -1  0 |   G = | 1    0    0  |   A^T = | 1  1  1  0 |
+//!       | 0  1  1  0 |       | 1/2  1/2  1/2|         | 0  1 -1 -1 |
+//!       | 0 -1  1  0 |       | 1/2 -1/2  1/2|
+//!       | 0  1  0 -1 |       | 0    0    1  |
+//! ```
+//!
+//! The sum over channels of the 16 element-wise products is 16 independent GEMMs
+//! `M[xi] [tiles, O] = V[xi] [tiles, C] . U[xi] [C, O]` (`xi = 4i + j` one element of the 4x4
+//! tile): 16 multiplies per output tile and channel pair instead of the direct kernel's 36.
+//!
+//! - Weights: `U = G g G^T` once per layer ([`WinogradWeights`]), 16 matrices of `C16 x O`
+//!   (`C16` = `C` rounded up to 16, rows past `C` zero), each packed as a
+//!   [`PackedLinear`] for the 12x32 AVX-512 GEMM of `gemm::packed`, cached inside
+//!   [`PackedConvWeights`] on first use.
+//! - Input: the image padded and channel-blocked (NCHW16c) by the direct kernel's
+//!   `Direct::pad_image_blocked`, with one more zero row / column when the output height /
+//!   width is odd so that every tile reads a whole 4x4 window; `B^T d B` on 16 channels per
+//!   zmm, written as `V [16][tiles][C16]`.
+//! - Output: `A^T M A` on 16 output channels per zmm, then the epilogue in the same pass: bias,
+//!   ReLU (`v < 0 -> 0`, NaN kept) and the 2x2 max pool, which is exactly one output tile
+//!   (tiles start at even rows and columns; a last tile past the pooled output is dropped, as
+//!   floor mode drops that row), written to NCHW by a masked scatter.
+//! - Blocking: the tiles of one image in blocks of whole tile rows, `V` and `M` together at
+//!   most [`BLOCK_FLOATS`] (so that both stay in the 2 MB L2 between the transforms and the
+//!   GEMMs). Batches run one image per rayon task; batch 1 splits the tile rows in two halves
+//!   over [`duo::join`](crate::duo::join) from [`super::DIRECT_PAR_MIN_MACS`].
+//!
+//! Numerics: the transforms add at most 4 terms with coefficients 1 and 1/2; on small
+//! integers every step is exact (results equal the reference bit for bit), on floats the
+//! error measured against the reference is listed in the tests (module `tests` below).
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use rayon::prelude::*;
+
+use super::direct::blocked::CB;
+use super::direct::{Direct, PackedConvWeights};
+use super::fused::with_buf;
+use super::{Conv2dParams, ConvEpilogue, DIRECT_PAR_MIN_MACS, Padding};
+use crate::dispatch::F32Path;
+use crate::duo;
+use crate::error::TensorError;
+use crate::gemm::{LinearEpilogue, PackedLinear, linear_packed_with};
+use crate::tensor::Tensor;
+
+/// Floats of `V` and `M` together per block of tile rows (1 MB: half the L2 of one core of
+/// the reference Xeon).
+pub const BLOCK_FLOATS: usize = 1 << 18;
+
+/// The smallest input-channel count dispatched to Winograd: below it the GEMMs' depth is too
+/// short to pay for the transforms. Measured (session 13, `conv_cpu` with the threshold
+/// lowered to 4 and 3x3 same-padded layers `C -> 32` on 28x28 with the pool, one thread, load
+/// average 8, effective CPU GFLOP/s Winograd vs direct at batch 1 / 32 / 256): C = 4: 55 / 48
+/// / 47 vs 85 / 93 / 88; C = 8: 99 / 100 / 90 vs 111 / 126 / 110; C = 16: 217 / 207 / 200
+/// vs 152 / 153 / 166 (on 14x14: 203 / 191 / 189 vs 144 / 157 / 154).
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// Whether Winograd F(2x2, 3x3) can compute `p`: 3x3 kernel, stride 1, dilation 1, one group.
+pub fn winograd_applies(p: &Conv2dParams) -> bool {
+    p.kernel == (3, 3) && p.stride == (1, 1) && p.dilation == (1, 1) && p.groups == 1
+}
+
+/// Which Winograd variant [`super::conv2d_forward_fused`] may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WinogradMode {
+    /// The direct kernel only.
+    Off,
+    /// The default: F(2x2, 3x3) wherever Winograd applies (F(4x4, 3x3) is faster but less
+    /// precise, see [`WinogradMode::F4x4`]).
+    Auto,
+    /// F(2x2, 3x3) wherever Winograd applies.
+    F2x2,
+    /// F(4x4, 3x3) wherever Winograd applies: 36 multiplies per 4x4 output tile instead of 64
+    /// (four 2x2 tiles), against heavier transforms and a worse rounding error: measured at
+    /// most 2.2e-5 * sqrt(9C) relative (7.4e-4 on 128 -> 128 unit-normal data, 25x
+    /// F(2x2, 3x3)'s), so it is not the default: the fused path's tests hold every path to
+    /// 1e-5 * sqrt(9C) and to exact results on small integers, which F(2x2) meets. Measured
+    /// (session 13, `conv_cpu`, one thread, load 7.8, effective CPU GFLOP/s F(4x4) vs F(2x2)
+    /// at batch 1 / 32 / 256): 28x28 layers cnn-teacher conv2 288 / 283 / 217 vs 207 / 173 /
+    /// 132, wide teacher conv2 365 / 351 / 285 vs 244 / 216 / 182; 14x14 layers cnn-teacher
+    /// conv3 238 / 202 / 174 vs 208 / 178 / 128, conv4 290 / 292 / 256 vs 260 / 246 / 233,
+    /// wide teacher conv3 234 / 257 / 194 vs 209 / 219 / 163, conv4 268 / 262 / 241 vs 250 /
+    /// 239 / 221.
+    F4x4,
+}
+
+/// The mode as a byte: 0 = not read yet, then `WinogradMode as u8 + 1`.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+const MODES: [WinogradMode; 4] = [
+    WinogradMode::Off,
+    WinogradMode::Auto,
+    WinogradMode::F2x2,
+    WinogradMode::F4x4,
+];
+
+/// The Winograd mode: as last set by [`set_winograd_mode`], else from the environment
+/// variable `SLIMNET_WINOGRAD` when first asked (`0` off, `2` F(2x2) only, `4` F(4x4) only,
+/// anything else or unset [`WinogradMode::Auto`]), for before / after comparisons in one binary.
+pub fn winograd_mode() -> WinogradMode {
+    match MODE.load(Ordering::Relaxed) {
+        0 => {
+            let mode = match std::env::var("SLIMNET_WINOGRAD").as_deref().map(str::trim) {
+                Ok("0") => WinogradMode::Off,
+                Ok("2") => WinogradMode::F2x2,
+                Ok("4") => WinogradMode::F4x4,
+                _ => WinogradMode::Auto,
+            };
+            set_winograd_mode(mode);
+            mode
+        }
+        m => MODES[(m - 1) as usize % MODES.len()],
+    }
+}
+
+/// Sets the Winograd mode for the whole process (benches compare the variants).
+pub fn set_winograd_mode(mode: WinogradMode) {
+    MODE.store(mode as u8 + 1, Ordering::Relaxed);
+}
+
+/// Output tile side of the variant `mode` runs: 4 or 2.
+fn tile_side(mode: WinogradMode) -> usize {
+    if mode == WinogradMode::F4x4 { 4 } else { 2 }
+}
+
+/// Whether the fused forward on `path` runs `p` on `c x h x w` images by Winograd: the
+/// AVX-512 F path, the switch on, [`winograd_applies`], at least
+/// [`WINOGRAD_MIN_CHANNELS`] input channels.
+pub(super) fn dispatches(path: F32Path, p: &Conv2dParams) -> bool {
+    path == F32Path::Avx512F
+        && cfg!(target_arch = "x86_64")
+        && winograd_applies(p)
+        && p.in_channels >= WINOGRAD_MIN_CHANNELS
+        && winograd_mode() != WinogradMode::Off
+}
+
+/// The transformed weight matrices of a layer, `U[xi] = (G g G^T)[xi]` for every element
+/// `xi` of the `alpha x alpha` transformed tile (16 for F(2x2, 3x3), 36 for F(4x4, 3x3)),
+/// each `[C16, O]` packed for the GEMM; each variant is transformed on its first use.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct WinogradWeights {
+    f2: OnceLock<Vec<PackedLinear>>,
+    f4: OnceLock<Vec<PackedLinear>>,
+}
+
+/// One row of `G` applied to a column `(a, b, c)` of a 3x3 filter, for F(2x2, 3x3) (4 values,
+/// then zeros) and F(4x4, 3x3) (Lavin & Gray's interpolation points 0, 1, -1, 2, -2, infinity).
+fn g_rows(m: usize, a: f64, b: f64, c: f64) -> [f64; 6] {
+    if m == 2 {
+        [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c, 0.0, 0.0]
+    } else {
+        [
+            a / 4.0,
+            -(a + b + c) / 6.0,
+            -(a - b + c) / 6.0,
+            (a + 2.0 * b + 4.0 * c) / 24.0,
+            (a - 2.0 * b + 4.0 * c) / 24.0,
+            c,
+        ]
+    }
+}
+
+impl WinogradWeights {
+    /// Transforms `weight` (`[O, C, 3, 3]`, length checked by the caller) for tiles of side
+    /// `m` (in f64, rounded once to f32) and packs the `(m + 2)^2` matrices.
+    fn pack(
+        weight: &[f32],
+        o: usize,
+        c: usize,
+        m: usize,
+    ) -> Result<Vec<PackedLinear>, TensorError> {
+        let alpha = m + 2;
+        let c16 = c.div_ceil(CB) * CB;
+        let mut u = vec![0.0f32; alpha * alpha * c16 * o];
+        for (oc, filters) in weight.chunks_exact(c * 9).enumerate() {
+            for (ch, g) in filters.chunks_exact(9).enumerate() {
+                // t = G g (alpha x 3), then U = t G^T (alpha x alpha).
+                let g = |i: usize| f64::from(g[i]);
+                let cols: [[f64; 6]; 3] =
+                    std::array::from_fn(|j| g_rows(m, g(j), g(3 + j), g(6 + j)));
+                for i in 0..alpha {
+                    let ui = g_rows(m, cols[0][i], cols[1][i], cols[2][i]);
+                    for (j, &v) in ui.iter().take(alpha).enumerate() {
+                        u[((alpha * i + j) * c16 + ch) * o + oc] = v as f32;
+                    }
+                }
+            }
+        }
+        u.chunks_exact(c16 * o)
+            .map(|mx| PackedLinear::pack_transposed(mx, c16, o))
+            .collect()
+    }
+
+    /// The matrices for tiles of side `m` from the cache `cell` of `weight`, transforming them
+    /// on first use.
+    pub(super) fn cached<'a>(
+        cell: &'a OnceLock<WinogradWeights>,
+        weight: &[f32],
+        p: &Conv2dParams,
+        m: usize,
+    ) -> Result<&'a [PackedLinear], TensorError> {
+        let w = cell.get_or_init(WinogradWeights::default);
+        let variant = if m == 2 { &w.f2 } else { &w.f4 };
+        if let Some(u) = variant.get() {
+            return Ok(u);
+        }
+        let u = Self::pack(weight, p.out_channels, p.in_channels, m)?;
+        Ok(variant.get_or_init(|| u))
+    }
+}
+
+/// The geometry of F(m x m, 3x3) on one image.
+struct Tiles {
+    /// Output tile side `m` (2 or 4) and transformed tile side `alpha = m + 2`.
+    m: usize,
+    alpha: usize,
+    /// The padded, channel-blocked image (rows / columns added below / right up to whole
+    /// tiles).
+    d: Direct,
+    /// Tile rows and columns: `ceil(OH/m)`, `ceil(OW/m)`.
+    th: usize,
+    tw: usize,
+    /// Input channels rounded up to 16.
+    c16: usize,
+    o: usize,
+    oh: usize,
+    ow: usize,
+    /// Tile rows per block of `V` / `M`.
+    rows_per_block: usize,
+}
+
+impl Tiles {
+    fn new(
+        p: &Conv2dParams,
+        (c, h, w): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        m: usize,
+    ) -> Self {
+        let (th, tw) = (oh.div_ceil(m), ow.div_ceil(m));
+        let pad = p.padding;
+        let whole = Padding {
+            bottom: pad.bottom + m * th - oh,
+            right: pad.right + m * tw - ow,
+            ..pad
+        };
+        let d = Direct::new(&p.with_padding(whole), (c, h, w), (m * th, m * tw), 1);
+        let c16 = c.div_ceil(CB) * CB;
+        let o = p.out_channels;
+        let alpha = m + 2;
+        let per_row = (tw * alpha * alpha * (c16 + o)).max(1);
+        Self {
+            m,
+            alpha,
+            d,
+            th,
+            tw,
+            c16,
+            o,
+            oh,
+            ow,
+            rows_per_block: (BLOCK_FLOATS / per_row).clamp(1, th.max(1)),
+        }
+    }
+}
+
+/// The output of one image, written through a raw pointer so that the two halves of a batch-1
+/// split write their own (interleaved) rows of every output plane.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: `Out` is only shared by the two halves of one image's split, which write disjoint
+// output positions (their own tile rows) while the `&mut` slice it came from is borrowed.
+unsafe impl Send for Out {}
+// SAFETY: as above.
+unsafe impl Sync for Out {}
+
+std::thread_local! {
+    /// Per-thread padded image, `V` and `M` blocks, reused across calls.
+    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static BLOCKS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`with_buf`] on a 64-byte-aligned slice: every 16-channel vector of the padded image, `V`
+/// and `M` (`C16` and, for `M`, `O` a multiple of 16 floats) then sits on one cache line
+/// instead of straddling two.
+fn with_aligned<R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    with_buf(cell, len + CB, |buf| {
+        let skip = buf.as_ptr().align_offset(64).min(CB);
+        f(&mut buf[skip..skip + len])
+    })
+}
+
+/// `pool(relu(conv(input) + bias))` by Winograd (the variant [`winograd_mode`] picks) into
+/// `y` (zeroed, the fused output's dims); the caller checked the shapes, the bias, the AVX-512
+/// F path and [`winograd_applies`].
+pub(super) fn forward(
+    input: &Tensor,
+    weight: &[f32],
+    packed: &PackedConvWeights,
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+    epi: ConvEpilogue,
+    y: &mut Tensor,
+) -> Result<(), TensorError> {
+    let m = tile_side(winograd_mode());
+    forward_tiles(m, input, (weight, packed), bias, p, epi, y)
+}
+
+/// [`forward`] by F(m x m, 3x3), `m` 2 or 4.
+fn forward_tiles(
+    m: usize,
+    input: &Tensor,
+    (weight, packed): (&[f32], &PackedConvWeights),
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+    epi: ConvEpilogue,
+    y: &mut Tensor,
+) -> Result<(), TensorError> {
+    let d = input.dims();
+    let (oh, ow) = p.output_hw(d[2], d[3])?;
+    let wts = WinogradWeights::cached(packed.winograd_cell(), weight, p, m)?;
+    let geo = Tiles::new(p, (d[1], d[2], d[3]), (oh, ow), m);
+    let out_dims = y.dims().to_vec();
+    let img_out = out_dims[1] * out_dims[2] * out_dims[3];
+    let img_in = d[1] * d[2] * d[3];
+    if d[0] == 0 || img_out == 0 {
+        return Ok(());
+    }
+    let x = input.data();
+    let threads = rayon::current_num_threads();
+    let run = |xi: &[f32], yi: &mut [f32], split: bool| {
+        image(&geo, wts, bias, epi, xi, yi, split && geo.th > 1)
+    };
+    if threads > 1 && d[0] > 1 {
+        y.data_mut()
+            .par_chunks_mut(img_out)
+            .zip(x.par_chunks(img_in))
+            .try_for_each(|(yi, xi)| run(xi, yi, false))
+    } else {
+        let macs = p.out_channels * oh * ow * p.patch_len();
+        let split = threads > 1 && macs >= DIRECT_PAR_MIN_MACS;
+        y.data_mut()
+            .chunks_mut(img_out)
+            .zip(x.chunks(img_in))
+            .try_for_each(|(yi, xi)| run(xi, yi, split))
+    }
+}
+
+/// One image: pad it, then its tile rows block by block (the two halves of the rows on two
+/// threads when `split`).
+fn image(
+    geo: &Tiles,
+    wts: &[PackedLinear],
+    bias: Option<&[f32]>,
+    epi: ConvEpilogue,
+    x: &[f32],
+    y: &mut [f32],
+    split: bool,
+) -> Result<(), TensorError> {
+    let out = Out {
+        ptr: y.as_mut_ptr(),
+        len: y.len(),
+    };
+    with_aligned(&PADDED, geo.d.blocked_len(), |xb| {
+        // SAFETY: the caller checked the AVX-512 F path; `xb` has the blocked length.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            geo.d.pad_image_blocked(x, xb)
+        };
+        let xb = &*xb;
+        let rows = |r0: usize, r1: usize| tile_rows(geo, wts, bias, epi, xb, out, r0, r1);
+        if split {
+            let mid = geo.th.div_ceil(2);
+            let (a, b) = duo::join(|| rows(0, mid), || rows(mid, geo.th));
+            a.and(b)
+        } else {
+            rows(0, geo.th)
+        }
+    })
+}
+
+/// Tile rows `r0..r1` of one image, in blocks of `rows_per_block`: input transform, 16
+/// GEMMs, output transform with the epilogue.
+#[allow(clippy::too_many_arguments)]
+fn tile_rows(
+    geo: &Tiles,
+    wts: &[PackedLinear],
+    bias: Option<&[f32]>,
+    epi: ConvEpilogue,
+    xb: &[f32],
+    out: Out,
+    r0: usize,
+    r1: usize,
+) -> Result<(), TensorError> {
+    let most = geo.rows_per_block * geo.tw;
+    let xi = geo.alpha * geo.alpha;
+    with_aligned(&BLOCKS, xi * most * (geo.c16 + geo.o), |buf| {
+        let (v, m) = buf.split_at_mut(xi * most * geo.c16);
+        let mut b0 = r0;
+        while b0 < r1 {
+            let b1 = (b0 + geo.rows_per_block).min(r1);
+            let tiles = (b1 - b0) * geo.tw;
+            let (v, m) = (&mut v[..xi * tiles * geo.c16], &mut m[..xi * tiles * geo.o]);
+            // SAFETY: AVX-512 F checked by the caller; `xb` is the padded image of `geo.d`,
+            // `v` and `m` hold the block, `out` the image's output (disjoint rows per block).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                if geo.m == 2 {
+                    input_transform::<2>(geo, xb, b0, b1, v)
+                } else {
+                    input_transform::<4>(geo, xb, b0, b1, v)
+                }
+            };
+            let vs = v.chunks_exact(tiles * geo.c16);
+            for ((vx, mx), u) in vs.zip(m.chunks_exact_mut(tiles * geo.o)).zip(wts) {
+                let plain = LinearEpilogue::default();
+                linear_packed_with(F32Path::Avx512F, vx, tiles, u, plain, mx, 1)?;
+            }
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                if geo.m == 2 {
+                    output_transform::<2>(geo, m, b0, b1, bias, epi, out)
+                } else {
+                    output_transform::<4>(geo, m, b0, b1, bias, epi, out)
+                }
+            };
+            b0 = b1;
+        }
+        Ok(())
+    })
+}
+
+/// `B^T x` for one column `x` of `M + 2` vectors (F(2x2, 3x3): the first 4; F(4x4, 3x3):
+/// all 6), Lavin & Gray's `B^T` written as adds and FMAs.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn bt<const M: usize>(d: [std::arch::x86_64::__m512; 6]) -> [std::arch::x86_64::__m512; 6] {
+    use std::arch::x86_64::*;
+    let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+    if M == 2 {
+        let z = _mm512_setzero_ps();
+        return [
+            sub(d[0], d[2]),
+            add(d[1], d[2]),
+            sub(d[2], d[1]),
+            sub(d[1], d[3]),
+            z,
+            z,
+        ];
+    }
+    let k = _mm512_set1_ps;
+    let fma = _mm512_fmadd_ps;
+    [
+        fma(k(4.0), d[0], fma(k(-5.0), d[2], d[4])),
+        fma(k(-4.0), add(d[1], d[2]), add(d[3], d[4])),
+        fma(k(4.0), sub(d[1], d[2]), sub(d[4], d[3])),
+        fma(k(-2.0), sub(d[1], d[3]), sub(d[4], d[2])),
+        fma(k(2.0), sub(d[1], d[3]), sub(d[4], d[2])),
+        fma(k(4.0), d[1], fma(k(-5.0), d[3], d[5])),
+    ]
+}
+
+/// `A^T x` for one column `x` of `M + 2` vectors: `M` outputs (then zeros). Unsafe only for
+/// its target feature: the caller runs on a CPU with AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn at<const M: usize>(x: [std::arch::x86_64::__m512; 6]) -> [std::arch::x86_64::__m512; 4] {
+    use std::arch::x86_64::{_mm512_add_ps as add, _mm512_sub_ps as sub, *};
+    let (a, b) = (add(x[1], x[2]), sub(x[1], x[2]));
+    if M == 2 {
+        let z = _mm512_setzero_ps();
+        return [add(x[0], a), sub(b, x[3]), z, z];
+    }
+    let (c, d) = (add(x[3], x[4]), sub(x[3], x[4]));
+    let k = _mm512_set1_ps;
+    [
+        add(add(x[0], a), c),
+        _mm512_fmadd_ps(k(2.0), d, b),
+        _mm512_fmadd_ps(k(4.0), c, a),
+        add(_mm512_fmadd_ps(k(8.0), d, b), x[5]),
+    ]
+}
+
+/// `V[xi][t][c] = (B^T d B)[xi]` for every tile `t` of tile rows `r0..r1` and channel `c`
+/// (16 channels per zmm), tiles of side `M` (`d` is the `(M+2)^2` window at `(M ty, M tx)`).
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `geo.m == M`; `xb` is the image padded by
+/// `geo.d.pad_image_blocked`, `v.len() == (M+2)^2 * (r1 - r0) * tw * c16`, `r1 <= th`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn input_transform<const M: usize>(
+    geo: &Tiles,
+    xb: &[f32],
+    r0: usize,
+    r1: usize,
+    v: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let a = M + 2;
+    let (hp, wp) = (geo.d.hp, geo.d.wp);
+    let tiles = (r1 - r0) * geo.tw;
+    debug_assert!(geo.m == M && xb.len() >= geo.d.blocked_len());
+    debug_assert!(v.len() == a * a * tiles * geo.c16);
+    debug_assert!(M * geo.th + 2 <= hp && M * geo.tw + 2 <= wp);
+    let vp = v.as_mut_ptr();
+    // Tiles outside, channel blocks inside: each stream of `V` is written in order (channel
+    // blocks outside measured 26% of a Winograd layer's time in this function, against 4-5%
+    // expected from its 16 loads and 16 stores per tile and channel block).
+    for ty in r0..r1 {
+        for tx in 0..geo.tw {
+            let t = (ty - r0) * geo.tw + tx;
+            for cb in 0..geo.c16 / CB {
+                // SAFETY (whole block): rows `M ty..M ty + M + 2 <= Hp` and columns likewise
+                // `<= Wp` of channel block `cb` of `xb`; stores to `V[xi][t][cb*16..+16]`.
+                unsafe {
+                    let base = xb.as_ptr().add(((cb * hp + M * ty) * wp + M * tx) * CB);
+                    let z = _mm512_setzero_ps();
+                    let mut d = [[z; 6]; 6];
+                    for (r, row) in d.iter_mut().enumerate().take(a) {
+                        for (s, x) in row.iter_mut().enumerate().take(a) {
+                            *x = _mm512_loadu_ps(base.add((r * wp + s) * CB));
+                        }
+                    }
+                    // B^T d by columns, then (.) B by rows: cols[s][i] = (B^T d)[i][s].
+                    let cols: [[__m512; 6]; 6] =
+                        std::array::from_fn(|s| bt::<M>(std::array::from_fn(|r| d[r][s])));
+                    #[allow(clippy::needless_range_loop)] // `i` indexes the inner arrays.
+                    for i in 0..a {
+                        let row = bt::<M>(std::array::from_fn(|s| cols[s][i]));
+                        for (j, &val) in row.iter().enumerate().take(a) {
+                            let at = ((a * i + j) * tiles + t) * geo.c16 + cb * CB;
+                            _mm512_storeu_ps(vp.add(at), val);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Y = A^T M A` for every tile of tile rows `r0..r1` (tiles of side `M`), 16 output channels
+/// per zmm, then bias, ReLU and the 2x2 max pool as `epi` says, scattered into the NCHW
+/// output `out`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `geo.m == M`; `m.len() == (M+2)^2 * (r1 - r0) * tw * o`,
+/// `r1 <= th`; `out` is the image's output (`O` planes of `OH x OW`, or pooled) and no other
+/// thread writes its rows of tiles `r0..r1`; `bias`, when given, has `O` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn output_transform<const M: usize>(
+    geo: &Tiles,
+    m: &[f32],
+    r0: usize,
+    r1: usize,
+    bias: Option<&[f32]>,
+    epi: ConvEpilogue,
+    out: Out,
+) {
+    use std::arch::x86_64::*;
+    let a = M + 2;
+    let (o, tw) = (geo.o, geo.tw);
+    let tiles = (r1 - r0) * tw;
+    debug_assert!(geo.m == M && m.len() == a * a * tiles * o);
+    let (ph, pw) = (geo.oh / 2, geo.ow / 2);
+    let plane = if epi.max_pool_2x2 {
+        ph * pw
+    } else {
+        geo.oh * geo.ow
+    };
+    debug_assert_eq!(out.len, o * plane);
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let stride = _mm512_mullo_epi32(lane, _mm512_set1_epi32(plane as i32));
+    let zero = _mm512_setzero_ps();
+    for o0 in (0..o).step_by(16) {
+        let mask: __mmask16 = if o - o0 >= 16 {
+            !0
+        } else {
+            (1u16 << (o - o0)) - 1
+        };
+        // SAFETY (whole block): masked lanes are channels `o0 + j < O`: loads of `M[xi][t]`
+        // and of the bias, scattered stores to positions of the tile's own output rows.
+        unsafe {
+            let b = bias.map_or(zero, |b| _mm512_maskz_loadu_ps(mask, b.as_ptr().add(o0)));
+            let finish = |v: __m512| {
+                let v = _mm512_add_ps(v, b);
+                if epi.relu {
+                    _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero), zero)
+                } else {
+                    v
+                }
+            };
+            let base = out.ptr.add(o0 * plane);
+            let store = |at: usize, v: __m512| {
+                _mm512_mask_i32scatter_ps::<4>(base.add(at).cast(), mask, stride, finish(v));
+            };
+            // NaN wins, as `max_pool2d_forward`: `max_ps(a, b)` returns `b` when either is
+            // NaN, so a NaN `a` is put back.
+            let nan_max = |a: __m512, b: __m512| {
+                let mx = _mm512_max_ps(a, b);
+                _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a), a)
+            };
+            for t in 0..tiles {
+                let (ty, tx) = (r0 + t / tw, t % tw);
+                let mp = m.as_ptr().add(t * o + o0);
+                let load = |xi: usize| {
+                    debug_assert!(xi < a * a);
+                    _mm512_maskz_loadu_ps(mask, mp.add(xi * tiles * o))
+                };
+                // A^T M by columns, then (.) A by rows: y[i][j] for i, j < M.
+                // Only the `a x a` elements exist: reading `s >= a` (F(2x2)) would run past `M`.
+                let cols: [[__m512; 4]; 6] = std::array::from_fn(|s| {
+                    at::<M>(std::array::from_fn(|r| {
+                        if r < a && s < a {
+                            load(r * a + s)
+                        } else {
+                            zero
+                        }
+                    }))
+                });
+                let y: [[__m512; 4]; 4] =
+                    std::array::from_fn(|i| at::<M>(std::array::from_fn(|s| cols[s][i])));
+                if epi.max_pool_2x2 {
+                    // The tile's M/2 x M/2 pool windows (floor mode drops those past the edge).
+                    for py in 0..M / 2 {
+                        for px in 0..M / 2 {
+                            let (qy, qx) = (M / 2 * ty + py, M / 2 * tx + px);
+                            if qy < ph && qx < pw {
+                                let (i, j) = (2 * py, 2 * px);
+                                let top = nan_max(y[i][j], y[i][j + 1]);
+                                let v = nan_max(top, nan_max(y[i + 1][j], y[i + 1][j + 1]));
+                                store(qy * pw + qx, v);
+                            }
+                        }
+                    }
+                } else {
+                    for (dy, row) in y.iter().enumerate().take(M) {
+                        for (dx, &v) in row.iter().enumerate().take(M) {
+                            let (oy, ox) = (M * ty + dy, M * tx + dx);
+                            if oy < geo.oh && ox < geo.ow {
+                                store(oy * geo.ow + ox, v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::tests::fused::{EPILOGUES, assert_exact, reference};
+    use crate::rng::Rng;
+    use crate::shape::Shape;
+
+    /// Winograd F(m x m, 3x3) itself (not the dispatch, whose channel threshold it bypasses).
+    fn winograd(
+        m: usize,
+        (x, w, b): (&Tensor, &Tensor, Option<&[f32]>),
+        p: &Conv2dParams,
+        epi: ConvEpilogue,
+    ) -> Result<Tensor, TensorError> {
+        let [n, o, oh, ow] = p.output_dims(x.shape())?;
+        let dims = if epi.max_pool_2x2 {
+            ConvEpilogue::pool_params().output_dims(&Shape::new(&[n, o, oh, ow])?)?
+        } else {
+            [n, o, oh, ow]
+        };
+        let packed = PackedConvWeights::pack(w.data(), p)?;
+        let mut y = Tensor::zeros_dims(&dims)?;
+        forward_tiles(m, x, (w.data(), &packed), b, p, epi, &mut y)?;
+        Ok(y)
+    }
+
+    fn tensor(dims: &[usize], mut f: impl FnMut() -> f32) -> Tensor {
+        let len = dims.iter().product();
+        Tensor::new(dims, (0..len).map(|_| f()).collect()).unwrap()
+    }
+
+    fn skip() -> bool {
+        let lacks = !F32Path::Avx512F.is_supported();
+        if lacks {
+            eprintln!("skipped: Winograd F(2x2, 3x3) (CPU lacks avx512f)");
+        }
+        lacks
+    }
+
+    /// Calls `f(p, (x, weight, bias), case)` over H, W in 1..=9 (odd and even, tiles cut by
+    /// the edge), padding 0, 1 and asymmetric, channels around one and two 16-lane blocks,
+    /// batch 1 and 3, the values drawn by `value` from a seeded stream; `case` names the shape
+    /// and seed.
+    fn edge_grid(
+        value: impl Fn(&mut Rng) -> f32,
+        mut f: impl FnMut(Conv2dParams, (&Tensor, &Tensor, &[f32]), String),
+    ) {
+        let pads = [
+            Padding::symmetric(0),
+            Padding::symmetric(1),
+            Padding::from_onnx([2, 0, 1, 3]),
+        ];
+        let mut seed = 0u64;
+        for h in 1..=9 {
+            for w in 1..=9 {
+                seed += 1;
+                let pad = pads[(h + w) % 3];
+                let (c, o) = [(1, 1), (16, 17), (17, 15), (33, 33), (5, 40)][(h * w) % 5];
+                let p = Conv2dParams::new(c, o, (3, 3)).with_padding(pad);
+                let n = 1 + 2 * (seed as usize % 2);
+                let mut rng = Rng::seed_from_u64(seed);
+                let mut draw = || value(&mut rng);
+                let x = tensor(&[n, c, h, w], &mut draw);
+                let wt = tensor(&p.weight_dims(), &mut draw);
+                let b: Vec<f32> = (0..o).map(|_| draw()).collect();
+                f(p, (&x, &wt, &b), format!("{p:?} n={n} {h}x{w} seed={seed}"));
+            }
+        }
+    }
+
+    /// Worst `|got - want| / (1 + |want|)`.
+    fn worst_error(got: &Tensor, want: &Tensor) -> f32 {
+        assert_eq!(got.dims(), want.dims());
+        let errs = got.data().iter().zip(want.data());
+        errs.map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+            .fold(0.0f32, f32::max)
+    }
+
+    /// Relative tolerance per `sqrt(K)` (`K = 9C`) of F(m x m, 3x3) on unit-normal data: the
+    /// direct kernel's `1e-5` for F(2x2); F(4x4)'s transforms (coefficients up to 8 and 1/24)
+    /// lose more, measured at most 2.2e-5 * sqrt(K) on these tests (128 -> 128).
+    fn tolerance(m: usize, p: &Conv2dParams) -> f32 {
+        let per_root_k = if m == 2 { 1e-5 } else { 4e-5 };
+        per_root_k * (p.patch_len() as f32).sqrt()
+    }
+
+    /// F(2x2, 3x3) on small integers keeps every transform and sum exact: equal to the
+    /// reference bit for bit over [`edge_grid`], every epilogue, with and without bias.
+    #[test]
+    fn small_integers_match_the_reference_exactly() {
+        if skip() {
+            return;
+        }
+        let int = |rng: &mut Rng| rng.below(7) as f32 - 3.0;
+        edge_grid(int, |p, (x, wt, b), case| {
+            for epi in EPILOGUES {
+                for bias in [Some(b), None] {
+                    let got = winograd(2, (x, wt, bias), &p, epi);
+                    let what = format!("{case} {epi:?} bias={}", bias.is_some());
+                    assert_exact(got, (x, wt, bias), &p, epi, &what);
+                }
+            }
+        });
+    }
+
+    /// F(4x4, 3x3) (not exact on integers: `G` has sixths) over [`edge_grid`] on unit-normal
+    /// data, every epilogue, with and without bias: within [`tolerance`].
+    #[test]
+    fn f4x4_edge_sizes_within_tolerance() {
+        if skip() {
+            return;
+        }
+        edge_grid(Rng::normal, |p, (x, wt, b), case| {
+            for epi in EPILOGUES {
+                for bias in [Some(b), None] {
+                    let got = winograd(4, (x, wt, bias), &p, epi);
+                    let Ok(want) = reference(x, wt, bias, &p, epi) else {
+                        assert!(got.is_err(), "{case} {epi:?}");
+                        continue;
+                    };
+                    let worst = worst_error(&got.unwrap(), &want);
+                    let tol = tolerance(4, &p);
+                    assert!(worst <= tol, "{case} {epi:?}: {worst} > {tol}");
+                }
+            }
+        });
+    }
+
+    /// Unit-normal data on the zoo's 3x3 layers (cnn-teacher conv2-4, the wide teacher's
+    /// conv2-4) and odd shapes, both variants: within [`tolerance`], the measured worst error
+    /// printed.
+    #[test]
+    fn unit_normal_data_within_tolerance() {
+        if skip() {
+            return;
+        }
+        let same = |c, o| Conv2dParams::new(c, o, (3, 3)).with_padding(Padding::symmetric(1));
+        let layers = [
+            (same(32, 32), 28, 1),
+            (same(32, 64), 14, 3),
+            (same(64, 64), 14, 1),
+            (same(64, 64), 28, 1),
+            (same(64, 128), 14, 1),
+            (same(128, 128), 14, 1),
+            (Conv2dParams::new(20, 37, (3, 3)), 9, 2),
+            (same(50, 3), 7, 3),
+        ];
+        let mut rng = Rng::seed_from_u64(17);
+        for (p, hw, n) in layers {
+            let mut normal = || rng.normal();
+            let x = tensor(&[n, p.in_channels, hw, hw], &mut normal);
+            let wt = tensor(&p.weight_dims(), &mut normal);
+            let b: Vec<f32> = (0..p.out_channels).map(|_| normal()).collect();
+            for (m, max_pool_2x2) in [(2, false), (2, true), (4, false), (4, true)] {
+                let epi = ConvEpilogue {
+                    relu: false,
+                    max_pool_2x2,
+                };
+                let want = reference(&x, &wt, Some(&b), &p, epi).unwrap();
+                let got = winograd(m, (&x, &wt, Some(&b)), &p, epi).unwrap();
+                let worst = worst_error(&got, &want);
+                let tol = tolerance(m, &p);
+                let per_root_k = worst / (p.patch_len() as f32).sqrt();
+                eprintln!(
+                    "F({m}x{m}) C={} O={} {hw}x{hw} pool={max_pool_2x2}: worst |err|/(1+|y|) = {worst:.2e} = {per_root_k:.2e} sqrt(K) (tol {tol:.2e})",
+                    p.in_channels, p.out_channels
+                );
+                assert!(worst <= tol, "{p:?} {hw}x{hw} m={m}: {worst} > {tol}");
+            }
+        }
+    }
+
+    /// The dispatch takes Winograd on AVX-512 F from 16 input channels and gives the same
+    /// bits on 1 and 2 threads (the batch-1 split by tile rows), batch 1 and 2.
+    #[test]
+    fn dispatched_and_split_over_two_threads() {
+        if skip() {
+            return;
+        }
+        let p = Conv2dParams::new(32, 40, (3, 3)).with_padding(Padding::symmetric(1));
+        assert!(dispatches(F32Path::Avx512F, &p) || winograd_mode() == WinogradMode::Off);
+        assert!(!dispatches(F32Path::Avx2Fma, &p));
+        assert!(!dispatches(
+            F32Path::Avx512F,
+            &Conv2dParams::new(8, 40, (3, 3))
+        ));
+        let mut rng = Rng::seed_from_u64(23);
+        let mut normal = || rng.normal();
+        let wt = tensor(&p.weight_dims(), &mut normal);
+        let b: Vec<f32> = (0..40).map(|_| normal()).collect();
+        let packed = PackedConvWeights::pack(wt.data(), &p).unwrap();
+        let epi = ConvEpilogue {
+            relu: true,
+            max_pool_2x2: true,
+        };
+        let in_pool = |threads: usize, x: &Tensor| {
+            let f = crate::conv::conv2d_forward_fused_with;
+            let run = || f(F32Path::Avx512F, x, &wt, Some(&packed), Some(&b), &p, epi);
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+            pool.unwrap().install(run).unwrap()
+        };
+        for n in [1, 2] {
+            // 40 x 31 x 30 x 288 = 10.7 M MACs per image: batch 1 splits on 2 threads.
+            let x = tensor(&[n, 32, 31, 30], &mut normal);
+            let one = in_pool(1, &x);
+            assert_eq!(one.data(), in_pool(2, &x).data(), "n={n}");
+            let m = tile_side(winograd_mode());
+            let alone = winograd(m, (&x, &wt, Some(&b)), &p, epi).unwrap();
+            assert_eq!(one.data(), alone.data(), "n={n}");
+        }
+    }
+}

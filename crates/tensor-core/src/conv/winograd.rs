@@ -386,7 +386,7 @@ fn image(
         // SAFETY: the caller checked the AVX-512 F path; `xb` has the blocked length.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            geo.d.pad_image_blocked(x, xb)
+            geo.d.pad_image_blocked(x, xb, 0..geo.d.hp)
         };
         let xb = &*xb;
         let rows = |r0: usize, r1: usize| tile_rows(geo, wts, bias, epi, xb, out, r0, r1);

@@ -319,6 +319,18 @@ mod fused {
                             path.name(),
                             bias.is_some()
                         );
+                        // On the calling thread alone (`serial::run`), inside the same pool.
+                        let serial = pool.install(|| {
+                            crate::serial::run(|| {
+                                conv2d_forward_fused_with(path, &x, &wt, pk, bias, &p, epi)
+                            })
+                        });
+                        assert_eq!(
+                            serial.unwrap().data(),
+                            want.data(),
+                            "serial in a pool of {threads}: path {} {p:?} n={n} {h}x{w} {epi:?}",
+                            path.name()
+                        );
                     }
                 }
             }

@@ -1,5 +1,6 @@
-//! Times eval-mode inference of a model per thread count and chunk size of the convolutional
-//! prefix ([`nn::Model::forward_eval_chunked`]; `Model::forward` uses [`nn::model::EVAL_CHUNK`]):
+//! Times eval-mode inference of a model per thread count and chunk size of its leading
+//! per-sample layers ([`nn::Model::forward_eval_chunked`]; `Model::forward` uses
+//! [`nn::model::EVAL_CHUNK`]):
 //! median wall time per batch, images/s, and the process CPU time per image (user + system
 //! over the timed runs, which under load measures the work better than the wall clock).
 //! The combinations run interleaved, in rounds, so that a change in the machine's load falls

@@ -2,11 +2,12 @@
 
 use rayon::prelude::*;
 use tensor_core::conv::ConvEpilogue;
+use tensor_core::gemm::PAR_MIN_FLOP;
 use tensor_core::{Shape, Tensor};
 
 use crate::error::{NnError, Result};
 use crate::layer::{Layer, Mode, ParamMut, ParamRef};
-use crate::layers::{Conv2d, Linear, MaxPool2d, ReLU};
+use crate::layers::{Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
 
 pub use crate::path::LayerPath;
 
@@ -73,7 +74,7 @@ impl Model {
         self.forward_chunked(input, mode, EVAL_CHUNK)
     }
 
-    /// [`Model::forward`] in [`Mode::Eval`] with the convolutional prefix run in chunks of at
+    /// [`Model::forward`] in [`Mode::Eval`] with the leading per-sample layers run in chunks of at
     /// most `chunk` images (`forward` takes [`EVAL_CHUNK`]; 0 counts as 1). The result is the
     /// same for every `chunk`: this is for measuring the chunk size (`examples/eval_chunks`).
     pub fn forward_eval_chunked(&mut self, input: &Tensor, chunk: usize) -> Result<Tensor> {
@@ -92,10 +93,12 @@ impl Model {
         let mut x: Option<Tensor> = None;
         let mut i = 0;
         if mode == Mode::Eval {
-            // From two images on, the convolutional prefix runs in chunks, one thread each;
-            // a single image goes layer by layer (its convolutions split over two threads).
-            let prefix = spatial_prefix(&self.layers);
-            if prefix > 0 && input.dims()[0] > 1 {
+            // From two images per thread on, the leading per-sample layers run in chunks,
+            // one thread each; fewer images go layer by layer (a single image's
+            // convolutions split over two threads).
+            let prefix = chunk_prefix(&self.layers);
+            let n = input.dims()[0];
+            if prefix > 0 && n >= 2 && n >= 2 * rayon::current_num_threads() {
                 x = Some(forward_in_chunks(&self.layers[..prefix], input, chunk)?);
                 i = prefix;
             }
@@ -374,7 +377,7 @@ impl Model {
     }
 }
 
-/// Images per chunk of the inference fast path over a model's convolutional prefix
+/// Images per chunk of the inference fast path over a model's leading per-sample layers
 /// ([`forward_in_chunks`]): each chunk runs every layer of the prefix on one thread, its
 /// activations staying in that core's caches (32 cnn-teacher images: 3.2 MB after conv1,
 /// against 25 MB for a batch of 256), and the chunks run in parallel.
@@ -385,50 +388,74 @@ impl Model {
 pub const EVAL_CHUNK: usize = 32;
 
 /// Whether `layer` may run in the chunk-parallel prefix ([`forward_in_chunks`]): a dense
-/// per-image spatial layer (conv2d, ReLU, max pooling) with an inference path through a
-/// shared reference.
-fn is_spatial(layer: &dyn Layer) -> bool {
+/// layer that computes each sample on its own at inference (conv2d, ReLU, max pooling,
+/// flatten, dropout, linear) with an inference path through a shared reference.
+fn chunkable(layer: &dyn Layer) -> bool {
     let a = layer.as_any();
-    a.is::<Conv2d>() || a.is::<ReLU>() || a.is::<MaxPool2d>()
+    a.is::<Conv2d>()
+        || a.is::<ReLU>()
+        || a.is::<MaxPool2d>()
+        || a.is::<Flatten>()
+        || a.is::<Dropout>()
+        || a.is::<Linear>()
 }
 
-/// How many leading layers are per-image spatial layers ([`is_spatial`]).
-fn spatial_prefix(layers: &[Box<dyn Layer>]) -> usize {
-    layers.iter().take_while(|l| is_spatial(l.as_ref())).count()
+/// How many leading layers are [`chunkable`] (every layer of the zoo's models).
+fn chunk_prefix(layers: &[Box<dyn Layer>]) -> usize {
+    layers.iter().take_while(|l| chunkable(l.as_ref())).count()
 }
 
-/// Runs `layers` (a spatial prefix) on `x` in chunks of at most `chunk` images, the chunks in
-/// parallel on the current rayon pool, each chunk through every layer on one thread
-/// ([`serial_eval_step`] inside [`tensor_core::serial::run`]: the convolutions do not fork
-/// again) and into its slice of the output: one fork/join per
-/// batch instead of one per layer and chunk, and no thread waits for the other between
-/// layers. The number of chunks is rounded up to a multiple of the pool's threads (33 images
-/// on two threads: 17 + 16, not 32 + 1). Every image is computed on its own by the same
-/// kernels, so the result is the same bits whatever the chunking and thread count.
+/// Runs `layers` (a [`chunk_prefix`]) on `x` in chunks of at most `chunk` images, the chunks
+/// in parallel on the current rayon pool, each chunk through every layer on one thread
+/// ([`serial_eval_step`] inside [`tensor_core::serial::run`]: the convolutions and linear
+/// layers do not fork again) and into its slice of the output: one fork/join per batch
+/// instead of one per layer and chunk, and no thread waits for the other between layers.
+/// The number of chunks is rounded up to a multiple of the pool's threads (33 images on two
+/// threads: 17 + 16, not 32 + 1), each of two images at least; a batch of fewer than
+/// [`PAR_MIN_FLOP`] runs on the calling thread in one chunk. Every image is computed on its own by the same kernels, so the
+/// result is the same bits whatever the chunking and thread count.
 fn forward_in_chunks(layers: &[Box<dyn Layer>], x: &Tensor, chunk: usize) -> Result<Tensor> {
     let n = x.dims()[0];
     let mut shape = x.shape().clone();
+    let mut macs = 0u64;
     for l in layers {
+        macs = macs.saturating_add(l.macs(&shape)?);
         shape = l.output_shape(&shape)?;
+        // Packed here once, not by each thread's first chunk.
         if let Some(conv) = l.as_any().downcast_ref::<Conv2d>() {
-            // Packed here once, not by each thread's first chunk.
             conv.prepare_inference()?;
+        } else if let Some(linear) = l.as_any().downcast_ref::<Linear>() {
+            linear.prepare_inference()?;
         }
     }
     let mut out = Tensor::zeros(shape);
     let (per_in, per_out) = (x.numel() / n.max(1), out.numel() / n.max(1));
-    if n == 0 || per_in == 0 || per_out == 0 {
-        return forward_serial(layers, x.clone());
-    }
     let threads = rayon::current_num_threads().max(1);
-    let chunks = n.div_ceil(chunk.max(1)).next_multiple_of(threads).min(n);
-    let size = n.div_ceil(chunks);
-    out.data_mut()
-        .par_chunks_mut(size * per_out)
-        .zip(x.data().par_chunks(size * per_in))
-        .try_for_each(|(yo, xi)| -> Result<()> {
+    let small = macs.saturating_mul(2) < PAR_MIN_FLOP as u64;
+    if n == 0 || per_in == 0 || per_out == 0 || (small && threads > 1) {
+        return tensor_core::serial::run(|| forward_serial(layers, x.clone()));
+    }
+    // Sizes differ by one at most, and are two images at least: a linear layer computes a
+    // single row by its GEMV, whose sums run in another order than its tiles'.
+    let chunks = n
+        .div_ceil(chunk.max(2))
+        .next_multiple_of(threads)
+        .min(n / 2)
+        .max(1);
+    let mut parts = Vec::with_capacity(chunks);
+    let (mut xs, mut ys) = (x.data(), out.data_mut());
+    for i in 0..chunks {
+        let m = (i + 1) * n / chunks - i * n / chunks;
+        let (xc, xr) = xs.split_at(m * per_in);
+        let (yc, yr) = std::mem::take(&mut ys).split_at_mut(m * per_out);
+        parts.push((m, xc, yc));
+        (xs, ys) = (xr, yr);
+    }
+    parts
+        .into_par_iter()
+        .try_for_each(|(m, xi, yo)| -> Result<()> {
             let mut dims = x.dims().to_vec();
-            dims[0] = xi.len() / per_in;
+            dims[0] = m;
             let xc = Tensor::new(&dims, xi.to_vec())?;
             let y = tensor_core::serial::run(|| forward_serial(layers, xc))?;
             yo.copy_from_slice(y.data());
@@ -437,7 +464,7 @@ fn forward_in_chunks(layers: &[Box<dyn Layer>], x: &Tensor, chunk: usize) -> Res
     Ok(out)
 }
 
-/// `layers` (a spatial prefix) on `x`, one fused step ([`serial_eval_step`]) after another.
+/// `layers` (a [`chunk_prefix`]) on `x`, one fused step ([`serial_eval_step`]) after another.
 fn forward_serial(layers: &[Box<dyn Layer>], x: Tensor) -> Result<Tensor> {
     let mut y = x;
     let mut i = 0;
@@ -470,14 +497,28 @@ fn conv_epilogue(rest: &[Box<dyn Layer>]) -> (ConvEpilogue, usize) {
     (epi, used)
 }
 
-/// One step of [`forward_in_chunks`]: `layers[0]` (a spatial layer, see [`is_spatial`]) with
-/// the epilogue it fuses, through shared references; returns the output and the number of
-/// layers consumed.
+/// One step of [`forward_in_chunks`]: `layers[0]` (see [`chunkable`]) with what it fuses
+/// (a convolution's epilogue, a linear layer's ReLU), through shared references; returns the
+/// output and the number of layers consumed.
 fn serial_eval_step(layers: &[Box<dyn Layer>], x: &Tensor) -> Result<(Tensor, usize)> {
     let a = layers[0].as_any();
     if let Some(conv) = a.downcast_ref::<Conv2d>() {
         let (epi, used) = conv_epilogue(&layers[1..]);
         return Ok((conv.forward_fused(x, epi)?, used));
+    }
+    if let Some(linear) = a.downcast_ref::<Linear>() {
+        return match layers.get(1).is_some_and(|l| l.as_any().is::<ReLU>()) {
+            true => Ok((linear.forward_relu(x)?, 2)),
+            false => Ok((linear.infer(x)?, 1)),
+        };
+    }
+    if a.is::<Flatten>() {
+        let out = layers[0].output_shape(x.shape())?;
+        return Ok((x.clone().reshape(out.dims())?, 1));
+    }
+    if a.is::<Dropout>() {
+        // The identity at inference.
+        return Ok((x.clone(), 1));
     }
     if let Some(relu) = a.downcast_ref::<ReLU>() {
         return Ok((relu.infer(x), 1));
@@ -486,7 +527,8 @@ fn serial_eval_step(layers: &[Box<dyn Layer>], x: &Tensor) -> Result<(Tensor, us
         return Ok((pool.infer(x)?, 1));
     }
     Err(NnError::Unsupported(format!(
-        "layer {} in a chunked inference prefix (conv2d, relu and maxpool2d only)",
+        "layer {} in a chunked inference prefix (conv2d, relu, maxpool2d, flatten, dropout \
+         and linear only)",
         layers[0].kind()
     )))
 }
@@ -580,11 +622,11 @@ mod tests {
     #[test]
     fn chunk_size_and_thread_count_do_not_change_the_prefix_bits() {
         let mut rng = Rng::seed_from_u64(6);
-        for name in ["lenet5", "cnn-teacher"] {
+        for name in crate::zoo::NAMES {
             let mut m = crate::zoo::build(name, &mut rng).unwrap();
             crate::layers::fold_batchnorms(&mut m).unwrap();
-            let prefix = spatial_prefix(&m.layers);
-            assert!(prefix >= 4, "{name}: prefix {prefix}");
+            let prefix = chunk_prefix(&m.layers);
+            assert_eq!(prefix, m.layers.len(), "{name}: the whole model is chunked");
             let x = images(&mut rng, 37);
             // The prefix layer by layer, unfused, each on the whole batch.
             let mut want = x.clone();
@@ -614,7 +656,7 @@ mod tests {
         // 12x12 images (the model's declared [1, 28, 28] is checked by `forward`, not here):
         // conv1 and the pool leave 4x4, too small for conv2's 5x5 window.
         let x = Tensor::zeros_dims(&[4, 1, 12, 12]).unwrap();
-        let e = forward_in_chunks(&m.layers[..spatial_prefix(&m.layers)], &x, 2).unwrap_err();
+        let e = forward_in_chunks(&m.layers[..chunk_prefix(&m.layers)], &x, 2).unwrap_err();
         assert!(e.to_string().contains("conv2d"), "{e}");
     }
 

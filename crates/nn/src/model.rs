@@ -71,17 +71,22 @@ impl Model {
 
     /// Runs every layer in order. In `Mode::Train` layers cache what `backward` needs.
     pub fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward_chunked(input, mode, EVAL_CHUNK)
+        self.forward_chunked(input, mode, None)
     }
 
     /// [`Model::forward`] in [`Mode::Eval`] with the leading per-sample layers run in chunks of at
-    /// most `chunk` images (`forward` takes [`EVAL_CHUNK`]; 0 counts as 1). The result is the
+    /// most `chunk` images (`forward` picks the size, see [`EVAL_CHUNK_BYTES`]). The result is the
     /// same for every `chunk`: this is for measuring the chunk size (`examples/eval_chunks`).
     pub fn forward_eval_chunked(&mut self, input: &Tensor, chunk: usize) -> Result<Tensor> {
-        self.forward_chunked(input, Mode::Eval, chunk)
+        self.forward_chunked(input, Mode::Eval, Some(chunk))
     }
 
-    fn forward_chunked(&mut self, input: &Tensor, mode: Mode, chunk: usize) -> Result<Tensor> {
+    fn forward_chunked(
+        &mut self,
+        input: &Tensor,
+        mode: Mode,
+        chunk: Option<usize>,
+    ) -> Result<Tensor> {
         let expected = &self.input_shape;
         if input.dims().len() != expected.len() + 1 || &input.dims()[1..] != expected.as_slice() {
             return Err(NnError::BadInput {
@@ -377,8 +382,9 @@ impl Model {
     }
 }
 
-/// Images per chunk of the inference fast path over a model's leading per-sample layers
-/// ([`forward_in_chunks`]): each chunk runs every layer of the prefix on one thread, its
+/// The most images per chunk of the inference fast path over a model's leading per-sample
+/// layers ([`forward_in_chunks`]; `Model::forward` sizes its chunks by
+/// [`EVAL_CHUNK_BYTES`]): each chunk runs every layer of the prefix on one thread, its
 /// activations staying in that core's caches (32 cnn-teacher images: 3.2 MB after conv1,
 /// against 25 MB for a batch of 256), and the chunks run in parallel.
 /// Session 12 (chunks in turn, each layer forking over the chunk's images) measured chunk 8
@@ -386,6 +392,20 @@ impl Model {
 /// images/s): cnn-teacher 6,422 / 7,324 / 7,164, lenet5 36,170 / 39,456 / 38,035, the wide
 /// teacher 2,059 / 2,174 / 1,865.
 pub const EVAL_CHUNK: usize = 32;
+
+/// Bytes of activations a chunk of [`forward_in_chunks`] should hold at its largest step
+/// (input and output of a layer, a convolution with its fused ReLU / pool counting once) when
+/// `Model::forward` sizes the chunks: half the 2 MB L2 of a core of the reference Xeon, the
+/// rest left to weights and the padded image. The chunk is this over the bytes per image,
+/// between [`EVAL_CHUNK_MIN`] and [`EVAL_CHUNK`]: 8 images for cnn-teacher (125 KB per image at
+/// conv2) and the wide teacher, 32 for lenet5 (15 KB) and lenet300. Measured under load
+/// (session 13, docs/BENCHMARKS.md, `examples/eval_chunks`): cnn-teacher batch 256 on two
+/// threads 2,220 images/s with 8-image chunks against 1,918 with 32, level on one thread;
+/// lenet5 and lenet300 best at 32.
+pub const EVAL_CHUNK_BYTES: usize = 1 << 20;
+
+/// The fewest images per chunk `Model::forward` picks (see [`EVAL_CHUNK_BYTES`]).
+pub const EVAL_CHUNK_MIN: usize = 8;
 
 /// Whether `layer` may run in the chunk-parallel prefix ([`forward_in_chunks`]): a dense
 /// layer that computes each sample on its own at inference (conv2d, ReLU, max pooling,
@@ -405,7 +425,8 @@ fn chunk_prefix(layers: &[Box<dyn Layer>]) -> usize {
     layers.iter().take_while(|l| chunkable(l.as_ref())).count()
 }
 
-/// Runs `layers` (a [`chunk_prefix`]) on `x` in chunks of at most `chunk` images, the chunks
+/// Runs `layers` (a [`chunk_prefix`]) on `x` in chunks of at most `chunk` images (`None`: by
+/// [`EVAL_CHUNK_BYTES`]), the chunks
 /// in parallel on the current rayon pool, each chunk through every layer on one thread
 /// ([`serial_eval_step`] inside [`tensor_core::serial::run`]: the convolutions and linear
 /// layers do not fork again) and into its slice of the output: one fork/join per batch
@@ -414,20 +435,41 @@ fn chunk_prefix(layers: &[Box<dyn Layer>]) -> usize {
 /// threads: 17 + 16, not 32 + 1), each of two images at least; a batch of fewer than
 /// [`PAR_MIN_FLOP`] runs on the calling thread in one chunk. Every image is computed on its own by the same kernels, so the
 /// result is the same bits whatever the chunking and thread count.
-fn forward_in_chunks(layers: &[Box<dyn Layer>], x: &Tensor, chunk: usize) -> Result<Tensor> {
+fn forward_in_chunks(
+    layers: &[Box<dyn Layer>],
+    x: &Tensor,
+    chunk: Option<usize>,
+) -> Result<Tensor> {
     let n = x.dims()[0];
     let mut shape = x.shape().clone();
     let mut macs = 0u64;
-    for l in layers {
-        macs = macs.saturating_add(l.macs(&shape)?);
-        shape = l.output_shape(&shape)?;
-        // Packed here once, not by each thread's first chunk.
-        if let Some(conv) = l.as_any().downcast_ref::<Conv2d>() {
-            conv.prepare_inference()?;
-        } else if let Some(linear) = l.as_any().downcast_ref::<Linear>() {
-            linear.prepare_inference()?;
+    // The largest input + output of one step (a convolution with its fused epilogue counts
+    // once), in floats for the whole batch.
+    let mut peak = 0;
+    let mut i = 0;
+    while i < layers.len() {
+        let used = match layers[i].as_any().downcast_ref::<Conv2d>() {
+            Some(_) => conv_epilogue(&layers[i + 1..]).1,
+            None => 1,
+        };
+        let before = shape.numel();
+        for l in &layers[i..i + used] {
+            macs = macs.saturating_add(l.macs(&shape)?);
+            shape = l.output_shape(&shape)?;
+            // Packed here once, not by each thread's first chunk.
+            if let Some(conv) = l.as_any().downcast_ref::<Conv2d>() {
+                conv.prepare_inference()?;
+            } else if let Some(linear) = l.as_any().downcast_ref::<Linear>() {
+                linear.prepare_inference()?;
+            }
         }
+        peak = peak.max(before + shape.numel());
+        i += used;
     }
+    let chunk = chunk.unwrap_or_else(|| {
+        let per_image = 4 * peak / n.max(1);
+        (EVAL_CHUNK_BYTES / per_image.max(1)).clamp(EVAL_CHUNK_MIN, EVAL_CHUNK)
+    });
     let mut out = Tensor::zeros(shape);
     let (per_in, per_out) = (x.numel() / n.max(1), out.numel() / n.max(1));
     let threads = rayon::current_num_threads().max(1);
@@ -636,7 +678,7 @@ mod tests {
             for threads in [1, 2, 3] {
                 for chunk in [1, 5, 32, 64] {
                     let got = pool(threads)
-                        .install(|| forward_in_chunks(&m.layers[..prefix], &x, chunk))
+                        .install(|| forward_in_chunks(&m.layers[..prefix], &x, Some(chunk)))
                         .unwrap();
                     assert_eq!(got.dims(), want.dims());
                     assert_eq!(
@@ -656,7 +698,7 @@ mod tests {
         // 12x12 images (the model's declared [1, 28, 28] is checked by `forward`, not here):
         // conv1 and the pool leave 4x4, too small for conv2's 5x5 window.
         let x = Tensor::zeros_dims(&[4, 1, 12, 12]).unwrap();
-        let e = forward_in_chunks(&m.layers[..chunk_prefix(&m.layers)], &x, 2).unwrap_err();
+        let e = forward_in_chunks(&m.layers[..chunk_prefix(&m.layers)], &x, None).unwrap_err();
         assert!(e.to_string().contains("conv2d"), "{e}");
     }
 

@@ -1,12 +1,13 @@
 //! Model: a sequence of layers with a declared per-sample input shape.
 
-use tensor_core::{Shape, Tensor};
-
+use rayon::prelude::*;
 use tensor_core::conv::ConvEpilogue;
+use tensor_core::gemm::PAR_MIN_FLOP;
+use tensor_core::{Shape, Tensor};
 
 use crate::error::{NnError, Result};
 use crate::layer::{Layer, Mode, ParamMut, ParamRef};
-use crate::layers::{Conv2d, Linear, MaxPool2d, ReLU};
+use crate::layers::{Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
 
 pub use crate::path::LayerPath;
 
@@ -70,6 +71,22 @@ impl Model {
 
     /// Runs every layer in order. In `Mode::Train` layers cache what `backward` needs.
     pub fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_chunked(input, mode, None)
+    }
+
+    /// [`Model::forward`] in [`Mode::Eval`] with the leading per-sample layers run in chunks of at
+    /// most `chunk` images (`forward` picks the size, see [`EVAL_CHUNK_BYTES`]). The result is the
+    /// same for every `chunk`: this is for measuring the chunk size (`examples/eval_chunks`).
+    pub fn forward_eval_chunked(&mut self, input: &Tensor, chunk: usize) -> Result<Tensor> {
+        self.forward_chunked(input, Mode::Eval, Some(chunk))
+    }
+
+    fn forward_chunked(
+        &mut self,
+        input: &Tensor,
+        mode: Mode,
+        chunk: Option<usize>,
+    ) -> Result<Tensor> {
         let expected = &self.input_shape;
         if input.dims().len() != expected.len() + 1 || &input.dims()[1..] != expected.as_slice() {
             return Err(NnError::BadInput {
@@ -81,9 +98,13 @@ impl Model {
         let mut x: Option<Tensor> = None;
         let mut i = 0;
         if mode == Mode::Eval {
-            let prefix = spatial_prefix(&self.layers);
-            if prefix > 0 && input.dims()[0] > EVAL_CHUNK {
-                x = Some(forward_in_chunks(&mut self.layers[..prefix], input)?);
+            // From two images per thread on, the leading per-sample layers run in chunks,
+            // one thread each; fewer images go layer by layer (a single image's
+            // convolutions split over two threads).
+            let prefix = chunk_prefix(&self.layers);
+            let n = input.dims()[0];
+            if prefix > 0 && n >= 2 && n >= 2 * rayon::current_num_threads() {
+                x = Some(forward_in_chunks(&self.layers[..prefix], input, chunk)?);
                 i = prefix;
             }
         }
@@ -361,61 +382,197 @@ impl Model {
     }
 }
 
-/// Images per chunk of the inference fast path over a model's convolutional prefix
-/// ([`forward_in_chunks`]): small enough that a chunk's activations stay in cache (32
-/// cnn-teacher images: 3.2 MB after conv1, against 25 MB for a batch of 256), large enough
-/// that each layer's fork/join over the chunk's images is rare and both cores get images of
-/// their own. Measured on the 2-core Xeon, batch 256, 2 threads, quiet (`slimnet bench
-/// --seconds 2`, two rounds, images/s, chunk 8 / 32 / 64; session 12): cnn-teacher 6,422 /
-/// 7,324 / 7,164 and 6,115 / 7,093 / 7,270; lenet5 36,170 / 39,456 / 38,035 and 31,723 /
-/// 37,863 / 39,997; the wide teacher 2,059 / 2,174 / 1,865 and 2,001 / 2,107 / 2,063. One
-/// thread: cnn-teacher 4,036 / 3,922 and 4,189 / 4,031 (chunk 8 / 32), wide 1,084 / 1,176 and
-/// 1,087 / 1,096.
+/// The most images per chunk of the inference fast path over a model's leading per-sample
+/// layers ([`forward_in_chunks`]; `Model::forward` sizes its chunks by
+/// [`EVAL_CHUNK_BYTES`]): each chunk runs every layer of the prefix on one thread, its
+/// activations staying in that core's caches (32 cnn-teacher images: 3.2 MB after conv1,
+/// against 25 MB for a batch of 256), and the chunks run in parallel.
+/// Session 12 (chunks in turn, each layer forking over the chunk's images) measured chunk 8
+/// / 32 / 64 on the 2-core Xeon, batch 256, 2 threads, quiet (`slimnet bench --seconds 2`,
+/// images/s): cnn-teacher 6,422 / 7,324 / 7,164, lenet5 36,170 / 39,456 / 38,035, the wide
+/// teacher 2,059 / 2,174 / 1,865.
 pub const EVAL_CHUNK: usize = 32;
 
-/// How many leading layers are per-image spatial layers (conv2d, ReLU, max pooling) that
-/// [`forward_in_chunks`] may run a few images at a time.
-fn spatial_prefix(layers: &[Box<dyn Layer>]) -> usize {
-    layers
-        .iter()
-        .take_while(|l| {
-            let a = l.as_any();
-            a.is::<Conv2d>() || a.is::<ReLU>() || a.is::<MaxPool2d>()
-        })
-        .count()
+/// Bytes of activations a chunk of [`forward_in_chunks`] should hold at its largest step
+/// (input and output of a layer, a convolution with its fused ReLU / pool counting once) when
+/// `Model::forward` sizes the chunks: half the 2 MB L2 of a core of the reference Xeon, the
+/// rest left to weights and the padded image. The chunk is this over the bytes per image,
+/// between [`EVAL_CHUNK_MIN`] and [`EVAL_CHUNK`]: 8 images for cnn-teacher (125 KB per image at
+/// conv2) and the wide teacher, 32 for lenet5 (15 KB) and lenet300. Measured under load
+/// (session 13, docs/BENCHMARKS.md, `examples/eval_chunks`): cnn-teacher batch 256 on two
+/// threads 2,220 images/s with 8-image chunks against 1,918 with 32, level on one thread;
+/// lenet5 and lenet300 best at 32.
+pub const EVAL_CHUNK_BYTES: usize = 1 << 20;
+
+/// The fewest images per chunk `Model::forward` picks (see [`EVAL_CHUNK_BYTES`]).
+pub const EVAL_CHUNK_MIN: usize = 8;
+
+/// Whether `layer` may run in the chunk-parallel prefix ([`forward_in_chunks`]): a dense
+/// layer that computes each sample on its own at inference (conv2d, ReLU, max pooling,
+/// flatten, dropout, linear) with an inference path through a shared reference.
+fn chunkable(layer: &dyn Layer) -> bool {
+    let a = layer.as_any();
+    a.is::<Conv2d>()
+        || a.is::<ReLU>()
+        || a.is::<MaxPool2d>()
+        || a.is::<Flatten>()
+        || a.is::<Dropout>()
+        || a.is::<Linear>()
 }
 
-/// Runs `layers` (a spatial prefix) on `x` [`EVAL_CHUNK`] images at a time through
-/// [`fused_eval_step`], each chunk's output copied into the batch's: every layer of the
-/// prefix computes each image on its own, so the result is the same, while a chunk's
-/// intermediate tensors stay in cache instead of streaming the batch's through memory.
-fn forward_in_chunks(layers: &mut [Box<dyn Layer>], x: &Tensor) -> Result<Tensor> {
+/// How many leading layers are [`chunkable`] (every layer of the zoo's models).
+fn chunk_prefix(layers: &[Box<dyn Layer>]) -> usize {
+    layers.iter().take_while(|l| chunkable(l.as_ref())).count()
+}
+
+/// Runs `layers` (a [`chunk_prefix`]) on `x` in chunks of at most `chunk` images (`None`: by
+/// [`EVAL_CHUNK_BYTES`]), the chunks
+/// in parallel on the current rayon pool, each chunk through every layer on one thread
+/// ([`serial_eval_step`] inside [`tensor_core::serial::run`]: the convolutions and linear
+/// layers do not fork again) and into its slice of the output: one fork/join per batch
+/// instead of one per layer and chunk, and no thread waits for the other between layers.
+/// The number of chunks is rounded up to a multiple of the pool's threads (33 images on two
+/// threads: 17 + 16, not 32 + 1), each of two images at least; a batch of fewer than
+/// [`PAR_MIN_FLOP`] runs on the calling thread in one chunk. Every image is computed on its own by the same kernels, so the
+/// result is the same bits whatever the chunking and thread count.
+fn forward_in_chunks(
+    layers: &[Box<dyn Layer>],
+    x: &Tensor,
+    chunk: Option<usize>,
+) -> Result<Tensor> {
     let n = x.dims()[0];
-    let mut out: Option<Tensor> = None;
-    for start in (0..n).step_by(EVAL_CHUNK) {
-        let end = (start + EVAL_CHUNK).min(n);
-        let mut y = x.slice_outer(start, end)?;
-        let mut i = 0;
-        while i < layers.len() {
-            let (next, used) = fused_eval_step(&mut layers[i..], &y)?;
-            y = next;
-            i += used;
-        }
-        let out = match &mut out {
-            Some(t) => t,
-            None => {
-                let mut dims = y.dims().to_vec();
-                dims[0] = n;
-                out.insert(Tensor::zeros_dims(&dims)?)
-            }
+    let mut shape = x.shape().clone();
+    let mut macs = 0u64;
+    // The largest input + output of one step (a convolution with its fused epilogue counts
+    // once), in floats for the whole batch.
+    let mut peak = 0;
+    let mut i = 0;
+    while i < layers.len() {
+        let used = match layers[i].as_any().downcast_ref::<Conv2d>() {
+            Some(_) => conv_epilogue(&layers[i + 1..]).1,
+            None => 1,
         };
-        let per = y.numel() / (end - start);
-        out.data_mut()[start * per..end * per].copy_from_slice(y.data());
+        let before = shape.numel();
+        for l in &layers[i..i + used] {
+            macs = macs.saturating_add(l.macs(&shape)?);
+            shape = l.output_shape(&shape)?;
+            // Packed here once, not by each thread's first chunk.
+            if let Some(conv) = l.as_any().downcast_ref::<Conv2d>() {
+                conv.prepare_inference()?;
+            } else if let Some(linear) = l.as_any().downcast_ref::<Linear>() {
+                linear.prepare_inference()?;
+            }
+        }
+        peak = peak.max(before + shape.numel());
+        i += used;
     }
-    match out {
-        Some(t) => Ok(t),
-        None => Ok(x.clone()),
+    let chunk = chunk.unwrap_or_else(|| {
+        let per_image = 4 * peak / n.max(1);
+        (EVAL_CHUNK_BYTES / per_image.max(1)).clamp(EVAL_CHUNK_MIN, EVAL_CHUNK)
+    });
+    let mut out = Tensor::zeros(shape);
+    let (per_in, per_out) = (x.numel() / n.max(1), out.numel() / n.max(1));
+    let threads = rayon::current_num_threads().max(1);
+    let small = macs.saturating_mul(2) < PAR_MIN_FLOP as u64;
+    if n == 0 || per_in == 0 || per_out == 0 || (small && threads > 1) {
+        return tensor_core::serial::run(|| forward_serial(layers, x.clone()));
     }
+    // Sizes differ by one at most, and are two images at least: a linear layer computes a
+    // single row by its GEMV, whose sums run in another order than its tiles'.
+    let chunks = n
+        .div_ceil(chunk.max(2))
+        .next_multiple_of(threads)
+        .min(n / 2)
+        .max(1);
+    let mut parts = Vec::with_capacity(chunks);
+    let (mut xs, mut ys) = (x.data(), out.data_mut());
+    for i in 0..chunks {
+        let m = (i + 1) * n / chunks - i * n / chunks;
+        let (xc, xr) = xs.split_at(m * per_in);
+        let (yc, yr) = std::mem::take(&mut ys).split_at_mut(m * per_out);
+        parts.push((m, xc, yc));
+        (xs, ys) = (xr, yr);
+    }
+    parts
+        .into_par_iter()
+        .try_for_each(|(m, xi, yo)| -> Result<()> {
+            let mut dims = x.dims().to_vec();
+            dims[0] = m;
+            let xc = Tensor::new(&dims, xi.to_vec())?;
+            let y = tensor_core::serial::run(|| forward_serial(layers, xc))?;
+            yo.copy_from_slice(y.data());
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+/// `layers` (a [`chunk_prefix`]) on `x`, one fused step ([`serial_eval_step`]) after another.
+fn forward_serial(layers: &[Box<dyn Layer>], x: Tensor) -> Result<Tensor> {
+    let mut y = x;
+    let mut i = 0;
+    while i < layers.len() {
+        let (next, used) = serial_eval_step(&layers[i..], &y)?;
+        y = next;
+        i += used;
+    }
+    Ok(y)
+}
+
+/// The epilogue a convolution followed by `rest` fuses (ReLU, then a 2x2 max pool, each when
+/// the next layer is one) and the number of layers that covers, the convolution included.
+fn conv_epilogue(rest: &[Box<dyn Layer>]) -> (ConvEpilogue, usize) {
+    let mut epi = ConvEpilogue::default();
+    let mut used = 1;
+    if rest.first().is_some_and(|l| l.as_any().is::<ReLU>()) {
+        epi.relu = true;
+        used += 1;
+    }
+    let pool2 = rest.get(used - 1).is_some_and(|l| {
+        l.as_any()
+            .downcast_ref::<MaxPool2d>()
+            .is_some_and(|m| *m.params() == ConvEpilogue::pool_params())
+    });
+    if pool2 {
+        epi.max_pool_2x2 = true;
+        used += 1;
+    }
+    (epi, used)
+}
+
+/// One step of [`forward_in_chunks`]: `layers[0]` (see [`chunkable`]) with what it fuses
+/// (a convolution's epilogue, a linear layer's ReLU), through shared references; returns the
+/// output and the number of layers consumed.
+fn serial_eval_step(layers: &[Box<dyn Layer>], x: &Tensor) -> Result<(Tensor, usize)> {
+    let a = layers[0].as_any();
+    if let Some(conv) = a.downcast_ref::<Conv2d>() {
+        let (epi, used) = conv_epilogue(&layers[1..]);
+        return Ok((conv.forward_fused(x, epi)?, used));
+    }
+    if let Some(linear) = a.downcast_ref::<Linear>() {
+        return match layers.get(1).is_some_and(|l| l.as_any().is::<ReLU>()) {
+            true => Ok((linear.forward_relu(x)?, 2)),
+            false => Ok((linear.infer(x)?, 1)),
+        };
+    }
+    if a.is::<Flatten>() {
+        let out = layers[0].output_shape(x.shape())?;
+        return Ok((x.clone().reshape(out.dims())?, 1));
+    }
+    if a.is::<Dropout>() {
+        // The identity at inference.
+        return Ok((x.clone(), 1));
+    }
+    if let Some(relu) = a.downcast_ref::<ReLU>() {
+        return Ok((relu.infer(x), 1));
+    }
+    if let Some(pool) = a.downcast_ref::<MaxPool2d>() {
+        return Ok((pool.infer(x)?, 1));
+    }
+    Err(NnError::Unsupported(format!(
+        "layer {} in a chunked inference prefix (conv2d, relu, maxpool2d, flatten, dropout \
+         and linear only)",
+        layers[0].kind()
+    )))
 }
 
 /// The inference fast path: runs `layers[0]` on `x`, fusing the layers after it into the same
@@ -433,22 +590,8 @@ fn fused_eval_step(layers: &mut [Box<dyn Layer>], x: &Tensor) -> Result<(Tensor,
     if let Some((y, used)) = layer.forward_eval_chain(rest, x)? {
         return Ok((y, used.max(1)));
     }
-    if let Some(conv) = layer.as_any_mut().downcast_mut::<Conv2d>() {
-        let mut epi = ConvEpilogue::default();
-        let mut used = 1;
-        if is_relu(rest.first()) {
-            epi.relu = true;
-            used += 1;
-        }
-        let pool2 = rest.get(used - 1).is_some_and(|l| {
-            l.as_any()
-                .downcast_ref::<MaxPool2d>()
-                .is_some_and(|m| *m.params() == ConvEpilogue::pool_params())
-        });
-        if pool2 {
-            epi.max_pool_2x2 = true;
-            used += 1;
-        }
+    if let Some(conv) = layer.as_any().downcast_ref::<Conv2d>() {
+        let (epi, used) = conv_epilogue(rest);
         return Ok((conv.forward_fused(x, epi)?, used));
     }
     if let Some(linear) = layer.as_any().downcast_ref::<Linear>()
@@ -482,26 +625,81 @@ mod tests {
         y
     }
 
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn fused_eval_matches_layer_by_layer_on_the_zoo() {
         let mut rng = Rng::seed_from_u64(4);
         for name in crate::zoo::NAMES {
             let mut m = crate::zoo::build(name, &mut rng).unwrap();
             crate::layers::fold_batchnorms(&mut m).unwrap();
-            for n in [1, 3, EVAL_CHUNK + 3] {
+            for n in [1, 3, 33, 257] {
                 let x = images(&mut rng, n);
-                let fused = m.forward(&x, Mode::Eval).unwrap();
                 let plain = unfused(&mut m, &x);
                 // The fused epilogues add the bias after the max (exact) and apply the same
-                // ReLU: only the summation order of the kernels may differ, and it does not.
-                assert_eq!(fused.data(), plain.data(), "{name} batch {n}");
-                if *name != "cnn-teacher" {
+                // ReLU: only the summation order of the kernels may differ, and it does not;
+                // the chunks of the prefix, on one thread or two, compute each image alone.
+                for threads in [1, 2] {
+                    let fused = pool(threads).install(|| m.forward(&x, Mode::Eval)).unwrap();
+                    assert_eq!(
+                        fused.data(),
+                        plain.data(),
+                        "{name} batch {n} threads {threads}"
+                    );
+                }
+                if *name != "cnn-teacher" && n < 100 {
                     // (The teacher's dropout is active in training mode.)
                     let train = m.forward(&x, Mode::Train).unwrap();
                     assert_close(train.data(), plain.data(), 1e-5, 1e-5);
                 }
             }
         }
+    }
+
+    #[test]
+    fn chunk_size_and_thread_count_do_not_change_the_prefix_bits() {
+        let mut rng = Rng::seed_from_u64(6);
+        for name in crate::zoo::NAMES {
+            let mut m = crate::zoo::build(name, &mut rng).unwrap();
+            crate::layers::fold_batchnorms(&mut m).unwrap();
+            let prefix = chunk_prefix(&m.layers);
+            assert_eq!(prefix, m.layers.len(), "{name}: the whole model is chunked");
+            let x = images(&mut rng, 37);
+            // The prefix layer by layer, unfused, each on the whole batch.
+            let mut want = x.clone();
+            for l in m.layers[..prefix].iter_mut() {
+                want = l.forward(&want, Mode::Eval).unwrap();
+            }
+            for threads in [1, 2, 3] {
+                for chunk in [1, 5, 32, 64] {
+                    let got = pool(threads)
+                        .install(|| forward_in_chunks(&m.layers[..prefix], &x, Some(chunk)))
+                        .unwrap();
+                    assert_eq!(got.dims(), want.dims());
+                    assert_eq!(
+                        got.data(),
+                        want.data(),
+                        "{name} chunk {chunk} threads {threads}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_input_to_the_chunked_prefix_is_an_error() {
+        let mut rng = Rng::seed_from_u64(8);
+        let m = crate::zoo::build("lenet5", &mut rng).unwrap();
+        // 12x12 images (the model's declared [1, 28, 28] is checked by `forward`, not here):
+        // conv1 and the pool leave 4x4, too small for conv2's 5x5 window.
+        let x = Tensor::zeros_dims(&[4, 1, 12, 12]).unwrap();
+        let e = forward_in_chunks(&m.layers[..chunk_prefix(&m.layers)], &x, None).unwrap_err();
+        assert!(e.to_string().contains("conv2d"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,8 @@
 //! other crates; run-time CPU feature dispatch per kernel family ([`dispatch`]) with the
 //! first dispatched kernels ([`bits::xor_popcount`], [`int8::dot_u8i8`]); a seeded, portable
 //! RNG ([`rng::Rng`]); a two-thread fork/join whose helper stays awake between the layers of
-//! one inference ([`duo::join`]); and test helpers ([`testing::assert_close`]).
+//! one inference ([`duo::join`]); a scope keeping the kernels on the calling thread
+//! ([`serial::run`]); and test helpers ([`testing::assert_close`]).
 //!
 //! What it is not for: autograd, layers or models (those live in `nn`), nor whole compressed
 //! kernels (sparse, int8, binary GEMMs: each lives in the crate of its technique, on top of
@@ -40,6 +41,7 @@ pub mod gemm;
 pub mod int8;
 pub mod pool;
 pub mod rng;
+pub mod serial;
 pub mod shape;
 pub mod sparse;
 pub mod tensor;

@@ -1,6 +1,7 @@
 //! 2-D convolution layer (NCHW), weight `[out, in/groups, kh, kw]` as PyTorch and ONNX store it.
 
 use std::any::Any;
+use std::sync::OnceLock;
 
 use tensor_core::conv::{
     Conv2dGradOut, Conv2dParams, ConvEpilogue, PackedConvWeights, conv2d_backward,
@@ -22,16 +23,18 @@ use crate::record::LayerRecord;
 /// kernels (the direct AVX2 kernel for stride 1 forward, im2col + GEMM otherwise and for
 /// backward) are `tensor_core::conv`.
 ///
-/// Inference packs the weight for the direct kernel once and keeps the packing until the
-/// parameters are handed out for writing ([`Layer::params_mut`]: optimizers, hooks), which
-/// drops it; training forward passes pack per call, as the weights change every step.
+/// Inference packs the weight for the direct kernel once (behind a `OnceLock`, so that
+/// inference takes `&self` and the model's chunks of a batch run it from several threads at
+/// once) and keeps the packing until the parameters are handed out for writing
+/// ([`Layer::params_mut`]: optimizers, hooks), which drops it; training forward passes pack
+/// per call, as the weights change every step.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     params: Conv2dParams,
     /// Weight and bias with their gradients.
     wb: WeightBias,
     /// The weight packed for the direct kernel, made by the first inference call.
-    packed: Option<PackedConvWeights>,
+    packed: OnceLock<PackedConvWeights>,
     /// The input of the last training-mode forward pass.
     cache: Option<Tensor>,
     /// Whether `backward` computes the input gradient (see `Layer::set_input_grad_needed`).
@@ -73,7 +76,7 @@ impl Conv2d {
         Ok(Self {
             params,
             wb: WeightBias::new(weight, bias),
-            packed: None,
+            packed: OnceLock::new(),
             cache: None,
             input_grad: true,
         })
@@ -108,22 +111,38 @@ impl Conv2d {
     /// Inference with the layers that follow fused into the same pass:
     /// `pool(relu(conv(x) + b))` as [`ConvEpilogue`] says (what `Model::forward` calls for a
     /// conv followed by ReLU and/or a 2x2 max pool in [`Mode::Eval`]). Caches nothing.
-    pub fn forward_fused(&mut self, input: &Tensor, epi: ConvEpilogue) -> Result<Tensor> {
+    /// Takes `&self`: the model's chunks of a batch run it from several threads at once,
+    /// each inside [`tensor_core::serial::run`] so that the kernel does not fork again.
+    pub fn forward_fused(&self, input: &Tensor, epi: ConvEpilogue) -> Result<Tensor> {
         self.output_shape(input.shape())?;
-        if self.packed.is_none() && tensor_core::conv::direct_applies(&self.params) {
-            self.packed = Some(PackedConvWeights::pack(
-                self.wb.weight.data(),
-                &self.params,
-            )?);
-        }
         Ok(conv2d_forward_fused(
             input,
             &self.wb.weight,
-            self.packed.as_ref(),
+            self.packing()?,
             self.wb.bias.as_ref().map(|b| b.data()),
             &self.params,
             epi,
         )?)
+    }
+
+    /// Packs the weight for the direct kernel now if it applies and is not packed yet (what
+    /// the first inference call does), so that threads about to run the layer at once do not
+    /// each pack it.
+    pub fn prepare_inference(&self) -> Result<()> {
+        self.packing().map(|_| ())
+    }
+
+    /// The packed weight, made on first use, or `None` when the direct kernel does not
+    /// apply to this geometry.
+    fn packing(&self) -> Result<Option<&PackedConvWeights>> {
+        if !tensor_core::conv::direct_applies(&self.params) {
+            return Ok(None);
+        }
+        if let Some(p) = self.packed.get() {
+            return Ok(Some(p));
+        }
+        let p = PackedConvWeights::pack(self.wb.weight.data(), &self.params)?;
+        Ok(Some(self.packed.get_or_init(|| p)))
     }
 }
 
@@ -229,7 +248,7 @@ impl Layer for Conv2d {
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
         // The caller may write the weight: the packing would be stale.
-        self.packed = None;
+        self.packed = OnceLock::new();
         self.wb.muts()
     }
 
@@ -262,5 +281,36 @@ impl Layer for Conv2d {
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tensor_core::conv::Padding;
+
+    #[test]
+    fn writing_a_weight_drops_the_packing() {
+        let mut rng = Rng::seed_from_u64(7);
+        let p = Conv2dParams::new(3, 20, (3, 3)).with_padding(Padding::symmetric(1));
+        let mut conv = Conv2d::new(p, &mut rng).unwrap();
+        let x = uniform_tensor(&[2, 3, 9, 9], 1.0, &mut rng).unwrap();
+        let epi = ConvEpilogue {
+            relu: true,
+            max_pool_2x2: false,
+        };
+        let before = conv.forward_fused(&x, epi).unwrap();
+        assert!(conv.packed.get().is_some(), "packed by the first inference");
+        for pm in conv.params_mut() {
+            if pm.name == "weight" {
+                pm.value.data_mut().iter_mut().for_each(|v| *v += 0.25);
+            }
+        }
+        assert!(conv.packed.get().is_none(), "params_mut drops the packing");
+        let after = tensor_core::serial::run(|| conv.forward_fused(&x, epi)).unwrap();
+        assert_ne!(before.data(), after.data());
+        let fresh = Conv2d::from_parts(p, conv.weight().clone(), conv.bias().cloned()).unwrap();
+        assert_eq!(fresh.forward_fused(&x, epi).unwrap().data(), after.data());
+        assert_eq!(conv.forward_fused(&x, epi).unwrap().data(), after.data());
     }
 }

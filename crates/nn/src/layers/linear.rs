@@ -108,27 +108,48 @@ impl Linear {
     /// `Model::forward` calls for a linear layer followed by ReLU in [`Mode::Eval`]). Caches
     /// nothing.
     pub fn forward_relu(&self, input: &Tensor) -> Result<Tensor> {
-        self.infer(input, true)
+        self.infer_with(input, true)
+    }
+
+    /// Inference, `x W^T + b`: what [`Layer::forward`] computes in [`Mode::Eval`], through a
+    /// shared reference (the model's chunks of a batch run it from several threads at once).
+    pub fn infer(&self, input: &Tensor) -> Result<Tensor> {
+        self.infer_with(input, false)
+    }
+
+    /// Packs the weight now if it is not packed yet (what the first inference call does), so
+    /// that threads about to run the layer at once do not each pack it.
+    pub fn prepare_inference(&self) -> Result<()> {
+        self.packing().map(|_| ())
+    }
+
+    /// The packed weight, made on first use.
+    fn packing(&self) -> Result<&PackedLinear> {
+        if let Some(p) = self.packed.get() {
+            return Ok(p);
+        }
+        let p = PackedLinear::pack(
+            self.wb.weight.data(),
+            self.out_features(),
+            self.in_features(),
+        )?;
+        Ok(self.packed.get_or_init(|| p))
     }
 
     /// Inference: `x W^T + b`, then ReLU (`v < 0 -> 0`, NaN kept) when `relu`, in one pass of
-    /// the packed-weight kernel (packing the weight on first use).
-    fn infer(&self, input: &Tensor, relu: bool) -> Result<Tensor> {
+    /// the packed-weight kernel (packing the weight on first use), on the threads
+    /// [`tensor_core::serial::threads`] allows (one inside a chunk of the model's batch).
+    fn infer_with(&self, input: &Tensor, relu: bool) -> Result<Tensor> {
         self.check_input(input.shape())?;
-        let (n, inf, outf) = (input.dims()[0], self.in_features(), self.out_features());
-        let packed = match self.packed.get() {
-            Some(p) => p,
-            None => {
-                let p = PackedLinear::pack(self.wb.weight.data(), outf, inf)?;
-                self.packed.get_or_init(|| p)
-            }
-        };
+        let (n, outf) = (input.dims()[0], self.out_features());
+        let packed = self.packing()?;
         let mut y = Tensor::zeros_dims(&[n, outf])?;
         let epi = LinearEpilogue {
             bias: self.wb.bias.as_ref().map(|b| b.data()),
             relu,
         };
-        linear_packed(input.data(), n, packed, epi, y.data_mut(), 0)?;
+        let threads = tensor_core::serial::threads();
+        linear_packed(input.data(), n, packed, epi, y.data_mut(), threads)?;
         Ok(y)
     }
 
@@ -192,14 +213,14 @@ impl Layer for Linear {
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Eval {
-            return self.infer(input, false);
+            return self.infer(input);
         }
         self.forward_owned(input.clone(), mode)
     }
 
     fn forward_owned(&mut self, input: Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Eval {
-            return self.infer(&input, false);
+            return self.infer(&input);
         }
         let y = self.affine(&input)?;
         // The input is kept, not copied.

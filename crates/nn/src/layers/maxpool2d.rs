@@ -46,6 +46,14 @@ impl MaxPool2d {
     pub fn params(&self) -> &Pool2dParams {
         &self.params
     }
+
+    /// Inference: what [`Layer::forward`] computes in [`Mode::Eval`], through a shared
+    /// reference (the model's chunks of a batch run it from several threads at once). The
+    /// pooling kernel may fork over planes on the current rayon pool.
+    pub fn infer(&self, input: &Tensor) -> Result<Tensor> {
+        self.output_shape(input.shape())?;
+        Ok(max_pool2d_forward(input, &self.params)?.0)
+    }
 }
 
 impl Layer for MaxPool2d {
@@ -58,11 +66,12 @@ impl Layer for MaxPool2d {
     }
 
     fn forward(&mut self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Eval {
+            return self.infer(input);
+        }
         self.output_shape(input.shape())?;
         let (y, idx) = max_pool2d_forward(input, &self.params)?;
-        if mode == Mode::Train {
-            self.cache = Some((input.shape().clone(), idx));
-        }
+        self.cache = Some((input.shape().clone(), idx));
         Ok(y)
     }
 

@@ -36,6 +36,15 @@ impl ReLU {
         Ok(Self::new())
     }
 
+    /// Inference, `max(x, 0)` into a new tensor on the calling thread: what
+    /// [`Layer::forward`] computes in [`Mode::Eval`], through a shared reference (the model's
+    /// chunks of a batch run it from several threads at once).
+    pub fn infer(&self, input: &Tensor) -> Tensor {
+        let mut y = input.clone();
+        tensor_core::activation::relu_inplace(y.data_mut());
+        y
+    }
+
     /// Keeps `mask` (as [`relu_with_mask`] makes it) for `backward`, for a fused training
     /// step that applied this ReLU itself.
     pub(crate) fn set_train_mask(&mut self, shape: Shape, mask: Vec<u64>) {
@@ -178,12 +187,15 @@ mod tests {
             let mut eval = x.clone();
             tensor_core::activation::relu_inplace(eval.data_mut());
             let ye = layer.forward(&x, Mode::Eval).unwrap();
-            assert!(
-                ye.data()
-                    .iter()
-                    .zip(eval.data())
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
-            );
+            let yi = layer.infer(&x);
+            for y in [&ye, &yi] {
+                assert!(
+                    y.data()
+                        .iter()
+                        .zip(eval.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
+            }
         }
     }
 

@@ -157,7 +157,8 @@ pub fn conv2d_forward_fused_with(
     }
     let img_in = d[1] * d[2] * d[3];
     let x = input.data();
-    let threads = rayon::current_num_threads();
+    // 1 inside `serial::run`: the caller runs one chunk of a batch per thread already.
+    let threads = crate::serial::threads();
     let per_image_macs = o * oh * ow * p.patch_len();
     let layer = Layer {
         geo: &geo,

@@ -385,6 +385,21 @@ pub(super) mod fused {
                             bias.is_some()
                         );
                         assert_exact(got, (&x, &wt, bias), &p, epi, &what);
+                        if split.is_none() {
+                            // On the calling thread alone (`serial::run`), inside the same pool.
+                            let serial = pool.install(|| {
+                                crate::serial::run(|| {
+                                    conv2d_forward_fused_with(path, &x, &wt, pk, bias, &p, epi)
+                                })
+                            });
+                            assert_exact(
+                                serial,
+                                (&x, &wt, bias),
+                                &p,
+                                epi,
+                                &format!("serial: {what}"),
+                            );
+                        }
                     }
                 }
             }

@@ -348,7 +348,7 @@ fn forward_tiles(
         return Ok(());
     }
     let x = input.data();
-    let threads = rayon::current_num_threads();
+    let threads = crate::serial::threads();
     let run = |xi: &[f32], yi: &mut [f32], split: bool| {
         image(&geo, wts, bias, epi, xi, yi, split && geo.th > 1)
     };

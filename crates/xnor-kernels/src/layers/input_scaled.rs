@@ -15,22 +15,22 @@ use crate::input_scale::{input_scale, scale_by};
 /// The dense layer inside, held without its bias (the bias is added after the scale).
 #[derive(Clone, Debug)]
 enum Inner {
-    Conv(Conv2d),
-    Linear(Linear),
+    Conv(Box<Conv2d>),
+    Linear(Box<Linear>),
 }
 
 impl Inner {
     fn layer(&self) -> &dyn Layer {
         match self {
-            Inner::Conv(c) => c,
-            Inner::Linear(l) => l,
+            Inner::Conv(c) => c.as_ref(),
+            Inner::Linear(l) => l.as_ref(),
         }
     }
 
     fn layer_mut(&mut self) -> &mut dyn Layer {
         match self {
-            Inner::Conv(c) => c,
-            Inner::Linear(l) => l,
+            Inner::Conv(c) => c.as_mut(),
+            Inner::Linear(l) => l.as_mut(),
         }
     }
 
@@ -82,13 +82,19 @@ impl InputScaled {
     /// Wraps a convolution (its weight and bias are copied).
     pub fn from_conv2d(c: &Conv2d) -> nn::Result<Self> {
         let inner = Conv2d::from_parts(*c.params(), c.weight().clone(), None)?;
-        Ok(Self::with_bias(Inner::Conv(inner), c.bias().cloned()))
+        Ok(Self::with_bias(
+            Inner::Conv(Box::new(inner)),
+            c.bias().cloned(),
+        ))
     }
 
     /// Wraps a fully connected layer (its weight and bias are copied).
     pub fn from_linear(l: &Linear) -> nn::Result<Self> {
         let inner = Linear::from_parts(l.weight().clone(), None)?;
-        Ok(Self::with_bias(Inner::Linear(inner), l.bias().cloned()))
+        Ok(Self::with_bias(
+            Inner::Linear(Box::new(inner)),
+            l.bias().cloned(),
+        ))
     }
 
     fn with_bias(inner: Inner, bias: Option<Tensor>) -> Self {

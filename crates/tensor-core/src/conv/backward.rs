@@ -202,9 +202,11 @@ fn backward_images(
     let col_len = patch * nb * op;
     let dcol_len = if dxb.is_some() { col_len } else { 0 };
     let gt_len = if nb > 1 { geo.og * nb * op } else { 0 };
-    with_scratch(col_len + dcol_len + gt_len, |buf| {
+    let dwt_len = geo.og * patch;
+    with_scratch(col_len + dcol_len + gt_len + dwt_len, |buf| {
         let (col, rest) = buf.split_at_mut(col_len);
-        let (dcol, gt_buf) = rest.split_at_mut(dcol_len);
+        let (dcol, rest) = rest.split_at_mut(dcol_len);
+        let (gt_buf, dwt) = rest.split_at_mut(gt_len);
         for g in 0..geo.groups {
             im2col_block(geo, x, n0, nb, g, col, plan.inner_parallel);
             // This group's output gradient as [Og, nb*OH*OW]: for one image, the group's
@@ -221,17 +223,24 @@ fn backward_images(
                 }
                 gt_buf
             };
-            // dW_g += dY_g [Og, L] * col^T [L, patch]
+            // dW_g^T [patch, Og] = col [patch, L] * dY_g^T [L, Og], added to dW_g transposed:
+            // the GEMM's rows are the patch (25-500), not the few output channels (6-50),
+            // which left most rows of faer's 96-row microkernel idle.
             let dwg = &mut dw[g * geo.og * patch..(g + 1) * geo.og * patch];
             gemm(
-                geo.og,
                 patch,
+                geo.og,
                 nb * op,
-                gt,
                 col,
-                dwg,
-                &plan.gemm(false, true).beta(1.0),
+                gt,
+                dwt,
+                &plan.gemm(false, true),
             )?;
+            for (oc, row) in dwg.chunks_exact_mut(patch).enumerate() {
+                for (k, v) in row.iter_mut().enumerate() {
+                    *v += dwt[k * geo.og + oc];
+                }
+            }
             if let Some(d) = dxb.as_deref_mut() {
                 // dcol = W_g^T [patch, Og] * dY_g [Og, L], then scatter onto dX.
                 let wg = &w[g * geo.og * patch..(g + 1) * geo.og * patch];

@@ -118,26 +118,32 @@ pub fn conv2d_forward_fused_with(
         });
     }
     check_bias(bias, o, "conv2d: bias")?;
+    if let Some(pk) = packed
+        && pk.weight_dims() != p.weight_dims()
+    {
+        return Err(TensorError::ShapeMismatch {
+            op: "conv2d: packed weights",
+            lhs: Shape::new(&pk.weight_dims())?,
+            rhs: Shape::new(&p.weight_dims())?,
+        });
+    }
+    if super::winograd::dispatches(path, p) {
+        // Without packed weights (training: new weights every step) only the Winograd
+        // transform is made, not the direct kernel's packing as well.
+        let fresh = std::sync::OnceLock::new();
+        let cache = packed.map_or(&fresh, PackedConvWeights::winograd_cell);
+        let mut y = Tensor::zeros_dims(&out_dims)?;
+        super::winograd::forward(input, weight.data(), cache, bias, p, epi, &mut y)?;
+        return Ok(y);
+    }
     let owned;
     let packed = match packed {
-        Some(pk) if pk.weight_dims() == p.weight_dims() => pk,
-        Some(pk) => {
-            return Err(TensorError::ShapeMismatch {
-                op: "conv2d: packed weights",
-                lhs: Shape::new(&pk.weight_dims())?,
-                rhs: Shape::new(&p.weight_dims())?,
-            });
-        }
+        Some(pk) => pk,
         None => {
             owned = PackedConvWeights::pack(weight.data(), p)?;
             &owned
         }
     };
-    if super::winograd::dispatches(path, p) {
-        let mut y = Tensor::zeros_dims(&out_dims)?;
-        super::winograd::forward(input, weight.data(), packed, bias, p, epi, &mut y)?;
-        return Ok(y);
-    }
     let d = input.dims();
     // One-input-channel layers (the first convolution of lenet5 and cnn-teacher, 9 or 25 taps)
     // are bound by their stores and the epilogue, not by FMAs: the 512-bit kernel measured

@@ -23,7 +23,7 @@
 //! - Weights: `U = G g G^T` once per layer ([`WinogradWeights`]), 16 matrices of `C16 x O`
 //!   (`C16` = `C` rounded up to 16, rows past `C` zero), each packed as a
 //!   [`PackedLinear`] for the 12x32 AVX-512 GEMM of `gemm::packed`, cached inside
-//!   [`PackedConvWeights`] on first use.
+//!   [`PackedConvWeights`](super::direct::PackedConvWeights) on first use.
 //! - Input: the image padded and channel-blocked (NCHW16c) by the direct kernel's
 //!   `Direct::pad_image_blocked`, with one more zero row / column when the output height /
 //!   width is odd so that every tile reads a whole 4x4 window; `B^T d B` on 16 channels per
@@ -47,8 +47,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use rayon::prelude::*;
 
+use super::direct::Direct;
 use super::direct::blocked::CB;
-use super::direct::{Direct, PackedConvWeights};
 use super::fused::with_buf;
 use super::{Conv2dParams, ConvEpilogue, DIRECT_PAR_MIN_MACS, Padding};
 use crate::dispatch::F32Path;
@@ -312,26 +312,27 @@ fn with_aligned<R>(
 }
 
 /// `pool(relu(conv(input) + bias))` by Winograd (the variant [`winograd_mode`] picks) into
-/// `y` (zeroed, the fused output's dims); the caller checked the shapes, the bias, the AVX-512
+/// `y` (zeroed, the fused output's dims), the transformed weights taken from / made into
+/// `cache` (a [`PackedConvWeights`](super::direct::PackedConvWeights)' own, or a fresh one per call); the caller checked the shapes, the bias, the AVX-512
 /// F path and [`winograd_applies`].
 pub(super) fn forward(
     input: &Tensor,
     weight: &[f32],
-    packed: &PackedConvWeights,
+    cache: &OnceLock<WinogradWeights>,
     bias: Option<&[f32]>,
     p: &Conv2dParams,
     epi: ConvEpilogue,
     y: &mut Tensor,
 ) -> Result<(), TensorError> {
     let m = tile_side(winograd_mode());
-    forward_tiles(m, input, (weight, packed), bias, p, epi, y)
+    forward_tiles(m, input, (weight, cache), bias, p, epi, y)
 }
 
 /// [`forward`] by F(m x m, 3x3), `m` 2 or 4.
 fn forward_tiles(
     m: usize,
     input: &Tensor,
-    (weight, packed): (&[f32], &PackedConvWeights),
+    (weight, cache): (&[f32], &OnceLock<WinogradWeights>),
     bias: Option<&[f32]>,
     p: &Conv2dParams,
     epi: ConvEpilogue,
@@ -339,7 +340,7 @@ fn forward_tiles(
 ) -> Result<(), TensorError> {
     let d = input.dims();
     let (oh, ow) = p.output_hw(d[2], d[3])?;
-    let wts = WinogradWeights::cached(packed.winograd_cell(), weight, p, m)?;
+    let wts = WinogradWeights::cached(cache, weight, p, m)?;
     let geo = Tiles::new(p, (d[1], d[2], d[3]), (oh, ow), m);
     let out_dims = y.dims().to_vec();
     let img_out = out_dims[1] * out_dims[2] * out_dims[3];
@@ -679,6 +680,7 @@ unsafe fn output_transform<const M: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::direct::PackedConvWeights;
     use crate::conv::tests::fused::{EPILOGUES, assert_exact, reference};
     use crate::rng::Rng;
     use crate::shape::Shape;
@@ -696,9 +698,8 @@ mod tests {
         } else {
             [n, o, oh, ow]
         };
-        let packed = PackedConvWeights::pack(w.data(), p)?;
         let mut y = Tensor::zeros_dims(&dims)?;
-        forward_tiles(m, x, (w.data(), &packed), b, p, epi, &mut y)?;
+        forward_tiles(m, x, (w.data(), &OnceLock::new()), b, p, epi, &mut y)?;
         Ok(y)
     }
 

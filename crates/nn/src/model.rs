@@ -7,7 +7,7 @@ use tensor_core::{Shape, Tensor};
 
 use crate::error::{NnError, Result};
 use crate::layer::{Layer, Mode, ParamMut, ParamRef};
-use crate::layers::{Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
+use crate::layers::{BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
 
 pub use crate::path::LayerPath;
 
@@ -413,6 +413,7 @@ pub const EVAL_CHUNK_MIN: usize = 8;
 fn chunkable(layer: &dyn Layer) -> bool {
     let a = layer.as_any();
     a.is::<Conv2d>()
+        || a.is::<BatchNorm2d>()
         || a.is::<ReLU>()
         || a.is::<MaxPool2d>()
         || a.is::<Flatten>()
@@ -565,12 +566,15 @@ fn serial_eval_step(layers: &[Box<dyn Layer>], x: &Tensor) -> Result<(Tensor, us
     if let Some(relu) = a.downcast_ref::<ReLU>() {
         return Ok((relu.infer(x), 1));
     }
+    if let Some(bn) = a.downcast_ref::<BatchNorm2d>() {
+        return Ok((bn.infer(x)?, 1));
+    }
     if let Some(pool) = a.downcast_ref::<MaxPool2d>() {
         return Ok((pool.infer(x)?, 1));
     }
     Err(NnError::Unsupported(format!(
-        "layer {} in a chunked inference prefix (conv2d, relu, maxpool2d, flatten, dropout \
-         and linear only)",
+        "layer {} in a chunked inference prefix (conv2d, batchnorm2d, relu, maxpool2d, \
+         flatten, dropout and linear only)",
         layers[0].kind()
     )))
 }
@@ -664,9 +668,26 @@ mod tests {
     #[test]
     fn chunk_size_and_thread_count_do_not_change_the_prefix_bits() {
         let mut rng = Rng::seed_from_u64(6);
-        for name in crate::zoo::NAMES {
+        for (name, fold) in crate::zoo::NAMES
+            .iter()
+            .flat_map(|n| [(n, true), (n, false)])
+        {
             let mut m = crate::zoo::build(name, &mut rng).unwrap();
-            crate::layers::fold_batchnorms(&mut m).unwrap();
+            if fold {
+                crate::layers::fold_batchnorms(&mut m).unwrap();
+            } else {
+                // BatchNorm2d in the prefix as training leaves it, with running statistics
+                // that are not the identity.
+                for l in m.layers.iter_mut() {
+                    if let Some(bn) = l.as_any_mut().downcast_mut::<BatchNorm2d>() {
+                        let c = bn.num_features();
+                        let mean: Vec<f32> = (0..c).map(|_| rng.normal()).collect();
+                        let var: Vec<f32> = (0..c).map(|_| 0.5 + rng.uniform()).collect();
+                        bn.set_buffer("running_mean", &mean).unwrap();
+                        bn.set_buffer("running_var", &var).unwrap();
+                    }
+                }
+            }
             let prefix = chunk_prefix(&m.layers);
             assert_eq!(prefix, m.layers.len(), "{name}: the whole model is chunked");
             let x = images(&mut rng, 37);
@@ -684,7 +705,7 @@ mod tests {
                     assert_eq!(
                         got.data(),
                         want.data(),
-                        "{name} chunk {chunk} threads {threads}"
+                        "{name} (BatchNorm folded: {fold}) chunk {chunk} threads {threads}"
                     );
                 }
             }

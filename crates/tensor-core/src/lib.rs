@@ -49,4 +49,4 @@ pub mod testing;
 
 pub use error::TensorError;
 pub use shape::Shape;
-pub use tensor::Tensor;
+pub use tensor::{Tensor, par_zeroed_chunks, zeroed_vec};

@@ -228,7 +228,7 @@ pub fn max_pool2d_forward(
         });
     }
     let mut y = Tensor::zeros_dims(&[n, c, oh, ow])?;
-    let mut idx = vec![0u32; n * c * oh * ow];
+    let mut idx = crate::zeroed_vec::<u32>(n * c * oh * ow);
     let op = oh * ow;
     if op == 0 || h * w == 0 {
         return Ok((y, idx));
@@ -389,16 +389,15 @@ pub fn max_pool2d_backward(
     }
     let plane = input_shape.dims()[2] * input_shape.dims()[3];
     let op = dims[2] * dims[3];
-    let mut gx = Tensor::zeros(input_shape.clone());
     if op == 0 || plane == 0 {
-        return Ok(gx);
+        return Ok(Tensor::zeros(input_shape.clone()));
     }
     let g = grad_output.data();
-    gx.data_mut()
-        .par_chunks_mut(plane)
-        .with_min_len(min_planes(plane))
-        .enumerate()
-        .try_for_each(|(pi, dst)| {
+    // Tasks of `per` planes, each zeroed just before its gradients are scattered into it.
+    let per = min_planes(plane);
+    let gx = crate::par_zeroed_chunks(input_shape.numel(), per * plane, |t, dsts| {
+        for (j, dst) in dsts.chunks_exact_mut(plane).enumerate() {
+            let pi = t * per + j;
             for (k, &a) in argmax[pi * op..(pi + 1) * op].iter().enumerate() {
                 if a == u32::MAX {
                     // A window with no in-bounds tap (possible with dilation on a tiny
@@ -415,9 +414,10 @@ pub fn max_pool2d_backward(
                     }
                 }
             }
-            Ok(())
-        })?;
-    Ok(gx)
+        }
+        Ok(())
+    })?;
+    Tensor::from_vec(input_shape.clone(), gx)
 }
 
 /// The divisor of each output position of average pooling, per axis product.

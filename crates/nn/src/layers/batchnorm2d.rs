@@ -182,6 +182,36 @@ impl BatchNorm2d {
         (scale, shift)
     }
 
+    /// Inference, `x * scale + shift` per channel ([`BatchNorm2d::eval_affine`]) into a new
+    /// tensor, through a shared reference: what [`Layer::forward`] computes in
+    /// [`Mode::Eval`], for the model's chunks of a batch (several threads at once).
+    pub fn infer(&self, input: &Tensor) -> Result<Tensor> {
+        let (_, c, hw) = self.layout(input.shape())?;
+        let mut y = input.clone();
+        self.apply_eval_affine(y.data_mut(), c, hw);
+        Ok(y)
+    }
+
+    /// `x = x * scale + shift` on `x` (`[N, c, hw]`) in place, planes in parallel tasks of
+    /// about [`CHUNK`] elements unless [`tensor_core::serial::threads`] is 1 (a model's
+    /// chunk of a batch).
+    fn apply_eval_affine(&self, x: &mut [f32], c: usize, hw: usize) {
+        let (scale, shift) = self.eval_affine();
+        let hw = hw.max(1);
+        let plane = |(i, p): (usize, &mut [f32])| {
+            let (s, t) = (scale[i % c], shift[i % c]);
+            p.iter_mut().for_each(|v| *v = *v * s + t);
+        };
+        if tensor_core::serial::threads() > 1 && x.len() > CHUNK {
+            x.par_chunks_exact_mut(hw)
+                .with_min_len(plane_tasks(hw))
+                .enumerate()
+                .for_each(plane);
+        } else {
+            x.chunks_exact_mut(hw).enumerate().for_each(plane);
+        }
+    }
+
     /// Overwrites buffer `running_mean` or `running_var`.
     pub fn set_buffer(&mut self, name: &str, values: &[f32]) -> Result<()> {
         let c = self.num_features();
@@ -231,13 +261,7 @@ impl BatchNorm2d {
     ) -> Result<(Tensor, Option<Vec<u64>>)> {
         let (n, c, hw) = self.layout(input.shape())?;
         if mode == Mode::Eval {
-            let (scale, shift) = self.eval_affine();
-            for (i, plane) in input.data_mut().chunks_exact_mut(hw.max(1)).enumerate() {
-                let ch = i % c;
-                plane
-                    .iter_mut()
-                    .for_each(|v| *v = *v * scale[ch] + shift[ch]);
-            }
+            self.apply_eval_affine(input.data_mut(), c, hw);
             let mask = relu.then(|| relu_with_mask(input.data_mut()));
             return Ok((input, mask));
         }
@@ -276,7 +300,7 @@ impl BatchNorm2d {
                 ]
             })
             .collect();
-        let mut y = vec![0.0f32; input.numel()];
+        let mut y = tensor_core::zeroed_vec::<f32>(input.numel());
         let mut mask = relu.then(|| vec![0u64; y.len().div_ceil(64)]);
         let mut words: Vec<&mut [u64]> = match mask.as_mut() {
             Some(mk) => mk.chunks_mut(CHUNK / 64).collect(),

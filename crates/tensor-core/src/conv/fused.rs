@@ -5,8 +5,6 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::direct::blocked::{PAIR, WIDTHS};
 use super::direct::{Direct, NP, OB, PackedConvWeights};
 use super::{Conv2dParams, check_bias, conv2d_forward};
@@ -132,9 +130,7 @@ pub fn conv2d_forward_fused_with(
         // transform is made, not the direct kernel's packing as well.
         let fresh = std::sync::OnceLock::new();
         let cache = packed.map_or(&fresh, PackedConvWeights::winograd_cell);
-        let mut y = Tensor::zeros_dims(&out_dims)?;
-        super::winograd::forward(input, weight.data(), cache, bias, p, epi, &mut y)?;
-        return Ok(y);
+        return super::winograd::forward(input, weight.data(), cache, bias, p, epi, &out_dims);
     }
     let owned;
     let packed = match packed {
@@ -176,13 +172,14 @@ pub fn conv2d_forward_fused_with(
         wide,
     };
     if threads > 1 && n > 1 {
-        let mut y = Tensor::zeros_dims(&out_dims)?;
-        y.data_mut()
-            .par_chunks_mut(img_out)
-            .zip(x.par_chunks(img_in))
+        // Each image's output zeroed just before its kernel writes it.
+        let data = crate::par_zeroed_chunks(n * img_out, img_out, |i, yi| {
+            let xi = &x[i * img_in..(i + 1) * img_in];
             // SAFETY: `yi` is one image's `img_out` floats.
-            .for_each(|(yi, xi)| unsafe { layer.image(xi, Out(yi.as_mut_ptr()), Split::Whole) });
-        return Ok(y);
+            unsafe { layer.image(xi, Out(yi.as_mut_ptr()), Split::Whole) };
+            Ok::<(), TensorError>(())
+        })?;
+        return Tensor::new(&out_dims, data);
     }
     // One image at a time, into an output left unwritten until the epilogues write it: zeroing
     // it first put every line in the caller's cache, and the duo helper's epilogue then

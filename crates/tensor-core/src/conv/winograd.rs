@@ -45,8 +45,6 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use rayon::prelude::*;
-
 use super::direct::Direct;
 use super::direct::blocked::CB;
 use super::fused::with_buf;
@@ -311,10 +309,11 @@ fn with_aligned<R>(
     })
 }
 
-/// `pool(relu(conv(input) + bias))` by Winograd (the variant [`winograd_mode`] picks) into
-/// `y` (zeroed, the fused output's dims), the transformed weights taken from / made into
-/// `cache` (a [`PackedConvWeights`](super::direct::PackedConvWeights)' own, or a fresh one per call); the caller checked the shapes, the bias, the AVX-512
-/// F path and [`winograd_applies`].
+/// `pool(relu(conv(input) + bias))` by Winograd (the variant [`winograd_mode`] picks), a
+/// tensor of `out_dims` (the fused output's), the transformed weights taken from / made into
+/// `cache` (a [`PackedConvWeights`](super::direct::PackedConvWeights)' own, or a fresh one per
+/// call); the caller checked the shapes, the bias, the AVX-512 F path and
+/// [`winograd_applies`].
 pub(super) fn forward(
     input: &Tensor,
     weight: &[f32],
@@ -322,13 +321,16 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     p: &Conv2dParams,
     epi: ConvEpilogue,
-    y: &mut Tensor,
-) -> Result<(), TensorError> {
+    out_dims: &[usize],
+) -> Result<Tensor, TensorError> {
     let m = tile_side(winograd_mode());
-    forward_tiles(m, input, (weight, cache), bias, p, epi, y)
+    forward_tiles(m, input, (weight, cache), bias, p, epi, out_dims)
 }
 
-/// [`forward`] by F(m x m, 3x3), `m` 2 or 4.
+/// [`forward`] by F(m x m, 3x3), `m` 2 or 4. Images run in parallel unless
+/// [`crate::serial::threads`] is 1; a single image splits its tile rows over
+/// [`duo`] from [`DIRECT_PAR_MIN_MACS`]. Each image's output is zeroed just before its
+/// kernel writes it ([`crate::par_zeroed_chunks`]).
 fn forward_tiles(
     m: usize,
     input: &Tensor,
@@ -336,36 +338,34 @@ fn forward_tiles(
     bias: Option<&[f32]>,
     p: &Conv2dParams,
     epi: ConvEpilogue,
-    y: &mut Tensor,
-) -> Result<(), TensorError> {
+    out_dims: &[usize],
+) -> Result<Tensor, TensorError> {
     let d = input.dims();
     let (oh, ow) = p.output_hw(d[2], d[3])?;
     let wts = WinogradWeights::cached(cache, weight, p, m)?;
     let geo = Tiles::new(p, (d[1], d[2], d[3]), (oh, ow), m);
-    let out_dims = y.dims().to_vec();
     let img_out = out_dims[1] * out_dims[2] * out_dims[3];
     let img_in = d[1] * d[2] * d[3];
     if d[0] == 0 || img_out == 0 {
-        return Ok(());
+        return Tensor::zeros_dims(out_dims);
     }
     let x = input.data();
     let threads = crate::serial::threads();
-    let run = |xi: &[f32], yi: &mut [f32], split: bool| {
-        image(&geo, wts, bias, epi, xi, yi, split && geo.th > 1)
-    };
-    if threads > 1 && d[0] > 1 {
-        y.data_mut()
-            .par_chunks_mut(img_out)
-            .zip(x.par_chunks(img_in))
-            .try_for_each(|(yi, xi)| run(xi, yi, false))
-    } else {
-        let macs = p.out_channels * oh * ow * p.patch_len();
-        let split = threads > 1 && macs >= DIRECT_PAR_MIN_MACS;
-        y.data_mut()
-            .chunks_mut(img_out)
-            .zip(x.chunks(img_in))
-            .try_for_each(|(yi, xi)| run(xi, yi, split))
-    }
+    let macs = p.out_channels * oh * ow * p.patch_len();
+    // Images in parallel when there are several; one image on two threads splits its rows.
+    let split = threads > 1 && d[0] == 1 && macs >= DIRECT_PAR_MIN_MACS && geo.th > 1;
+    let data = crate::par_zeroed_chunks(d[0] * img_out, img_out, |k, yi| {
+        image(
+            &geo,
+            wts,
+            bias,
+            epi,
+            &x[k * img_in..(k + 1) * img_in],
+            yi,
+            split,
+        )
+    })?;
+    Tensor::new(out_dims, data)
 }
 
 /// One image: pad it, then its tile rows block by block (the two halves of the rows on two
@@ -698,9 +698,7 @@ mod tests {
         } else {
             [n, o, oh, ow]
         };
-        let mut y = Tensor::zeros_dims(&dims)?;
-        forward_tiles(m, x, (w.data(), &OnceLock::new()), b, p, epi, &mut y)?;
-        Ok(y)
+        forward_tiles(m, x, (w.data(), &OnceLock::new()), b, p, epi, &dims)
     }
 
     fn tensor(dims: &[usize], mut f: impl FnMut() -> f32) -> Tensor {

@@ -81,20 +81,26 @@ impl Model {
         self.forward_chunked(input, Mode::Eval, Some(chunk))
     }
 
+    /// Checks that `input` is `[batch, input_shape...]`; the error names the model (and
+    /// `context`, when not empty, after it).
+    pub(crate) fn check_input(&self, input: &Tensor, context: &str) -> Result<()> {
+        if input.dims().get(1..) == Some(&self.input_shape[..]) {
+            return Ok(());
+        }
+        Err(NnError::BadInput {
+            layer: format!("model {}{context}", self.name),
+            input: input.shape().clone(),
+            reason: format!("expected [batch, {:?}]", self.input_shape),
+        })
+    }
+
     fn forward_chunked(
         &mut self,
         input: &Tensor,
         mode: Mode,
         chunk: Option<usize>,
     ) -> Result<Tensor> {
-        let expected = &self.input_shape;
-        if input.dims().len() != expected.len() + 1 || &input.dims()[1..] != expected.as_slice() {
-            return Err(NnError::BadInput {
-                layer: format!("model {}", self.name),
-                input: input.shape().clone(),
-                reason: format!("expected [batch, {expected:?}]"),
-            });
-        }
+        self.check_input(input, "")?;
         let mut x: Option<Tensor> = None;
         let mut i = 0;
         if mode == Mode::Eval {
@@ -407,18 +413,45 @@ pub const EVAL_CHUNK_BYTES: usize = 1 << 20;
 /// The fewest images per chunk `Model::forward` picks (see [`EVAL_CHUNK_BYTES`]).
 pub const EVAL_CHUNK_MIN: usize = 8;
 
-/// Whether `layer` may run in the chunk-parallel prefix ([`forward_in_chunks`]): a dense
-/// layer that computes each sample on its own at inference (conv2d, ReLU, max pooling,
-/// flatten, dropout, linear) with an inference path through a shared reference.
+/// A layer that may run in the chunk-parallel prefix ([`forward_in_chunks`]): a dense layer
+/// that computes each sample on its own at inference, with an inference path through a
+/// shared reference. The one list of them: [`chunkable`] asks it and [`serial_eval_step`]
+/// dispatches on it.
+enum Chunked<'a> {
+    Conv(&'a Conv2d),
+    BatchNorm(&'a BatchNorm2d),
+    ReLU(&'a ReLU),
+    MaxPool(&'a MaxPool2d),
+    Flatten,
+    Dropout,
+    Linear(&'a Linear),
+}
+
+impl<'a> Chunked<'a> {
+    /// `layer` as a chunkable layer, or `None`.
+    fn of(layer: &'a dyn Layer) -> Option<Self> {
+        let a = layer.as_any();
+        if let Some(l) = a.downcast_ref::<Conv2d>() {
+            Some(Self::Conv(l))
+        } else if let Some(l) = a.downcast_ref::<BatchNorm2d>() {
+            Some(Self::BatchNorm(l))
+        } else if let Some(l) = a.downcast_ref::<ReLU>() {
+            Some(Self::ReLU(l))
+        } else if let Some(l) = a.downcast_ref::<MaxPool2d>() {
+            Some(Self::MaxPool(l))
+        } else if a.is::<Flatten>() {
+            Some(Self::Flatten)
+        } else if a.is::<Dropout>() {
+            Some(Self::Dropout)
+        } else {
+            a.downcast_ref::<Linear>().map(Self::Linear)
+        }
+    }
+}
+
+/// Whether `layer` may run in the chunk-parallel prefix (see [`Chunked`]).
 fn chunkable(layer: &dyn Layer) -> bool {
-    let a = layer.as_any();
-    a.is::<Conv2d>()
-        || a.is::<BatchNorm2d>()
-        || a.is::<ReLU>()
-        || a.is::<MaxPool2d>()
-        || a.is::<Flatten>()
-        || a.is::<Dropout>()
-        || a.is::<Linear>()
+    Chunked::of(layer).is_some()
 }
 
 /// How many leading layers are [`chunkable`] (every layer of the zoo's models).
@@ -544,39 +577,32 @@ fn conv_epilogue(rest: &[Box<dyn Layer>]) -> (ConvEpilogue, usize) {
 /// (a convolution's epilogue, a linear layer's ReLU), through shared references; returns the
 /// output and the number of layers consumed.
 fn serial_eval_step(layers: &[Box<dyn Layer>], x: &Tensor) -> Result<(Tensor, usize)> {
-    let a = layers[0].as_any();
-    if let Some(conv) = a.downcast_ref::<Conv2d>() {
-        let (epi, used) = conv_epilogue(&layers[1..]);
-        return Ok((conv.forward_fused(x, epi)?, used));
-    }
-    if let Some(linear) = a.downcast_ref::<Linear>() {
-        return match layers.get(1).is_some_and(|l| l.as_any().is::<ReLU>()) {
-            true => Ok((linear.forward_relu(x)?, 2)),
-            false => Ok((linear.infer(x)?, 1)),
-        };
-    }
-    if a.is::<Flatten>() {
-        let out = layers[0].output_shape(x.shape())?;
-        return Ok((x.clone().reshape(out.dims())?, 1));
-    }
-    if a.is::<Dropout>() {
+    let Some(layer) = Chunked::of(layers[0].as_ref()) else {
+        return Err(NnError::Unsupported(format!(
+            "layer {} in a chunked inference prefix (conv2d, batchnorm2d, relu, maxpool2d, \
+             flatten, dropout and linear only)",
+            layers[0].kind()
+        )));
+    };
+    Ok(match layer {
+        Chunked::Conv(conv) => {
+            let (epi, used) = conv_epilogue(&layers[1..]);
+            (conv.forward_fused(x, epi)?, used)
+        }
+        Chunked::Linear(linear) => match layers.get(1).is_some_and(|l| l.as_any().is::<ReLU>()) {
+            true => (linear.forward_relu(x)?, 2),
+            false => (linear.infer(x)?, 1),
+        },
+        Chunked::Flatten => {
+            let out = layers[0].output_shape(x.shape())?;
+            (x.clone().reshape(out.dims())?, 1)
+        }
         // The identity at inference.
-        return Ok((x.clone(), 1));
-    }
-    if let Some(relu) = a.downcast_ref::<ReLU>() {
-        return Ok((relu.infer(x), 1));
-    }
-    if let Some(bn) = a.downcast_ref::<BatchNorm2d>() {
-        return Ok((bn.infer(x)?, 1));
-    }
-    if let Some(pool) = a.downcast_ref::<MaxPool2d>() {
-        return Ok((pool.infer(x)?, 1));
-    }
-    Err(NnError::Unsupported(format!(
-        "layer {} in a chunked inference prefix (conv2d, batchnorm2d, relu, maxpool2d, \
-         flatten, dropout and linear only)",
-        layers[0].kind()
-    )))
+        Chunked::Dropout => (x.clone(), 1),
+        Chunked::ReLU(relu) => (relu.infer(x), 1),
+        Chunked::BatchNorm(bn) => (bn.infer(x)?, 1),
+        Chunked::MaxPool(pool) => (pool.infer(x)?, 1),
+    })
 }
 
 /// The inference fast path: runs `layers[0]` on `x`, fusing the layers after it into the same

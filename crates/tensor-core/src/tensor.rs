@@ -342,7 +342,10 @@ mod tests {
                 assert!(w.len() == len && w.iter().all(|&x| x == 0), "u32 len {len}");
                 let mut t = Tensor::new(&[len], vec![f32::NAN; len]).unwrap();
                 pool.install(|| t.fill_zero());
-                assert!(t.data().iter().all(|x| x.to_bits() == 0), "fill_zero len {len}");
+                assert!(
+                    t.data().iter().all(|x| x.to_bits() == 0),
+                    "fill_zero len {len}"
+                );
             }
         }
     }

@@ -6,20 +6,14 @@
 
 use tensor_core::Tensor;
 
-use crate::error::{NnError, Result};
+use crate::error::Result;
 use crate::layer::Mode;
 use crate::layers::{BatchNorm2d, ReLU};
 use crate::model::Model;
 
 /// [`Model::forward`] in [`Mode::Train`], layers receiving their input by value.
 pub(crate) fn forward(model: &mut Model, input: &Tensor) -> Result<Tensor> {
-    if input.dims().get(1..) != Some(&model.input_shape[..]) {
-        return Err(NnError::BadInput {
-            layer: format!("model {} (training step)", model.name),
-            input: input.shape().clone(),
-            reason: format!("expected [batch, {:?}]", model.input_shape),
-        });
-    }
+    model.check_input(input, " (training step)")?;
     let layers = &mut model.layers;
     let mut x: Option<Tensor> = None;
     let mut i = 0;

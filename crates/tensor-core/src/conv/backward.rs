@@ -7,6 +7,7 @@ use super::fused::{ConvEpilogue, conv2d_forward_fused, direct_applies};
 use super::geometry::ConvGeometry;
 use super::im2col::{col2im_block, im2col_block};
 use super::plan::{Plan, with_scratch};
+use super::weight_grad;
 use super::{Conv2dParams, Padding, check_bias};
 use crate::dispatch::F32Path;
 use crate::error::TensorError;
@@ -199,8 +200,16 @@ fn backward_images(
     let op = geo.out_plane();
     let patch = geo.patch_len();
     let gyb = &gy[n0 * geo.o * op..(n0 + nb) * geo.o * op];
-    let col_len = patch * nb * op;
-    let dcol_len = if dxb.is_some() { col_len } else { 0 };
+    // The weight gradient without an im2col matrix where the direct kernel applies.
+    let direct_dw = weight_grad::applies(F32Path::selected(), geo);
+    if direct_dw {
+        weight_grad::accumulate(geo, x, gy, n0, nb, dw);
+        if dxb.is_none() {
+            return Ok(());
+        }
+    }
+    let col_len = if direct_dw { 0 } else { patch * nb * op };
+    let dcol_len = if dxb.is_some() { patch * nb * op } else { 0 };
     let gt_len = if nb > 1 { geo.og * nb * op } else { 0 };
     let dwt_len = geo.og * patch;
     with_scratch(col_len + dcol_len + gt_len + dwt_len, |buf| {
@@ -208,7 +217,9 @@ fn backward_images(
         let (dcol, rest) = rest.split_at_mut(dcol_len);
         let (gt_buf, dwt) = rest.split_at_mut(gt_len);
         for g in 0..geo.groups {
-            im2col_block(geo, x, n0, nb, g, col, plan.inner_parallel);
+            if !direct_dw {
+                im2col_block(geo, x, n0, nb, g, col, plan.inner_parallel);
+            }
             // This group's output gradient as [Og, nb*OH*OW]: for one image, the group's
             // rows of dY are already contiguous; otherwise gather them.
             let gt: &[f32] = if nb == 1 {
@@ -226,19 +237,21 @@ fn backward_images(
             // dW_g^T [patch, Og] = col [patch, L] * dY_g^T [L, Og], added to dW_g transposed:
             // the GEMM's rows are the patch (25-500), not the few output channels (6-50),
             // which left most rows of faer's 96-row microkernel idle.
-            let dwg = &mut dw[g * geo.og * patch..(g + 1) * geo.og * patch];
-            gemm(
-                patch,
-                geo.og,
-                nb * op,
-                col,
-                gt,
-                dwt,
-                &plan.gemm(false, true),
-            )?;
-            for (oc, row) in dwg.chunks_exact_mut(patch).enumerate() {
-                for (k, v) in row.iter_mut().enumerate() {
-                    *v += dwt[k * geo.og + oc];
+            if !direct_dw {
+                let dwg = &mut dw[g * geo.og * patch..(g + 1) * geo.og * patch];
+                gemm(
+                    patch,
+                    geo.og,
+                    nb * op,
+                    col,
+                    gt,
+                    dwt,
+                    &plan.gemm(false, true),
+                )?;
+                for (oc, row) in dwg.chunks_exact_mut(patch).enumerate() {
+                    for (k, v) in row.iter_mut().enumerate() {
+                        *v += dwt[k * geo.og + oc];
+                    }
                 }
             }
             if let Some(d) = dxb.as_deref_mut() {

@@ -156,7 +156,12 @@ impl Direct {
 /// `dst.len() == 16*w`, `cin <= 16`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose_row_avx512(src: &[f32], plane: usize, cin: usize, dst: &mut [f32]) {
+pub(in crate::conv) unsafe fn transpose_row_avx512(
+    src: &[f32],
+    plane: usize,
+    cin: usize,
+    dst: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let w = dst.len() / CB;
     debug_assert!(cin <= CB && (cin == 0 || src.len() >= (cin - 1) * plane + w));

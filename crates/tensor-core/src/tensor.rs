@@ -27,6 +27,12 @@ pub const PAR_ZERO_MIN: usize = 1 << 18;
 /// Elements zeroed per task of [`zeroed_vec`] (256 KB of f32).
 const ZERO_CHUNK: usize = 1 << 16;
 
+/// Whether `len` elements are zeroed over the rayon pool: from [`PAR_ZERO_MIN`] on, unless
+/// [`crate::serial::threads`] is 1.
+fn zero_over_pool(len: usize) -> bool {
+    len >= PAR_ZERO_MIN && crate::serial::threads() > 1
+}
+
 /// `len` zeros (`T::default()`), written in chunks over the current rayon pool from
 /// [`PAR_ZERO_MIN`] elements on when [`crate::serial::threads`] allows more than one thread;
 /// below it, or inside [`crate::serial::run`], `vec![T::default(); len]` on this thread.
@@ -37,7 +43,7 @@ const ZERO_CHUNK: usize = 1 << 16;
 /// Zeroing chunk by chunk on the workers also takes the first-touch page faults there.
 pub fn zeroed_vec<T: Copy + Default + Send>(len: usize) -> Vec<T> {
     use rayon::prelude::*;
-    if len < PAR_ZERO_MIN || crate::serial::threads() < 2 {
+    if !zero_over_pool(len) {
         return vec![T::default(); len];
     }
     let mut v = Vec::with_capacity(len);
@@ -204,7 +210,7 @@ impl Tensor {
     /// gradient: lenet5's fc1 weight gradient alone is 1.6 MB).
     pub fn fill_zero(&mut self) {
         use rayon::prelude::*;
-        if self.data.len() < PAR_ZERO_MIN || crate::serial::threads() < 2 {
+        if !zero_over_pool(self.data.len()) {
             self.data.fill(0.0);
         } else {
             self.data

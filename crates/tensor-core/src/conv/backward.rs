@@ -211,7 +211,7 @@ fn backward_images(
     let col_len = if direct_dw { 0 } else { patch * nb * op };
     let dcol_len = if dxb.is_some() { patch * nb * op } else { 0 };
     let gt_len = if nb > 1 { geo.og * nb * op } else { 0 };
-    let dwt_len = geo.og * patch;
+    let dwt_len = if direct_dw { 0 } else { geo.og * patch };
     with_scratch(col_len + dcol_len + gt_len + dwt_len, |buf| {
         let (col, rest) = buf.split_at_mut(col_len);
         let (dcol, rest) = rest.split_at_mut(dcol_len);

@@ -228,26 +228,50 @@ impl Direct {
     /// buffer `xp` (`pad_len` floats, `[C][Hp][Wp]`); other rows of `xp` are left as they are.
     /// A batch-1 split by output rows pads, on each thread, only the rows its half reads.
     pub(super) fn pad_image(&self, x: &[f32], xp: &mut [f32], rows: Range<usize>) {
-        let plane = self.h * self.w;
-        let (wp, pl, w) = (self.wp, self.pl, self.w);
-        for (ch, dst) in xp.chunks_exact_mut(self.hp * wp).take(self.c).enumerate() {
+        let planes = PaddedPlanes {
+            hw: (self.h, self.w),
+            padded: (self.hp, self.wp),
+            top_left: (self.pt, self.pl),
+        };
+        planes.pad(x, xp, self.c, rows);
+    }
+
+    /// The padded rows that output rows `rows` read: `rows.start..rows.end + kh - 1`.
+    pub(super) fn padded_rows(&self, rows: &Range<usize>) -> Range<usize> {
+        rows.start..(rows.end + self.kh - 1).min(self.hp)
+    }
+}
+
+/// Zero-padded copies of `H x W` planes into `Hp x Wp` planes, the input at `(pt, pl)`
+/// (`pl + W <= Wp`): the direct kernels' padded image and the direct weight gradient's
+/// ([`super::weight_grad`]) padded input.
+pub(super) struct PaddedPlanes {
+    /// `(H, W)`.
+    pub(super) hw: (usize, usize),
+    /// `(Hp, Wp)`.
+    pub(super) padded: (usize, usize),
+    /// `(pt, pl)`.
+    pub(super) top_left: (usize, usize),
+}
+
+impl PaddedPlanes {
+    /// Copies rows `rows` (of `0..Hp`) of the first `planes` padded planes of `x` (planes of
+    /// `H*W` floats) into `xp` (`[planes][Hp][Wp]`); other rows of `xp` are left as they are.
+    pub(super) fn pad(&self, x: &[f32], xp: &mut [f32], planes: usize, rows: Range<usize>) {
+        let ((h, w), (hp, wp), (pt, pl)) = (self.hw, self.padded, self.top_left);
+        for (ch, dst) in xp.chunks_exact_mut(hp * wp).take(planes).enumerate() {
             for r in rows.clone() {
                 let row = &mut dst[r * wp..(r + 1) * wp];
-                match r.checked_sub(self.pt).filter(|&iy| iy < self.h) {
+                match r.checked_sub(pt).filter(|&iy| iy < h) {
                     Some(iy) => {
                         row[..pl].fill(0.0);
-                        row[pl..pl + w].copy_from_slice(&x[ch * plane + iy * w..][..w]);
+                        row[pl..pl + w].copy_from_slice(&x[ch * h * w + iy * w..][..w]);
                         row[pl + w..].fill(0.0);
                     }
                     None => row.fill(0.0),
                 }
             }
         }
-    }
-
-    /// The padded rows that output rows `rows` read: `rows.start..rows.end + kh - 1`.
-    pub(super) fn padded_rows(&self, rows: &Range<usize>) -> Range<usize> {
-        rows.start..(rows.end + self.kh - 1).min(self.hp)
     }
 }
 

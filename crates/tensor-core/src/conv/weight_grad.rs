@@ -18,6 +18,7 @@
 
 use std::cell::RefCell;
 
+use super::direct::PaddedPlanes;
 #[cfg(target_arch = "x86_64")]
 use super::direct::blocked::transpose_row_avx512;
 use super::geometry::ConvGeometry;
@@ -76,7 +77,13 @@ pub(super) fn accumulate(
                 dyt,
             )
         };
-        pad_input(geo, &x[n0 * geo.c * geo.h * geo.w..], nb, (hp, wp), xp);
+        // `xp[n][c][yy][xx] = x[n][c][yy - pt][xx - pl]` inside the input, zero elsewhere.
+        let planes = PaddedPlanes {
+            hw: (geo.h, geo.w),
+            padded: (hp, wp),
+            top_left: (geo.pt, geo.pl),
+        };
+        planes.pad(&x[n0 * geo.c * geo.h * geo.w..], xp, nb * geo.c, 0..hp);
         let d = Dims {
             nb,
             c: geo.c,
@@ -146,28 +153,6 @@ unsafe fn transpose_grad(geo: &ConvGeometry, gy: &[f32], blocks: usize, dyt: &mu
             // SAFETY: AVX-512 F by this function's contract; `img[16 b * op..]` holds `cin`
             // rows of `op` floats, `dst` is `op` lines of 16.
             unsafe { transpose_row_avx512(&img[b * LANES * op..], op, cin, dst) };
-        }
-    }
-}
-
-/// `xp[n][c][yy][xx] = x[n][c][yy - pt][xx - pl]` inside the input, zero elsewhere (`x`
-/// starts at the block's first image).
-fn pad_input(geo: &ConvGeometry, x: &[f32], nb: usize, (hp, wp): (usize, usize), xp: &mut [f32]) {
-    let plane = geo.h * geo.w;
-    // Columns of the padded row that hold input, and the input columns they hold.
-    let lo = geo.pl.min(wp);
-    let hi = (geo.pl + geo.w).min(wp);
-    for (k, dst) in xp.chunks_exact_mut(hp * wp).take(nb * geo.c).enumerate() {
-        let src = &x[k * plane..(k + 1) * plane];
-        for (yy, line) in dst.chunks_exact_mut(wp).enumerate() {
-            match yy.checked_sub(geo.pt).filter(|&iy| iy < geo.h) {
-                Some(iy) if hi > lo => {
-                    line[..lo].fill(0.0);
-                    line[lo..hi].copy_from_slice(&src[iy * geo.w..iy * geo.w + (hi - lo)]);
-                    line[hi..].fill(0.0);
-                }
-                _ => line.fill(0.0),
-            }
         }
     }
 }

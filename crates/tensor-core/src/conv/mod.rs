@@ -52,9 +52,11 @@ pub use geometry::ConvGeometry;
 pub use im2col::{col2im_add, im2col};
 pub use plan::{COL_BLOCK_FLOATS, PER_IMAGE_MIN_PLANE, block_images};
 pub use reference::{conv2d_forward_reference, conv2d_grads_reference};
+#[cfg(test)]
+use winograd::winograd_tolerance;
 pub use winograd::{
     BLOCK_FLOATS, WINOGRAD_MIN_CHANNELS, WinogradMode, set_winograd_mode, winograd_applies,
-    winograd_mode,
+    winograd_mode, winograd_variant,
 };
 
 use crate::error::TensorError;

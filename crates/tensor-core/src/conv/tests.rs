@@ -32,11 +32,18 @@ fn check(p: Conv2dParams, n: usize, h: usize, w: usize, seed: u64) {
     assert_close(g.weight.data(), gr.weight.data(), big, big);
     assert_close(g.bias.data(), gr.bias.data(), big, big);
     // The transposed direct route, where it applies, against the same reference.
-    let tol_t = 1e-5 * ((p.out_channels * p.kernel.0 * p.kernel.1) as f32).sqrt();
+    let tol_t = transposed_tolerance(&p, (h, w));
     if let Some(dx) = conv2d_input_grad_direct(&gy, &wt, &p, x.dims()).unwrap() {
         assert_eq!(dx.dims(), x.dims());
         assert_close(dx.data(), gr.input.data(), tol_t, tol_t);
     }
+}
+
+/// The tolerance of [`conv2d_input_grad_direct`] for `p` on inputs `h x w`: that of the fused
+/// forward it runs, of the transposed layer (`O -> C` channels, outputs `h x w`).
+fn transposed_tolerance(p: &Conv2dParams, hw: (usize, usize)) -> f32 {
+    let tp = Conv2dParams::new(p.out_channels, p.in_channels, p.kernel);
+    winograd_tolerance(crate::dispatch::F32Path::selected(), &tp, hw)
 }
 
 #[test]
@@ -125,7 +132,7 @@ fn input_gradient_on_the_direct_kernel() {
         assert_eq!(got.is_some(), runs && applies(&p, h, w), "case {i}: {p:?}");
         if let Some(dx) = got {
             let want = conv2d_grads_reference(&x, &wt, &gy, &p).unwrap().input;
-            let tol = 1e-5 * ((o * p.kernel.0 * p.kernel.1) as f32).sqrt();
+            let tol = transposed_tolerance(&p, (h, w));
             assert_close(dx.data(), want.data(), tol, tol);
         }
     }
@@ -346,6 +353,31 @@ pub(super) mod fused {
         assert_eq!(got.data(), want.data(), "{what}");
     }
 
+    /// [`assert_exact`], except where `path` runs `p` by Winograd F(4x4, 3x3), which is not
+    /// exact on small integers (`G` has sixths): there within [`winograd_tolerance`].
+    fn assert_exact_on(
+        path: F32Path,
+        got: Result<Tensor, TensorError>,
+        (x, wt, bias): (&Tensor, &Tensor, Option<&[f32]>),
+        p: &Conv2dParams,
+        epi: ConvEpilogue,
+        what: &str,
+    ) {
+        let out = p.output_hw(x.dims()[2], x.dims()[3]);
+        let Some(out) = out
+            .ok()
+            .filter(|&o| winograd_variant(path, p, o) == Some(4))
+        else {
+            return assert_exact(got, (x, wt, bias), p, epi, what);
+        };
+        let Ok(want) = reference(x, wt, bias, p, epi) else {
+            assert!(got.is_err(), "{what}");
+            return;
+        };
+        let tol = winograd_tolerance(path, p, out);
+        assert_close(got.unwrap().data(), want.data(), tol, tol);
+    }
+
     /// Every path, every epilogue, with and without bias and packing, on 1 and 2 threads,
     /// at batch 1 under every split (forced, so that small layers split too; on one thread
     /// both halves run on the caller): small integers make every order of summation exact,
@@ -384,7 +416,7 @@ pub(super) mod fused {
                             path.name(),
                             bias.is_some()
                         );
-                        assert_exact(got, (&x, &wt, bias), &p, epi, &what);
+                        assert_exact_on(path, got, (&x, &wt, bias), &p, epi, &what);
                         if split.is_none() {
                             // On the calling thread alone (`serial::run`), inside the same pool.
                             let serial = pool.install(|| {
@@ -392,7 +424,8 @@ pub(super) mod fused {
                                     conv2d_forward_fused_with(path, &x, &wt, pk, bias, &p, epi)
                                 })
                             });
-                            assert_exact(
+                            assert_exact_on(
+                                path,
                                 serial,
                                 (&x, &wt, bias),
                                 &p,
@@ -621,8 +654,8 @@ pub(super) mod fused {
             for n in [1, 3] {
                 let x = normal(&mut rng, &[n, p.in_channels, hw, hw]);
                 let want = reference(&x, &wt, Some(&b), &p, epi).unwrap();
-                let tol = 1e-5 * (p.patch_len() as f32).sqrt();
                 for path in F32Path::supported() {
+                    let tol = winograd_tolerance(path, &p, (hw, hw));
                     let runs: Vec<Tensor> = [1, 2]
                         .map(|threads| {
                             let pool = rayon::ThreadPoolBuilder::new()

@@ -21,6 +21,7 @@ use crate::tensor::Tensor;
 
 mod packed;
 
+pub(crate) use packed::linear_packed_rows;
 pub use packed::{KC, LinearEpilogue, NR, PackedLinear, linear_packed, linear_packed_with};
 
 /// Options of a GEMM call: transposes, scalars and threads (`Default`: no transposes,

@@ -35,6 +35,7 @@
 //! the thread split, so 1 and 2 threads give the same bits.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -174,21 +175,11 @@ pub fn linear_packed_with(
     y: &mut [f32],
     threads: usize,
 ) -> Result<(), TensorError> {
-    path.require("linear_packed")?;
+    let all = 0..w.n.div_ceil(NR);
+    if !checked_nonempty(path, x, m, w, (all.clone(), w.n), epi, y)? {
+        return Ok(());
+    }
     let (n, k) = (w.n, w.k);
-    check_len("linear: x", x.len(), m, k)?;
-    check_len("linear: y", y.len(), m, n)?;
-    crate::conv::check_bias(epi.bias, n, "linear: bias")?;
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        let zeros = vec![0.0; n];
-        for row in y.chunks_exact_mut(n) {
-            finish(row, &zeros, epi, true, true);
-        }
-        return Ok(());
-    }
     let threads = if threads == 0 {
         rayon::current_num_threads()
     } else {
@@ -223,14 +214,73 @@ pub fn linear_packed_with(
         (threads * TASKS_PER_THREAD).min(micro_panels)
     };
     if tasks <= 1 {
-        run_rows(path, x, m, w, epi, y);
+        run_rows(path, x, m, w, epi, y, all);
     } else {
         let rows = micro_panels.div_ceil(tasks) * mr;
         y.par_chunks_mut(rows * n)
             .zip(x.par_chunks(rows * k))
-            .for_each(|(yc, xc)| run_rows(path, xc, yc.len() / n, w, epi, yc));
+            .for_each(|(yc, xc)| run_rows(path, xc, yc.len() / n, w, epi, yc, all.clone()));
     }
     Ok(())
+}
+
+/// Columns `panels` (panels of [`NR`] columns of `W`'s packing, clamped to `W`'s) of
+/// `y [m, n] = act(x [m, k] W^T + b)`, by the GEMM kernel on this thread for every `m`,
+/// `m = 1` included (which [`linear_packed_with`] gives to a GEMV of another summation
+/// order): each element of `y` gets the same bits whatever `m`, the rows around it and the
+/// panels asked for, for callers that split their work differently from call to call
+/// (Winograd's halves of an image). `y` holds those columns only: `[m, cols]`,
+/// `cols = min(n, NR * panels.end) - NR * panels.start`. Errors as [`linear_packed_with`].
+pub(crate) fn linear_packed_rows(
+    path: F32Path,
+    x: &[f32],
+    m: usize,
+    w: &PackedLinear,
+    epi: LinearEpilogue<'_>,
+    y: &mut [f32],
+    panels: Range<usize>,
+) -> Result<(), TensorError> {
+    let end = panels.end.min(w.n.div_ceil(NR));
+    let panels = panels.start.min(end)..end;
+    let cols = w.n.min(NR * panels.end) - NR * panels.start;
+    if checked_nonempty(path, x, m, w, (panels.clone(), cols), epi, y)? {
+        run_rows(path, x, m, w, epi, y, panels);
+    }
+    Ok(())
+}
+
+/// The checks of [`linear_packed_with`] for the columns `cols` of `panels` that `y` holds;
+/// `Ok(false)` when nothing is left to compute (empty `y`, or `k = 0`, whose rows this fills
+/// with the epilogue of zero).
+fn checked_nonempty(
+    path: F32Path,
+    x: &[f32],
+    m: usize,
+    w: &PackedLinear,
+    (panels, cols): (Range<usize>, usize),
+    epi: LinearEpilogue<'_>,
+    y: &mut [f32],
+) -> Result<bool, TensorError> {
+    path.require("linear_packed")?;
+    check_len("linear: x", x.len(), m, w.k)?;
+    check_len("linear: y", y.len(), m, cols)?;
+    crate::conv::check_bias(epi.bias, w.n, "linear: bias")?;
+    if m == 0 || cols == 0 {
+        return Ok(false);
+    }
+    if w.k == 0 {
+        let zeros = vec![0.0; cols];
+        let c0 = NR * panels.start;
+        let epi = LinearEpilogue {
+            bias: epi.bias.map(|b| &b[c0..c0 + cols]),
+            ..epi
+        };
+        for row in y.chunks_exact_mut(cols) {
+            finish(row, &zeros, epi, true, true);
+        }
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Weights (`n*k`) from which a GEMV (`m = 1`) splits its panels over two threads, the
@@ -267,7 +317,8 @@ thread_local! {
     static X_PANELS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The sequential driver: every k block, panel and micro-panel of `y [m, n]` (`k > 0`).
+/// The sequential driver: every k block, panel of `panels` and micro-panel of `y` (`[m, cols]`,
+/// the columns of `panels`; `k > 0`).
 fn run_rows(
     path: F32Path,
     x: &[f32],
@@ -275,8 +326,11 @@ fn run_rows(
     w: &PackedLinear,
     epi: LinearEpilogue<'_>,
     y: &mut [f32],
+    panels: Range<usize>,
 ) {
     let (n, k) = (w.n, w.k);
+    // Row stride of `y`: the columns of `panels`.
+    let ldy = n.min(NR * panels.end) - NR * panels.start;
     let mr = mr_of(path);
     let blocks = k.div_ceil(KC);
     let kc = k.div_ceil(blocks);
@@ -296,7 +350,7 @@ fn run_rows(
                 pack_x(x, m, k, k0, kl, mr, &mut buf[..micro_panels * mr * kl]);
             }
             let (first, last) = (blk == 0, blk + 1 == blocks);
-            for j in 0..n.div_ceil(NR) {
+            for j in panels.clone() {
                 let b = w.panel(j, k0, kl);
                 let cols = NR.min(n - j * NR);
                 let bias = epi.bias.map(|bias| &bias[j * NR..j * NR + cols]);
@@ -318,8 +372,8 @@ fn run_rows(
                         first,
                         last,
                     };
-                    let c = &mut y[q * mr * n + j * NR..];
-                    tile(path, &t, c, n);
+                    let c = &mut y[q * mr * ldy + (j - panels.start) * NR..];
+                    tile(path, &t, c, ldy);
                 }
             }
         }

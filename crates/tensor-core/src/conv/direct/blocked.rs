@@ -147,9 +147,7 @@ impl Direct {
 
 /// Transposes `cin <= 16` channel rows (`src[ci*plane..][..w]`) into `w` lines of 16
 /// channels (`dst [w][16]`, channels past `cin` zero), 16 positions per 16 x 16 transpose in
-/// zmm registers: `unpack{lo,hi}_ps` pairs channels, `shuffle_ps` makes 4 x 4 blocks (lane `L`
-/// of `u[4g+q]` = position `4L+q`, channels `4g..4g+4`), two rounds of `shuffle_f32x4`
-/// gather each position's four 128-bit quarters.
+/// zmm registers ([`transpose16`]).
 ///
 /// # Safety
 /// The CPU must support AVX-512 F; `src.len() >= (cin-1)*plane + w` (when `cin > 0`),
@@ -179,44 +177,104 @@ pub(in crate::conv) unsafe fn transpose_row_avx512(
                     _mm512_setzero_ps()
                 }
             });
-            let t: [__m512; CB] = std::array::from_fn(|i| {
-                let (a, b) = (r[i & !1], r[i | 1]);
-                if i % 2 == 0 {
-                    _mm512_unpacklo_ps(a, b)
-                } else {
-                    _mm512_unpackhi_ps(a, b)
-                }
-            });
-            let u: [__m512; CB] = std::array::from_fn(|i| {
-                // u[4g+q]: q even from t[4g + q/2] and t[4g + q/2 + 2] low halves, q odd high.
-                let (g, q) = (i / 4, i % 4);
-                let (a, b) = (t[4 * g + q / 2], t[4 * g + q / 2 + 2]);
-                if q % 2 == 0 {
-                    _mm512_shuffle_ps::<0x44>(a, b)
-                } else {
-                    _mm512_shuffle_ps::<0xEE>(a, b)
-                }
-            });
             // Each position's line is stored where it is made: gathered into an array and
             // copied out by a loop over `m`, LLVM kept the array on the stack and called
             // memcpy (2.5% of a cnn-teacher batch-256 run in `perf record`).
-            let mut put = |j: usize, v: __m512| {
+            transpose16(r, |j, v| {
                 if j < m {
                     _mm512_storeu_ps(dst.as_mut_ptr().add((x0 + j) * CB), v);
                 }
-            };
-            for q in 0..4 {
-                let a = _mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]);
-                let b = _mm512_shuffle_f32x4::<0xDD>(u[q], u[4 + q]);
-                let c = _mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]);
-                let d = _mm512_shuffle_f32x4::<0xDD>(u[8 + q], u[12 + q]);
-                put(q, _mm512_shuffle_f32x4::<0x88>(a, c));
-                put(8 + q, _mm512_shuffle_f32x4::<0xDD>(a, c));
-                put(4 + q, _mm512_shuffle_f32x4::<0x88>(b, d));
-                put(12 + q, _mm512_shuffle_f32x4::<0xDD>(b, d));
-            }
+            });
         }
         x0 += m;
+    }
+}
+
+/// The inverse of [`transpose_row_avx512`]: `w` lines of 16 channels (`src [w][16]`) into
+/// `cout <= 16` channel rows of `w` positions (row `c` at `dst + c * plane`), 16 positions per
+/// 16 x 16 transpose in zmm registers; lanes past `cout` of each line are not read out.
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `src.len() == 16 * w`; `cout <= 16`; for every `c < cout`,
+/// `dst + c * plane .. + w` is valid for writes and nothing else accesses it meanwhile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(in crate::conv) unsafe fn untranspose_row_avx512(
+    src: &[f32],
+    dst: *mut f32,
+    plane: usize,
+    cout: usize,
+) {
+    use std::arch::x86_64::*;
+    let w = src.len() / CB;
+    debug_assert!(cout <= CB && src.len() == w * CB);
+    let mut x0 = 0;
+    while x0 < w {
+        let m = (w - x0).min(CB);
+        let mask: __mmask16 = if m == CB { !0 } else { (1u16 << m) - 1 };
+        // SAFETY (whole block): loads read lines `x0..x0+m < w` of `src`; masked stores write
+        // positions `x0..x0+m` of channel rows `c < cout`, valid by the contract.
+        unsafe {
+            let z = _mm512_setzero_ps();
+            let r: [__m512; CB] = std::array::from_fn(|j| {
+                if j < m {
+                    _mm512_loadu_ps(src.as_ptr().add((x0 + j) * CB))
+                } else {
+                    z
+                }
+            });
+            transpose16(r, |c, v| {
+                if c < cout {
+                    _mm512_mask_storeu_ps(dst.add(c * plane + x0), mask, v);
+                }
+            });
+        }
+        x0 += m;
+    }
+}
+
+/// The 16 x 16 transpose of `r` (lane `j` of `r[i]` to lane `i` of row `j`) in registers:
+/// `unpack{lo,hi}_ps` pairs rows, `shuffle_ps` makes 4 x 4 blocks (lane `L` of `u[4g+q]` =
+/// column `4L+q`, rows `4g..4g+4`), two rounds of `shuffle_f32x4` gather each column's four
+/// 128-bit quarters; each row `j` of the result goes to `put(j, row)` as it is made.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transpose16(
+    r: [std::arch::x86_64::__m512; CB],
+    mut put: impl FnMut(usize, std::arch::x86_64::__m512),
+) {
+    use std::arch::x86_64::*;
+    let t: [__m512; CB] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    let u: [__m512; CB] = std::array::from_fn(|i| {
+        // u[4g+q]: q even from t[4g + q/2] and t[4g + q/2 + 2] low halves, q odd high.
+        let (g, q) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + q / 2], t[4 * g + q / 2 + 2]);
+        if q % 2 == 0 {
+            _mm512_shuffle_ps::<0x44>(a, b)
+        } else {
+            _mm512_shuffle_ps::<0xEE>(a, b)
+        }
+    });
+    for q in 0..4 {
+        let a = _mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]);
+        let b = _mm512_shuffle_f32x4::<0xDD>(u[q], u[4 + q]);
+        let c = _mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]);
+        let d = _mm512_shuffle_f32x4::<0xDD>(u[8 + q], u[12 + q]);
+        put(q, _mm512_shuffle_f32x4::<0x88>(a, c));
+        put(8 + q, _mm512_shuffle_f32x4::<0xDD>(a, c));
+        put(4 + q, _mm512_shuffle_f32x4::<0x88>(b, d));
+        put(12 + q, _mm512_shuffle_f32x4::<0xDD>(b, d));
     }
 }
 

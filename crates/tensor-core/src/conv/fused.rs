@@ -125,6 +125,9 @@ pub fn conv2d_forward_fused_with(
             rhs: Shape::new(&p.weight_dims())?,
         });
     }
+    if super::spatial::applies(path, p, epi) {
+        return super::spatial::forward(input, weight.data(), bias, p, epi, &out_dims);
+    }
     if super::winograd::dispatches(path, p) {
         // Without packed weights (training: new weights every step) only the Winograd
         // transform is made, not the direct kernel's packing as well.

@@ -35,6 +35,7 @@ mod geometry;
 mod im2col;
 mod plan;
 mod reference;
+mod spatial;
 mod weight_grad;
 mod winograd;
 

@@ -1,4 +1,5 @@
-//! Test and bench helpers: comparisons with stated tolerances, and the process's CPU clock.
+//! Test and bench helpers: comparisons with stated tolerances, the process's CPU clock, tensors
+//! made element by element, and skips that say so.
 
 /// Asserts `|a - b| <= atol + rtol * |b|` elementwise, reporting the worst element.
 ///
@@ -59,6 +60,23 @@ pub fn process_cpu_time() -> std::time::Duration {
     let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
     std::time::Duration::new(ts.sec as u64, ts.nsec as u32)
+}
+
+/// A tensor of `dims` whose elements `f` makes, in order.
+pub fn tensor_from_fn(dims: &[usize], mut f: impl FnMut() -> f32) -> crate::Tensor {
+    let len = dims.iter().product();
+    crate::Tensor::new(dims, (0..len).map(|_| f()).collect()).expect("dims and length agree")
+}
+
+/// Whether this CPU lacks `path`; if so, prints that the test of `what` is skipped, and why,
+/// so that no path is skipped silently.
+pub fn skip_without(path: crate::dispatch::F32Path, what: &str) -> bool {
+    use crate::dispatch::KernelPath;
+    let lacks = !path.is_supported();
+    if lacks {
+        eprintln!("skipped: {what} (CPU lacks {})", path.needs());
+    }
+    lacks
 }
 
 #[cfg(test)]

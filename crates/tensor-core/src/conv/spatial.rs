@@ -250,18 +250,10 @@ mod tests {
     use crate::conv::Padding;
     use crate::conv::tests::fused::{EPILOGUES, assert_exact, reference};
     use crate::rng::Rng;
-
-    fn tensor(dims: &[usize], mut f: impl FnMut() -> f32) -> Tensor {
-        let len = dims.iter().product();
-        Tensor::new(dims, (0..len).map(|_| f()).collect()).unwrap()
-    }
+    use crate::testing::tensor_from_fn as tensor;
 
     fn skip() -> bool {
-        let lacks = !F32Path::Avx512F.is_supported();
-        if lacks {
-            eprintln!("skipped: the spatial few-taps kernel (CPU lacks avx512f)");
-        }
-        lacks
+        crate::testing::skip_without(F32Path::Avx512F, "the spatial few-taps kernel")
     }
 
     /// Small integers (every order of summation exact) against the reference: widths around

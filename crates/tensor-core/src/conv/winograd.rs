@@ -856,6 +856,7 @@ mod tests {
     use crate::conv::tests::fused::{EPILOGUES, assert_exact, reference};
     use crate::rng::Rng;
     use crate::shape::Shape;
+    use crate::testing::tensor_from_fn as tensor;
 
     /// Winograd F(m x m, 3x3) itself (not the dispatch, whose channel threshold it bypasses).
     fn winograd(
@@ -873,17 +874,8 @@ mod tests {
         forward_tiles(m, x, (w.data(), &OnceLock::new()), b, p, epi, &dims)
     }
 
-    fn tensor(dims: &[usize], mut f: impl FnMut() -> f32) -> Tensor {
-        let len = dims.iter().product();
-        Tensor::new(dims, (0..len).map(|_| f()).collect()).unwrap()
-    }
-
     fn skip() -> bool {
-        let lacks = !F32Path::Avx512F.is_supported();
-        if lacks {
-            eprintln!("skipped: Winograd F(2x2, 3x3) (CPU lacks avx512f)");
-        }
-        lacks
+        crate::testing::skip_without(F32Path::Avx512F, "Winograd F(2x2, 3x3)")
     }
 
     /// Calls `f(p, (x, weight, bias), case)` over H, W in 1..=9 (odd and even, tiles cut by

@@ -36,10 +36,10 @@
 //! - Blocking: the tiles of one image (numbered row by row) in blocks of at most
 //!   `rows_per_block` tile rows' worth, `V` and `M` together at most [`BLOCK_FLOATS`] (so
 //!   that both stay in the 2 MB L2 between the transforms and the GEMMs). Batches run one
-//!   image per rayon task; batch 1 splits its tiles in two halves over
-//!   [`duo::join`](crate::duo::join) from [`super::DIRECT_PAR_MIN_MACS`], each half padding
-//!   only the input rows it reads. Halves of whole tiles, not of tile rows: cnn-teacher's
-//!   14x14 layers have 7 tile rows, which split 4 : 3.
+//!   image per rayon task; batch 1 splits in two halves over [`duo::join`](crate::duo::join)
+//!   from [`super::DIRECT_PAR_MIN_MACS`], by tiles or by GEMM panels of output channels
+//!   (`Split::of`), each half padding only the input rows it reads. Halves of whole tiles, not
+//!   of tile rows: cnn-teacher's 14x14 layers have 7 tile rows, which split 4 : 3.
 //!
 //! Numerics: the transforms add at most 4 terms with coefficients 1 and 1/2; on small
 //! integers every step is exact (results equal the reference bit for bit), on floats the
@@ -371,8 +371,8 @@ pub(super) fn forward(
 }
 
 /// [`forward`] by F(m x m, 3x3), `m` 2 or 4. Images run in parallel unless
-/// [`crate::serial::threads`] is 1; a single image splits its tile rows over
-/// [`duo`] from [`DIRECT_PAR_MIN_MACS`]. Each image's output is zeroed just before its
+/// [`crate::serial::threads`] is 1; a single image splits its tiles or its output channels
+/// over [`duo`] from [`DIRECT_PAR_MIN_MACS`]. Each image's output is zeroed just before its
 /// kernel writes it ([`crate::par_zeroed_chunks`]).
 fn forward_tiles(
     m: usize,
@@ -715,8 +715,9 @@ fn staged_rows(geo: &Tiles, epi: ConvEpilogue) -> (usize, usize) {
 
 /// `Y = A^T M A` for every tile of `block.tiles` (tiles of side `M`) and output channel of
 /// `block.chans`, 16 channels per zmm, then bias, ReLU and the 2x2 max pool as `epi` says,
-/// into the NCHW output `out`: per group of 16 channels and per tile row, the tiles' lines of 16 channels are staged in `stage` (one
-/// tile row's output rows, [`staged_rows`]) and then transposed into the 16 planes' rows
+/// into the NCHW output `out`: per group of 16 channels and per tile row, the tiles' lines of
+/// 16 channels are staged in `stage` (one tile row's output rows, [`staged_rows`]) and then
+/// transposed into the 16 planes' rows
 /// ([`untranspose_row_avx512`]): whole row segments stored, where one masked scatter per
 /// position and group wrote 16 planes at once (3x slower on cnn-teacher's conv3, whose two
 /// halves then also wrote the same lines).
@@ -832,7 +833,8 @@ unsafe fn output_transform<const M: usize>(
                         }
                     }
                 }
-                // The staged rows, columns `x0..x1`, into planes `o0..o0 + cout`.
+                // The staged rows, columns `x0..x1`, into planes `o0..o0 + cout` (a tile is
+                // square: it makes as many output columns as rows).
                 let x0 = rows * tx0;
                 let x1 = width.min(rows * tx1);
                 for dy in 0..rows {
